@@ -1,0 +1,78 @@
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+PHONE_PATTERN = r"^7[0-9]{10}$"
+OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
+
+validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7: 7XXXXXXXXXX.")
+validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA timezone name, such as Europe/Moscow.")
+
+
+def default_timezone() -> str:
+    return settings.DEFAULT_CLIENT_TIMEZONE
+
+
+class ClientQuerySet(models.QuerySet):
+    def matching(self, *, operator_code: str = "", tag: str = "") -> "ClientQuerySet":
+        """Clients a mailing with this filter goes to; an empty filter part matches everyone."""
+        queryset = self
+        if operator_code:
+            queryset = queryset.filter(operator_code=operator_code)
+        if tag:
+            queryset = queryset.filter(tag=tag)
+        return queryset
+
+
+class Client(models.Model):
+    phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
+    operator_code = models.CharField(
+        max_length=3,
+        validators=[validate_operator_code],
+        help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
+    )
+    tag = models.CharField(max_length=64, blank=True, help_text="Free label used by mailing filters.")
+    timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ClientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(phone__regex=PHONE_PATTERN), name="client_phone_format"),
+            models.CheckConstraint(
+                condition=Q(operator_code__regex=OPERATOR_CODE_PATTERN), name="client_operator_code_format"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["operator_code", "tag"], name="client_filter_idx"),
+            models.Index(fields=["tag"], name="client_tag_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Client {self.pk} ({self.masked_phone})"
+
+    @staticmethod
+    def operator_code_of(phone: str) -> str:
+        return phone[1:4]
+
+    @property
+    def masked_phone(self) -> str:
+        """The phone as logs and lists may show it: operator code and last two digits."""
+        return f"{self.phone[:4]}*****{self.phone[-2:]}" if self.phone else ""
+
+    def save(self, *args, **kwargs):
+        if not self.operator_code and self.phone:
+            self.operator_code = self.operator_code_of(self.phone)
+        super().save(*args, **kwargs)

@@ -1,0 +1,225 @@
+"""Settings for the mailing service.
+
+Every value comes from the environment (or a `.env` file beside manage.py) through
+django-environ; `.env.example` lists them all with the defaults used for local runs.
+The defaults need nothing but Python: SQLite, a filesystem broker and a file cache under var/.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.management.utils import get_random_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _local_secret_key() -> str:
+    """A random key kept in var/ so that local runs need no configuration; production sets DJANGO_SECRET_KEY."""
+    path = VAR_DIR / "secret_key"
+    try:
+        with open(path, "x") as fresh:
+            fresh.write(get_random_secret_key())
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key()
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "clients",
+    "mailings",
+    "messages_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mailing_service.urls"
+WSGI_APPLICATION = "mailing_service.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: WAL lets readers run beside the single writer,
+    # IMMEDIATE takes the write lock at BEGIN so concurrent claims queue instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
+WHITENOISE_USE_FINDERS = True
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mailing service API",
+    "DESCRIPTION": "Clients, mailings (SMS campaigns), their messages and delivery statistics.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Domain ---------------------------------------------------------------------------------
+# Timezone given to a client created without one.
+DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+
+# --- Sending --------------------------------------------------------------------------------
+PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
+PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
+PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
+PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
+
+# Requests one dispatcher keeps in flight, and dispatchers working on one mailing at once.
+SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
+# How long one dispatch task runs before it hands over to a fresh task (keeps tasks bounded).
+SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=60.0)
+# No request starts with less than this left before the mailing's end; it ends this early too.
+SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
+# Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
+SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=1.0)
+SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=300.0)
+# Circuit breaker: this many retryable failures in a row pause all sending for the pause.
+SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=5)
+SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
+# After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
+SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
+
+# Fan-out: clients read and messages inserted per batch.
+FANOUT_BATCH_SIZE = env.int("FANOUT_BATCH_SIZE", default=5000)
+
+# --- Celery ---------------------------------------------------------------------------------
+_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: a folder of message files, so a local run needs no server.
+    _BROKER_DIR.mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR),
+        "data_folder_out": str(_BROKER_DIR),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = TIME_ZONE
+
+MAILING_SCAN_INTERVAL = env.float("MAILING_SCAN_INTERVAL", default=5.0)
+MESSAGE_SWEEP_INTERVAL = env.float("MESSAGE_SWEEP_INTERVAL", default=15.0)
+CELERY_BEAT_SCHEDULE = {
+    "launch-due-mailings": {
+        "task": "mailings.tasks.launch_due_mailings",
+        "schedule": MAILING_SCAN_INTERVAL,
+    },
+    "sweep-stuck-messages": {
+        "task": "messages_app.tasks.sweep_messages",
+        "schedule": MESSAGE_SWEEP_INTERVAL,
+    },
+}
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

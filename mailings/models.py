@@ -1,0 +1,81 @@
+from datetime import datetime
+
+from django.db import models
+from django.db.models import F, Q
+
+from clients.models import Client, ClientQuerySet, validate_operator_code
+
+TEXT_MAX_LENGTH = 1000
+
+
+class MailingQuerySet(models.QuerySet):
+    def due_for_launch(self, now: datetime) -> "MailingQuerySet":
+        """Mailings whose window contains now and whose fan-out is neither finished nor held by a live launcher."""
+        return self.filter(start_at__lte=now, end_at__gt=now, fanout_completed_at__isnull=True).filter(
+            Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now)
+        )
+
+
+class Mailing(models.Model):
+    start_at = models.DateTimeField(help_text="Sending starts at this moment.")
+    end_at = models.DateTimeField(help_text="Nothing is sent from this moment on; unsent messages expire.")
+    text = models.TextField(max_length=TEXT_MAX_LENGTH)
+    filter_operator_code = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[validate_operator_code],
+        help_text="Only clients with this operator code; empty: any operator code.",
+    )
+    filter_tag = models.CharField(
+        max_length=64, blank=True, help_text="Only clients with this tag; empty: any tag."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Fan-out bookkeeping, written by the launcher only.
+    launched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    fanout_cursor = models.BigIntegerField(
+        default=0, editable=False, help_text="Id of the last client the fan-out has reached."
+    )
+    fanout_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    fanout_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
+    dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = MailingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-start_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="mailing_end_after_start"),
+            models.CheckConstraint(condition=~Q(text=""), name="mailing_text_not_empty"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["start_at"],
+                condition=Q(fanout_completed_at__isnull=True),
+                name="mailing_awaiting_launch_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Mailing {self.pk} ({self.start_at:%Y-%m-%d %H:%M})"
+
+    def is_active(self, now: datetime) -> bool:
+        return self.start_at <= now < self.end_at
+
+    @property
+    def is_launched(self) -> bool:
+        return self.launched_at is not None
+
+    def recipients(self) -> ClientQuerySet:
+        return Client.objects.matching(operator_code=self.filter_operator_code, tag=self.filter_tag)
+
+    @property
+    def audience_description(self) -> str:
+        parts = []
+        if self.filter_operator_code:
+            parts.append(f"operator code {self.filter_operator_code}")
+        if self.filter_tag:
+            parts.append(f"tag {self.filter_tag!r}")
+        return "clients with " + " and ".join(parts) if parts else "all clients"
