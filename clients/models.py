@@ -63,6 +63,11 @@ class Client(models.Model):
     def __str__(self) -> str:
         return f"Client {self.pk} ({self.masked_phone})"
 
+    def save(self, *args, **kwargs):
+        if not self.operator_code and self.phone:
+            self.operator_code = self.operator_code_of(self.phone)
+        super().save(*args, **kwargs)
+
     @staticmethod
     def operator_code_of(phone: str) -> str:
         return phone[1:4]
@@ -71,8 +76,3 @@ class Client(models.Model):
     def masked_phone(self) -> str:
         """The phone as logs and lists may show it: operator code and last two digits."""
         return f"{self.phone[:4]}*****{self.phone[-2:]}" if self.phone else ""
-
-    def save(self, *args, **kwargs):
-        if not self.operator_code and self.phone:
-            self.operator_code = self.operator_code_of(self.phone)
-        super().save(*args, **kwargs)

@@ -19,7 +19,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _local_secret_key() -> str:
-    """A random key kept in var/ so that local runs need no configuration; production sets DJANGO_SECRET_KEY."""
+    """A random key kept in var/, so local runs need no configuration; production sets its own."""
     path = VAR_DIR / "secret_key"
     try:
         with open(path, "x") as fresh:

@@ -10,7 +10,7 @@ TEXT_MAX_LENGTH = 1000
 
 class MailingQuerySet(models.QuerySet):
     def due_for_launch(self, now: datetime) -> "MailingQuerySet":
-        """Mailings whose window contains now and whose fan-out is neither finished nor held by a live launcher."""
+        """Mailings inside their window whose fan-out is neither finished nor held by a live launcher."""
         return self.filter(start_at__lte=now, end_at__gt=now, fanout_completed_at__isnull=True).filter(
             Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now)
         )

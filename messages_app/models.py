@@ -44,7 +44,9 @@ class Message(models.Model):
                 condition=Q(status=MessageStatus.PENDING),
                 name="message_due_idx",
             ),
-            models.Index(fields=["lease_until"], condition=Q(status=MessageStatus.SENDING), name="message_lease_idx"),
+            models.Index(
+                fields=["lease_until"], condition=Q(status=MessageStatus.SENDING), name="message_lease_idx"
+            ),
         ]
 
     def __str__(self) -> str:

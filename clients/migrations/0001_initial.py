@@ -6,28 +6,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Client',
+            name="Client",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('phone', models.CharField(max_length=11, unique=True, validators=[django.core.validators.RegexValidator('^7[0-9]{10}$', 'Enter 11 digits starting with 7: 7XXXXXXXXXX.')])),
-                ('operator_code', models.CharField(help_text='Mobile operator code; digits 2-4 of the phone when left empty.', max_length=3, validators=[django.core.validators.RegexValidator('^[0-9]{3}$', 'Enter a 3-digit mobile operator code.')])),
-                ('tag', models.CharField(blank=True, help_text='Free label used by mailing filters.', max_length=64)),
-                ('timezone', models.CharField(default=clients.models.default_timezone, max_length=64, validators=[clients.models.validate_timezone])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "phone",
+                    models.CharField(
+                        max_length=11,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^7[0-9]{10}$", "Enter 11 digits starting with 7: 7XXXXXXXXXX."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "operator_code",
+                    models.CharField(
+                        help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[0-9]{3}$", "Enter a 3-digit mobile operator code."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "tag",
+                    models.CharField(
+                        blank=True, help_text="Free label used by mailing filters.", max_length=64
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default=clients.models.default_timezone,
+                        max_length=64,
+                        validators=[clients.models.validate_timezone],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['operator_code', 'tag'], name='client_filter_idx'), models.Index(fields=['tag'], name='client_tag_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('phone__regex', '^7[0-9]{10}$')), name='client_phone_format'), models.CheckConstraint(condition=models.Q(('operator_code__regex', '^[0-9]{3}$')), name='client_operator_code_format')],
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(fields=["operator_code", "tag"], name="client_filter_idx"),
+                    models.Index(fields=["tag"], name="client_tag_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("phone__regex", "^7[0-9]{10}$")), name="client_phone_format"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("operator_code__regex", "^[0-9]{3}$")),
+                        name="client_operator_code_format",
+                    ),
+                ],
             },
         ),
     ]

@@ -5,34 +5,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Mailing',
+            name="Mailing",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start_at', models.DateTimeField(help_text='Sending starts at this moment.')),
-                ('end_at', models.DateTimeField(help_text='Nothing is sent from this moment on; unsent messages expire.')),
-                ('text', models.TextField(max_length=1000)),
-                ('filter_operator_code', models.CharField(blank=True, help_text='Only clients with this operator code; empty: any operator code.', max_length=3, validators=[django.core.validators.RegexValidator('^[0-9]{3}$', 'Enter a 3-digit mobile operator code.')])),
-                ('filter_tag', models.CharField(blank=True, help_text='Only clients with this tag; empty: any tag.', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('launched_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('fanout_cursor', models.BigIntegerField(default=0, editable=False, help_text='Id of the last client the fan-out has reached.')),
-                ('fanout_lease_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('fanout_completed_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('dispatch_heartbeat_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("start_at", models.DateTimeField(help_text="Sending starts at this moment.")),
+                (
+                    "end_at",
+                    models.DateTimeField(
+                        help_text="Nothing is sent from this moment on; unsent messages expire."
+                    ),
+                ),
+                ("text", models.TextField(max_length=1000)),
+                (
+                    "filter_operator_code",
+                    models.CharField(
+                        blank=True,
+                        help_text="Only clients with this operator code; empty: any operator code.",
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[0-9]{3}$", "Enter a 3-digit mobile operator code."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "filter_tag",
+                    models.CharField(
+                        blank=True, help_text="Only clients with this tag; empty: any tag.", max_length=64
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("launched_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "fanout_cursor",
+                    models.BigIntegerField(
+                        default=0, editable=False, help_text="Id of the last client the fan-out has reached."
+                    ),
+                ),
+                ("fanout_lease_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("fanout_completed_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("dispatch_heartbeat_at", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'ordering': ['-start_at', '-id'],
-                'indexes': [models.Index(condition=models.Q(('fanout_completed_at__isnull', True)), fields=['start_at'], name='mailing_awaiting_launch_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('end_at__gt', models.F('start_at'))), name='mailing_end_after_start'), models.CheckConstraint(condition=models.Q(('text', ''), _negated=True), name='mailing_text_not_empty')],
+                "ordering": ["-start_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("fanout_completed_at__isnull", True)),
+                        fields=["start_at"],
+                        name="mailing_awaiting_launch_idx",
+                    )
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("end_at__gt", models.F("start_at"))),
+                        name="mailing_end_after_start",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("text", ""), _negated=True), name="mailing_text_not_empty"
+                    ),
+                ],
             },
         ),
     ]
