@@ -1,0 +1,79 @@
+"""Raw load on the send endpoint, to measure what the fake itself sustains.
+
+``python -m fake_provider.rawload --url http://127.0.0.1:8070/v1 --token T --concurrency 200 --seconds 10``
+keeps `concurrency` valid sends in flight for `seconds` and prints
+``{"requests": n, "seconds": s, "rate": r, "errors": e}``.
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+from typing import Any
+
+import aiohttp
+
+# Far above any real message id, so that load never collides with a mailing's messages.
+ID_OFFSET = 10**12
+PHONE = 79_000_000_000
+REQUEST_TIMEOUT = 10.0
+
+
+async def measure_async(url: str, token: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    send_url = url.rstrip("/") + "/send/"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    ids = itertools.count(ID_OFFSET)
+    counts = {"requests": 0, "errors": 0}
+
+    async def keep_sending(session: aiohttp.ClientSession, deadline: float) -> None:
+        while loop.time() < deadline:
+            msg_id = next(ids)
+            body = b'{"id": %d, "phone": %d, "text": "load"}' % (msg_id, PHONE)
+            ok = False
+            try:
+                async with session.post(f"{send_url}{msg_id}", data=body, headers=headers) as response:
+                    answer = await response.read()
+                if response.status == 200:
+                    payload = json.loads(answer)
+                    ok = isinstance(payload, dict) and payload.get("code") == 0
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                await asyncio.sleep(0.01)  # do not spin on refused connections
+            counts["requests"] += 1
+            counts["errors"] += not ok
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = loop.time()
+        deadline = started + seconds
+        await asyncio.gather(*(keep_sending(session, deadline) for _ in range(concurrency)))
+        elapsed = loop.time() - started
+    return {
+        "requests": counts["requests"],
+        "seconds": round(elapsed, 3),
+        "rate": round(counts["requests"] / elapsed, 1),
+        "errors": counts["errors"],
+    }
+
+
+def measure(url: str, token: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Run the load in a new event loop (not from inside a running one)."""
+    return asyncio.run(measure_async(url, token, concurrency, seconds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fake_provider.rawload", description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8070/v1", help="base URL of the send API")
+    parser.add_argument("--token", default=os.environ.get("PROVIDER_TOKEN"), help="default: $PROVIDER_TOKEN")
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("--token (or $PROVIDER_TOKEN) is required")
+    print(json.dumps(measure(args.url, args.token, args.concurrency, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""The fake provider's state and its two aiohttp applications.
+
+The send application (``POST /v1/send/{msgId}``) speaks the provider contract and misbehaves on
+demand. The control application, on a second port so that it stays reachable while the send port
+refuses connections, reads the records and changes the configuration at runtime.
+"""
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+PHONE_MIN = 70_000_000_000
+PHONE_MAX = 79_999_999_999
+MSG_ID_MAX = 2**63 - 1
+OUTCOMES = ("ok", "rejected", "error_5xx", "garbage", "hang", "unauthorized", "bad_request", "abandoned")
+OUTAGE_MODES = ("refuse", "503", "none")
+
+OK_BODY = b'{"code": 0, "message": "OK"}'
+REJECTED_BODY = b'{"code": 3, "message": "rejected"}'
+# Alternated: a proxy's error page, then JSON without "code".
+GARBAGE_ANSWERS = (
+    (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
+    (b'{"status": "queued"}', "application/json"),
+)
+# Closing connections that wait on a hang should not keep a shutdown waiting for long.
+SHUTDOWN_TIMEOUT = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the fake does to each send; replaced as a whole on every change."""
+
+    token: str
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    error_rate: float = 0.0
+    garbage_rate: float = 0.0
+    hang_rate: float = 0.0
+    reject_rate: float = 0.0
+    hang_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or not self.token or self.token != self.token.strip():
+            raise ValueError("token must be a non-empty string without surrounding spaces")
+        for field in dataclasses.fields(self):
+            if field.name == "token":
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number")
+            if field.name.endswith("_rate") and not 0 <= value <= 1:
+                raise ValueError(f"{field.name} must be between 0 and 1")
+            if value < 0:
+                raise ValueError(f"{field.name} must not be negative")
+            object.__setattr__(self, field.name, float(value))
+
+    @property
+    def authorization(self) -> str:
+        return f"Bearer {self.token}"
+
+    def updated(self, changes: Mapping[str, Any]) -> "Config":
+        unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def public(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"token": "<hidden>"}
+
+
+class Records:
+    """What happened to the sends since the last reset: what tests and benchmarks trust."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests_total = 0
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        # One (msg_id, time.time()) per acceptance, duplicates included, in acceptance order.
+        self.accepted: list[tuple[int, float]] = []
+        self.accepts_by_id: dict[int, int] = {}
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def accept(self, msg_id: int) -> None:
+        self.outcomes["ok"] += 1
+        self.accepted.append((msg_id, time.time()))
+        self.accepts_by_id[msg_id] = self.accepts_by_id.get(msg_id, 0) + 1
+
+    def stats(self, after: float | None = None) -> dict[str, Any]:
+        accepted_total = len(self.accepted)
+        unique = len(self.accepts_by_id)
+        stats = {
+            "requests_total": self.requests_total,
+            "accepted_total": accepted_total,
+            "unique_accepted": unique,
+            "duplicates": accepted_total - unique,
+            "outcomes": dict(self.outcomes),
+            "first_accept_at": self.accepted[0][1] if self.accepted else None,
+            "last_accept_at": self.accepted[-1][1] if self.accepted else None,
+        }
+        if after is not None:
+            stats["accepted_after"] = sum(1 for _, accepted_at in self.accepted if accepted_at > after)
+        return stats
+
+
+class FakeProvider:
+    """Configuration, records, outage state and the two listening sites of one fake provider."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8070,
+        control_port: int | None = None,
+        seed: int | None = None,
+        access_log: bool = False,
+    ) -> None:
+        self.config = config
+        self.records = Records()
+        self.host = host
+        self.port = port
+        self.control_port = port + 1 if control_port is None else control_port
+        self.in_flight = 0
+        self._rng = random.Random(seed)
+        self._access_log = access_log
+        self._errors_answered = 0
+        self._garbage_answered = 0
+        self._outage_mode: str | None = None
+        self._outage_until = 0.0  # time.monotonic()
+        self._outage_task: asyncio.Task[None] | None = None
+        self._send_runner: web.AppRunner | None = None
+        self._send_site: web.TCPSite | None = None
+        self._control_runner: web.AppRunner | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._send_runner = self._runner(create_send_app(self))
+        await self._send_runner.setup()
+        await self._open_send_site()
+        assert self._send_site is not None
+        self.port = self._send_site.port
+
+        self._control_runner = self._runner(create_control_app(self))
+        await self._control_runner.setup()
+        control_site = web.TCPSite(self._control_runner, self.host, self.control_port)
+        await control_site.start()
+        self.control_port = control_site.port
+
+    async def stop(self) -> None:
+        if self._outage_task is not None:
+            self._outage_task.cancel()
+        for runner in (self._send_runner, self._control_runner):
+            if runner is not None:
+                await runner.cleanup()
+
+    def _runner(self, app: web.Application) -> web.AppRunner:
+        access_log = logging.getLogger("aiohttp.access") if self._access_log else None
+        # handler_cancellation: a client that goes away cancels its handler, which ends a hang
+        # and keeps a request whose client gave up from ever being recorded as accepted.
+        return web.AppRunner(
+            app, access_log=access_log, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+
+    async def _open_send_site(self) -> None:
+        if self._send_site is not None:
+            return
+        assert self._send_runner is not None
+        while True:
+            # A deep backlog: hundreds of clients may connect at once when the port comes back.
+            site = web.TCPSite(self._send_runner, self.host, self.port, backlog=1024)
+            try:
+                await site.start()
+            except OSError as error:
+                # Someone else may hold the port for a moment after a refuse outage: keep trying.
+                await site.stop()
+                logger.warning("cannot listen on %s:%s again (%s), retrying", self.host, self.port, error)
+                await asyncio.sleep(0.2)
+                continue
+            self._send_site = site
+            return
+
+    async def _close_send_site(self) -> None:
+        if self._send_site is None:
+            return
+        await self._send_site.stop()
+        self._send_site = None
+        # Kept-alive connections would otherwise go on working through the outage.
+        assert self._send_runner is not None and self._send_runner.server is not None
+        for connection in self._send_runner.server.connections:
+            connection.force_close()
+
+    # --- configuration and outages ---------------------------------------------------------
+
+    def configure(self, changes: Mapping[str, Any]) -> None:
+        """Apply a partial update atomically; ValueError (and no change at all) on a bad value."""
+        changes = dict(changes)
+        reseed = "seed" in changes
+        seed = changes.pop("seed", None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("seed must be an integer or null")
+        config = self.config.updated(changes)
+        self.config = config
+        if reseed:
+            self._rng.seed(seed)
+
+    async def start_outage(self, mode: str, seconds: float) -> None:
+        """Refuse connections, or answer 503 to every send, for `seconds`; mode "none" ends an outage."""
+        if self._outage_task is not None:
+            self._outage_task.cancel()
+            self._outage_task = None
+        if mode == "none":
+            await self._end_outage()
+            return
+        if mode == "refuse":
+            await self._close_send_site()
+        else:
+            await self._open_send_site()
+        self._outage_mode = mode
+        self._outage_until = time.monotonic() + seconds
+        self._outage_task = asyncio.create_task(self._end_outage_after(seconds))
+        logger.info("outage %s for %s s", mode, seconds)
+
+    async def _end_outage_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._outage_task = None
+        await self._end_outage()
+
+    async def _end_outage(self) -> None:
+        if self._outage_mode is not None:
+            logger.info("outage %s over", self._outage_mode)
+        self._outage_mode = None
+        await self._open_send_site()
+
+    def outage(self) -> dict[str, Any] | None:
+        if self._outage_mode is None:
+            return None
+        return {"mode": self._outage_mode, "seconds_left": max(0.0, self._outage_until - time.monotonic())}
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(self, request: web.Request) -> web.Response:
+        self.records.requests_total += 1
+        self.in_flight += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        records = self.records
+        if self._outage_mode == "503":
+            records.count("error_5xx")
+            return web.Response(status=503, text="provider outage")
+
+        config = self.config
+        msg_id: int | None = None
+        if request.headers.get("Authorization") != config.authorization:
+            outcome = "unauthorized"
+        else:
+            msg_id = _valid_msg_id(request.match_info["msgId"], await request.read())
+            outcome = "bad_request" if msg_id is None else self._draw_outcome(config)
+
+        if outcome == "hang":
+            records.count("hang")
+            # Cancelled when the client disconnects (handler_cancellation).
+            await asyncio.sleep(config.hang_seconds)
+            return web.Response(status=504, text="hung")
+
+        delay = config.latency
+        if config.latency_jitter:
+            delay = max(0.0, delay + self._rng.uniform(-config.latency_jitter, config.latency_jitter))
+        if delay:
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                records.count("abandoned")
+                raise
+
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            # The client gave up (e.g. at a mailing's end): whatever we answer, nobody hears it.
+            records.count("abandoned")
+            return web.Response(status=499)
+        if outcome == "ok":
+            assert msg_id is not None
+            records.accept(msg_id)
+            return web.Response(body=OK_BODY, content_type="application/json")
+        records.count(outcome)
+        return self._misbehaving_response(outcome)
+
+    def _draw_outcome(self, config: Config) -> str:
+        # One draw per option on every request, so a seed gives the same sequence whatever the rates.
+        rng = self._rng
+        hang = rng.random() < config.hang_rate
+        error = rng.random() < config.error_rate
+        garbage = rng.random() < config.garbage_rate
+        reject = rng.random() < config.reject_rate
+        if hang:
+            return "hang"
+        if error:
+            return "error_5xx"
+        if garbage:
+            return "garbage"
+        if reject:
+            return "rejected"
+        return "ok"
+
+    def _misbehaving_response(self, outcome: str) -> web.Response:
+        if outcome == "unauthorized":
+            return web.json_response({"message": "missing or bad token"}, status=401)
+        if outcome == "bad_request":
+            return web.json_response({"message": "invalid input"}, status=400)
+        if outcome == "rejected":
+            return web.Response(body=REJECTED_BODY, content_type="application/json")
+        if outcome == "error_5xx":
+            status = (503, 500)[self._errors_answered % 2]
+            self._errors_answered += 1
+            return web.Response(status=status, text="provider error")
+        body, content_type = GARBAGE_ANSWERS[self._garbage_answered % 2]
+        self._garbage_answered += 1
+        return web.Response(body=body, content_type=content_type)
+
+
+def _valid_msg_id(path_id: str, body: bytes) -> int | None:
+    """The message id if the path and body follow the contract, else None."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    msg_id, phone, text = payload.get("id"), payload.get("phone"), payload.get("text")
+    if type(msg_id) is not int or not 0 <= msg_id <= MSG_ID_MAX or str(msg_id) != path_id:
+        return None
+    if type(phone) is not int or not PHONE_MIN <= phone <= PHONE_MAX:
+        return None
+    if not isinstance(text, str):
+        return None
+    return msg_id
+
+
+# --- applications --------------------------------------------------------------------------
+
+PROVIDER = web.AppKey("provider", FakeProvider)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _send(request: web.Request) -> web.Response:
+    return await request.app[PROVIDER].send(request)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    provider = request.app[PROVIDER]
+    after = request.query.get("after")
+    if after is not None:
+        try:
+            after_time = float(after)
+        except ValueError:
+            raise web.HTTPBadRequest(text="after must be a unix time") from None
+    stats = provider.records.stats(after=None if after is None else after_time)
+    return web.json_response(stats | {"in_flight": provider.in_flight})
+
+
+async def _accepted(request: web.Request) -> web.Response:
+    return web.json_response(request.app[PROVIDER].records.accepted)
+
+
+async def _reset(request: web.Request) -> web.Response:
+    provider = request.app[PROVIDER]
+    provider.records.reset()
+    return web.json_response(provider.records.stats())
+
+
+def _config_answer(provider: FakeProvider) -> web.Response:
+    return web.json_response(provider.config.public() | {"outage": provider.outage()})
+
+
+async def _get_config(request: web.Request) -> web.Response:
+    return _config_answer(request.app[PROVIDER])
+
+
+async def _put_config(request: web.Request) -> web.Response:
+    provider = request.app[PROVIDER]
+    changes = await _json_object(request)
+    try:
+        provider.configure(changes)
+    except (TypeError, ValueError) as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    return _config_answer(provider)
+
+
+async def _post_outage(request: web.Request) -> web.Response:
+    provider = request.app[PROVIDER]
+    body = await _json_object(request)
+    mode, seconds = body.get("mode"), body.get("seconds", 0)
+    if mode not in OUTAGE_MODES:
+        raise web.HTTPBadRequest(text=f"mode must be one of {', '.join(OUTAGE_MODES)}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+        raise web.HTTPBadRequest(text="seconds must be a non-negative number")
+    await provider.start_outage(mode, seconds)
+    return _config_answer(provider)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return body
+
+
+def create_send_app(provider: FakeProvider) -> web.Application:
+    app = web.Application()
+    app[PROVIDER] = provider
+    app.router.add_post("/v1/send/{msgId}", _send)
+    app.router.add_get("/health", _health)
+    return app
+
+
+def create_control_app(provider: FakeProvider) -> web.Application:
+    app = web.Application()
+    app[PROVIDER] = provider
+    app.router.add_get("/health", _health)
+    app.router.add_get("/stats", _stats)
+    app.router.add_get("/accepted", _accepted)
+    app.router.add_get("/config", _get_config)
+    app.router.add_put("/control/config", _put_config)
+    app.router.add_post("/control/outage", _post_outage)
+    app.router.add_post("/control/reset", _reset)
+    return app
