@@ -1,0 +1,165 @@
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from mailings.models import Mailing
+from mailings.tests.factories import MailingFactory
+from messages_app.models import MessageStatus
+from messages_app.tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:mailings_mailing_changelist")
+
+
+def listed(response) -> dict[int, Mailing]:
+    return {mailing.pk: mailing for mailing in response.context["cl"].result_list}
+
+
+def mailing_with_messages(**statuses: int) -> Mailing:
+    """A launched mailing with the given number of messages in each status."""
+    mailing = MailingFactory(launched_at=timezone.now())
+    for status, number in statuses.items():
+        MessageFactory.create_batch(number, mailing=mailing, status=status)
+    return mailing
+
+
+def test_changelist_renders_mailings_with_their_audience(admin_client):
+    MailingFactory(filter_operator_code="916", filter_tag="vip")
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    assert "clients with operator code 916 and tag &#x27;vip&#x27;" in response.content.decode()
+
+
+def test_changelist_shows_message_counts_per_status(admin_client):
+    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5)
+    quiet = mailing_with_messages(sent=2)
+    unlaunched = MailingFactory()
+
+    rows = listed(admin_client.get(CHANGELIST))
+
+    def counts(mailing):
+        row = rows[mailing.pk]
+        return [getattr(row, f"{status}_count") for status in MessageStatus] + [row.total_count]
+
+    assert counts(busy) == [1, 2, 3, 4, 5, 15]
+    assert counts(quiet) == [0, 0, 2, 0, 0, 2]
+    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0]
+
+
+def test_changelist_renders_the_counts_as_columns(admin_client):
+    mailing_with_messages(sent=3, failed=1)
+
+    content = admin_client.get(CHANGELIST).content.decode()
+
+    assert '<td class="field-sent_count">3</td>' in content
+    assert '<td class="field-failed_count">1</td>' in content
+    assert '<td class="field-total_count">4</td>' in content
+
+
+def test_changelist_query_count_does_not_grow_with_mailings(admin_client, django_assert_max_num_queries):
+    mailing_with_messages(pending=2, sent=1)
+    admin_client.get(CHANGELIST)  # warm the session and content type caches
+    with CaptureQueriesContext(connection) as one_mailing:
+        assert len(listed(admin_client.get(CHANGELIST))) == 1
+
+    for _ in range(19):
+        mailing_with_messages(pending=2, sent=1, failed=1)
+
+    with django_assert_max_num_queries(len(one_mailing)):
+        assert len(listed(admin_client.get(CHANGELIST))) == 20
+
+
+def test_change_form_renders_pipeline_fields_read_only_with_a_link_to_its_messages(admin_client):
+    mailing = mailing_with_messages(sent=1)
+
+    response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert "text" in form.fields
+    assert not {"launched_at", "fanout_cursor", "dispatch_heartbeat_at"} & set(form.fields)
+    messages_url = reverse("admin:messages_app_message_changelist")
+    assert f'href="{messages_url}?mailing__id__exact={mailing.pk}"' in response.content.decode()
+
+
+def test_add_form_renders_and_creates_a_mailing(admin_client):
+    url = reverse("admin:mailings_mailing_add")
+    assert admin_client.get(url).status_code == 200
+    start = timezone.now() + timedelta(days=2)
+
+    response = admin_client.post(
+        url,
+        {
+            "start_at_0": start.strftime("%Y-%m-%d"),
+            "start_at_1": "10:00:00",
+            "end_at_0": start.strftime("%Y-%m-%d"),
+            "end_at_1": "12:00:00",
+            "text": "Spring sale",
+            "filter_operator_code": "",
+            "filter_tag": "vip",
+        },
+    )
+
+    assert response.status_code == 302
+    mailing = Mailing.objects.get(text="Spring sale")
+    assert mailing.filter_tag == "vip"
+    assert mailing.launched_at is None
+
+
+@pytest.mark.parametrize("query", ["spring", "vip"], ids=["text", "tag"])
+def test_search_finds_a_mailing_by_text_or_tag(admin_client, query):
+    wanted = MailingFactory(text="Spring sale", filter_tag="vip")
+    MailingFactory(text="Autumn sale", filter_tag="new")
+
+    response = admin_client.get(CHANGELIST, {"q": query})
+
+    assert set(listed(response)) == {wanted.pk}
+
+
+def test_launched_filter_separates_launched_mailings(admin_client):
+    launched = mailing_with_messages(sent=1)
+    waiting = MailingFactory()
+
+    assert set(listed(admin_client.get(CHANGELIST, {"launched": "yes"}))) == {launched.pk}
+    assert set(listed(admin_client.get(CHANGELIST, {"launched": "no"}))) == {waiting.pk}
+
+
+def test_start_filter_keeps_mailings_starting_today(admin_client):
+    today = MailingFactory(start_at=timezone.now() + timedelta(minutes=5))
+    MailingFactory(start_at=timezone.now() + timedelta(days=3))
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+    response = admin_client.get(
+        CHANGELIST,
+        {
+            "start_at__gte": str(midnight),
+            "start_at__lt": str(midnight + timedelta(days=1)),
+        },
+    )
+
+    assert set(listed(response)) == {today.pk}
+
+
+def test_a_launched_mailing_cannot_be_deleted_here(admin_client):
+    mailing = mailing_with_messages(sent=1)
+
+    response = admin_client.get(reverse("admin:mailings_mailing_delete", args=[mailing.pk]))
+
+    assert response.status_code == 403
+    assert Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_a_mailing_not_yet_launched_can_be_deleted(admin_client):
+    mailing = MailingFactory()
+
+    response = admin_client.post(reverse("admin:mailings_mailing_delete", args=[mailing.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Mailing.objects.filter(pk=mailing.pk).exists()
