@@ -1,0 +1,49 @@
+"""Celery tasks of the sending pipeline. They only wake work up: the rows hold the state."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from . import services
+from .dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+def start_dispatchers(mailing_id: int) -> None:
+    """Ring the bell for a mailing: its dispatchers split its messages between them."""
+    for _ in range(settings.SENDER_DISPATCHERS_PER_MAILING):
+        dispatch_mailing.delay(mailing_id)
+
+
+@shared_task
+def dispatch_mailing(mailing_id: int) -> None:
+    report = Dispatcher.from_settings(mailing_id).run()
+    log.info(
+        "mailing=%s dispatch done: sent=%s failed=%s retried=%s deferred=%s expired=%s",
+        mailing_id,
+        report.sent,
+        report.failed,
+        report.retried,
+        report.deferred,
+        report.expired,
+    )
+    if report.next_run_in is not None:
+        dispatch_mailing.apply_async((mailing_id,), countdown=report.next_run_in)
+
+
+@shared_task
+def sweep_messages() -> None:
+    """Re-drive what a crash, a lost task or a broker restart left behind."""
+    now = timezone.now()
+    released = services.messages_release_expired_leases(now=now)
+    expired = services.messages_expire_pending(now=now)
+    stalled = services.mailings_without_dispatcher(now=now)
+    for mailing_id in stalled:
+        log.warning("mailing=%s has due messages and no live dispatcher: restarting dispatch", mailing_id)
+        services.mailing_heartbeat(mailing_id=mailing_id, now=now)
+        start_dispatchers(mailing_id)
+    if released or expired:
+        log.info("sweep: %s leases released, %s messages expired", released, expired)

@@ -1,0 +1,35 @@
+"""The contract every provider transport keeps.
+
+A transport sends one message and returns when the provider accepted it; otherwise it raises
+TransportError, saying whether a later attempt could succeed. Nothing else escapes it.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    id: int
+    phone: str
+    text: str
+
+
+class TransportError(Exception):
+    def __init__(self, detail: str, *, permanent: bool = False):
+        super().__init__(detail)
+        self.detail = detail
+        self.permanent = permanent
+
+
+class TransportAuthError(TransportError):
+    """The provider refused our credentials: no message can go out until they are fixed."""
+
+
+class Transport(Protocol):
+    async def __aenter__(self) -> "Transport": ...
+
+    async def __aexit__(self, *exc_info) -> None: ...
+
+    async def send(self, message: OutgoingMessage, *, timeout: float) -> None:
+        """Deliver one message, giving up after `timeout` seconds at the most."""
