@@ -176,7 +176,7 @@ class FakeProvider:
             app, access_log=access_log, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
 
-    async def _open_send_site(self) -> None:
+    async def _open_send_site(self, *, retry: bool = False) -> None:
         if self._send_site is not None:
             return
         assert self._send_runner is not None
@@ -186,10 +186,12 @@ class FakeProvider:
             try:
                 await site.start()
             except OSError as error:
-                # Someone else may hold the port for a moment after a refuse outage: keep trying.
                 await site.stop()
+                if not retry:
+                    raise
+                # Someone else took the port during a refuse outage: keep trying until it is free.
                 logger.warning("cannot listen on %s:%s again (%s), retrying", self.host, self.port, error)
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
                 continue
             self._send_site = site
             return
@@ -217,6 +219,7 @@ class FakeProvider:
         self.config = config
         if reseed:
             self._rng.seed(seed)
+            self._errors_answered = self._garbage_answered = 0
 
     async def start_outage(self, mode: str, seconds: float) -> None:
         """Refuse connections, or answer 503 to every send, for `seconds`; mode "none" ends an outage."""
@@ -229,7 +232,7 @@ class FakeProvider:
         if mode == "refuse":
             await self._close_send_site()
         else:
-            await self._open_send_site()
+            await self._open_send_site(retry=True)
         self._outage_mode = mode
         self._outage_until = time.monotonic() + seconds
         self._outage_task = asyncio.create_task(self._end_outage_after(seconds))
@@ -244,7 +247,7 @@ class FakeProvider:
         if self._outage_mode is not None:
             logger.info("outage %s over", self._outage_mode)
         self._outage_mode = None
-        await self._open_send_site()
+        await self._open_send_site(retry=True)
 
     def outage(self) -> dict[str, Any] | None:
         if self._outage_mode is None:

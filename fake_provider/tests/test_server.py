@@ -1,0 +1,348 @@
+"""The fake provider over real HTTP: one server process for the module, reset before each test."""
+
+import json
+import time
+
+import pytest
+import requests
+
+from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+
+TOKEN = "test-token"
+PHONE = 79001234567
+DEFAULTS = {
+    "token": TOKEN,
+    "latency": 0.0,
+    "latency_jitter": 0.0,
+    "error_rate": 0.0,
+    "garbage_rate": 0.0,
+    "hang_rate": 0.0,
+    "reject_rate": 0.0,
+    "hang_seconds": 3600.0,
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    port, control_port = free_port(), free_port()
+    process = start_fake_provider(port, control_port, TOKEN)
+    control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
+    yield f"http://127.0.0.1:{port}/v1", control
+    control.close()
+    stop_fake_provider(process)
+
+
+@pytest.fixture
+def send_url(server):
+    return server[0]
+
+
+@pytest.fixture
+def control(server):
+    control = server[1]
+    control.outage("none")
+    control.configure(**DEFAULTS)
+    control.reset()
+    return control
+
+
+def send(send_url, msg_id, body=None, token=TOKEN, timeout=5.0, session=requests):
+    if body is None:
+        body = {"id": msg_id, "phone": PHONE, "text": "hello"}
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return session.post(f"{send_url}/send/{msg_id}", json=body, headers=headers, timeout=timeout)
+
+
+def wait_until(condition, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_valid_send_is_accepted_and_recorded_with_its_time(send_url, control):
+    before = time.time()
+
+    response = send(send_url, 42)
+
+    assert response.status_code == 200
+    assert response.json() == {"code": 0, "message": "OK"}
+    stats = control.stats()
+    assert stats["requests_total"] == 1
+    assert stats["accepted_total"] == 1
+    assert stats["unique_accepted"] == 1
+    assert stats["outcomes"]["ok"] == 1
+    [(msg_id, accepted_at)] = control.accepted()
+    assert msg_id == 42
+    assert before <= accepted_at <= time.time()
+    assert stats["first_accept_at"] == stats["last_accept_at"] == accepted_at
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+def test_missing_or_wrong_token_is_unauthorized_and_not_recorded(send_url, control, token):
+    response = send(send_url, 1, token=token)
+
+    assert response.status_code == 401
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["unauthorized"] == 1
+
+
+def test_a_token_without_bearer_is_unauthorized(send_url, control):
+    response = requests.post(
+        f"{send_url}/send/1",
+        json={"id": 1, "phone": PHONE, "text": "hi"},
+        headers={"Authorization": TOKEN},
+        timeout=5,
+    )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"phone": PHONE, "text": "hi"},
+        {"id": 7, "text": "hi"},
+        {"id": 7, "phone": PHONE},
+        {"id": 8, "phone": PHONE, "text": "hi"},
+        {"id": "7", "phone": PHONE, "text": "hi"},
+        {"id": 7, "phone": 7900123456, "text": "hi"},
+        {"id": 7, "phone": 790012345678, "text": "hi"},
+        {"id": 7, "phone": 89001234567, "text": "hi"},
+        {"id": 7, "phone": "79001234567", "text": "hi"},
+        {"id": 7, "phone": True, "text": "hi"},
+        {"id": 7, "phone": PHONE, "text": 5},
+        [7, PHONE, "hi"],
+    ],
+    ids=[
+        "no id",
+        "no phone",
+        "no text",
+        "id differs from msgId",
+        "id is a string",
+        "phone of 10 digits",
+        "phone of 12 digits",
+        "phone starting with 8",
+        "phone is a string",
+        "phone is a boolean",
+        "text is not a string",
+        "body is not an object",
+    ],
+)
+def test_invalid_body_is_a_bad_request_and_not_recorded(send_url, control, body):
+    response = send(send_url, 7, body=body)
+
+    assert response.status_code == 400
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["bad_request"] == 1
+
+
+def test_body_that_is_not_json_is_a_bad_request(send_url, control):
+    response = requests.post(
+        f"{send_url}/send/7", data=b"{not json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+
+    assert response.status_code == 400
+
+
+def test_error_rate_one_answers_5xx_and_records_nothing_accepted(send_url, control):
+    control.configure(error_rate=1.0)
+
+    statuses = {send(send_url, msg_id).status_code for msg_id in range(4)}
+
+    assert statuses == {500, 503}
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["error_5xx"] == 4
+
+
+def test_garbage_rate_one_answers_200_with_bodies_that_are_not_json_or_lack_a_code(send_url, control):
+    control.configure(garbage_rate=1.0)
+
+    responses = [send(send_url, msg_id) for msg_id in range(2)]
+
+    assert [response.status_code for response in responses] == [200, 200]
+    with pytest.raises(ValueError):
+        json.loads(responses[0].content)
+    assert "code" not in responses[1].json()
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["garbage"] == 2
+
+
+def test_reject_rate_one_answers_a_nonzero_code_not_recorded_as_accepted(send_url, control):
+    control.configure(reject_rate=1.0)
+
+    response = send(send_url, 3)
+
+    assert response.status_code == 200
+    assert response.json()["code"] != 0
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["rejected"] == 1
+
+
+def test_duplicates_are_counted_and_every_acceptance_listed(send_url, control):
+    for msg_id in (5, 5, 6):
+        assert send(send_url, msg_id).json()["code"] == 0
+
+    stats = control.stats()
+    assert stats["accepted_total"] == 3
+    assert stats["unique_accepted"] == 2
+    assert stats["duplicates"] == 1
+    assert [msg_id for msg_id, _ in control.accepted()] == [5, 5, 6]
+
+
+def test_client_giving_up_during_latency_is_not_recorded_as_accepted(send_url, control):
+    control.configure(latency=0.5)
+
+    with pytest.raises(requests.Timeout):
+        send(send_url, 9, timeout=0.1)
+
+    wait_until(lambda: control.stats()["in_flight"] == 0)
+    time.sleep(0.5)  # past the latency: the send would have been answered by now
+    stats = control.stats()
+    assert stats["accepted_total"] == 0
+    assert stats["outcomes"]["abandoned"] == 1
+
+
+def test_latency_delays_the_answer(send_url, control):
+    control.configure(latency=0.2, latency_jitter=0.05)
+
+    started = time.monotonic()
+    response = send(send_url, 1)
+
+    assert response.status_code == 200
+    assert 0.15 <= time.monotonic() - started < 1.0
+
+
+def test_a_hang_lasts_until_the_client_gives_up(send_url, control):
+    control.configure(hang_rate=1.0)
+
+    with pytest.raises(requests.Timeout):
+        send(send_url, 4, timeout=0.3)
+
+    # The server notices the disconnect and drops the hanging request.
+    wait_until(lambda: control.stats()["in_flight"] == 0)
+    stats = control.stats()
+    assert stats["outcomes"]["hang"] == 1
+    assert stats["accepted_total"] == 0
+
+
+def test_refuse_outage_refuses_connections_then_works_again(send_url, control):
+    session = requests.Session()
+    assert send(send_url, 1, session=session).status_code == 200  # a kept-alive connection
+
+    control.outage("refuse", 1)
+    started = time.monotonic()
+
+    with pytest.raises(requests.ConnectionError):
+        send(send_url, 2, session=session)
+    with pytest.raises(requests.ConnectionError):
+        send(send_url, 3)
+    assert control.config()["outage"]["mode"] == "refuse"  # control API still up
+
+    wait_until(lambda: _answers(send_url), timeout=3.0)
+    assert time.monotonic() - started >= 0.9
+    assert send(send_url, 4, session=session).status_code == 200
+    assert [msg_id for msg_id, _ in control.accepted()] == [1, 4]
+    assert control.config()["outage"] is None
+
+
+def _answers(send_url):
+    try:
+        requests.get(send_url.removesuffix("/v1") + "/health", timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def test_503_outage_answers_503_to_every_send_for_its_duration(send_url, control):
+    control.outage("503", 0.5)
+
+    assert [send(send_url, msg_id).status_code for msg_id in range(3)] == [503, 503, 503]
+    time.sleep(0.6)
+    assert send(send_url, 10).status_code == 200
+    assert [msg_id for msg_id, _ in control.accepted()] == [10]
+
+
+def test_outage_none_ends_an_outage_early(send_url, control):
+    control.outage("refuse", 60)
+
+    control.outage("none")
+
+    assert send(send_url, 1).status_code == 200
+
+
+def test_token_change_at_runtime_takes_effect_at_once(send_url, control):
+    control.configure(token="new-token")
+
+    assert send(send_url, 1).status_code == 401
+    assert send(send_url, 2, token="new-token").status_code == 200
+
+
+def test_stats_after_counts_acceptances_strictly_after_that_time(send_url, control):
+    for msg_id in (1, 2):
+        send(send_url, msg_id)
+    boundary = time.time()
+    for msg_id in (3, 4, 5):
+        send(send_url, msg_id)
+
+    assert control.stats(after=boundary)["accepted_after"] == 3
+    assert control.stats(after=0)["accepted_after"] == 5
+    assert "accepted_after" not in control.stats()
+
+
+def test_reset_clears_records_but_keeps_the_config(send_url, control):
+    control.configure(latency=0.01)
+    send(send_url, 1)
+    send(send_url, 2, token="bad")
+
+    control.reset()
+
+    stats = control.stats()
+    assert stats["requests_total"] == stats["accepted_total"] == 0
+    assert set(stats["outcomes"].values()) == {0}
+    assert stats["first_accept_at"] is None
+    assert control.accepted() == []
+    assert control.config()["latency"] == 0.01
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"error_rate": 1.5},
+        {"reject_rate": -0.1},
+        {"latency": -1},
+        {"latency": "fast"},
+        {"token": ""},
+        {"seed": "x"},
+        {"colour": "blue"},
+    ],
+)
+def test_bad_config_values_are_refused_and_change_nothing(control, options):
+    before = control.config()
+
+    with pytest.raises(requests.HTTPError) as error:
+        control.configure(**options)
+
+    assert error.value.response.status_code == 400
+    assert control.config() == before
+
+
+def test_the_same_seed_draws_the_same_misbehaviour(send_url, control):
+    def statuses():
+        return [send(send_url, msg_id).status_code for msg_id in range(20)]
+
+    control.configure(seed=7, error_rate=0.5)
+    first = statuses()
+    control.configure(seed=7)
+
+    assert statuses() == first
+    assert 200 in first and len(set(first)) > 1
+
+
+def test_config_does_not_show_the_token(control):
+    assert TOKEN not in json.dumps(control.config())
