@@ -172,8 +172,15 @@ SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 # After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
 
-# Fan-out: clients read and messages inserted per batch.
+# A claimed message goes back to pending when its dispatcher is silent this long after its
+# request's timeouts; due messages wait this long with no live dispatcher before the sweeper acts.
+SENDER_LEASE_MARGIN = env.float("SENDER_LEASE_MARGIN", default=60.0)
+SENDER_STALL_AFTER = env.float("SENDER_STALL_AFTER", default=30.0)
+
+# Fan-out: clients read and messages inserted per batch; a dead launcher's lease runs out after
+# FANOUT_LEASE seconds and the scanner resumes from its checkpoint.
 FANOUT_BATCH_SIZE = env.int("FANOUT_BATCH_SIZE", default=5000)
+FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
@@ -191,7 +198,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule")
+)
 CELERY_TIMEZONE = TIME_ZONE
 
 MAILING_SCAN_INTERVAL = env.float("MAILING_SCAN_INTERVAL", default=5.0)

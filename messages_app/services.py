@@ -20,13 +20,6 @@ from .models import Message
 
 Status = Message.Status
 
-# A claimed message whose dispatcher went silent this long after its request could have
-# finished goes back to pending.
-LEASE_MARGIN = timedelta(seconds=60)
-# How long a due message may wait, with no live dispatcher on its mailing, before the sweeper
-# starts one.
-STALL_AFTER = timedelta(seconds=30)
-
 PAUSE_KEY = "sender:paused-until"
 
 
@@ -53,9 +46,9 @@ class Outcomes:
 
 
 def lease_duration() -> timedelta:
-    return (
-        timedelta(seconds=settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT) + LEASE_MARGIN
-    )
+    """How long a claim holds: the longest a request may take, plus SENDER_LEASE_MARGIN."""
+    timeouts = settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT
+    return timedelta(seconds=timeouts + settings.SENDER_LEASE_MARGIN)
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -151,12 +144,13 @@ def messages_release_expired_leases(*, now: datetime) -> int:
 
 def mailings_without_dispatcher(*, now: datetime) -> list[int]:
     """Active mailings whose due messages wait while no dispatcher has shown life for a while."""
+    stall_since = now - timedelta(seconds=settings.SENDER_STALL_AFTER)
     stalled_due = Message.objects.filter(
-        mailing=OuterRef("pk"), status=Status.PENDING, next_attempt_at__lte=now - STALL_AFTER
+        mailing=OuterRef("pk"), status=Status.PENDING, next_attempt_at__lte=stall_since
     )
     return list(
         Mailing.objects.filter(start_at__lte=now, end_at__gt=now, launched_at__isnull=False)
-        .filter(Q(dispatch_heartbeat_at__isnull=True) | Q(dispatch_heartbeat_at__lt=now - STALL_AFTER))
+        .filter(Q(dispatch_heartbeat_at__isnull=True) | Q(dispatch_heartbeat_at__lt=stall_since))
         .filter(Exists(stalled_due))
         .values_list("id", flat=True)
     )

@@ -1,0 +1,108 @@
+"""The sweeper re-drives what a crash, a lost task or a broker restart left behind."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailings.models import Mailing
+from mailings.tests.factories import MailingFactory
+from messages_app import services, tasks
+from messages_app.models import Message
+from messages_app.tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+Status = Message.Status
+
+
+@pytest.fixture
+def doorbell(monkeypatch):
+    rung = []
+    monkeypatch.setattr(tasks, "start_dispatchers", rung.append)
+    return rung
+
+
+def launched(*, started_ago=timedelta(minutes=5), ends_in=timedelta(hours=1), heartbeat_ago=None) -> Mailing:
+    now = timezone.now()
+    mailing = MailingFactory()
+    Mailing.objects.filter(pk=mailing.pk).update(
+        start_at=now - started_ago,
+        end_at=now + ends_in,
+        launched_at=now - started_ago,
+        fanout_completed_at=now - started_ago,
+        dispatch_heartbeat_at=None if heartbeat_ago is None else now - heartbeat_ago,
+    )
+    mailing.refresh_from_db()
+    return mailing
+
+
+def test_message_whose_dispatcher_died_goes_back_to_pending(doorbell):
+    mailing = launched(heartbeat_ago=timedelta(seconds=1))
+    orphan = MessageFactory(
+        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    in_flight = MessageFactory(
+        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() + timedelta(seconds=30)
+    )
+
+    tasks.sweep_messages()
+
+    orphan.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert (orphan.status, orphan.lease_until, orphan.attempts) == (Status.PENDING, None, 1)
+    assert in_flight.status == Status.SENDING
+
+
+def test_pending_and_orphaned_messages_of_an_ended_mailing_expire(doorbell):
+    ended = launched(started_ago=timedelta(hours=2), ends_in=-timedelta(minutes=1))
+    pending = MessageFactory(mailing=ended)
+    orphan = MessageFactory(mailing=ended, status=Status.SENDING, lease_until=timezone.now() - timedelta(1))
+    sent = MessageFactory(mailing=ended, status=Status.SENT)
+
+    tasks.sweep_messages()
+
+    assert {m.pk: m.status for m in Message.objects.filter(mailing=ended)} == {
+        pending.pk: Status.EXPIRED,
+        orphan.pk: Status.EXPIRED,
+        sent.pk: Status.SENT,
+    }
+    assert doorbell == []
+
+
+def test_mailing_with_long_due_messages_and_no_live_dispatcher_is_restarted(doorbell):
+    stalled = launched(heartbeat_ago=timedelta(minutes=2))
+    MessageFactory(mailing=stalled, next_attempt_at=timezone.now() - timedelta(minutes=1))
+    never_dispatched = launched()
+    MessageFactory(mailing=never_dispatched, next_attempt_at=timezone.now() - timedelta(minutes=1))
+
+    tasks.sweep_messages()
+
+    assert sorted(doorbell) == sorted([stalled.pk, never_dispatched.pk])
+    stalled.refresh_from_db()
+    assert stalled.dispatch_heartbeat_at > timezone.now() - timedelta(seconds=5)
+
+
+def test_live_dispatchers_and_messages_waiting_for_backoff_are_left_alone(doorbell):
+    alive = launched(heartbeat_ago=timedelta(seconds=3))
+    MessageFactory(mailing=alive, next_attempt_at=timezone.now() - timedelta(minutes=1))
+    backing_off = launched(heartbeat_ago=timedelta(minutes=5))
+    MessageFactory(mailing=backing_off, next_attempt_at=timezone.now() + timedelta(minutes=1))
+    just_due = launched(heartbeat_ago=timedelta(minutes=5))
+    MessageFactory(mailing=just_due, next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+    tasks.sweep_messages()
+
+    assert doorbell == []
+
+
+def test_retry_delay_grows_exponentially_with_full_jitter_up_to_the_cap(settings):
+    settings.SENDER_RETRY_BASE = 1.0
+    settings.SENDER_RETRY_CAP = 10.0
+    delays = {
+        attempt: [services.retry_delay(attempt).total_seconds() for _ in range(300)] for attempt in (1, 3, 9)
+    }
+
+    assert all(0 <= d <= 1 for d in delays[1])
+    assert all(0 <= d <= 4 for d in delays[3]) and max(delays[3]) > 2
+    assert all(0 <= d <= 10 for d in delays[9]) and max(delays[9]) > 5
+    assert min(delays[9]) < 5  # full jitter: anywhere from zero up
