@@ -2,7 +2,8 @@
 
 ``python -m fake_provider.rawload --url http://127.0.0.1:8070/v1 --token T --concurrency 200 --seconds 10``
 keeps `concurrency` valid sends in flight for `seconds` and prints
-``{"requests": n, "seconds": s, "rate": r, "errors": e}``.
+``{"requests": n, "seconds": s, "rate": r, "errors": e}``: `rate` is requests (errors included) per
+second; refused connections are retried after 10 ms and counted as errors.
 """
 
 import argparse
@@ -20,11 +21,13 @@ PHONE = 79_000_000_000
 REQUEST_TIMEOUT = 10.0
 
 
-async def measure_async(url: str, token: str, concurrency: int, seconds: float) -> dict[str, Any]:
+async def measure_async(
+    url: str, token: str, concurrency: int, seconds: float, *, first_id: int = ID_OFFSET
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     send_url = url.rstrip("/") + "/send/"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    ids = itertools.count(ID_OFFSET)
+    ids = itertools.count(first_id)
     counts = {"requests": 0, "errors": 0}
 
     async def keep_sending(session: aiohttp.ClientSession, deadline: float) -> None:
@@ -58,9 +61,22 @@ async def measure_async(url: str, token: str, concurrency: int, seconds: float) 
     }
 
 
-def measure(url: str, token: str, concurrency: int, seconds: float) -> dict[str, Any]:
-    """Run the load in a new event loop (not from inside a running one)."""
-    return asyncio.run(measure_async(url, token, concurrency, seconds))
+def measure(
+    url: str, token: str, concurrency: int, seconds: float, *, first_id: int = ID_OFFSET
+) -> dict[str, Any]:
+    """Run the load in a new event loop (not from inside a running one); uvloop if installed.
+
+    Ids count up from `first_id`: give each run against the same server its own range, or reset the
+    server's records in between, unless duplicates are what you want to see.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(measure_async(url, token, concurrency, seconds, first_id=first_id))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=os.environ.get("PROVIDER_TOKEN"), help="default: $PROVIDER_TOKEN")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--first-id", type=int, default=ID_OFFSET, help="ids count up from here")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $PROVIDER_TOKEN) is required")
-    print(json.dumps(measure(args.url, args.token, args.concurrency, args.seconds)))
+    print(json.dumps(measure(args.url, args.token, args.concurrency, args.seconds, first_id=args.first_id)))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ GARBAGE_ANSWERS = (
     (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
     (b'{"status": "queued"}', "application/json"),
 )
+HANGING = web.RequestKey("hanging", bool)
 # Closing connections that wait on a hang should not keep a shutdown waiting for long.
 SHUTDOWN_TIMEOUT = 1.0
 
@@ -257,10 +258,16 @@ class FakeProvider:
     # --- sending ---------------------------------------------------------------------------
 
     async def send(self, request: web.Request) -> web.Response:
+        """Answer one send; every request ends up in exactly one outcome."""
         self.records.requests_total += 1
         self.in_flight += 1
         try:
             return await self._answer(request)
+        except asyncio.CancelledError:
+            # The client went away (or we shut down); a hang was counted when it began.
+            if not request.get(HANGING):
+                self.records.count("abandoned")
+            raise
         finally:
             self.in_flight -= 1
 
@@ -280,6 +287,7 @@ class FakeProvider:
 
         if outcome == "hang":
             records.count("hang")
+            request[HANGING] = True
             # Cancelled when the client disconnects (handler_cancellation).
             await asyncio.sleep(config.hang_seconds)
             return web.Response(status=504, text="hung")
@@ -288,11 +296,7 @@ class FakeProvider:
         if config.latency_jitter:
             delay = max(0.0, delay + self._rng.uniform(-config.latency_jitter, config.latency_jitter))
         if delay:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                records.count("abandoned")
-                raise
+            await asyncio.sleep(delay)
 
         transport = request.transport
         if transport is None or transport.is_closing():
@@ -418,6 +422,8 @@ async def _post_outage(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=f"mode must be one of {', '.join(OUTAGE_MODES)}")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
         raise web.HTTPBadRequest(text="seconds must be a non-negative number")
+    if mode != "none" and not seconds:
+        raise web.HTTPBadRequest(text="an outage needs seconds > 0")
     await provider.start_outage(mode, seconds)
     return _config_answer(provider)
 

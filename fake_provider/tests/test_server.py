@@ -1,6 +1,7 @@
 """The fake provider over real HTTP: one server process for the module, reset before each test."""
 
 import json
+import socket
 import time
 
 import pytest
@@ -208,6 +209,32 @@ def test_client_giving_up_during_latency_is_not_recorded_as_accepted(send_url, c
     assert stats["outcomes"]["abandoned"] == 1
 
 
+def test_client_leaving_in_the_middle_of_its_body_is_counted_as_abandoned(send_url, control):
+    host, port = send_url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/send/1 HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + TOKEN.encode() + b'\r\nContent-Length: 100\r\n\r\n{"id": 1'
+        )
+        wait_until(lambda: control.stats()["in_flight"] == 1)
+
+    wait_until(lambda: control.stats()["in_flight"] == 0)
+    stats = control.stats()
+    assert stats["outcomes"]["abandoned"] == stats["requests_total"] == 1
+    assert stats["accepted_total"] == 0
+
+
+def test_every_request_ends_in_exactly_one_outcome(send_url, control):
+    send(send_url, 1)
+    send(send_url, 2, token=None)
+    send(send_url, 3, body={})
+    control.configure(reject_rate=1.0)
+    send(send_url, 4)
+
+    stats = control.stats()
+    assert sum(stats["outcomes"].values()) == stats["requests_total"] == 4
+
+
 def test_latency_delays_the_answer(send_url, control):
     control.configure(latency=0.2, latency_jitter=0.05)
 
@@ -266,6 +293,14 @@ def test_503_outage_answers_503_to_every_send_for_its_duration(send_url, control
     time.sleep(0.6)
     assert send(send_url, 10).status_code == 200
     assert [msg_id for msg_id, _ in control.accepted()] == [10]
+
+
+def test_an_outage_needs_a_known_mode_and_a_duration(control):
+    for mode, seconds in (("refuse", 0), ("503", -1), ("down", 5)):
+        with pytest.raises(requests.HTTPError) as error:
+            control.outage(mode, seconds)
+        assert error.value.response.status_code == 400
+    assert control.config()["outage"] is None
 
 
 def test_outage_none_ends_an_outage_early(send_url, control):
