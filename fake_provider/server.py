@@ -178,10 +178,9 @@ class FakeProvider:
         )
 
     async def _open_send_site(self, *, retry: bool = False) -> None:
-        if self._send_site is not None:
-            return
         assert self._send_runner is not None
-        while True:
+        # Checked on every turn: another opener may have won, or a refuse outage begun, meanwhile.
+        while self._send_site is None and self._outage_mode != "refuse":
             # A deep backlog: hundreds of clients may connect at once when the port comes back.
             site = web.TCPSite(self._send_runner, self.host, self.port, backlog=1024)
             try:
@@ -195,7 +194,6 @@ class FakeProvider:
                 await asyncio.sleep(0.5)
                 continue
             self._send_site = site
-            return
 
     async def _close_send_site(self) -> None:
         if self._send_site is None:
@@ -230,12 +228,12 @@ class FakeProvider:
         if mode == "none":
             await self._end_outage()
             return
+        self._outage_mode = mode
+        self._outage_until = time.monotonic() + seconds
         if mode == "refuse":
             await self._close_send_site()
         else:
             await self._open_send_site(retry=True)
-        self._outage_mode = mode
-        self._outage_until = time.monotonic() + seconds
         self._outage_task = asyncio.create_task(self._end_outage_after(seconds))
         logger.info("outage %s for %s s", mode, seconds)
 

@@ -295,6 +295,16 @@ def test_503_outage_answers_503_to_every_send_for_its_duration(send_url, control
     assert [msg_id for msg_id, _ in control.accepted()] == [10]
 
 
+def test_a_new_outage_replaces_the_current_one(send_url, control):
+    control.outage("refuse", 60)
+
+    control.outage("503", 0.3)
+
+    assert send(send_url, 1).status_code == 503
+    wait_until(lambda: send(send_url, 2).status_code == 200, timeout=2.0)
+    assert control.config()["outage"] is None
+
+
 def test_an_outage_needs_a_known_mode_and_a_duration(control):
     for mode, seconds in (("refuse", 0), ("503", -1), ("down", 5)):
         with pytest.raises(requests.HTTPError) as error:
