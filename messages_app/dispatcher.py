@@ -83,6 +83,8 @@ class Dispatcher:
         self._deadline = 0.0  # event-loop time at which sending must have stopped
         self._deadline_scopes: set[asyncio.Timeout] = set()
         self._paused_until = 0.0  # event-loop time; set by the breaker or a refused token
+        # After a pause one message goes alone (half-open); full speed only once it is accepted.
+        self._probing = False
         self._pause_to_publish: float | None = None  # seconds, for the other dispatchers
         self._consecutive_failures = 0
         self._busy = 0
@@ -161,8 +163,12 @@ class Dispatcher:
             if now >= stop_claiming_at:
                 if queue.empty() and not self._busy:
                     return 0.0  # more may be due: a fresh task carries on
-            elif not await self._paused() and queue.qsize() < self._concurrency // 2 + 1:
-                claimed = await self._claim_into(queue, limit=self._concurrency - queue.qsize())
+            elif not await self._paused():
+                if self._probing:
+                    if queue.empty() and not self._busy:
+                        claimed = await self._claim_into(queue, limit=1)
+                elif queue.qsize() < self._concurrency // 2 + 1:
+                    claimed = await self._claim_into(queue, limit=self._concurrency - queue.qsize())
 
             if len(self._outcomes) >= FLUSH_AT or (now >= next_flush and len(self._outcomes)):
                 await self._flush()
@@ -207,6 +213,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         until = await _in_db_thread(services.provider_paused_until, now=timezone.now())
         if until is not None:
+            self._probing = True
             self._paused_until = max(
                 self._paused_until, loop.time() + (until - timezone.now()).total_seconds()
             )
@@ -290,12 +297,13 @@ class Dispatcher:
                 self._settle(row, "expired", error.detail)
             else:
                 self._consecutive_failures += 1
-                if self._consecutive_failures >= self._breaker_threshold:
+                if self._probing or self._consecutive_failures >= self._breaker_threshold:
                     self._pause(self._breaker_pause, f"{self._consecutive_failures} failures in a row")
                     self._consecutive_failures = 0
                 self._settle(row, "retry", error.detail)
         else:
             self._consecutive_failures = 0
+            self._probing = False
             self._settle(row, "sent", "")
 
     def _settle(self, row: ClaimedRow, outcome: str, detail: str) -> None:
@@ -325,4 +333,5 @@ class Dispatcher:
             return
         self._paused_until = loop.time() + seconds
         self._pause_to_publish = seconds
+        self._probing = True
         log.log(level, "mailing=%s provider paused for %.0f s: %s", self.mailing_id, seconds, why)

@@ -228,3 +228,17 @@ def test_two_dispatchers_share_a_mailing_without_sending_anything_twice(provider
     assert len(accepted_ids) == len(set(accepted_ids)) == 60
     assert sum(report.sent for report in reports) == 60
     assert statuses(mailing) == {Status.SENT: 60}
+
+
+def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 40)
+    refusing_until = time.time() + 1.0
+    provider.script = lambda msg_id, attempt: (401, b"", 0) if time.time() < refusing_until else (200, OK, 0)
+
+    dispatcher(mailing, provider, concurrency=10, auth_pause=0.3).run()
+
+    refused = [at for msg_id, at in provider.requests if at < refusing_until]
+    assert statuses(mailing) == {Status.SENT: 40}
+    # The first wave, then about one probe per 0.3 s pause: not ten requests per pause.
+    assert len(refused) <= 10 + 5

@@ -1,0 +1,146 @@
+"""Support for end-to-end tests: a real Celery worker (with beat) and the fake provider, as processes.
+
+They need PostgreSQL (the test database, shared with the worker) and Redis (broker and cache, the
+tests' own db number). Where either is missing the tests skip, except under CI, where they fail.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+
+from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+from messages_app.models import Message
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Short pauses and leases, so recoveries show within seconds.
+WORKER_SETTINGS = {
+    "SENDER_CONCURRENCY": "50",
+    "SENDER_DISPATCHERS_PER_MAILING": "2",
+    "SENDER_TASK_SECONDS": "10",
+    "SENDER_RETRY_BASE": "0.1",
+    "SENDER_RETRY_CAP": "1",
+    "SENDER_BREAKER_THRESHOLD": "8",
+    "SENDER_BREAKER_PAUSE": "1",
+    "SENDER_AUTH_PAUSE": "1",
+    "SENDER_LEASE_MARGIN": "1",
+    "SENDER_STALL_AFTER": "2",
+    "SENDER_END_MARGIN": "0.2",
+    "PROVIDER_CONNECT_TIMEOUT": "1",
+    "PROVIDER_READ_TIMEOUT": "2",
+    "MAILING_SCAN_INTERVAL": "1",
+    "MESSAGE_SWEEP_INTERVAL": "1",
+    "FANOUT_LEASE": "3",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def require_real_services(redis_url: str) -> None:
+    problems = []
+    if connection.vendor != "postgresql":
+        problems.append("DATABASE_URL does not point at PostgreSQL")
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        problems.append(f"Redis does not answer at {redis_url}")
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail("end-to-end tests need real services: " + "; ".join(problems))
+        pytest.skip("end-to-end tests need real services: " + "; ".join(problems))
+
+
+def database_url() -> str:
+    """The test database, as the worker process must reach it."""
+    db = connection.settings_dict
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class FakeProvider:
+    def __init__(self, token: str, **options):
+        self.token = token
+        self.port, self.control_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.process = start_fake_provider(self.port, self.control_port, token, seed=7, **options)
+        self.control = FakeProviderControl(f"http://127.0.0.1:{self.control_port}")
+
+    def stop(self) -> None:
+        self.control.close()
+        stop_fake_provider(self.process)
+
+
+class Worker:
+    """`celery worker -B` in its own process group, so a test can SIGKILL all of it at once."""
+
+    def __init__(self, *, broker_url: str, provider: FakeProvider, workdir: Path, **overrides: str):
+        self.log_path = workdir / "worker.log"
+        self.env = (
+            os.environ
+            | WORKER_SETTINGS
+            | {
+                "DATABASE_URL": database_url(),
+                "CELERY_BROKER_URL": broker_url,
+                "CACHE_URL": broker_url,
+                "CELERY_BEAT_SCHEDULE_FILENAME": str(workdir / "beat-schedule"),
+                "PROVIDER_URL": provider.url,
+                "PROVIDER_TOKEN": provider.token,
+            }
+            | overrides
+        )
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker", "-B"]
+        command += ["--concurrency", "2", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(lambda: " ready." in self.log_path.read_text(), timeout=30, what="the worker to start")
+        return self
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def counts_by_status(mailing_id: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in Message.objects.filter(mailing_id=mailing_id).values_list("status", flat=True):
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def all_final(mailing_id: int, expected: int) -> bool:
+    final = Message.objects.filter(mailing_id=mailing_id, status__in=Message.FINAL_STATUSES).count()
+    return final == expected
