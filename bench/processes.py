@@ -1,0 +1,103 @@
+"""The processes a benchmark runs, as deployed, and the memory they use."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(name: str, command: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen:
+    log = open(logdir / f"{name}.log", "w")  # noqa: SIM115 (closed when the process ends)
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def start_worker(env: dict[str, str], logdir: Path, *, concurrency: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
+    command += ["--concurrency", str(concurrency), "--loglevel", env.get("LOG_LEVEL", "INFO")]
+    return start("worker", command, env, logdir)
+
+
+def start_beat(env: dict[str, str], logdir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "mailing_service", "beat", "--loglevel", "WARNING"]
+    command += ["--schedule", str(logdir / "beat-schedule")]
+    return start("beat", command, env, logdir)
+
+
+def start_web(env: dict[str, str], logdir: Path, *, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", "2"]
+    command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
+    return start("web", command, env, logdir)
+
+
+def wait_for_log(logdir: Path, name: str, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    path = logdir / f"{name}.log"
+    while text not in path.read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not print {text!r} within {timeout} s; see {path}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _tree(pid: int) -> list[int]:
+    pids, index = [pid], 0
+    while index < len(pids):
+        try:
+            children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children").read_text().split()
+        except OSError:
+            children = []
+        pids.extend(int(child) for child in children)
+        index += 1
+    return pids
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssSampler:
+    """Samples the resident memory of a process tree four times a second, keeping the peaks."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._root = process.pid
+        self.peak_process_mb = 0.0
+        self.peak_total_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            sizes = [_rss_mb(pid) for pid in _tree(self._root)]
+            self.peak_process_mb = max(self.peak_process_mb, *sizes)
+            self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
