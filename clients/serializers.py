@@ -1,0 +1,38 @@
+from django.conf import settings
+
+from mailing_service.api import StrictModelSerializer
+
+from .models import Client
+
+
+class ClientSerializer(StrictModelSerializer):
+    """A recipient of mailings. A request body with a field not listed here is refused with 400."""
+
+    class Meta:
+        model = Client
+        fields = ["id", "phone", "operator_code", "tag", "timezone", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {
+            "phone": {"help_text": "11 digits starting with 7, as a string: 7XXXXXXXXXX. Unique."},
+            "operator_code": {
+                "required": False,
+                "allow_blank": True,
+                "help_text": "3 digits. Whenever the phone is set without it (or with an empty one), "
+                "it becomes digits 2-4 of the phone.",
+            },
+            "timezone": {
+                "allow_blank": True,
+                "help_text": "IANA timezone name such as Europe/Moscow; "
+                "left out or empty: the service's default client timezone.",
+            },
+        }
+
+    def validate_timezone(self, value: str) -> str:
+        return value or settings.DEFAULT_CLIENT_TIMEZONE
+
+    def validate(self, attrs):
+        phone = attrs.get("phone", getattr(self.instance, "phone", ""))
+        phone_set_alone = "phone" in attrs and "operator_code" not in attrs
+        if phone_set_alone or attrs.get("operator_code") == "":
+            attrs["operator_code"] = Client.operator_code_of(phone)
+        return attrs

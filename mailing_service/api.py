@@ -1,0 +1,94 @@
+"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error and the health check."""
+
+import logging
+from collections.abc import Mapping
+
+from django.db import DatabaseError, connection, models
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+# Sent by HTML forms (the browsable API) beside the fields; never a typo of the caller.
+_FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
+
+
+class RejectUnknownFieldsMixin:
+    """Answers 400 naming every body field the serializer does not declare.
+
+    DRF drops unknown keys silently, so a typo such as `fliter_tag` would create a mailing
+    to every client instead of failing. Declared read-only fields (`id`, `created_at`...) are
+    still accepted and ignored, so that a representation read with GET can be sent back.
+    """
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields) - _FORM_KEYS) if isinstance(data, Mapping) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if errors and isinstance(exc.detail, Mapping):
+                raise serializers.ValidationError({**exc.detail, **errors}) from exc
+            raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    """Takes JSON strings only: DRF's CharField turns numbers into strings, which hides client bugs
+    (a phone sent as a number, an operator code that lost its leading zero)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    """ModelSerializer refusing unknown fields and non-string values for text columns."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+DetailSerializer = inline_serializer("Detail", fields={"detail": serializers.CharField()})
+_HealthSerializer = inline_serializer("Health", fields={"status": serializers.CharField()})
+
+
+class HealthView(APIView):
+    """Liveness and database check for load balancers and orchestrators; needs no credentials."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Check the service and its database",
+        responses={
+            200: OpenApiResponse(_HealthSerializer, description='`{"status": "ok"}`'),
+            503: OpenApiResponse(_HealthSerializer, description='`{"status": "unavailable"}`'),
+        },
+        tags=["health"],
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except DatabaseError:
+            logger.exception("Health check: the database is unreachable")
+            return Response({"status": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"status": "ok"})
