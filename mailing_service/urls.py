@@ -3,9 +3,11 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from clients.views import ClientViewSet
+from messages_app.views import MessageViewSet
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
+router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

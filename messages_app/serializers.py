@@ -1,0 +1,23 @@
+from rest_framework import serializers
+
+from .models import Message
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    """One message of a mailing to one client, with its delivery state."""
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "mailing",
+            "client",
+            "status",
+            "attempts",
+            "last_error",
+            "created_at",
+            "sent_at",
+            "next_attempt_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {"client": {"help_text": "The client's id; null when the client was deleted."}}

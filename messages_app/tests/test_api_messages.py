@@ -1,0 +1,119 @@
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+
+from messages_app.models import Message, MessageStatus
+from messages_app.tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = reverse("message-list")
+
+
+def ids(response) -> list[int]:
+    return [row["id"] for row in response.data["results"]]
+
+
+def test_retrieve_gives_the_message_fields(api_client):
+    sent_at = datetime(2100, 1, 1, 9, 30, tzinfo=UTC)
+    message = MessageFactory(status=MessageStatus.SENT, attempts=2, last_error="timeout", sent_at=sent_at)
+
+    response = api_client.get(reverse("message-detail", args=[message.pk]))
+
+    assert response.status_code == 200
+    assert response.data == {
+        "id": message.pk,
+        "mailing": message.mailing_id,
+        "client": message.client_id,
+        "status": "sent",
+        "attempts": 2,
+        "last_error": "timeout",
+        "created_at": response.data["created_at"],
+        "sent_at": "2100-01-01T09:30:00Z",
+        "next_attempt_at": response.data["next_attempt_at"],
+    }
+
+
+def test_a_message_whose_client_was_deleted_shows_no_client(api_client):
+    message = MessageFactory()
+    message.client.delete()
+
+    response = api_client.get(reverse("message-detail", args=[message.pk]))
+
+    assert response.status_code == 200
+    assert response.data["client"] is None
+
+
+def test_list_filters_by_mailing_client_and_status(api_client):
+    wanted = MessageFactory(status=MessageStatus.FAILED)
+    MessageFactory(mailing=wanted.mailing, status=MessageStatus.FAILED)  # another client
+    MessageFactory(mailing=wanted.mailing, client=None, status=MessageStatus.FAILED)
+    MessageFactory(client=wanted.client, status=MessageStatus.FAILED)  # another mailing
+
+    response = api_client.get(
+        LIST_URL, {"mailing": wanted.mailing_id, "client": wanted.client_id, "status": "failed"}
+    )
+
+    assert response.status_code == 200
+    assert ids(response) == [wanted.pk]
+
+
+def test_list_filters_by_status(api_client):
+    sent = MessageFactory.create_batch(2, status=MessageStatus.SENT)
+    MessageFactory(status=MessageStatus.PENDING)
+
+    response = api_client.get(LIST_URL, {"status": "sent"})
+
+    assert ids(response) == [message.pk for message in sent]
+
+
+def test_filter_by_a_deleted_mailing_gives_an_empty_page(api_client):
+    MessageFactory()
+
+    response = api_client.get(LIST_URL, {"mailing": 999})
+
+    assert response.status_code == 200
+    assert response.data["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"status": "delivered"}, "status"), ({"mailing": "abc"}, "mailing"), ({"client": "1.5"}, "client")],
+)
+def test_bad_filter_value_is_a_field_error(api_client, params, field):
+    response = api_client.get(LIST_URL, params)
+
+    assert response.status_code == 400
+    assert list(response.data) == [field]
+
+
+def test_list_orders_by_the_requested_field(api_client):
+    first = MessageFactory(sent_at=datetime(2100, 1, 2, tzinfo=UTC))
+    second = MessageFactory(sent_at=datetime(2100, 1, 1, tzinfo=UTC))
+
+    assert ids(api_client.get(LIST_URL)) == [first.pk, second.pk]
+    assert ids(api_client.get(LIST_URL, {"ordering": "sent_at"})) == [second.pk, first.pk]
+    assert ids(api_client.get(LIST_URL, {"ordering": "-id"})) == [second.pk, first.pk]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_messages_are_read_only(api_client, method):
+    message = MessageFactory()
+    url = LIST_URL if method == "post" else reverse("message-detail", args=[message.pk])
+
+    response = getattr(api_client, method)(url, {"status": "sent"})
+
+    assert response.status_code == 405
+    message.refresh_from_db()
+    assert message.status == MessageStatus.PENDING
+    assert Message.objects.count() == 1
+
+
+def test_list_takes_a_constant_number_of_queries(api_client, django_assert_max_num_queries):
+    MessageFactory.create_batch(30)
+
+    with django_assert_max_num_queries(3):  # token, count, page
+        response = api_client.get(LIST_URL)
+
+    assert response.data["count"] == 30
