@@ -1,0 +1,206 @@
+import pytest
+from django.urls import reverse
+from rest_framework.pagination import PageNumberPagination
+
+from mailings.models import Mailing
+from mailings.selectors import mailing_message_counts, mailings_with_message_counts
+from mailings.tests.factories import MailingFactory
+from messages_app.models import MessageStatus
+from messages_app.tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = reverse("mailing-statistics")
+STATUSES = MessageStatus.values
+
+
+def statistics_url(mailing: Mailing) -> str:
+    return reverse("mailing-statistics-detail", args=[mailing.pk])
+
+
+def zero_counts() -> dict[str, int]:
+    return dict.fromkeys([*STATUSES, "total"], 0)
+
+
+def create_messages(mailing: Mailing, per_status: dict[str, int]) -> dict[str, int]:
+    """Creates the messages and gives the counts the statistics should report for them."""
+    for status, number in per_status.items():
+        MessageFactory.create_batch(number, mailing=mailing, status=status)
+    return {**zero_counts(), **per_status, "total": sum(per_status.values())}
+
+
+@pytest.fixture
+def mailings_with_messages():
+    """Three mailings: one with messages in every status, one with some, one with none."""
+    every = MailingFactory(text="every status")
+    some = MailingFactory(text="some")
+    empty = MailingFactory(text="none")
+    expected = {
+        every.pk: create_messages(every, {"pending": 1, "sending": 2, "sent": 3, "failed": 4, "expired": 5}),
+        some.pk: create_messages(some, {"sent": 2, "failed": 1}),
+        empty.pk: zero_counts(),
+    }
+    return expected
+
+
+def test_statistics_count_every_mailings_messages_by_status(api_client, mailings_with_messages):
+    response = api_client.get(LIST_URL)
+
+    assert response.status_code == 200
+    assert response.data["count"] == 3
+    counts = {row["id"]: row["message_counts"] for row in response.data["results"]}
+    assert counts == mailings_with_messages
+
+
+def test_statistics_name_every_status_even_without_messages(api_client):
+    MailingFactory()
+
+    response = api_client.get(LIST_URL)
+
+    assert response.data["results"][0]["message_counts"] == zero_counts()
+
+
+def test_statistics_rows_carry_the_mailing_fields(api_client):
+    mailing = MailingFactory(filter_tag="vip")
+
+    row = api_client.get(LIST_URL).data["results"][0]
+
+    assert row["id"] == mailing.pk
+    assert row["text"] == mailing.text
+    assert row["audience"] == "clients with tag 'vip'"
+    assert {"start_at", "end_at", "launched_at", "filter_operator_code", "filter_tag"} <= set(row)
+
+
+def test_statistics_take_the_mailing_list_filters(api_client):
+    wanted = MailingFactory(filter_tag="vip")
+    create_messages(wanted, {"sent": 2})
+    create_messages(MailingFactory(filter_tag="other"), {"sent": 5})
+
+    response = api_client.get(LIST_URL, {"filter_tag": "vip"})
+
+    assert [(row["id"], row["message_counts"]["sent"]) for row in response.data["results"]] == [
+        (wanted.pk, 2)
+    ]
+
+
+def test_statistics_list_takes_a_constant_number_of_queries(api_client, django_assert_max_num_queries):
+    for mailing in MailingFactory.create_batch(20):
+        create_messages(mailing, {"pending": 1, "sent": 2, "failed": 1})
+
+    with django_assert_max_num_queries(3):  # token, count, page with its counts
+        response = api_client.get(LIST_URL)
+
+    assert response.data["count"] == 20
+    assert all(row["message_counts"]["total"] == 4 for row in response.data["results"])
+
+
+def test_mailing_statistics_give_fields_counts_and_messages(api_client, mailings_with_messages):
+    mailing = Mailing.objects.get(text="every status")
+
+    response = api_client.get(statistics_url(mailing))
+
+    assert response.status_code == 200
+    assert response.data["id"] == mailing.pk
+    assert response.data["text"] == "every status"
+    assert response.data["audience"] == "all clients"
+    assert response.data["message_counts"] == mailings_with_messages[mailing.pk]
+    page = response.data["messages"]
+    assert page["count"] == 15
+    assert {row["mailing"] for row in page["results"]} == {mailing.pk}
+    assert [row["id"] for row in page["results"]] == list(
+        mailing.messages.order_by("id").values_list("id", flat=True)
+    )
+
+
+def test_mailing_statistics_filter_messages_by_status(api_client, mailings_with_messages):
+    mailing = Mailing.objects.get(text="every status")
+
+    response = api_client.get(statistics_url(mailing), {"status": "failed"})
+
+    assert response.status_code == 200
+    page = response.data["messages"]
+    assert page["count"] == 4
+    assert {row["status"] for row in page["results"]} == {"failed"}
+    # The counts stay those of the whole mailing.
+    assert response.data["message_counts"]["total"] == 15
+
+
+def test_mailing_statistics_paginate_messages(api_client, monkeypatch):
+    monkeypatch.setattr(PageNumberPagination, "page_size", 2)
+    mailing = MailingFactory()
+    create_messages(mailing, {"sent": 3})
+
+    first = api_client.get(statistics_url(mailing)).data["messages"]
+    second = api_client.get(statistics_url(mailing), {"page": 2}).data["messages"]
+
+    assert first["count"] == 3
+    assert (len(first["results"]), len(second["results"])) == (2, 1)
+    assert first["next"].endswith("?page=2")
+    assert second["next"] is None
+
+
+def test_mailing_statistics_refuse_an_unknown_status(api_client):
+    mailing = MailingFactory()
+
+    response = api_client.get(statistics_url(mailing), {"status": "delivered"})
+
+    assert response.status_code == 400
+    assert list(response.data) == ["status"]
+
+
+def test_statistics_of_an_unknown_mailing_are_not_found(api_client):
+    response = api_client.get(reverse("mailing-statistics-detail", args=[999]))
+
+    assert response.status_code == 404
+
+
+def test_mailing_statistics_take_a_constant_number_of_queries(api_client, django_assert_max_num_queries):
+    mailing = MailingFactory()
+    create_messages(mailing, {"pending": 10, "sent": 20, "failed": 5})
+
+    with django_assert_max_num_queries(4):  # token, mailing with counts, message count, message page
+        response = api_client.get(statistics_url(mailing))
+
+    assert response.data["message_counts"]["total"] == 35
+
+
+def test_deleting_a_client_keeps_the_statistics(api_client, mailings_with_messages):
+    mailing = Mailing.objects.get(text="every status")
+    client = mailing.messages.filter(status=MessageStatus.SENT).first().client
+
+    assert api_client.delete(reverse("client-detail", args=[client.pk])).status_code == 204
+
+    listed = {row["id"]: row["message_counts"] for row in api_client.get(LIST_URL).data["results"]}
+    detail = api_client.get(statistics_url(mailing)).data
+    assert listed == mailings_with_messages
+    assert detail["message_counts"] == mailings_with_messages[mailing.pk]
+    assert None in {row["client"] for row in detail["messages"]["results"]}
+
+
+def test_selector_annotates_every_status_and_the_total(mailings_with_messages):
+    annotated = {
+        mailing.pk: {
+            **{status: getattr(mailing, f"messages_{status}") for status in STATUSES},
+            "total": mailing.messages_total,
+        }
+        for mailing in mailings_with_message_counts()
+    }
+
+    assert annotated == mailings_with_messages
+
+
+def test_selector_keeps_the_given_queryset(mailings_with_messages):
+    mailing = Mailing.objects.get(text="some")
+
+    annotated = mailings_with_message_counts(Mailing.objects.filter(pk=mailing.pk)).get()
+
+    assert (annotated.messages_sent, annotated.messages_failed, annotated.messages_total) == (2, 1, 3)
+
+
+def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
+    mailing = Mailing.objects.get(text="every status")
+
+    with django_assert_num_queries(1):
+        counts = mailing_message_counts(mailing=mailing)
+
+    assert counts == mailings_with_messages[mailing.pk]
