@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -7,6 +7,8 @@ from django.utils.html import format_html
 from messages_app.models import MessageStatus
 
 from .models import Mailing
+from .selectors import MESSAGE_COUNT_FIELDS, mailings_with_message_counts
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 # Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
 PIPELINE_FIELDS = [
@@ -18,22 +20,11 @@ PIPELINE_FIELDS = [
 ]
 
 
-def _with_message_counts(queryset: QuerySet[Mailing]) -> QuerySet[Mailing]:
-    """One `<status>_count` per message status and `total_count`, in the same query as the mailings.
+def _count_column(key: str):
+    """A changelist column showing the annotated count of messages with this status (or "total")."""
+    attribute = MESSAGE_COUNT_FIELDS[key]
 
-    Stands in for mailings.selectors.mailings_with_message_counts until that selector exists.
-    """
-    per_status = {
-        f"{status}_count": Count("messages", filter=Q(messages__status=status)) for status in MessageStatus
-    }
-    return queryset.annotate(**per_status, total_count=Count("messages"))
-
-
-def _count_column(status: str | None):
-    """A changelist column showing one annotated count; `None` stands for the total."""
-    attribute = f"{status or 'total'}_count"
-
-    @admin.display(description=status or "total", ordering=attribute)
+    @admin.display(description=key, ordering=attribute)
     def column(self, mailing: Mailing) -> int:
         return getattr(mailing, attribute)
 
@@ -58,6 +49,9 @@ class LaunchedListFilter(admin.SimpleListFilter):
 class MailingAdmin(admin.ModelAdmin):
     """Mailings with their delivery counts; messages are reached through a filtered link, not an inline.
 
+    Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
+    the mailing is launched, and a save never writes the launcher's bookkeeping columns.
+
     A mailing can be deleted here only before it is launched: afterwards it has messages (possibly
     millions), which the deletion page would list one by one and which nobody may delete by hand.
     """
@@ -68,12 +62,7 @@ class MailingAdmin(admin.ModelAdmin):
         "end_at",
         "audience",
         "launched_at",
-        "pending_count",
-        "sending_count",
-        "sent_count",
-        "failed_count",
-        "expired_count",
-        "total_count",
+        *MESSAGE_COUNT_FIELDS.values(),
         "messages_link",
     ]
     list_filter = ["start_at", LaunchedListFilter]
@@ -85,15 +74,28 @@ class MailingAdmin(admin.ModelAdmin):
         ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
     ]
 
-    pending_count = _count_column(MessageStatus.PENDING)
-    sending_count = _count_column(MessageStatus.SENDING)
-    sent_count = _count_column(MessageStatus.SENT)
-    failed_count = _count_column(MessageStatus.FAILED)
-    expired_count = _count_column(MessageStatus.EXPIRED)
-    total_count = _count_column(None)
+    messages_pending = _count_column(MessageStatus.PENDING)
+    messages_sending = _count_column(MessageStatus.SENDING)
+    messages_sent = _count_column(MessageStatus.SENT)
+    messages_failed = _count_column(MessageStatus.FAILED)
+    messages_expired = _count_column(MessageStatus.EXPIRED)
+    messages_total = _count_column("total")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Mailing]:
-        return _with_message_counts(super().get_queryset(request))
+        return mailings_with_message_counts(super().get_queryset(request))
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.is_launched:
+            readonly += sorted(FROZEN_AFTER_LAUNCH)
+        return readonly
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        editable = {name: value for name, value in form.cleaned_data.items() if name in EDITABLE_FIELDS}
+        mailing_update(mailing=obj, data=editable)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
