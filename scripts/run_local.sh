@@ -10,8 +10,6 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
-WEB_ADDR=${RUN_WEB_ADDR:-127.0.0.1:8000}
-STOP_TIMEOUT=${RUN_STOP_TIMEOUT:-10}
 
 say() { printf '[run] %s\n' "$*"; }
 
@@ -34,6 +32,9 @@ for name in sorted(set(os.environ) - before):
     print(f"export {name}={shlex.quote(os.environ[name])}")
 EOF
 )"
+
+WEB_ADDR=${RUN_WEB_ADDR:-127.0.0.1:8000}
+STOP_TIMEOUT=${RUN_STOP_TIMEOUT:-10}
 
 if [[ -z ${PROVIDER_TOKEN:-} ]]; then
     # Nothing configured: a fresh token for this run, shared by the provider and the senders.
