@@ -1,8 +1,19 @@
+import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Max, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from messages_app.services import messages_create_for_clients
+from messages_app.tasks import start_dispatchers
 
 from .models import Mailing
+
+log = logging.getLogger(__name__)
 
 # Its messages were created from these, so they are frozen once the mailing is launched.
 FROZEN_AFTER_LAUNCH = frozenset({"text", "filter_operator_code", "filter_tag", "start_at"})
@@ -43,3 +54,58 @@ def mailing_update(*, mailing: Mailing, data: dict[str, Any]) -> Mailing:
             # Only these columns: the fan-out bookkeeping belongs to the launcher.
             mailing.save(update_fields=[*changed, "updated_at"])
     return mailing
+
+
+# --- Launch -------------------------------------------------------------------------------------
+
+
+def fanout_lease() -> timedelta:
+    """A launcher renews its lease after every batch; a dead one's runs out and the scanner takes over."""
+    return timedelta(seconds=settings.FANOUT_LEASE)
+
+
+def mailing_launch(*, mailing_id: int) -> bool:
+    """Create the mailing's messages batch by batch and start its dispatchers. False: nothing to do.
+
+    Safe to call any number of times, concurrently too: the lease lets one launcher work at a time,
+    the checkpoint (fanout_cursor) lets the next resume where a dead one stopped, and the unique
+    (mailing, client) constraint makes a replayed batch insert nothing. The audience is fixed at
+    launch: a matching client created after the fan-out has passed its id is not included.
+    """
+    now = timezone.now()
+    claimed = (
+        Mailing.objects.filter(pk=mailing_id)
+        .due_for_launch(now)
+        .update(fanout_lease_until=now + fanout_lease(), launched_at=Coalesce("launched_at", Value(now)))
+    )
+    if not claimed:
+        return False
+    mailing = Mailing.objects.get(pk=mailing_id)
+    log.info(
+        "mailing=%s launch: fan-out to %s from client %s",
+        mailing.pk,
+        mailing.audience_description,
+        mailing.fanout_cursor,
+    )
+    recipients = mailing.recipients().order_by("id")
+    cursor, created, dispatching = mailing.fanout_cursor, 0, False
+    while timezone.now() < mailing.end_at:
+        remaining = recipients.filter(id__gt=cursor)
+        boundary = remaining.values_list("id", flat=True)[settings.FANOUT_BATCH_SIZE - 1 :].first()
+        last_id = boundary if boundary is not None else remaining.aggregate(last=Max("id"))["last"]
+        if last_id is None:
+            break
+        with transaction.atomic():
+            created += messages_create_for_clients(
+                mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
+            )
+            cursor = last_id
+            Mailing.objects.filter(pk=mailing.pk).update(
+                fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
+            )
+        if not dispatching:
+            start_dispatchers(mailing.pk)  # sending starts while the fan-out goes on
+            dispatching = True
+    Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
+    log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
+    return True
