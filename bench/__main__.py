@@ -114,11 +114,11 @@ class Bench:
         with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as connection:
             connection.execute(sql)
 
-    def _sql(self, sql: str, params=None) -> list[tuple]:
+    def _sql(self, sql: str, params=()) -> list[tuple]:
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, list(params))  # always a list: "%%" then means "%"
             return cursor.fetchall() if cursor.description else []
 
     def _reset_tables(self) -> None:

@@ -1,8 +1,9 @@
 """Read-side queries over mailings, shared by the API and the admin."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
-from messages_app.models import MessageStatus
+from messages_app.models import Message, MessageStatus
 
 from .models import Mailing
 
@@ -16,20 +17,30 @@ MESSAGE_COUNT_FIELDS: dict[str, str] = {
 def mailings_with_message_counts(queryset: QuerySet[Mailing] | None = None) -> QuerySet[Mailing]:
     """The mailings annotated with `messages_<status>` for every message status and `messages_total`.
 
-    One grouped query whatever the number of mailings; a mailing without messages gets zeros.
+    One query whatever the number of mailings. Each count is a subquery on the (mailing, status)
+    index, so the database counts only the mailings of the page asked for: a join with GROUP BY
+    would count every message of every mailing first (p50 634 ms at 1M messages, see bench/).
     """
     queryset = Mailing.objects.all() if queryset is None else queryset
-    by_status = {
-        MESSAGE_COUNT_FIELDS[status]: Count("messages", filter=Q(messages__status=status))
-        for status in MessageStatus.values
-    }
-    return queryset.annotate(**by_status, messages_total=Count("messages"))
+    by_status = {MESSAGE_COUNT_FIELDS[status]: _messages_in(status) for status in MessageStatus.values}
+    total = sum((F(field) for field in by_status), start=Value(0))
+    return queryset.annotate(**by_status).annotate(messages_total=total)
+
+
+def _messages_in(status: str) -> Coalesce:
+    counted = (
+        Message.objects.filter(mailing=OuterRef("pk"), status=status)
+        .order_by()
+        .values("mailing")
+        .annotate(count=Count("*"))
+        .values("count")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 def mailing_message_counts(*, mailing: Mailing) -> dict[str, int]:
     """Messages of one mailing by status value (every status present) plus `total`: one query."""
-    row = mailings_with_message_counts(Mailing.objects.filter(pk=mailing.pk)).values(
-        *MESSAGE_COUNT_FIELDS.values()
-    )
-    counts = row.first() or dict.fromkeys(MESSAGE_COUNT_FIELDS.values(), 0)
-    return {key: counts[field] for key, field in MESSAGE_COUNT_FIELDS.items()}
+    counts = dict.fromkeys(MessageStatus.values, 0)
+    grouped = Message.objects.filter(mailing=mailing).order_by().values_list("status").annotate(n=Count("*"))
+    counts.update(grouped)
+    return {**counts, "total": sum(counts.values())}
