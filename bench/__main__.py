@@ -239,11 +239,14 @@ class Bench:
         self._sql(
             "INSERT INTO messages_app_message (mailing_id, client_id, status, attempts, last_error, "
             "created_at, sent_at, next_attempt_at) "
-            "SELECT m.id, c.id, (ARRAY['sent','sent','sent','sent','sent','sent','failed','expired',"
-            "'pending','sending'])[1 + (c.id + m.id) %% 10], 1, '', now(), now(), now() "
+            # Ended mailings hold final statuses only: 80 % sent, 10 % failed, 10 % expired.
+            "SELECT m.id, c.id, (ARRAY['sent','sent','sent','sent','sent','sent','sent','sent',"
+            "'failed','expired'])[1 + (c.id + m.id) %% 10], 1, '', now(), now(), now() "
             "FROM mailings_mailing m CROSS JOIN clients_client c"
         )
-        self._sql("ANALYZE")
+        # As autovacuum would soon after a bulk load: statistics, and the visibility map that
+        # index-only scans rely on.
+        self._sql("VACUUM ANALYZE")
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
