@@ -18,6 +18,7 @@ import secrets
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,14 +88,23 @@ class Bench:
         self.control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
         self.worker = processes.start_worker(self.env, self.logdir, concurrency=self.args.workers)
         self.beat = processes.start_beat(self.env, self.logdir)
+        self.web_port = free_port()
+        self.web = processes.start_web(self.env, self.logdir, port=self.web_port)
         processes.wait_for_log(self.logdir, "worker", " ready.")
+        processes.wait_for_log(self.logdir, "web", "Booting worker")
+        self.api = f"http://127.0.0.1:{self.web_port}/api/v1"
         from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
 
+        user = get_user_model().objects.create_user("bench")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
         self.results["sender_concurrency"] = settings.SENDER_CONCURRENCY
         self.results["dispatchers_per_mailing"] = settings.SENDER_DISPATCHERS_PER_MAILING
 
     def teardown(self) -> None:
-        for name in ("worker", "beat"):
+        for name in ("worker", "beat", "web"):
             if hasattr(self, name):
                 processes.stop(getattr(self, name))
         if hasattr(self, "provider"):
@@ -160,7 +170,8 @@ class Bench:
         self._insert_clients(n)
         self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
-        with processes.RssSampler(self.worker) as rss:
+        probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
+        with processes.RssSampler(self.worker) as rss, probe:
             created = time.time()
             mailing = self._create_mailing(ends_in=3600)
             while self._final_count(mailing.pk) < n:
@@ -195,6 +206,7 @@ class Bench:
             "raw_in_flight": in_flight,
             "raw_limit_per_s": raw["rate"],
             "ratio_to_raw": round(rate / raw["rate"], 3),
+            "api_while_sending": probe.summary(),
         }
 
     def fanout_phase(self) -> None:
@@ -207,7 +219,8 @@ class Bench:
         # fan-out is what the worker spends itself on.
         self.control.outage("503", 3600)
         print(f"fanout: {n} clients ...", flush=True)
-        with processes.RssSampler(self.worker) as rss:
+        probe = ApiProbe(self.session, f"{self.api}/clients/")
+        with processes.RssSampler(self.worker) as rss, probe:
             mailing = self._create_mailing(ends_in=3600)
             while not Mailing.objects.filter(pk=mailing.pk, fanout_completed_at__isnull=False).exists():
                 time.sleep(0.25)
@@ -221,6 +234,7 @@ class Bench:
             "seconds": round((mailing.fanout_completed_at - mailing.launched_at).total_seconds(), 2),
             "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
             "worker_peak_rss_mb_total": round(rss.peak_total_mb, 1),
+            "api_while_provider_down": probe.summary(),
         }
 
     def stats_phase(self) -> None:
@@ -247,40 +261,47 @@ class Bench:
         # As autovacuum would soon after a bulk load: statistics, and the visibility map that
         # index-only scans rely on.
         self._sql("VACUUM ANALYZE")
-        from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
+        first_id = self._sql("SELECT min(id) FROM mailings_mailing")[0][0]
+        pages = max(1, mailings // 50)
+        requests_made = range(self.args.stats_requests)
+        self.results["stats"] = {
+            "messages": per_mailing * mailings,
+            "mailings": mailings,
+            "general": _latencies(
+                self.session, [f"{self.api}/mailings/statistics/?page={1 + i % pages}" for i in requests_made]
+            ),
+            "per_mailing": _latencies(
+                self.session,
+                [f"{self.api}/mailings/{first_id + (i * 7) % mailings}/statistics/" for i in requests_made],
+            ),
+        }
 
-        user = get_user_model().objects.create_user("bench")
-        headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
-        port = free_port()
-        web = processes.start_web(self.env, self.logdir, port=port)
-        try:
-            processes.wait_for_log(self.logdir, "web", "Booting worker")
-            base = f"http://127.0.0.1:{port}/api/v1"
-            session = requests.Session()
-            session.headers.update(headers)
-            first_id = self._sql("SELECT min(id) FROM mailings_mailing")[0][0]
-            pages = max(1, mailings // 50)
-            self.results["stats"] = {
-                "messages": per_mailing * mailings,
-                "mailings": mailings,
-                "general": _latencies(
-                    session,
-                    [
-                        f"{base}/mailings/statistics/?page={1 + i % pages}"
-                        for i in range(self.args.stats_requests)
-                    ],
-                ),
-                "per_mailing": _latencies(
-                    session,
-                    [
-                        f"{base}/mailings/{first_id + (i * 7) % mailings}/statistics/"
-                        for i in range(self.args.stats_requests)
-                    ],
-                ),
-            }
-        finally:
-            processes.stop(web)
+
+class ApiProbe:
+    """Calls the API every 100 ms while a phase runs: is it still responsive while the worker is busy?"""
+
+    def __init__(self, session: requests.Session, url: str):
+        self._session, self._url = session, url
+        self._took: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ApiProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            started = time.perf_counter()
+            self._session.get(self._url, timeout=30).raise_for_status()
+            self._took.append((time.perf_counter() - started) * 1000)
+
+    def summary(self) -> dict[str, float]:
+        return _percentiles(self._took)
 
 
 def _latencies(session: requests.Session, urls: list[str]) -> dict[str, float]:
@@ -291,8 +312,12 @@ def _latencies(session: requests.Session, urls: list[str]) -> dict[str, float]:
         started = time.perf_counter()
         session.get(url, timeout=30).raise_for_status()
         took.append((time.perf_counter() - started) * 1000)
-    cuts = statistics.quantiles(took, n=100)
-    return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "requests": len(took)}
+    return _percentiles(took)
+
+
+def _percentiles(took_ms: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(took_ms, n=100)
+    return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "requests": len(took_ms)}
 
 
 def main() -> int:
