@@ -108,7 +108,8 @@ stop_all() {
     signal_all TERM
     local deadline=$((SECONDS + STOP_TIMEOUT))
     while alive && ((SECONDS < deadline)); do
-        sleep 0.2
+        # Ctrl-C reaches this sleep too, which then fails: not a reason to give up waiting.
+        sleep 0.2 || :
     done
     if alive; then
         say "still running after ${STOP_TIMEOUT}s: killing"
@@ -123,7 +124,8 @@ on_signal() {
         # A second Ctrl-C: do not wait for running tasks to finish.
         say "killing"
         signal_all KILL
-        return
+        # Explicit: a bare return in a trap gives the interrupted command's status, and set -e exits.
+        return 0
     fi
     stopping=1
     say "stopping: waiting up to ${STOP_TIMEOUT}s for running tasks (Ctrl-C again to kill them now)"
