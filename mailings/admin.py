@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from messages_app.models import MessageStatus
 
 from .models import Mailing
-from .selectors import MESSAGE_COUNT_FIELDS, mailings_with_message_counts
+from .selectors import attach_message_counts
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 # Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
@@ -20,16 +20,35 @@ PIPELINE_FIELDS = [
 ]
 
 
+# The changelist's count columns, one per message status plus the total, in this order.
+COUNT_COLUMNS = {key: f"messages_{key}" for key in [*MessageStatus.values, "total"]}
+
+
 def _count_column(key: str):
-    """A changelist column showing the annotated count of messages with this status (or "total")."""
-    attribute = MESSAGE_COUNT_FIELDS[key]
+    """A changelist column showing the page's count of messages with this status (or "total").
 
-    @admin.display(description=key, ordering=attribute)
+    Not sortable: the counts are taken after the changelist paginates (MailingChangeList), so the
+    database has nothing to order the mailings by.
+    """
+
+    @admin.display(description=key)
     def column(self, mailing: Mailing) -> int:
-        return getattr(mailing, attribute)
+        return mailing.message_counts[key]
 
-    column.__name__ = attribute
+    column.__name__ = COUNT_COLUMNS[key]
     return column
+
+
+class MailingChangeList(ChangeList):
+    """Counts the messages of the page's mailings only, in one grouped query, once it is paginated.
+
+    result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
+    holds the mailings with their `message_counts` when the template iterates it.
+    """
+
+    def get_results(self, request):
+        super().get_results(request)
+        attach_message_counts(self.result_list)
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -62,7 +81,7 @@ class MailingAdmin(admin.ModelAdmin):
         "end_at",
         "audience",
         "launched_at",
-        *MESSAGE_COUNT_FIELDS.values(),
+        *COUNT_COLUMNS.values(),
         "messages_link",
     ]
     list_filter = ["start_at", LaunchedListFilter]
@@ -81,8 +100,8 @@ class MailingAdmin(admin.ModelAdmin):
     messages_expired = _count_column(MessageStatus.EXPIRED)
     messages_total = _count_column("total")
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Mailing]:
-        return mailings_with_message_counts(super().get_queryset(request))
+    def get_changelist(self, request: HttpRequest, **kwargs):
+        return MailingChangeList
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))

@@ -2,10 +2,10 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from mailing_service.api import StrictModelSerializer
+from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
 
 from .models import TEXT_MAX_LENGTH, Mailing
-from .selectors import MESSAGE_COUNT_FIELDS
 
 EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
 
@@ -65,26 +65,26 @@ class MailingSerializer(StrictModelSerializer):
 
 
 class MessageCountsSerializer(serializers.Serializer):
-    """Messages by status, every status present (0 when none), and their total.
+    """Messages by status, every status present (0 when none), and their total."""
 
-    Reads the annotations of mailings.selectors.mailings_with_message_counts.
-    """
+    # Serializes the dict mailings.selectors.attach_message_counts sets as `mailing.message_counts`:
+    # each field's source is its own name, which DRF looks up as a key of a mapping.
 
     def get_fields(self):
         return {
             key: serializers.IntegerField(
-                source=field,
                 read_only=True,
                 help_text="All messages." if key == "total" else f"Messages in status {key}.",
             )
-            for key, field in MESSAGE_COUNT_FIELDS.items()
+            for key in [*MessageStatus.values, "total"]
         }
 
 
 class MailingStatisticsSerializer(MailingSerializer):
     """A mailing with its messages counted by status."""
 
-    message_counts = MessageCountsSerializer(source="*", read_only=True)
+    # Set on the mailing by mailings.selectors.attach_message_counts before serializing.
+    message_counts = MessageCountsSerializer(read_only=True)
 
     class Meta(MailingSerializer.Meta):
         fields = [*MailingSerializer.Meta.fields, "message_counts"]

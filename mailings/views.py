@@ -13,7 +13,7 @@ from messages_app.serializers import MessageSerializer
 
 from .filters import MailingFilter
 from .models import Mailing
-from .selectors import mailings_with_message_counts
+from .selectors import attach_message_counts
 from .serializers import MailingSerializer, MailingStatisticsDetailSerializer, MailingStatisticsSerializer
 from .services import MailingLaunchedError, mailing_update
 
@@ -50,11 +50,6 @@ class MailingViewSet(viewsets.ModelViewSet):
     filterset_class = MailingFilter
     ordering_fields = ["id", "start_at", "end_at"]
 
-    def get_queryset(self):
-        if self.action in ("statistics", "statistics_detail"):
-            return mailings_with_message_counts(super().get_queryset())
-        return super().get_queryset()
-
     def get_serializer_class(self):
         if self.action in ("statistics", "statistics_detail"):
             return MailingStatisticsSerializer
@@ -77,7 +72,14 @@ class MailingViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, url_path="statistics")
     def statistics(self, request):
-        return self.list(request)
+        # The same plain mailings as the list, paginated first; then one grouped query counts the
+        # messages of this page only (see mailings.selectors).
+        mailings = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(mailings)
+        if page is None:  # pagination switched off: every mailing, still one counting query
+            return Response(self.get_serializer(attach_message_counts(mailings), many=True).data)
+        data = self.get_serializer(attach_message_counts(page), many=True).data
+        return self.get_paginated_response(data)
 
     @extend_schema(
         summary="Statistics of one mailing",
@@ -99,6 +101,7 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, url_path="statistics", filter_backends=[])
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
+        attach_message_counts([mailing])
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)

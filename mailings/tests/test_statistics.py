@@ -3,7 +3,7 @@ from django.urls import reverse
 from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing
-from mailings.selectors import mailing_message_counts, mailings_with_message_counts
+from mailings.selectors import attach_message_counts, mailing_message_counts, message_counts_by_mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -83,15 +83,37 @@ def test_statistics_take_the_mailing_list_filters(api_client):
     ]
 
 
-def test_statistics_list_takes_a_constant_number_of_queries(api_client, django_assert_max_num_queries):
-    for mailing in MailingFactory.create_batch(20):
+@pytest.mark.parametrize("mailings", [1, 20])
+def test_statistics_list_takes_a_constant_number_of_queries(api_client, django_assert_num_queries, mailings):
+    for mailing in MailingFactory.create_batch(mailings):
         create_messages(mailing, {"pending": 1, "sent": 2, "failed": 1})
 
-    with django_assert_max_num_queries(3):  # token, count, page with its counts
+    with django_assert_num_queries(4):  # token, then count, page of mailings, their message counts
         response = api_client.get(LIST_URL)
 
-    assert response.data["count"] == 20
-    assert all(row["message_counts"]["total"] == 4 for row in response.data["results"])
+    assert response.data["count"] == mailings
+    assert [row["message_counts"] for row in response.data["results"]] == [
+        {**zero_counts(), "pending": 1, "sent": 2, "failed": 1, "total": 4}
+    ] * mailings
+
+
+def test_a_deep_statistics_page_counts_its_own_mailings_in_as_many_queries(
+    api_client, monkeypatch, django_assert_num_queries
+):
+    monkeypatch.setattr(PageNumberPagination, "page_size", 2)
+    expected = {}
+    for number in range(1, 8):
+        mailing = MailingFactory()
+        expected[mailing.pk] = create_messages(mailing, {"sent": number, "failed": 1})
+    ordered = list(Mailing.objects.values_list("pk", flat=True))
+
+    with django_assert_num_queries(4):  # token, count, page of mailings, their message counts
+        response = api_client.get(LIST_URL, {"page": 3})
+
+    assert response.data["count"] == 7
+    page = {row["id"]: row["message_counts"] for row in response.data["results"]}
+    assert list(page) == ordered[4:6]
+    assert page == {pk: expected[pk] for pk in ordered[4:6]}
 
 
 def test_mailing_statistics_give_fields_counts_and_messages(api_client, mailings_with_messages):
@@ -154,11 +176,11 @@ def test_statistics_of_an_unknown_mailing_are_not_found(api_client):
     assert response.status_code == 404
 
 
-def test_mailing_statistics_take_a_constant_number_of_queries(api_client, django_assert_max_num_queries):
+def test_mailing_statistics_take_a_constant_number_of_queries(api_client, django_assert_num_queries):
     mailing = MailingFactory()
     create_messages(mailing, {"pending": 10, "sent": 20, "failed": 5})
 
-    with django_assert_max_num_queries(4):  # token, mailing with counts, message count, message page
+    with django_assert_num_queries(5):  # token, mailing, its counts, message count, message page
         response = api_client.get(statistics_url(mailing))
 
     assert response.data["message_counts"]["total"] == 35
@@ -177,24 +199,50 @@ def test_deleting_a_client_keeps_the_statistics(api_client, mailings_with_messag
     assert None in {row["client"] for row in detail["messages"]["results"]}
 
 
-def test_selector_annotates_every_status_and_the_total(mailings_with_messages):
-    annotated = {
-        mailing.pk: {
-            **{status: getattr(mailing, f"messages_{status}") for status in STATUSES},
-            "total": mailing.messages_total,
-        }
-        for mailing in mailings_with_message_counts()
-    }
+def test_attach_sets_every_status_and_the_total_in_one_query(
+    mailings_with_messages, django_assert_num_queries
+):
+    mailings = list(Mailing.objects.all())
 
-    assert annotated == mailings_with_messages
+    with django_assert_num_queries(1):
+        attached = attach_message_counts(mailings)
+
+    assert attached == mailings
+    assert {mailing.pk: mailing.message_counts for mailing in attached} == mailings_with_messages
 
 
-def test_selector_keeps_the_given_queryset(mailings_with_messages):
+def test_attach_counts_only_the_given_mailings(mailings_with_messages):
     mailing = Mailing.objects.get(text="some")
 
-    annotated = mailings_with_message_counts(Mailing.objects.filter(pk=mailing.pk)).get()
+    (attached,) = attach_message_counts(Mailing.objects.filter(pk=mailing.pk))
 
-    assert (annotated.messages_sent, annotated.messages_failed, annotated.messages_total) == (2, 1, 3)
+    counts = attached.message_counts
+    assert (counts["sent"], counts["failed"], counts["total"]) == (2, 1, 3)
+
+
+def test_attach_leaves_the_mailings_in_a_querysets_cache(mailings_with_messages, django_assert_num_queries):
+    mailings = Mailing.objects.all()
+    attach_message_counts(mailings)
+
+    with django_assert_num_queries(0):
+        assert {mailing.pk: mailing.message_counts for mailing in mailings} == mailings_with_messages
+
+
+def test_counts_by_mailing_give_zeros_to_mailings_without_messages(
+    mailings_with_messages, django_assert_num_queries
+):
+    ids = list(mailings_with_messages)
+
+    with django_assert_num_queries(1):
+        counts = message_counts_by_mailing(ids)
+
+    assert counts == mailings_with_messages
+
+
+def test_counts_of_no_mailings_need_no_query(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert message_counts_by_mailing([]) == {}
+        assert attach_message_counts([]) == []
 
 
 def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
