@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 # Touched after a successful install: pip runs again only when a requirement file is newer.
 STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test lint fmt bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  Variables: PYTHON=$(PYTHON) (creates .venv), PYTEST_ARGS='...' (extra pytest arguments)"
+	@echo "  Variables: PYTHON=$(PYTHON) (creates .venv), PYTEST_ARGS='...' (pytest), BENCH_ARGS='...' (bench)"
 
 venv: $(STAMP) ## Create .venv and install requirements-dev.txt (again only when requirements change)
 
@@ -45,8 +46,8 @@ fmt: venv ## Format the code and apply ruff's safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv ## Run the benchmark (python -m bench)
-	$(PY) -m bench
+bench: venv ## Run the benchmark (python -m bench; BENCH_ARGS=--help for its options)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## Remove runtime state under var/ (database, broker, cache, static); keeps .venv
 	rm -rf var/
