@@ -160,7 +160,7 @@ PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # How long one dispatch task runs before it hands over to a fresh task (keeps tasks bounded).
-SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=60.0)
+SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)
 # No request starts with less than this left before the mailing's end; it ends this early too.
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
 # Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
@@ -194,6 +194,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
+# Several deployments (or the tests) can share one broker with a queue each.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

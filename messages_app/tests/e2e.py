@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import kombu
 import pytest
 import redis
 from django.db import connection
@@ -49,12 +50,27 @@ def require_real_services(redis_url: str) -> None:
         problems.append("DATABASE_URL does not point at PostgreSQL")
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-    except redis.RedisError:
+    except (redis.RedisError, ValueError):  # ValueError: the tests fell back to a memory:// broker
         problems.append(f"Redis does not answer at {redis_url}")
     if problems:
         if os.environ.get("CI"):
             pytest.fail("end-to-end tests need real services: " + "; ".join(problems))
         pytest.skip("end-to-end tests need real services: " + "; ".join(problems))
+
+
+def require_rabbitmq(amqp_url: str) -> None:
+    try:
+        with kombu.Connection(amqp_url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:  # kombu raises the transport's own errors
+        if os.environ.get("CI"):
+            pytest.fail(f"RabbitMQ does not answer at {amqp_url}: {error}")
+        pytest.skip(f"RabbitMQ does not answer at {amqp_url}: {error}")
+
+
+def delete_queue(amqp_url: str, name: str) -> None:
+    with kombu.Connection(amqp_url) as connection:
+        kombu.Queue(name, channel=connection.default_channel).delete()
 
 
 def database_url() -> str:
@@ -80,7 +96,9 @@ class FakeProvider:
 class Worker:
     """`celery worker -B` in its own process group, so a test can SIGKILL all of it at once."""
 
-    def __init__(self, *, broker_url: str, provider: FakeProvider, workdir: Path, **overrides: str):
+    def __init__(
+        self, *, broker_url: str, cache_url: str, provider: FakeProvider, workdir: Path, **overrides: str
+    ):
         self.log_path = workdir / "worker.log"
         self.env = (
             os.environ
@@ -88,7 +106,7 @@ class Worker:
             | {
                 "DATABASE_URL": database_url(),
                 "CELERY_BROKER_URL": broker_url,
-                "CACHE_URL": broker_url,
+                "CACHE_URL": cache_url,
                 "CELERY_BEAT_SCHEDULE_FILENAME": str(workdir / "beat-schedule"),
                 "PROVIDER_URL": provider.url,
                 "PROVIDER_TOKEN": provider.token,

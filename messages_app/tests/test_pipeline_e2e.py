@@ -16,7 +16,16 @@ from clients.models import Client
 from mailings.models import Mailing
 from messages_app.models import Message
 
-from .e2e import FakeProvider, Worker, all_final, counts_by_status, require_real_services, wait_until
+from .e2e import (
+    FakeProvider,
+    Worker,
+    all_final,
+    counts_by_status,
+    delete_queue,
+    require_rabbitmq,
+    require_real_services,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -40,7 +49,9 @@ def provider(services_up):
 
 @pytest.fixture
 def worker(services_up, provider, tmp_path, transactional_db):
-    running = Worker(broker_url=services_up, provider=provider, workdir=tmp_path).start()
+    running = Worker(
+        broker_url=services_up, cache_url=services_up, provider=provider, workdir=tmp_path
+    ).start()
     yield running
     running.stop()
 
@@ -220,3 +231,28 @@ def test_worker_killed_mid_mailing_loses_nothing_and_duplicates_only_what_was_in
     assert counts_by_status(mailing_id) == {"sent": 3000}
     assert stats["unique_accepted"] == 3000
     assert stats["duplicates"] <= in_flight_at_kill
+
+
+def test_rabbitmq_as_broker_runs_a_scheduled_mailing(services_up, provider, api_client, tmp_path):
+    amqp_url = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    require_rabbitmq(amqp_url)
+    queue = "mailing-e2e"  # the tests' own queue on a shared broker, deleted afterwards
+    worker = Worker(
+        broker_url=amqp_url,
+        cache_url=services_up,
+        provider=provider,
+        workdir=tmp_path,
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+    )
+    try:
+        worker.start()
+        make_clients(15)
+        # Starts in the future: beat's scanner in the worker launches it, every task goes through RabbitMQ.
+        mailing_id = create_mailing(api_client, starts_in=2)
+
+        wait_until(lambda: all_final(mailing_id, 15), timeout=30, what="delivery through RabbitMQ")
+        assert counts_by_status(mailing_id) == {"sent": 15}
+        assert provider.control.stats()["duplicates"] == 0
+    finally:
+        worker.stop()
+        delete_queue(amqp_url, queue)
