@@ -18,7 +18,6 @@ import secrets
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -277,28 +276,20 @@ class Bench:
         }
 
 
-class ApiProbe:
+class ApiProbe(processes.PeriodicSampler):
     """Calls the API every 100 ms while a phase runs: is it still responsive while the worker is busy?"""
 
+    interval = 0.1
+
     def __init__(self, session: requests.Session, url: str):
+        super().__init__()
         self._session, self._url = session, url
         self._took: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "ApiProbe":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            started = time.perf_counter()
-            self._session.get(self._url, timeout=30).raise_for_status()
-            self._took.append((time.perf_counter() - started) * 1000)
+    def sample(self) -> None:
+        started = time.perf_counter()
+        self._session.get(self._url, timeout=30).raise_for_status()
+        self._took.append((time.perf_counter() - started) * 1000)
 
     def summary(self) -> dict[str, float]:
         return _percentiles(self._took)

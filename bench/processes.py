@@ -78,17 +78,16 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-class RssSampler:
-    """Samples the resident memory of a process tree four times a second, keeping the peaks."""
+class PeriodicSampler:
+    """Calls `sample` every `interval` seconds in a thread while the `with` block runs."""
 
-    def __init__(self, process: subprocess.Popen):
-        self._root = process.pid
-        self.peak_process_mb = 0.0
-        self.peak_total_mb = 0.0
+    interval = 0.25
+
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -97,7 +96,23 @@ class RssSampler:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            sizes = [_rss_mb(pid) for pid in _tree(self._root)]
-            self.peak_process_mb = max(self.peak_process_mb, *sizes)
-            self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(PeriodicSampler):
+    """The resident memory of a process tree, keeping the peaks."""
+
+    def __init__(self, process: subprocess.Popen):
+        super().__init__()
+        self._root = process.pid
+        self.peak_process_mb = 0.0
+        self.peak_total_mb = 0.0
+
+    def sample(self) -> None:
+        sizes = [_rss_mb(pid) for pid in _tree(self._root)]
+        self.peak_process_mb = max(self.peak_process_mb, *sizes)
+        self.peak_total_mb = max(self.peak_total_mb, sum(sizes))

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from fake_provider import run_in_fast_loop
 from fake_provider.server import Config, FakeProvider
 
 
@@ -83,14 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # INFO is quiet unless --access-log: only outages are logged.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    try:
-        import uvloop  # optional: faster when installed, never required
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(args))
+    run_in_fast_loop(serve(args))
 
 
 if __name__ == "__main__":

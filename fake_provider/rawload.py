@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from fake_provider import run_in_fast_loop
+
 # Far above any real message id, so that load never collides with a mailing's messages.
 ID_OFFSET = 10**12
 PHONE = 79_000_000_000
@@ -69,14 +71,7 @@ def measure(
     Ids count up from `first_id`: give each run against the same server its own range, or reset the
     server's records in between, unless duplicates are what you want to see.
     """
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(measure_async(url, token, concurrency, seconds, first_id=first_id))
+    return run_in_fast_loop(measure_async(url, token, concurrency, seconds, first_id=first_id))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ real timeouts, real refused connections.
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 from aiohttp import web
@@ -59,18 +60,37 @@ def test_overload_server_errors_and_surprises_are_retried(status):
     assert not caught.value.permanent
 
 
-def _transport(url: str, *, read_timeout: float = 5.0) -> ProbeTransport:
+def _transport(url: str) -> ProbeTransport:
     return ProbeTransport(
-        base_url=url, token="secret-token", connect_timeout=1.0, read_timeout=read_timeout, max_connections=10
+        base_url=url, token="secret-token", connect_timeout=1.0, read_timeout=5.0, max_connections=10
     )
 
 
-async def _serve(handler):
-    app = web.Application()
-    app.router.add_post("/v1/send/{msg_id}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
+def against(handler, use):
+    """Serve `handler` as the provider on 127.0.0.1 and run `use(transport)` against it."""
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/v1/send/{msg_id}", handler)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with _transport(str(server.make_url("/v1"))) as transport:
+                return await use(transport)
+        finally:
+            await server.close()
+
+    return asyncio.run(scenario())
+
+
+async def send_one(transport, timeout: float = 5):
+    await transport.send(MESSAGE, timeout=timeout)
+
+
+async def failure_of(transport, timeout: float = 2) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        await transport.send(MESSAGE, timeout=timeout)
+    return caught.value
 
 
 def test_request_carries_the_contract_path_token_and_body():
@@ -80,15 +100,8 @@ def test_request_carries_the_contract_path_token_and_body():
         seen.append((request.match_info["msg_id"], request.headers["Authorization"], await request.json()))
         return web.json_response({"code": 0, "message": "OK"})
 
-    async def scenario():
-        server = await _serve(handler)
-        try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
-                await transport.send(MESSAGE, timeout=5)
-        finally:
-            await server.close()
+    against(handler, send_one)
 
-    asyncio.run(scenario())
     assert seen == [("42", "Bearer secret-token", {"id": 42, "phone": 79001234567, "text": "Hello"})]
 
 
@@ -99,16 +112,12 @@ def test_requests_reuse_pooled_keep_alive_connections():
         peers.add(request.transport.get_extra_info("peername"))
         return web.json_response({"code": 0})
 
-    async def scenario():
-        server = await _serve(handler)
-        try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
-                for _ in range(20):
-                    await transport.send(MESSAGE, timeout=5)
-        finally:
-            await server.close()
+    async def send_twenty(transport):
+        for _ in range(20):
+            await send_one(transport)
 
-    asyncio.run(scenario())
+    against(handler, send_twenty)
+
     assert len(peers) == 1
 
 
@@ -117,19 +126,13 @@ def test_slow_answer_gives_up_at_the_time_left_and_is_retryable():
         await asyncio.sleep(5)
         return web.json_response({"code": 0})
 
-    async def scenario():
-        server = await _serve(handler)
-        try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
-                loop = asyncio.get_running_loop()
-                started = loop.time()
-                with pytest.raises(TransportError) as caught:
-                    await transport.send(MESSAGE, timeout=0.3)
-                return loop.time() - started, caught.value
-        finally:
-            await server.close()
+    async def timed_failure(transport):
+        started = time.monotonic()
+        error = await failure_of(transport, timeout=0.3)
+        return time.monotonic() - started, error
 
-    took, error = asyncio.run(scenario())
+    took, error = against(handler, timed_failure)
+
     assert 0.25 <= took < 1.5
     assert not error.permanent
 
@@ -141,11 +144,10 @@ def test_refused_connection_is_retryable():
 
     async def scenario():
         async with _transport(f"http://127.0.0.1:{port}/v1") as transport:
-            with pytest.raises(TransportError) as caught:
-                await transport.send(MESSAGE, timeout=2)
-            return caught.value
+            return await failure_of(transport)
 
     error = asyncio.run(scenario())
+
     assert not error.permanent
     assert "Connect" in error.detail or "Connection" in error.detail
 
@@ -154,29 +156,11 @@ def test_garbage_over_the_wire_is_retryable():
     async def handler(request):
         return web.Response(text="upstream hiccup", status=200)
 
-    async def scenario():
-        server = await _serve(handler)
-        try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
-                with pytest.raises(TransportError) as caught:
-                    await transport.send(MESSAGE, timeout=2)
-                return caught.value
-        finally:
-            await server.close()
-
-    assert not asyncio.run(scenario()).permanent
+    assert not against(handler, failure_of).permanent
 
 
 def test_answer_body_is_parsed_as_json_not_by_content_type():
     async def handler(request):
         return web.Response(body=json.dumps({"code": 0}).encode(), content_type="text/plain")
 
-    async def scenario():
-        server = await _serve(handler)
-        try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
-                await transport.send(MESSAGE, timeout=2)
-        finally:
-            await server.close()
-
-    asyncio.run(scenario())
+    assert against(handler, send_one) is None  # accepted: no TransportError
