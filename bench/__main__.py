@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -313,6 +314,8 @@ def _percentiles(took_ms: list[float]) -> dict[str, float]:
 
 def main() -> int:
     args = parse_args()
+    # A stopped benchmark still removes its processes, database and Redis keys (teardown below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     bench = Bench(args)
     try:
         bench.setup()

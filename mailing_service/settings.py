@@ -165,9 +165,11 @@ SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
 # Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
 SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=1.0)
-SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=300.0)
-# Circuit breaker: this many retryable failures in a row pause all sending for the pause.
-SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=5)
+SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=60.0)
+# Circuit breaker: this many retryable failures in a row pause all sending for the pause. With
+# hundreds of requests in flight a provider failing 40 % of them shows 5 in a row every hundred or
+# so answers (0.4 ** 5); 20 in a row (0.4 ** 20) means it is down, and still shows within a second.
+SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=20)
 SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 # After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
