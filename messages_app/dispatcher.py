@@ -149,7 +149,9 @@ class Dispatcher:
                 next_refresh = now + REFRESH_EVERY
             if now >= self._deadline:
                 await self._flush()
-                await _in_db_thread(services.messages_expire_pending, now=self._mailing.end_at)
+                await _in_db_thread(
+                    services.messages_expire_pending, now=self._mailing.end_at, mailing_id=self.mailing_id
+                )
                 return None
             if now >= next_heartbeat:
                 await _in_db_thread(
