@@ -54,5 +54,5 @@ def redis_available() -> bool:
 
 def remove_test_queues(url: str) -> None:
     connection = redis.Redis.from_url(url)
-    keys = [*connection.scan_iter("_kombu.binding.*"), "celery", "unacked", "unacked_index"]
+    keys = [*connection.scan_iter("_kombu.*"), "celery", "unacked", "unacked_index"]
     connection.delete(*keys)
