@@ -17,7 +17,7 @@ from datetime import timedelta
 import uvloop
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.utils import timezone
 
 from mailings.models import Mailing
@@ -117,7 +117,6 @@ class Dispatcher:
             return runner.run(self._run())
 
     async def _run(self) -> DispatchReport:
-        await _in_db_thread(close_old_connections)
         queue: asyncio.Queue[tuple[ClaimedRow, OutgoingMessage]] = asyncio.Queue()
         async with self._transport:
             workers = [asyncio.create_task(self._work(queue)) for _ in range(self._concurrency)]
@@ -168,12 +167,11 @@ class Dispatcher:
             if now >= stop_claiming_at:
                 if queue.empty() and not self._busy:
                     return 0.0  # more may be due: a fresh task carries on
-            elif not await self._paused():
-                if self._probing:
-                    if queue.empty() and not self._busy:
-                        claimed = await self._claim_into(queue, limit=1)
-                elif queue.qsize() < self._concurrency // 2 + 1:
-                    claimed = await self._claim_into(queue, limit=self._concurrency - queue.qsize())
+            else:
+                wanted = self._claim_size(queue)
+                # The shared pause is read only when claiming: the queue holds a fraction of a second.
+                if wanted and not await self._paused():
+                    claimed = await self._claim_into(queue, limit=wanted)
 
             if len(self._outcomes) >= FLUSH_AT or (now >= next_flush and len(self._outcomes)):
                 await self._flush()
@@ -223,6 +221,14 @@ class Dispatcher:
                 self._paused_until, loop.time() + (until - timezone.now()).total_seconds()
             )
         return loop.time() < self._paused_until
+
+    def _claim_size(self, queue: asyncio.Queue) -> int:
+        """Refill once the queue is down to half; after a pause, one message alone (the probe)."""
+        if self._probing:
+            return 1 if queue.empty() and not self._busy else 0
+        if queue.qsize() <= self._concurrency // 2:
+            return self._concurrency - queue.qsize()
+        return 0
 
     async def _claim_into(self, queue: asyncio.Queue, *, limit: int) -> int:
         rows = await _in_db_thread(
