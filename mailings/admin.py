@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from messages_app.models import MessageStatus
 
 from .models import Mailing
-from .selectors import attach_message_counts
+from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 # Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
@@ -21,7 +21,7 @@ PIPELINE_FIELDS = [
 
 
 # The changelist's count columns, one per message status plus the total, in this order.
-COUNT_COLUMNS = {key: f"messages_{key}" for key in [*MessageStatus.values, "total"]}
+COUNT_COLUMNS = {key: f"messages_{key}" for key in MESSAGE_COUNT_KEYS}
 
 
 def _count_column(key: str):

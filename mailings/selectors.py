@@ -12,6 +12,9 @@ from messages_app.models import Message, MessageStatus
 
 from .models import Mailing
 
+# The keys of every counts dict here: one per message status, then "total".
+MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
+
 # Why count after pagination: annotating the mailing queryset with one count subquery per status
 # (plus a total, which Django built by inlining those subqueries again, so every row was counted
 # twice) made PostgreSQL evaluate the subqueries for every row the OFFSET skips as well. With
@@ -52,8 +55,3 @@ def attach_message_counts(mailings: Iterable[Mailing]) -> list[Mailing]:
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
-
-
-def mailing_message_counts(*, mailing: Mailing) -> dict[str, int]:
-    """Messages of one mailing by status value (every status present) plus `total`: one query."""
-    return message_counts_by_mailing([mailing.pk])[mailing.pk]

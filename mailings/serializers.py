@@ -2,10 +2,10 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from mailing_service.api import StrictModelSerializer
-from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
 
 from .models import TEXT_MAX_LENGTH, Mailing
+from .selectors import MESSAGE_COUNT_KEYS
 
 EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
 
@@ -76,7 +76,7 @@ class MessageCountsSerializer(serializers.Serializer):
                 read_only=True,
                 help_text="All messages." if key == "total" else f"Messages in status {key}.",
             )
-            for key in [*MessageStatus.values, "total"]
+            for key in MESSAGE_COUNT_KEYS
         }
 
 

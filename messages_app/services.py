@@ -122,7 +122,8 @@ def messages_record(*, outcomes: Outcomes, now: datetime, deferred_until: dateti
                 ["status", "next_attempt_at", "last_error", "lease_until"],
             )
         for error, ids in _group_by_error(outcomes.deferred).items():
-            # Not attempted: the attempt taken at claim time is given back.
+            # Held back by a pause or a refused token: the attempt taken at claim time is given back,
+            # so waiting for the provider does not grow the message's backoff.
             in_flight.filter(id__in=ids).update(
                 status=Status.PENDING,
                 next_attempt_at=deferred_until or now,

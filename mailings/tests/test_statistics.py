@@ -3,7 +3,7 @@ from django.urls import reverse
 from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing
-from mailings.selectors import attach_message_counts, mailing_message_counts, message_counts_by_mailing
+from mailings.selectors import attach_message_counts, message_counts_by_mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -249,6 +249,6 @@ def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
     mailing = Mailing.objects.get(text="every status")
 
     with django_assert_num_queries(1):
-        counts = mailing_message_counts(mailing=mailing)
+        counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
 
     assert counts == mailings_with_messages[mailing.pk]
