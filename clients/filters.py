@@ -1,9 +1,9 @@
-import django_filters
+from mailing_service.filters import StrictFilterSet
 
 from .models import Client
 
 
-class ClientFilter(django_filters.FilterSet):
+class ClientFilter(StrictFilterSet):
     class Meta:
         model = Client
         fields = ["tag", "operator_code", "timezone"]

@@ -1,3 +1,4 @@
+import functools
 import zoneinfo
 
 from django.conf import settings
@@ -13,9 +14,35 @@ validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7:
 validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
 
 
+# The IANA areas whose zones are places. Left out: `localtime`, `Factory`, `posixrules`, POSIX-style
+# legacy names (EST5EDT), country aliases (US/Eastern, GB, W-SU) and Etc/GMT+3, none of which says
+# where a subscriber lives; UTC stays for clients whose place is unknown.
+GEOGRAPHIC_AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+
+
+@functools.cache
+def client_timezones() -> tuple[str, ...]:
+    """The time zones a client can have, sorted: read from the zoneinfo database once per process
+    (scanning it took ~45 ms, on every client saved)."""
+    names = zoneinfo.available_timezones()
+    places = sorted(name for name in names if "/" in name and name.partition("/")[0] in GEOGRAPHIC_AREAS)
+    return (*places, "UTC")
+
+
 def validate_timezone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"{value!r} is not an IANA timezone name, such as Europe/Moscow.")
+    if value not in client_timezones():
+        raise ValidationError(f"{value!r} is not an IANA timezone name of a place, such as Europe/Moscow.")
 
 
 def default_timezone() -> str:

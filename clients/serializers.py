@@ -1,29 +1,41 @@
 from django.conf import settings
+from rest_framework import serializers
 
 from mailing_service.api import StrictModelSerializer
 
-from .models import Client
+from .models import Client, client_timezones, validate_phone
 
 
 class ClientSerializer(StrictModelSerializer):
     """A recipient of mailings. A request body with a field not listed here is refused with 400."""
+
+    # The schema lists the accepted names, so that callers (and schemathesis) know them.
+    timezone = serializers.ChoiceField(
+        choices=client_timezones(),
+        required=False,
+        allow_blank=True,
+        help_text="IANA timezone name of a place, such as Europe/Moscow, or UTC; "
+        "left out or empty: the service's default client timezone.",
+        error_messages={"invalid_choice": "{input!r} is not the IANA name of a place's time zone."},
+    )
 
     class Meta:
         model = Client
         fields = ["id", "phone", "operator_code", "tag", "timezone", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {
-            "phone": {"help_text": "11 digits starting with 7, as a string: 7XXXXXXXXXX. Unique."},
+            "phone": {
+                "help_text": "11 digits starting with 7, as a string: 7XXXXXXXXXX. Unique: a phone another "
+                "client has is a 409.",
+                # The unique constraint answers (409 from the view): a duplicate is a conflict with the
+                # stored clients, not malformed input.
+                "validators": [validate_phone],
+            },
             "operator_code": {
                 "required": False,
                 "allow_blank": True,
                 "help_text": "3 digits. Whenever the phone is set without it (or with an empty one), "
                 "it becomes digits 2-4 of the phone.",
-            },
-            "timezone": {
-                "allow_blank": True,
-                "help_text": "IANA timezone name such as Europe/Moscow; "
-                "left out or empty: the service's default client timezone.",
             },
         }
 

@@ -1,22 +1,29 @@
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+
+from mailing_service.api import Conflict
+from mailing_service.schema import VALIDATION_ERROR
 
 from .filters import ClientFilter
 from .models import Client
 from .serializers import ClientSerializer
 
 DUPLICATE_PHONE = "A client with this phone already exists."
+_DUPLICATE = OpenApiResponse(
+    VALIDATION_ERROR, description=f'Another client has this phone: `{{"phone": ["{DUPLICATE_PHONE}"]}}`.'
+)
 
 
 @extend_schema(tags=["clients"])
 @extend_schema_view(
     list=extend_schema(summary="List clients"),
     retrieve=extend_schema(summary="Get a client"),
-    create=extend_schema(summary="Create a client"),
-    update=extend_schema(summary="Replace a client"),
-    partial_update=extend_schema(summary="Change some fields of a client"),
+    create=extend_schema(summary="Create a client", responses={201: ClientSerializer, 409: _DUPLICATE}),
+    update=extend_schema(summary="Replace a client", responses={200: ClientSerializer, 409: _DUPLICATE}),
+    partial_update=extend_schema(
+        summary="Change some fields of a client", responses={200: ClientSerializer, 409: _DUPLICATE}
+    ),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
 class ClientViewSet(viewsets.ModelViewSet):
@@ -35,12 +42,12 @@ class ClientViewSet(viewsets.ModelViewSet):
 
     @staticmethod
     def _save(serializer):
-        # The serializer checks uniqueness first; this covers two requests racing for one phone.
+        # The unique constraint decides, also between two requests racing for one phone.
         try:
             with transaction.atomic():
                 serializer.save()
         except IntegrityError:
             phone = serializer.validated_data.get("phone")
             if phone and Client.objects.filter(phone=phone).exists():
-                raise ValidationError({"phone": [DUPLICATE_PHONE]}) from None
+                raise Conflict({"phone": [DUPLICATE_PHONE]}) from None
             raise

@@ -1,4 +1,5 @@
-"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error and the health check."""
+"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error, the API root and the
+health check."""
 
 import logging
 from collections.abc import Mapping
@@ -9,7 +10,11 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
+
+# Views declaring a 409 describe it with the shared `{"detail": ...}` component.
+from .schema import DetailSerializer  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +29,9 @@ class RejectUnknownFieldsMixin:
     to every client instead of failing. Declared read-only fields (`id`, `created_at`...) are
     still accepted and ignored, so that a representation read with GET can be sent back.
     """
+
+    # Read by mailing_service.schema, which declares `additionalProperties: false` for these bodies.
+    refuses_unknown_fields = True
 
     def to_internal_value(self, data):
         unknown = sorted(set(data) - set(self.fields) - _FORM_KEYS) if isinstance(data, Mapping) else []
@@ -65,7 +73,6 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-DetailSerializer = inline_serializer("Detail", fields={"detail": serializers.CharField()})
 _HealthSerializer = inline_serializer("Health", fields={"status": serializers.CharField()})
 
 
@@ -92,3 +99,26 @@ class HealthView(APIView):
             logger.exception("Health check: the database is unreachable")
             return Response({"status": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response({"status": "ok"})
+
+
+# The collections GET /api/v1/ lists, by URL name; each a list of its own.
+API_COLLECTIONS = {
+    "clients": "client-list",
+    "mailings": "mailing-list",
+    "statistics": "mailing-statistics",
+    "messages": "message-list",
+}
+_ApiRootSerializer = inline_serializer(
+    "ApiRoot", fields={name: serializers.URLField() for name in [*API_COLLECTIONS, "schema", "docs"]}
+)
+
+
+class ApiRootView(APIView):
+    """Where the API's collections are, for a caller with credentials (the address `make run` prints)."""
+
+    @extend_schema(
+        summary="The API's collections and documentation", responses=_ApiRootSerializer, tags=["api"]
+    )
+    def get(self, request):
+        names = {**API_COLLECTIONS, "schema": "schema", "docs": "swagger-ui"}
+        return Response({key: reverse(name, request=request) for key, name in names.items()})

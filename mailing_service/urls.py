@@ -7,7 +7,7 @@ from clients.views import ClientViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 
-from .api import HealthView
+from .api import ApiRootView, HealthView
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -16,6 +16,7 @@ router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include(router.urls)),
     # Open without credentials, like the two documentation pages that read it.
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -23,3 +24,9 @@ urlpatterns = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("health/", HealthView.as_view(), name="health"),
 ]
+
+# Under /api/ Django's own error pages answer JSON like the API (mailing_service.errors).
+handler400 = "mailing_service.errors.bad_request"
+handler403 = "mailing_service.errors.permission_denied"
+handler404 = "mailing_service.errors.page_not_found"
+handler500 = "mailing_service.errors.server_error"

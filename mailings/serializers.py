@@ -1,7 +1,7 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from mailing_service.api import StrictModelSerializer
+from mailing_service.api import Conflict, StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
 from .models import TEXT_MAX_LENGTH, Mailing
@@ -56,7 +56,18 @@ class MailingSerializer(StrictModelSerializer):
         start_at = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end_at = attrs.get("end_at", getattr(self.instance, "end_at", None))
         if end_at <= start_at:
-            raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
+            if "start_at" in attrs and "end_at" in attrs:
+                raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
+            # One side is the stored mailing's: the request is well formed but conflicts with it.
+            stored = "start_at" if "end_at" in attrs else "end_at"
+            raise Conflict(
+                {
+                    stored: [
+                        f"The mailing's {stored} is {getattr(self.instance, stored).isoformat()}: end_at "
+                        "must be after start_at; send both to move the window."
+                    ]
+                }
+            )
         if self.instance is None and end_at <= timezone.now():
             raise serializers.ValidationError(
                 {"end_at": ["Must be in the future: the mailing would send nothing."]}

@@ -6,7 +6,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
-from mailing_service.api import Conflict, DetailSerializer
+from mailing_service.api import Conflict
+from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
@@ -17,10 +18,12 @@ from .selectors import attach_message_counts
 from .serializers import MailingSerializer, MailingStatisticsDetailSerializer, MailingStatisticsSerializer
 from .services import MailingLaunchedError, mailing_update
 
-_LAUNCHED = OpenApiResponse(
-    DetailSerializer,
+_CONFLICT = OpenApiResponse(
+    VALIDATION_ERROR,
     description="The mailing is launched and the change touches text, filter_operator_code, "
-    "filter_tag or start_at, which its messages were made from. Only end_at can still change.",
+    "filter_tag or start_at, which its messages were made from (only end_at can still change): "
+    '`{"detail": ...}`; or the one of start_at and end_at sent would not be in order with the '
+    'stored other one: `{"start_at": [...]}`.',
 )
 
 
@@ -33,9 +36,9 @@ _LAUNCHED = OpenApiResponse(
         description="A mailing whose window contains the present moment starts at once; a later one "
         "starts at start_at. With an empty filter it goes to every client.",
     ),
-    update=extend_schema(summary="Replace a mailing", responses={200: MailingSerializer, 409: _LAUNCHED}),
+    update=extend_schema(summary="Replace a mailing", responses={200: MailingSerializer, 409: _CONFLICT}),
     partial_update=extend_schema(
-        summary="Change some fields of a mailing", responses={200: MailingSerializer, 409: _LAUNCHED}
+        summary="Change some fields of a mailing", responses={200: MailingSerializer, 409: _CONFLICT}
     ),
     destroy=extend_schema(summary="Delete a mailing and its messages"),
 )
@@ -93,7 +96,7 @@ class MailingViewSet(viewsets.ModelViewSet):
                 enum=MessageStatus.values,
                 description="Messages in this status only.",
             ),
-            OpenApiParameter("page", OpenApiTypes.INT, description="Page of messages."),
+            OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="Page of messages."),
         ],
         responses=MailingStatisticsDetailSerializer,
         filters=False,

@@ -1,6 +1,8 @@
 import django_filters
 from django import forms
 
+from mailing_service.filters import StrictFilterSet
+
 from .models import Message, MessageStatus
 
 
@@ -10,7 +12,7 @@ class IdFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
-class MessageStatusFilter(django_filters.FilterSet):
+class MessageStatusFilter(StrictFilterSet):
     status = django_filters.ChoiceFilter(choices=MessageStatus.choices)
 
     class Meta:

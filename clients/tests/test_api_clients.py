@@ -1,11 +1,11 @@
 import pytest
 from django.urls import reverse
-from rest_framework.exceptions import ValidationError
 
 from clients.models import Client
 from clients.serializers import ClientSerializer
 from clients.tests.factories import ClientFactory
 from clients.views import ClientViewSet
+from mailing_service.api import Conflict
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -95,35 +95,35 @@ def test_missing_phone_is_a_field_error(api_client):
     assert list(response.data) == ["phone"]
 
 
-def test_duplicate_phone_is_a_field_error(api_client):
+def test_duplicate_phone_is_a_conflict_naming_the_field(api_client):
     ClientFactory(phone="79161234567")
 
     response = api_client.post(LIST_URL, {"phone": "79161234567"})
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert list(response.data) == ["phone"]
     assert Client.objects.count() == 1
 
 
-def test_changing_phone_to_another_clients_phone_is_a_field_error(api_client):
+def test_changing_phone_to_another_clients_phone_is_a_conflict(api_client):
     ClientFactory(phone="79161234567")
     client = ClientFactory(phone="79167654321")
 
     response = api_client.patch(detail_url(client), {"phone": "79161234567"})
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert list(response.data) == ["phone"]
     client.refresh_from_db()
     assert client.phone == "79167654321"
 
 
-def test_a_duplicate_created_after_validation_is_still_a_field_error():
-    """Two requests racing for one phone both pass the uniqueness check; the database decides."""
+def test_a_duplicate_created_after_validation_is_still_a_conflict():
+    """Two requests racing for one phone both pass validation; the database decides."""
     serializer = ClientSerializer(data={"phone": "79161234567"})
     assert serializer.is_valid(), serializer.errors
     ClientFactory(phone="79161234567")  # the other request wins
 
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(Conflict) as raised:
         ClientViewSet._save(serializer)
 
     assert list(raised.value.detail) == ["phone"]

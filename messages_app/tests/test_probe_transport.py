@@ -53,7 +53,7 @@ def test_refused_token_is_an_auth_error(status):
         classify_answer(status, b"")
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 404])
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 404, 301, 307, 308])
 def test_overload_server_errors_and_surprises_are_retried(status):
     with pytest.raises(TransportError) as caught:
         classify_answer(status, b'{"code": 0}')
@@ -150,6 +150,22 @@ def test_refused_connection_is_retryable():
 
     assert not error.permanent
     assert "Connect" in error.detail or "Connection" in error.detail
+
+
+def test_a_redirect_is_not_followed_and_is_retryable():
+    followed = []
+
+    async def handler(request):
+        if "followed" in request.query:
+            followed.append(await request.read())
+            return web.json_response({"code": 0})
+        raise web.HTTPTemporaryRedirect(f"{request.path}?followed=1")
+
+    error = against(handler, failure_of)
+
+    assert followed == []
+    assert not error.permanent
+    assert error.detail == "HTTP 307"
 
 
 def test_garbage_over_the_wire_is_retryable():

@@ -31,7 +31,8 @@ def classify_answer(status: int, body: bytes) -> None:
         raise TransportAuthError(f"provider refused our token (HTTP {status})")
     if status == 400:
         raise TransportError("provider rejected the request as invalid (HTTP 400)", permanent=True)
-    # 429, 5xx and anything unexpected: the provider may take it later, so never drop the message.
+    # 429, 5xx, a redirect (not followed) and anything unexpected: the provider may take it later,
+    # so never drop the message.
     raise TransportError(f"HTTP {status}")
 
 
@@ -68,8 +69,9 @@ class ProbeTransport:
             sock_read=min(timeout, self._read_timeout),
         )
         try:
+            # A redirect is not followed: it would hand the phone and text to whatever host it names.
             async with self._session.post(
-                f"{self._base_url}/send/{message.id}", data=body, timeout=limits
+                f"{self._base_url}/send/{message.id}", data=body, timeout=limits, allow_redirects=False
             ) as response:
                 status, answer = response.status, await response.read()
         except RETRYABLE_ERRORS as exc:
