@@ -2,23 +2,54 @@ import os
 
 import pytest
 import redis
+from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.roles import OPERATORS, VIEWERS
 from mailing_service.celery import app as celery_app
+
+
+def user_with_role(django_user_model, username: str, group: str):
+    user = django_user_model.objects.create_user(username=username, password=f"{username}-password-1")
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def token_client(user) -> APIClient:
+    """An API client authenticated with the user's token, as a script would call the API."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
 
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user(username="operator", password="operator-password-1")
+    """A user in the operators group (made by accounts' data migration): reads and writes everything."""
+    return user_with_role(django_user_model, "operator", OPERATORS)
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    """A user in the viewers group: reads clients (phones masked), mailings and messages; writes nothing."""
+    return user_with_role(django_user_model, "viewer", VIEWERS)
 
 
 @pytest.fixture
 def api_client(operator):
-    """An API client authenticated with the operator's token, as a script would call the API."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
-    return client
+    return token_client(operator)
+
+
+@pytest.fixture
+def viewer_client(viewer):
+    return token_client(viewer)
+
+
+@pytest.fixture(autouse=True)
+def no_rate_limits(settings):
+    """Tests send requests far faster than anyone should: no API rate applies unless a test sets one
+    (mailing_service/tests/test_throttling.py)."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
 
 
 @pytest.fixture

@@ -76,6 +76,8 @@ class Client(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Viewers lack it and see phones masked (accounts.roles).
+        permissions = [("view_phone", "Can see clients' phones in clear")]
         constraints = [
             models.CheckConstraint(condition=Q(phone__regex=PHONE_PATTERN), name="client_phone_format"),
             models.CheckConstraint(

@@ -1,6 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from accounts.roles import VIEW_PHONE
 from mailing_service.api import StrictModelSerializer
 
 from .models import Client, client_timezones, validate_phone
@@ -38,6 +39,13 @@ class ClientSerializer(StrictModelSerializer):
                 "it becomes digits 2-4 of the phone.",
             },
         }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is not None and not request.user.has_perm(VIEW_PHONE):
+            data["phone"] = instance.masked_phone  # viewers (accounts.roles)
+        return data
 
     def validate_timezone(self, value: str) -> str:
         return value or settings.DEFAULT_CLIENT_TIMEZONE

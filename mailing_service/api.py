@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection, models
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
@@ -81,6 +81,7 @@ class HealthView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []  # a probe every few seconds from the same address is no abuse
 
     @extend_schema(
         summary="Check the service and its database",
@@ -115,6 +116,8 @@ _ApiRootSerializer = inline_serializer(
 
 class ApiRootView(APIView):
     """Where the API's collections are, for a caller with credentials (the address `make run` prints)."""
+
+    permission_classes = [IsAuthenticated]  # any role: the index is about no model
 
     @extend_schema(
         summary="The API's collections and documentation", responses=_ApiRootSerializer, tags=["api"]

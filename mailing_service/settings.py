@@ -5,6 +5,9 @@ django-environ; `.env.example` lists them all with the defaults used for local r
 The defaults need nothing but Python: SQLite, a filesystem broker and a file cache under var/.
 """
 
+import os
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -18,19 +21,36 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
-def _local_secret_key() -> str:
-    """A random key kept in var/, so local runs need no configuration; production sets its own."""
-    path = VAR_DIR / "secret_key"
-    try:
-        with open(path, "x") as fresh:
-            fresh.write(get_random_secret_key())
-    except FileExistsError:
-        pass
+def local_secret_key(path: Path) -> str:
+    """A random key kept in var/, so local runs need no configuration; production sets its own
+    (`check --deploy` warns while this file is in use: accounts.checks).
+
+    Written 0600 to a temporary file and linked into place only when complete, so that a process
+    starting at the same moment reads either no file (and links its own, which fails: it then reads
+    the winner's) or the whole key, never a half-written one.
+    """
+    if not path.exists():
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(get_random_secret_key())
+                file.flush()
+                os.fsync(file.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # earlier versions wrote it 0644
     return path.read_text().strip()
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key()
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+SECRET_KEY_FROM_FILE = not SECRET_KEY
+if SECRET_KEY_FROM_FILE:
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -49,6 +69,8 @@ INSTALLED_APPS = [
     "clients",
     "mailings",
     "messages_app",
+    "accounts",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -60,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login attempt
 ]
 
 ROOT_URLCONF = "mailing_service.urls"
@@ -118,13 +141,33 @@ STORAGES = {
 # Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
 
+# How many proxies (load balancer, ingress) stand in front and append the client's address to
+# X-Forwarded-For; rate limits and the admin lockout count that address instead of the proxy's.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+
+# --- Admin login lockout (django-axes) ---------------------------------------------------------
+# This many wrong passwords from one address lock it out of the admin login for AXES_COOLOFF_MINUTES.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if TRUSTED_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Roles through model permissions: viewers read, operators and admins write (accounts.roles).
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
     # JSON bodies only, bounded in size and depth (mailing_service.errors).
     "DEFAULT_PARSER_CLASSES": ["mailing_service.errors.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "mailing_service.errors.api_exception_handler",
@@ -132,6 +175,25 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "mailing_service.filters.StrictOrderingFilter",
     ],
+    # Rate limits (mailing_service.throttling): 429 with Retry-After past them.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mailing_service.throttling.UserRateThrottle",
+        "mailing_service.throttling.UserWriteRateThrottle",
+        "mailing_service.throttling.IpRateThrottle",
+        "mailing_service.throttling.ActionRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="600/min"),
+        "user_write": env.str("API_THROTTLE_USER_WRITE", default="120/min"),
+        "ip": env.str("API_THROTTLE_IP", default="1200/min"),
+        "failed_auth": env.str("API_THROTTLE_FAILED_AUTH", default="20/min"),
+        # Scopes of actions that cost more (a view sets throttle_scope): a test SMS, a CSV import.
+        "test_send": env.str("API_THROTTLE_TEST_SEND", default="10/min"),
+        "client_import": env.str("API_THROTTLE_CLIENT_IMPORT", default="10/hour"),
+    },
+    # Proxies in front of the service that append to X-Forwarded-For (an ingress: 1); 0 trusts no
+    # such header and counts the connecting address.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_PAGINATION_CLASS": "mailing_service.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "mailing_service.schema.ApiAutoSchema",
@@ -148,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Days an API token works after it was issued, unless issue_api_token --expires-in gave it its own
+# expiry; 0: tokens do not expire.
+API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
 
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.

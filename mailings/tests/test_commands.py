@@ -59,13 +59,21 @@ def test_issue_api_token_refuses_an_unknown_user_without_create_user():
 
 
 def test_issue_api_token_creates_an_operator_without_a_usable_password():
-    [key] = run("issue_api_token", "robot", "--create-user")
+    [key] = run("issue_api_token", "robot", "--create-user", "--role", "operator")
 
     robot = User.objects.get(username="robot")
     assert not robot.has_usable_password()
     assert not robot.is_staff
+    assert [group.name for group in robot.groups.all()] == ["operators"]
     assert Token.objects.get(user=robot).key == key
     assert run("issue_api_token", "robot", "--create-user") == [key]
+
+
+def test_issue_api_token_creates_no_account_without_a_role():
+    with pytest.raises(CommandError, match="--role"):
+        run("issue_api_token", "robot", "--create-user")
+
+    assert not User.objects.filter(username="robot").exists()
 
 
 # --- ensure_demo_admin -------------------------------------------------------------------------

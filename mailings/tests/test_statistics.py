@@ -88,7 +88,7 @@ def test_statistics_list_takes_a_constant_number_of_queries(api_client, django_a
     for mailing in MailingFactory.create_batch(mailings):
         create_messages(mailing, {"pending": 1, "sent": 2, "failed": 1})
 
-    with django_assert_num_queries(4):  # token, then count, page of mailings, their message counts
+    with django_assert_num_queries(6):  # token, role permissions (2), count, page of mailings, their counts
         response = api_client.get(LIST_URL)
 
     assert response.data["count"] == mailings
@@ -107,7 +107,7 @@ def test_a_deep_statistics_page_counts_its_own_mailings_in_as_many_queries(
         expected[mailing.pk] = create_messages(mailing, {"sent": number, "failed": 1})
     ordered = list(Mailing.objects.values_list("pk", flat=True))
 
-    with django_assert_num_queries(4):  # token, count, page of mailings, their message counts
+    with django_assert_num_queries(6):  # token, role permissions (2), count, page of mailings, their counts
         response = api_client.get(LIST_URL, {"page": 3})
 
     assert response.data["count"] == 7
@@ -180,7 +180,7 @@ def test_mailing_statistics_take_a_constant_number_of_queries(api_client, django
     mailing = MailingFactory()
     create_messages(mailing, {"pending": 10, "sent": 20, "failed": 5})
 
-    with django_assert_num_queries(5):  # token, mailing, its counts, message count, message page
+    with django_assert_num_queries(7):  # token, role permissions (2), mailing, its counts, count, page
         response = api_client.get(statistics_url(mailing))
 
     assert response.data["message_counts"]["total"] == 35
