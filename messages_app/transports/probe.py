@@ -1,4 +1,4 @@
-"""The probe provider (contract: shared/probe-api.md) over one pooled aiohttp session.
+"""The probe provider (contract: docs/provider-api.md) over one pooled aiohttp session.
 
 aiohttp rather than requests: the dispatcher keeps hundreds of requests in flight from one
 process, and on two cores requests with a thread pool peaks near 750 req/s where aiohttp
