@@ -11,7 +11,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ops.logging import log_ids
+
 logger = logging.getLogger(__name__)
+
+_AUDITED_ACTIONS = {
+    "create": "created",
+    "update": "updated",
+    "partial_update": "updated",
+    "destroy": "deleted",
+}
 
 # Sent by HTML forms (the browsable API) beside the fields; never a typo of the caller.
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -57,6 +66,31 @@ class StrictModelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerialize
         models.CharField: StrictCharField,
         models.TextField: StrictCharField,
     }
+
+
+class AuditLogMixin:
+    """Logs every successful create, update and delete of the viewset's objects, with the id as a field
+    (`client_id`, `mailing_id`) beside the request's id and user.
+
+    Set `audit_name` ("client", "mailing"). In finalize_response, so that the viewset's own
+    perform_* methods need not remember to call it.
+    """
+
+    audit_name: str
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        done = _AUDITED_ACTIONS.get(getattr(self, "action", None))
+        if done and 200 <= response.status_code < 300:
+            pk = self.kwargs.get("pk") or (response.data or {}).get("id")
+            logger.info(
+                "%s=%s %s by %s",
+                self.audit_name,
+                pk,
+                done,
+                request.user.get_username(),
+                extra=log_ids(**{self.audit_name: int(pk)}),
+            )
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class Conflict(APIException):

@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 from clients.views import ClientViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
+from ops import views as ops_views
 
 from .api import HealthView
 
@@ -22,4 +23,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("health/", HealthView.as_view(), name="health"),
+    path("health/live", ops_views.LiveView.as_view(), name="health-live"),
+    path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
+    path("metrics", ops_views.metrics, name="metrics"),
 ]

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from messages_app.services import messages_create_for_clients
 from messages_app.tasks import start_dispatchers
+from ops import metrics
 
 from .models import Mailing
 
@@ -96,13 +97,15 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if last_id is None:
             break
         with transaction.atomic():
-            created += messages_create_for_clients(
+            batch = messages_create_for_clients(
                 mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
             )
+            created += batch
             cursor = last_id
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
             )
+        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
         if not dispatching:
             start_dispatchers(mailing.pk)  # sending starts while the fan-out goes on
             dispatching = True

@@ -21,6 +21,8 @@ from django.db import connections
 from django.utils import timezone
 
 from mailings.models import Mailing
+from ops import metrics
+from ops.logging import log_ids
 
 from . import services
 from .services import ClaimedRow, Outcomes
@@ -192,14 +194,14 @@ class Dispatcher:
         """Re-read the mailing: its end may have moved, it may be gone. False: stop now."""
         mailing = await _in_db_thread(self._load_mailing)
         if mailing is None:
-            log.info("mailing %s: deleted, dispatcher stops", self.mailing_id)
+            log.info("mailing=%s deleted, dispatcher stops", self.mailing_id)
             return False
         self._mailing = mailing
         loop = asyncio.get_running_loop()
         left = (mailing.end_at - timezone.now()).total_seconds() - self._end_margin
         deadline = loop.time() + left
         if self._deadline and deadline < self._deadline - 0.01:
-            log.info("mailing %s: end moved earlier to %s", self.mailing_id, mailing.end_at.isoformat())
+            log.info("mailing=%s end moved earlier to %s", self.mailing_id, mailing.end_at.isoformat())
             for scope in self._deadline_scopes:
                 scope.reschedule(deadline)
         self._deadline = deadline
@@ -336,6 +338,7 @@ class Dispatcher:
             row.attempt,
             outcome,
             f" error={detail!r}" if detail and outcome != "expired" else "",
+            extra=log_ids(mailing=self.mailing_id, message=row.id, client=row.client_id),
         )
 
     def _pause(self, seconds: float, why: str, *, level: int = logging.WARNING) -> None:
@@ -345,4 +348,5 @@ class Dispatcher:
         self._paused_until = loop.time() + seconds
         self._pause_to_publish = seconds
         self._probing = True
+        metrics.PROVIDER_PAUSES.labels("auth" if level >= logging.CRITICAL else "breaker").inc()
         log.log(level, "mailing=%s provider paused for %.0f s: %s", self.mailing_id, seconds, why)

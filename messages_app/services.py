@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
 
 from mailings.models import Mailing
+from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import Message
 
@@ -135,6 +136,7 @@ def messages_record(*, outcomes: Outcomes, now: datetime, deferred_until: dateti
             Message.objects.filter(
                 id__in=outcomes.expired, status__in=(Status.PENDING, Status.SENDING)
             ).update(status=Status.EXPIRED, lease_until=None)
+    provider_attempts_record(outcomes=outcomes, now=now)
 
 
 def _group_by_error(pairs: list[tuple[int, str]]) -> dict[str, list[int]]:
@@ -188,6 +190,7 @@ def provider_pause(*, seconds: float, now: datetime) -> datetime:
     """Pause every dispatcher of every worker (circuit breaker, refused token); returns the end."""
     until = now + timedelta(seconds=seconds)
     cache.set(PAUSE_KEY, until.timestamp(), timeout=int(seconds) + 1)
+    provider_pause_record(seconds=seconds, now=now)
     return until
 
 

@@ -6,6 +6,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from ops.logging import log_context, log_ids
+
 from . import services
 from .dispatcher import Dispatcher
 
@@ -20,7 +22,8 @@ def start_dispatchers(mailing_id: int) -> None:
 
 @shared_task
 def dispatch_mailing(mailing_id: int) -> None:
-    report = Dispatcher.from_settings(mailing_id).run()
+    with log_context(mailing_id=mailing_id):  # every line of this dispatcher carries the mailing's id
+        report = Dispatcher.from_settings(mailing_id).run()
     log.info(
         "mailing=%s dispatch done: sent=%s failed=%s retried=%s deferred=%s expired=%s",
         mailing_id,
@@ -29,6 +32,7 @@ def dispatch_mailing(mailing_id: int) -> None:
         report.retried,
         report.deferred,
         report.expired,
+        extra=log_ids(mailing=mailing_id),
     )
     if report.next_run_in is not None:
         dispatch_mailing.apply_async((mailing_id,), countdown=report.next_run_in)
@@ -42,7 +46,11 @@ def sweep_messages() -> None:
     expired = services.messages_expire_pending(now=now)
     stalled = services.mailings_without_dispatcher(now=now)
     for mailing_id in stalled:
-        log.warning("mailing=%s has due messages and no live dispatcher: restarting dispatch", mailing_id)
+        log.warning(
+            "mailing=%s has due messages and no live dispatcher: restarting dispatch",
+            mailing_id,
+            extra=log_ids(mailing=mailing_id),
+        )
         services.mailing_heartbeat(mailing_id=mailing_id, now=now)
         start_dispatchers(mailing_id)
     if released or expired:

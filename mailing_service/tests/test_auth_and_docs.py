@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
 
-# Answer anyone: the API documentation and the health check. Everything else under them needs credentials.
-OPEN_PATHS = {"/api/v1/schema/", "/docs/", "/redoc/", "/health/"}
+# Answer anyone: the API documentation and the health checks; /metrics has a token of its own (see
+# ops/tests/test_metrics.py). Everything else needs credentials.
+OPEN_PATHS = {"/api/v1/schema/", "/docs/", "/redoc/", "/health/", "/health/live", "/health/ready", "/metrics"}
 METHODS = ["get", "post", "put", "patch", "delete"]
 
 
