@@ -1,5 +1,6 @@
 """The daily statistics report, sent through a real SMTP server on loopback and read back."""
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -89,6 +90,9 @@ def test_the_report_arrives_once_with_both_parts_and_the_databases_figures(smtp_
 
     assert len(smtp_inbox.received) == 1
     recipients, message = smtp_inbox.received[0]
+    if path := os.environ.get("STATS_EMAIL_OUT"):  # the email quoted in the README
+        with open(path, "wb") as out:
+            out.write(message.as_bytes())
     assert recipients == ["ops@example.com", "lead@example.com"]
     assert message["Subject"] == "SMS mailings: daily report for 2026-11-29"
     assert message["From"] == "reports@example.com"
