@@ -1,15 +1,13 @@
-"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error and the health check."""
+"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error, the audit log of changes."""
 
 import logging
 from collections.abc import Mapping
 
-from django.db import DatabaseError, connection, models
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.db import models
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import AllowAny
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.permissions import SAFE_METHODS
 
 from ops.logging import log_ids
 
@@ -69,26 +67,31 @@ class StrictModelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerialize
 
 
 class AuditLogMixin:
-    """Logs every successful create, update and delete of the viewset's objects, with the id as a field
+    """Logs every successful change made through the viewset: create, update, delete and any other
+    action that is not a read (a mailing's lifecycle actions), with the object's id as a field
     (`client_id`, `mailing_id`) beside the request's id and user.
 
     Set `audit_name` ("client", "mailing"). In finalize_response, so that the viewset's own
-    perform_* methods need not remember to call it.
+    perform_* methods and actions need not remember to call it.
     """
 
     audit_name: str
 
     def finalize_response(self, request, response, *args, **kwargs):
-        done = _AUDITED_ACTIONS.get(getattr(self, "action", None))
+        action = getattr(self, "action", None)
+        done = _AUDITED_ACTIONS.get(action) or (action if request.method not in SAFE_METHODS else None)
         if done and 200 <= response.status_code < 300:
-            pk = self.kwargs.get("pk") or (response.data or {}).get("id")
+            pk = self.kwargs.get("pk")
+            if pk is None and isinstance(response.data, Mapping):
+                pk = response.data.get("id")
+            pk = int(pk) if str(pk).isdigit() else None  # None: an action on the whole list
             logger.info(
                 "%s=%s %s by %s",
                 self.audit_name,
-                pk,
+                pk if pk is not None else "*",
                 done,
                 request.user.get_username(),
-                extra=log_ids(**{self.audit_name: int(pk)}),
+                extra=log_ids(**{self.audit_name: pk}),
             )
         return super().finalize_response(request, response, *args, **kwargs)
 
@@ -100,29 +103,3 @@ class Conflict(APIException):
 
 
 DetailSerializer = inline_serializer("Detail", fields={"detail": serializers.CharField()})
-_HealthSerializer = inline_serializer("Health", fields={"status": serializers.CharField()})
-
-
-class HealthView(APIView):
-    """Liveness and database check for load balancers and orchestrators; needs no credentials."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        summary="Check the service and its database",
-        responses={
-            200: OpenApiResponse(_HealthSerializer, description='`{"status": "ok"}`'),
-            503: OpenApiResponse(_HealthSerializer, description='`{"status": "unavailable"}`'),
-        },
-        tags=["health"],
-    )
-    def get(self, request):
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        except DatabaseError:
-            logger.exception("Health check: the database is unreachable")
-            return Response({"status": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response({"status": "ok"})

@@ -58,13 +58,18 @@ _Probe = inline_serializer(
         "checks": serializers.DictField(child=serializers.CharField(), required=False),
     },
 )
+_UNAVAILABLE = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
-class LiveView(APIView):
-    """The process answers; nothing else is checked, so a database outage restarts nobody."""
+class ProbeView(APIView):
+    """For load balancers and orchestrators: no credentials."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+
+
+class LiveView(ProbeView):
+    """The process answers; nothing else is checked, so a database outage restarts nobody."""
 
     @extend_schema(
         summary="Liveness probe",
@@ -75,12 +80,9 @@ class LiveView(APIView):
         return Response({"status": "ok"})
 
 
-class ReadyView(APIView):
+class ReadyView(ProbeView):
     """Ready for traffic: the database answers with every migration applied and the broker accepts a
     connection (within HEALTH_BROKER_TIMEOUT)."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
 
     @extend_schema(
         summary="Readiness probe",
@@ -100,9 +102,25 @@ class ReadyView(APIView):
             checks["migrations"] = _migrations_check()
         ok = all(value == "ok" for value in checks.values())
         return Response(
-            {"status": "ok" if ok else "unavailable", "checks": checks},
-            status=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else _UNAVAILABLE
         )
+
+
+class HealthView(ProbeView):
+    """The first health check, kept for load balancers that use it: the database only."""
+
+    @extend_schema(
+        summary="Check the service and its database",
+        responses={
+            200: OpenApiResponse(_Probe, description='`{"status": "ok"}`'),
+            503: OpenApiResponse(_Probe, description='`{"status": "unavailable"}`'),
+        },
+        tags=["health"],
+    )
+    def get(self, request):
+        if _database_check() != "ok":
+            return Response({"status": "unavailable"}, status=_UNAVAILABLE)
+        return Response({"status": "ok"})
 
 
 def _database_check() -> str:
@@ -110,7 +128,7 @@ def _database_check() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError as error:
-        log.warning("readiness: database unreachable: %s", error)
+        log.warning("health check: database unreachable: %s", error)
         return "unreachable"
     return "ok"
 
@@ -138,6 +156,6 @@ def _broker_check() -> str:
         ) as conn:
             conn.ensure_connection(max_retries=0, timeout=settings.HEALTH_BROKER_TIMEOUT)
     except Exception as error:  # kombu raises each transport's own errors
-        log.warning("readiness: broker unreachable: %s", error)
+        log.warning("health check: broker unreachable: %s", error)
         return "unreachable"
     return "ok"

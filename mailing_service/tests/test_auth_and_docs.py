@@ -143,7 +143,7 @@ def test_health_is_unavailable_when_the_database_is(anonymous_client):
     database = mock.MagicMock()
     database.cursor.side_effect = OperationalError("connection refused")
 
-    with mock.patch("mailing_service.api.connection", database):
+    with mock.patch("ops.views.connection", database):
         response = anonymous_client.get("/health/")
 
     assert response.status_code == 503

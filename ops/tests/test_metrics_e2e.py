@@ -1,5 +1,7 @@
-"""One scrape of /metrics adds up the worker's figures after a real mailing (multiprocess mode)."""
+"""A real mailing through a real worker: one scrape of /metrics adds up the worker's figures
+(multiprocess mode), and the worker's JSON log lines carry the ids."""
 
+import json
 import os
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
         provider=fake_provider,
         workdir=tmp_path,
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        LOG_FORMAT="json",
     ).start()
     try:
         make_clients(CLIENTS)
@@ -73,3 +76,14 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     assert samples[("sms_celery_tasks_total", (("state", "succeeded"), ("task", task)))] >= 2
     assert samples[("sms_messages", (("status", "sent"),))] == sent
     assert samples[("sms_messages_due", ())] == 0
+
+    log_text = worker.log_path.read_text()
+    records = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    attempts = [record for record in records if "outcome=" in record["message"]]
+    assert len(attempts) == requests
+    for record in attempts:
+        assert record["mailing_id"] == mailing_id and record["message_id"] and record["client_id"]
+    launch = [record for record in records if record["name"] == "mailings.services"]
+    assert launch and all(record["mailing_id"] == mailing_id for record in launch)
+    phones = Message.objects.filter(mailing_id=mailing_id).values_list("client__phone", flat=True)
+    assert not any(phone in log_text for phone in phones)
