@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
-from mailing_service.api import AuditLogMixin
+from ops.audit import AuditLogMixin
 
 from .filters import ClientFilter
 from .models import Client

@@ -1,24 +1,11 @@
-"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error, the audit log of changes."""
+"""Pieces shared by the apps' REST APIs: strict serializers and the 409 error."""
 
-import logging
 from collections.abc import Mapping
 
 from django.db import models
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import SAFE_METHODS
-
-from ops.logging import log_ids
-
-logger = logging.getLogger(__name__)
-
-_AUDITED_ACTIONS = {
-    "create": "created",
-    "update": "updated",
-    "partial_update": "updated",
-    "destroy": "deleted",
-}
 
 # Sent by HTML forms (the browsable API) beside the fields; never a typo of the caller.
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -64,36 +51,6 @@ class StrictModelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerialize
         models.CharField: StrictCharField,
         models.TextField: StrictCharField,
     }
-
-
-class AuditLogMixin:
-    """Logs every successful change made through the viewset: create, update, delete and any other
-    action that is not a read (a mailing's lifecycle actions), with the object's id as a field
-    (`client_id`, `mailing_id`) beside the request's id and user.
-
-    Set `audit_name` ("client", "mailing"). In finalize_response, so that the viewset's own
-    perform_* methods and actions need not remember to call it.
-    """
-
-    audit_name: str
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        action = getattr(self, "action", None)
-        done = _AUDITED_ACTIONS.get(action) or (action if request.method not in SAFE_METHODS else None)
-        if done and 200 <= response.status_code < 300:
-            pk = self.kwargs.get("pk")
-            if pk is None and isinstance(response.data, Mapping):
-                pk = response.data.get("id")
-            pk = int(pk) if str(pk).isdigit() else None  # None: an action on the whole list
-            logger.info(
-                "%s=%s %s by %s",
-                self.audit_name,
-                pk if pk is not None else "*",
-                done,
-                request.user.get_username(),
-                extra=log_ids(**{self.audit_name: pk}),
-            )
-        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class Conflict(APIException):

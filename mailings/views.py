@@ -6,10 +6,11 @@ from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
 
-from mailing_service.api import AuditLogMixin, Conflict, DetailSerializer
+from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
+from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
 from .models import Mailing

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from pythonjsonlogger.json import JsonFormatter
 
+from clients.models import Client
 from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
@@ -179,4 +180,23 @@ def test_every_pipeline_line_carries_mailing_message_and_client_ids(provider, lo
     assert str(field(attempt, "mailing_id")) == str(mailing.pk)
     assert str(field(attempt, "message_id")) == str(message.pk)
     assert str(field(attempt, "client_id")) == str(message.client_id)
+    assert PHONE not in str(log_lines())
+
+
+@pytest.mark.django_db
+def test_changes_in_the_admin_are_logged_with_ids(admin_client, admin_user, log_lines):
+    admin_client.post(
+        "/admin/clients/client/add/", {"phone": PHONE, "operator_code": "916", "tag": "", "timezone": "UTC"}
+    )
+    client_id = Client.objects.get(phone=PHONE).pk
+    admin_client.post(
+        f"/admin/clients/client/{client_id}/change/",
+        {"phone": PHONE, "operator_code": "916", "tag": "vip", "timezone": "UTC"},
+    )
+    admin_client.post(f"/admin/clients/client/{client_id}/delete/", {"post": "yes"})
+
+    for done in ("created", "updated", "deleted"):
+        [line] = log_lines(f"client={client_id} {done} in the admin by {admin_user.username}")
+        assert str(field(line, "client_id")) == str(client_id)
+        assert field(line, "request_id")
     assert PHONE not in str(log_lines())
