@@ -244,7 +244,7 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # single-process mode (runserver, tests). prometheus-client reads it from the environment itself.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # Seconds the scrape-time database figures are shared between scrapes and web processes.
-METRICS_DB_CACHE_SECONDS = env.float("METRICS_DB_CACHE_SECONDS", default=10.0)
+METRICS_DB_CACHE_SECONDS = env.float("METRICS_DB_CACHE_SECONDS", default=30.0)
 # Seconds /health/ready waits for the broker.
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 
