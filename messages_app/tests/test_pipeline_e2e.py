@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 from django.utils import timezone
 
 from clients.models import Client
@@ -35,8 +34,6 @@ TOKEN = "e2e-token"
 @pytest.fixture
 def services_up(celery_test_broker):
     require_real_services(celery_test_broker)
-    connection = redis.Redis.from_url(celery_test_broker)
-    connection.delete(*connection.keys("*sender:paused-until*") or ["-"])
     return celery_test_broker
 
 
