@@ -12,8 +12,8 @@ client, phone or mailing id.
 
 import asyncio
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import fields
 
 from prometheus_client import Counter, Histogram
 
@@ -23,7 +23,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 SEND_ATTEMPTS = Counter(
     "send_attempts",
-    "Send attempts written back, by outcome (sent, failed, retry, deferred, expired...).",
+    "Results written back, by outcome: sent, failed, retry, unknown (sent, answer lost), deferred and "
+    "expired (both not attempted).",
     ["outcome"],
     namespace=NAMESPACE,
 )
@@ -80,11 +81,11 @@ CELERY_TASK_SECONDS = Histogram(
 )
 
 
-def attempts_recorded(outcomes) -> None:
-    """Counts a batch of results by outcome: one label per list field of the outcomes dataclass."""
-    for field in fields(outcomes):
-        if number := len(getattr(outcomes, field.name)):
-            SEND_ATTEMPTS.labels(field.name).inc(number)
+def attempts_recorded(outcomes: Mapping[str, int]) -> None:
+    """Counts a batch of written-back results: {outcome: number}."""
+    for outcome, number in outcomes.items():
+        if number:
+            SEND_ATTEMPTS.labels(str(outcome)).inc(number)
 
 
 class ProviderCall:

@@ -1,5 +1,5 @@
 """What operations needs to remember beyond Prometheus, which forgets on restart: the daily report's
-claim, provider pauses, and provider attempts counted by hour (the report's error rate)."""
+claim, the history of provider pauses, and attempts counted by hour (the report's error rate)."""
 
 from django.db import models
 
@@ -20,17 +20,18 @@ class DailyReport(models.Model):
         return f"Daily report {self.day} ({'sent' if self.sent_at else 'not sent'})"
 
 
-class ProviderPause(models.Model):
-    """A pause of all sending (circuit breaker or refused token), as a dispatcher published it."""
+class ProviderPauseEvent(models.Model):
+    """A pause of all sending (circuit breaker or refused token) as a sender published it: the
+    history the daily report reads (messages_app.ProviderPause holds only the pause in force)."""
 
     started_at = models.DateTimeField(db_index=True)
-    seconds = models.FloatField()
+    until = models.DateTimeField()
 
     class Meta:
         ordering = ["started_at"]
 
     def __str__(self) -> str:
-        return f"Pause at {self.started_at:%Y-%m-%d %H:%M:%S} for {self.seconds:.0f} s"
+        return f"Pause from {self.started_at:%Y-%m-%d %H:%M:%S} to {self.until:%H:%M:%S}"
 
 
 class ProviderAttemptsHourly(models.Model):

@@ -11,11 +11,11 @@ from mailings.selectors import message_counts_by_mailing
 from messages_app.models import Message, MessageStatus
 
 from .logging import mask_phones
-from .models import ProviderAttemptsHourly, ProviderPause
+from .models import ProviderAttemptsHourly, ProviderPauseEvent
 
 TOP_ERRORS = 3
 # Outcomes of attempts that reached the provider (deferred and expired ones did not).
-ATTEMPT_OUTCOMES = ("sent", "failed", "retry")
+ATTEMPT_OUTCOMES = ("sent", "failed", "retry", "unknown")
 PROVIDER_ERROR_OUTCOMES = ("failed", "retry")
 
 
@@ -195,14 +195,12 @@ def provider_attempts(*, since: datetime, until: datetime) -> dict[str, int]:
 
 
 def provider_pauses(*, since: datetime, until: datetime) -> list[PauseSpan]:
-    """Pauses that began in the period; overlapping ones (several dispatchers tripping) merged."""
+    """Pauses that began in the period; overlapping ones (several senders tripping) merged."""
     spans: list[PauseSpan] = []
-    for pause in ProviderPause.objects.filter(started_at__gte=since, started_at__lt=until).order_by(
-        "started_at"
-    ):
-        end = pause.started_at + timedelta(seconds=pause.seconds)
+    pauses = ProviderPauseEvent.objects.filter(started_at__gte=since, started_at__lt=until)
+    for pause in pauses.order_by("started_at"):
         if spans and pause.started_at <= spans[-1].end:
-            spans[-1].end = max(spans[-1].end, end)
+            spans[-1].end = max(spans[-1].end, pause.until)
         else:
-            spans.append(PauseSpan(pause.started_at, end))
+            spans.append(PauseSpan(pause.started_at, pause.until))
     return spans

@@ -1,7 +1,7 @@
 """Writes of operations: the provider's durable counters, and sending the statistics report."""
 
 import logging
-from dataclasses import fields
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,9 +10,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from . import metrics
-from .models import DailyReport, ProviderAttemptsHourly, ProviderPause
+from .models import DailyReport, ProviderAttemptsHourly, ProviderPauseEvent
 from .selectors import StatsReport, stats_report
 
 log = logging.getLogger(__name__)
@@ -21,17 +22,13 @@ log = logging.getLogger(__name__)
 REPORT_CLAIM = timedelta(minutes=10)
 
 
-def provider_attempts_record(*, outcomes, now: datetime) -> None:
-    """Counts a batch of written-back results: in Prometheus, and in the hour's rows (the report's
-    error rate). Outside the results' transaction, so that dispatchers do not queue on the hour's row
-    while they hold their messages' locks."""
+def provider_attempts_record(*, outcomes: Mapping[str, int], now: datetime) -> None:
+    """Counts a batch of written-back results by outcome: in Prometheus, and in the hour's rows (the
+    report's error rate). Outside the results' transaction, so that senders do not queue on the
+    hour's row while they hold their messages' locks."""
     metrics.attempts_recorded(outcomes)
     hour = now.replace(minute=0, second=0, microsecond=0)
-    counts = sorted(
-        (field.name, len(getattr(outcomes, field.name)))
-        for field in fields(outcomes)
-        if getattr(outcomes, field.name)
-    )
+    counts = sorted((str(outcome), number) for outcome, number in outcomes.items() if number)
     if not counts:
         return
     table = connection.ops.quote_name(ProviderAttemptsHourly._meta.db_table)
@@ -45,8 +42,8 @@ def provider_attempts_record(*, outcomes, now: datetime) -> None:
         )
 
 
-def provider_pause_record(*, seconds: float, now: datetime) -> None:
-    ProviderPause.objects.create(started_at=now, seconds=seconds)
+def provider_pause_record(*, until: datetime) -> None:
+    ProviderPauseEvent.objects.create(started_at=timezone.now(), until=until)
 
 
 # --- the statistics report ---------------------------------------------------------------------

@@ -12,9 +12,8 @@ from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
-from messages_app.services import Outcomes
 from messages_app.tests.factories import MessageFactory
-from ops.models import DailyReport, ProviderPause
+from ops.models import DailyReport, ProviderPauseEvent
 from ops.services import daily_report_send_if_due, provider_attempts_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,14 +62,17 @@ def day_of_mailings():
         {Status.SENT: 5}, start=SEND_AT - timedelta(days=3), end=SEND_AT - timedelta(days=2), text="Old"
     )
     provider_attempts_record(
-        outcomes=Outcomes(sent=list(range(10)), failed=[(1, "x"), (2, "x")], retry=[(3, 1, "HTTP 503")] * 3),
+        outcomes={"sent": 10, "failed": 2, "retry": 3, "deferred": 4},
         now=datetime(2026, 11, 28, 8, 30, tzinfo=UTC),
     )
     # Outside the period: not counted.
-    provider_attempts_record(outcomes=Outcomes(sent=[1] * 50), now=datetime(2026, 11, 27, 8, 0, tzinfo=UTC))
+    provider_attempts_record(outcomes={"sent": 50}, now=datetime(2026, 11, 27, 8, 0, tzinfo=UTC))
     # Two dispatchers tripping together: one pause of 40 s.
-    ProviderPause.objects.create(started_at=datetime(2026, 11, 28, 9, 0, tzinfo=UTC), seconds=30)
-    ProviderPause.objects.create(started_at=datetime(2026, 11, 28, 9, 0, 10, tzinfo=UTC), seconds=30)
+    nine = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    ProviderPauseEvent.objects.create(started_at=nine, until=nine + timedelta(seconds=30))
+    ProviderPauseEvent.objects.create(
+        started_at=nine + timedelta(seconds=10), until=nine + timedelta(seconds=40)
+    )
     return finished, running
 
 

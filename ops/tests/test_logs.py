@@ -11,12 +11,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
-from mailings.models import Mailing
-from mailings.tests.factories import MailingFactory
-from messages_app.dispatcher import Dispatcher
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
-from messages_app.transports.probe import ProbeTransport
+from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
 from ops.logging import log_context
 
 PHONE = "79161234567"
@@ -156,30 +153,20 @@ def test_exceptions_are_logged_with_phones_masked(log_lines):
 
 @pytest.mark.django_db(transaction=True)
 def test_every_pipeline_line_carries_mailing_message_and_client_ids(provider, log_lines):
-    now = timezone.now()
-    mailing = MailingFactory()
-    Mailing.objects.filter(pk=mailing.pk).update(
-        start_at=now - timedelta(minutes=1),
-        end_at=now + timedelta(hours=1),
-        launched_at=now,
-        fanout_completed_at=now,
-    )
-    message = MessageFactory(mailing=mailing, client=ClientFactory(phone=PHONE))
-    transport = ProbeTransport(
-        base_url=provider.url, token="t", connect_timeout=1, read_timeout=5, max_connections=5
-    )
-    dispatcher = Dispatcher(
-        mailing.pk, transport=transport, concurrency=2, run_seconds=5, end_margin=0.05,
-        breaker_threshold=100, breaker_pause=30, auth_pause=30,
-    )  # fmt: skip
-    with log_context(mailing_id=mailing.pk):  # as dispatch_mailing runs it
-        dispatcher.run()
+    mailing = running_mailing()
+    sent = MessageFactory(mailing=mailing, client=ClientFactory(phone=PHONE))
+    gone = MessageFactory(mailing=mailing, client=None)  # its client was deleted: fails, no request
 
-    assert Message.objects.get(pk=message.pk).status == Message.Status.SENT
-    [attempt] = log_lines("outcome=sent")
-    assert str(field(attempt, "mailing_id")) == str(mailing.pk)
-    assert str(field(attempt, "message_id")) == str(message.pk)
-    assert str(field(attempt, "client_id")) == str(message.client_id)
+    run_until_idle(provider)
+
+    assert Message.objects.get(pk=sent.pk).status == Message.Status.SENT
+    for message, outcome in ((sent, "sent"), (gone, "failed")):
+        [attempt] = log_lines(f"message={message.pk} ")
+        assert f"outcome={outcome}" in str(attempt)
+        assert str(field(attempt, "mailing_id")) == str(mailing.pk)
+        assert str(field(attempt, "message_id")) == str(message.pk)
+    [attempt] = log_lines(f"message={sent.pk} ")
+    assert str(field(attempt, "client_id")) == str(sent.client_id)
     assert PHONE not in str(log_lines())
 
 
