@@ -4,6 +4,7 @@ from rest_framework import viewsets
 
 from mailing_service.api import Conflict
 from mailing_service.schema import VALIDATION_ERROR
+from ops.audit import AuditLogMixin
 
 from .filters import ClientFilter
 from .models import Client
@@ -26,8 +27,10 @@ _DUPLICATE = OpenApiResponse(
     ),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
-class ClientViewSet(viewsets.ModelViewSet):
+class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
+
+    audit_name = "client"
 
     queryset = Client.objects.all()
     serializer_class = ClientSerializer

@@ -1,22 +1,18 @@
-"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error, the API root and the
-health check."""
+"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error and the API root."""
 
-import logging
 from collections.abc import Mapping
 
-from django.db import DatabaseError, connection, models
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.db import models
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 # Views declaring a 409 describe it with the shared `{"detail": ...}` component.
 from .schema import DetailSerializer  # noqa: F401
-
-logger = logging.getLogger(__name__)
 
 # Sent by HTML forms (the browsable API) beside the fields; never a typo of the caller.
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -71,35 +67,6 @@ class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
-
-
-_HealthSerializer = inline_serializer("Health", fields={"status": serializers.CharField()})
-
-
-class HealthView(APIView):
-    """Liveness and database check for load balancers and orchestrators; needs no credentials."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = []  # a probe every few seconds from the same address is no abuse
-
-    @extend_schema(
-        summary="Check the service and its database",
-        responses={
-            200: OpenApiResponse(_HealthSerializer, description='`{"status": "ok"}`'),
-            503: OpenApiResponse(_HealthSerializer, description='`{"status": "unavailable"}`'),
-        },
-        tags=["health"],
-    )
-    def get(self, request):
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        except DatabaseError:
-            logger.exception("Health check: the database is unreachable")
-            return Response({"status": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response({"status": "ok"})
 
 
 # The collections GET /api/v1/ lists, by URL name; each a list of its own.

@@ -6,8 +6,9 @@ from rest_framework.routers import SimpleRouter
 from clients.views import ClientViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
+from ops import views as ops_views
 
-from .api import ApiRootView, HealthView
+from .api import ApiRootView
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -22,7 +23,10 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("health/", HealthView.as_view(), name="health"),
+    path("health/", ops_views.HealthView.as_view(), name="health"),
+    path("health/live", ops_views.LiveView.as_view(), name="health-live"),
+    path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
+    path("metrics", ops_views.metrics, name="metrics"),
 ]
 
 # Under /api/ Django's own error pages answer JSON like the API (mailing_service.errors).
