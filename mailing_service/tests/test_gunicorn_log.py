@@ -15,7 +15,10 @@ def test_the_access_log_line_has_the_path_but_not_the_query_string():
     request = SimpleNamespace(method="GET", path="/api/v1/clients/", query="phone=79161234567", headers=[])
     environ = {
         "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "GET",
         "RAW_URI": "/api/v1/clients/?phone=79161234567",
+        "PATH_INFO": "/api/v1/clients/",
+        "QUERY_STRING": "phone=79161234567",
         "SERVER_PROTOCOL": "HTTP/1.1",
     }
     response = SimpleNamespace(status="200 OK", sent=12, headers=[], response_length=12)
