@@ -4,7 +4,6 @@ at least 100 generated examples per operation (plus its explicit and coverage ca
 Marked `schemathesis`: `pytest -m schemathesis` runs it alone, `-m "not schemathesis"` skips it.
 """
 
-from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -68,23 +67,8 @@ def _moment(value) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-CASES: Counter[str] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_cases(request):
-    """Prints the cases sent per operation, for the README's figure."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if CASES and reporter:
-        reporter.write_line(f"schemathesis: {CASES.total()} cases over {len(CASES)} operations")
-        for label, number in sorted(CASES.items()):
-            reporter.write_line(f"  {number:5d}  {label}")
-
-
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_keeps_its_schema(case, token):
     keep_mailing_window_in_order(case)
-    CASES[case.operation.label] += 1
     case.call_and_validate(headers={"Authorization": f"Token {token}"})
