@@ -96,3 +96,14 @@ def test_an_admin_writes_and_a_superuser_too(django_user_model):
 
     assert token_client(admin).post("/api/v1/clients/", {"phone": "79160000000"}).status_code == 201
     assert token_client(root).get("/api/v1/clients/").json()["results"][0]["phone"] == "79160000000"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_groups_come_back_after_a_flush():
+    """Transactional tests flush the database between tests; post_migrate makes the groups again."""
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+
+    assert set(Group.objects.values_list("name", flat=True)) == {"operators", "viewers", "admins"}
+    assert Group.objects.get(name="viewers").permissions.filter(codename="view_client").exists()
