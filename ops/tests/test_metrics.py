@@ -90,6 +90,18 @@ def test_api_requests_are_counted_by_route_pattern_not_path(api_client, anonymou
     assert not any(f"/{mailing.pk}/" in str(labels) for _, labels in samples)
 
 
+def test_unknown_http_methods_share_one_label(anonymous_client):
+    key = ("sms_http_requests_total", (("method", "other"), ("route", "api/v1/clients/"), ("status", "401")))
+    before = scrape(anonymous_client).get(key, 0)
+
+    anonymous_client.generic("FOO1", "/api/v1/clients/")
+    anonymous_client.generic("FOO2", "/api/v1/clients/")
+
+    samples = scrape(anonymous_client)
+    assert samples[key] == before + 2
+    assert not any("FOO" in str(labels) for _, labels in samples)
+
+
 def test_celery_task_runs_and_failures_are_counted(anonymous_client):
     from ops.tasks import send_daily_report
 
