@@ -1,7 +1,9 @@
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -11,7 +13,7 @@ from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from ops import metrics
-from ops.collectors import CACHE_KEY
+from ops.collectors import cache_key
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +22,9 @@ Status = Message.Status
 
 @pytest.fixture(autouse=True)
 def fresh_database_figures():
-    cache.delete(CACHE_KEY)
+    cache.delete(cache_key())
     yield
-    cache.delete(CACHE_KEY)
+    cache.delete(cache_key())
 
 
 def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -74,6 +76,31 @@ def test_database_gauges_match_the_rows(anonymous_client):
     assert samples[("sms_mailings", (("state", "scheduled"),))] == 1
     assert samples[("sms_database_up", ())] == 1
     assert samples[("sms_provider_paused", ())] == 0
+
+
+def test_figures_cached_for_another_database_are_not_served(anonymous_client):
+    mailing = MailingFactory()
+    Mailing.objects.filter(pk=mailing.pk).update(end_at=timezone.now() + timedelta(days=1))
+    MessageFactory(mailing=mailing, client=ClientFactory(), status=Status.SENT)
+    assert scrape(anonymous_client)[("sms_messages", (("status", "sent"),))] == 1  # now in the cache
+
+    MessageFactory(mailing=mailing, client=ClientFactory(), status=Status.SENT)
+    with mock.patch.dict(connection.settings_dict, NAME="another_database"):
+        assert scrape(anonymous_client)[("sms_messages", (("status", "sent"),))] == 2
+
+
+def test_a_cache_that_does_not_answer_costs_queries_not_the_scrape(anonymous_client, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nobody listens on port 1
+        }
+    }
+
+    samples = scrape(anonymous_client)
+
+    assert samples[("sms_database_up", ())] == 1
+    assert ("sms_messages", (("status", "sent"),)) in samples
 
 
 def test_api_requests_are_counted_by_route_pattern_not_path(api_client, anonymous_client):
