@@ -130,14 +130,24 @@ def test_unknown_http_methods_share_one_label(anonymous_client):
 
 
 def test_celery_task_runs_and_failures_are_counted(anonymous_client):
+    from celery import shared_task
+
     from ops.tasks import send_daily_report
 
-    key = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
-    before = scrape(anonymous_client).get(key, 0)
+    @shared_task(name="ops.tests.failing_task")
+    def failing_task():
+        raise ValueError("boom")
+
+    succeeded = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
+    failed = ("sms_celery_tasks_total", (("state", "failed"), ("task", "ops.tests.failing_task")))
+    before = scrape(anonymous_client)
 
     send_daily_report.apply()
+    failing_task.apply()
 
-    assert scrape(anonymous_client)[key] == before + 1
+    samples = scrape(anonymous_client)
+    assert samples[succeeded] == before.get(succeeded, 0) + 1
+    assert samples[failed] == before.get(failed, 0) + 1
 
 
 @pytest.mark.parametrize(
