@@ -42,6 +42,7 @@ def test_metrics_need_the_bearer_token_when_one_is_set(anonymous_client, setting
 
     assert anonymous_client.get("/metrics").status_code == 403
     assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="scrape-secret").status_code == 403
     assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
 
 
