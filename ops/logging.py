@@ -43,10 +43,6 @@ def log_context(**fields) -> Iterator[None]:
         _context.reset(token)
 
 
-def current_context() -> dict:
-    return _context.get()
-
-
 class ContextFilter(logging.Filter):
     """Adds the fields of `log_context` to every record, and masks phones in its text and traceback.
 
