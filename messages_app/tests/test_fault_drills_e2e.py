@@ -48,6 +48,24 @@ def started(tmp_path):
             processes.stop(process)
 
 
+@pytest.fixture
+def start_worker(celery_test_broker, provider, tmp_path, started):
+    """Starts a worker on the tests' Redis (broker and cache), stopped after the drill."""
+
+    def start(**options) -> Worker:
+        worker = Worker(
+            broker_url=celery_test_broker,
+            cache_url=celery_test_broker,
+            provider=provider,
+            workdir=tmp_path,
+            **options,
+        ).start()
+        started.append(worker)
+        return worker
+
+    return start
+
+
 def check_drill(provider: FakeProvider, mailings: dict[int, int], what: str) -> dict:
     """Waits for every message to be final (at the latest 60 s after its mailing's end), then checks."""
     for mailing_id, size in mailings.items():
@@ -108,18 +126,12 @@ def test_redis_restarted_mid_mailing(provider, api_client, tmp_path, started):
     assert stats["duplicates"] == 0
 
 
-def test_beat_stopped_for_a_minute_while_a_worker_is_killed(provider, api_client, tmp_path, started):
+def test_beat_stopped_for_a_minute_while_a_worker_is_killed(
+    provider, api_client, tmp_path, started, start_worker
+):
     beat_stopped_at = time.monotonic()
     provider.control.configure(latency=0.3)
-    worker = Worker(
-        broker_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        cache_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        provider=provider,
-        workdir=tmp_path,
-        beat=False,
-        SENDER_CONCURRENCY="10",
-    ).start()
-    started.append(worker)
+    worker = start_worker(beat=False, SENDER_CONCURRENCY="10")
     make_clients(400, tag="now")
     make_clients(30, tag="later")
     # Started without beat: the save hook launches it; a scheduled one waits for beat's scanner.
@@ -142,16 +154,9 @@ def test_beat_stopped_for_a_minute_while_a_worker_is_killed(provider, api_client
     assert stats["duplicates"] <= in_flight
 
 
-def test_two_beats_at_once(provider, api_client, tmp_path, started):
+def test_two_beats_at_once(provider, api_client, tmp_path, started, start_worker):
     provider.control.configure(latency=0.1)
-    worker = Worker(
-        broker_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        cache_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        provider=provider,
-        workdir=tmp_path,
-        SENDER_CONCURRENCY="10",
-    ).start()
-    started.append(worker)
+    worker = start_worker(SENDER_CONCURRENCY="10")
     second_beat = tmp_path / "second-beat"
     second_beat.mkdir()
     started.append(processes.start_beat(worker.env, second_beat))
@@ -165,16 +170,9 @@ def test_two_beats_at_once(provider, api_client, tmp_path, started):
     assert stats["duplicates"] == 0
 
 
-def test_provider_503_for_two_minutes_under_api_read_load(provider, api_client, tmp_path, started):
+def test_provider_503_for_two_minutes_under_api_read_load(provider, api_client, start_worker):
     # Four pool processes, hence four senders, for mailings that allow two each.
-    worker = Worker(
-        broker_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        cache_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        provider=provider,
-        workdir=tmp_path,
-        concurrency=4,
-    ).start()
-    started.append(worker)
+    start_worker(concurrency=4)
     make_clients(500)
     provider.control.outage("503", OUTAGE_SECONDS)
     mailing_id = create_mailing(api_client, ends_in=OUTAGE_SECONDS + 60)
