@@ -181,7 +181,8 @@ class Sender:
             log.info("sender %s stopping: %s requests in flight", self.holder, len(self._in_flight))
         while self._in_flight and loop.time() < give_up_at:
             await asyncio.wait(list(self._in_flight), timeout=min(REFRESH_EVERY, give_up_at - loop.time()))
-            await self._refresh()
+            with contextlib.suppress(DatabaseError):  # the requests in flight matter more
+                await self._refresh()
         still_running = list(self._in_flight)
         for task in still_running:
             task.cancel()
@@ -189,12 +190,7 @@ class Sender:
 
     def _in_db(self, function, /, **kwargs):
         """Database work runs in the sender's own thread (and connection), never on the event loop."""
-
-        def call():
-            close_old_connections()
-            return function(**kwargs)
-
-        return self._loop.run_in_executor(self._db, call)
+        return self._loop.run_in_executor(self._db, lambda: function(**kwargs))
 
     # --- the feeder ------------------------------------------------------------------------------
 
@@ -284,6 +280,7 @@ class Sender:
 
     def _read_and_hold(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> "SenderView":
         """One visit to the database per second: everything the refresher needs, in its thread."""
+        close_old_connections()  # a connection broken by a database restart is replaced here
         now = timezone.now()
         sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
