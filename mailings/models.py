@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from clients.models import Client, ClientQuerySet, validate_operator_code
 
+from .segments import Segments, sms_segments
+
 TEXT_MAX_LENGTH = 1000
 
 
@@ -157,6 +159,10 @@ class Mailing(models.Model):
     @property
     def is_launched(self) -> bool:
         return self.launched_at is not None
+
+    @property
+    def segments(self) -> Segments:
+        return sms_segments(self.text)
 
     def recipients(self) -> ClientQuerySet:
         return Client.objects.matching(operator_code=self.filter_operator_code, tag=self.filter_tag)

@@ -1,13 +1,34 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from mailing_service.api import StrictModelSerializer
+from mailing_service.api import RejectUnknownFieldsMixin, StrictCharField, StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
 from .models import TEXT_MAX_LENGTH, Mailing, MailingState
 from .selectors import MESSAGE_COUNT_KEYS
 
 EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
+
+
+class SegmentsSerializer(serializers.Serializer):
+    """What a text costs: operators pay per SMS segment."""
+
+    encoding = serializers.ChoiceField(
+        choices=["GSM-7", "UCS-2"],
+        help_text="GSM-7 unless a character is outside it (Cyrillic, emoji...), then UCS-2.",
+    )
+    count = serializers.IntegerField(help_text="SMS segments the text is sent as.")
+    units = serializers.IntegerField(
+        help_text="Septets (GSM-7, extension-table characters such as € count two) or UTF-16 code "
+        "units (UCS-2, an emoji counts two)."
+    )
+    per_segment = serializers.IntegerField(
+        help_text="What one segment holds: 160 / 70 alone, 153 / 67 each when the text is split."
+    )
+
+
+class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
 
 class MailingSerializer(StrictModelSerializer):
@@ -22,6 +43,7 @@ class MailingSerializer(StrictModelSerializer):
         help_text='Who the mailing goes to, from its filter; "all clients" when the filter is empty.',
     )
 
+    segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
     state = serializers.ChoiceField(
         choices=MailingState.choices,
         read_only=True,
@@ -40,6 +62,7 @@ class MailingSerializer(StrictModelSerializer):
             "filter_operator_code",
             "filter_tag",
             "audience",
+            "segments",
             "state",
             "launched_at",
             "paused_at",

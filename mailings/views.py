@@ -13,12 +13,15 @@ from messages_app.serializers import MessageSerializer
 
 from .filters import MailingFilter
 from .models import Mailing
+from .segments import sms_segments
 from .selectors import attach_message_counts
 from .serializers import (
     MailingDeleteQuerySerializer,
     MailingSerializer,
     MailingStatisticsDetailSerializer,
     MailingStatisticsSerializer,
+    SegmentsDraftSerializer,
+    SegmentsSerializer,
 )
 from .services import (
     MailingHistoryError,
@@ -152,6 +155,20 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request, pk=None):
         return self._act(mailing_cancel)
+
+    @extend_schema(
+        summary="SMS segments of a draft text",
+        description="The encoding and the number of segments a text would be sent as, before a "
+        "mailing is created with it.",
+        request=SegmentsDraftSerializer,
+        responses={200: SegmentsSerializer, 400: OpenApiResponse(description="Field errors.")},
+        filters=False,
+    )
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def segments(self, request):
+        draft = SegmentsDraftSerializer(data=request.data)
+        draft.is_valid(raise_exception=True)
+        return Response(SegmentsSerializer(sms_segments(draft.validated_data["text"])).data)
 
     @extend_schema(
         summary="Message counts of every mailing",

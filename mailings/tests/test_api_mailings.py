@@ -41,6 +41,7 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "filter_operator_code": "",
         "filter_tag": "",
         "audience": "all clients",
+        "segments": {"encoding": "GSM-7", "count": 1, "units": 10, "per_segment": 160},
         "state": "scheduled",
         "launched_at": None,
         "paused_at": None,
