@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
@@ -11,13 +12,18 @@ from .models import Mailing
 from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
 
-# Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
+AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
+
+# Read-only in forms: the pipeline and the operators' actions (pause, cancel) write these.
 PIPELINE_FIELDS = [
     "launched_at",
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
     "dispatch_heartbeat_at",
+    "audience_size",
+    "paused_at",
+    "cancelled_at",
 ]
 
 
@@ -50,6 +56,29 @@ class MailingChangeList(ChangeList):
     def get_results(self, request):
         super().get_results(request)
         attach_message_counts(self.result_list)
+
+
+class CommaSeparatedField(forms.CharField):
+    """A list of values typed as "a, b, c"; the model field's validators check each value."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class MailingForm(forms.ModelForm):
+    filter_operator_codes = CommaSeparatedField(
+        required=False, help_text="Any of these operator codes, comma-separated (and filter operator code)."
+    )
+    filter_tags = CommaSeparatedField(
+        required=False, help_text="Any of these tags, comma-separated (and filter tag)."
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS]
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -86,12 +115,16 @@ class MailingAdmin(admin.ModelAdmin):
         *COUNT_COLUMNS.values(),
         "messages_link",
     ]
+    form = MailingForm
     list_filter = ["start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
-        ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
+        (
+            "Audience",
+            {"fields": ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]},
+        ),
         ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
     ]
 
