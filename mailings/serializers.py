@@ -192,15 +192,33 @@ class MessagePageSerializer(serializers.Serializer):
     results = MessageSerializer(many=True)
 
 
+class ProgressSerializer(serializers.Serializer):
+    percent_done = serializers.FloatField(
+        allow_null=True, help_text="Messages final (sent, failed, expired) per 100; null without messages."
+    )
+    rate_per_second = serializers.FloatField(help_text="Messages sent per second over the last minute.")
+    estimated_finish_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the unsent messages would be sent at that rate, while running; null otherwise. "
+        "Later than end_at means what is left will not all fit.",
+    )
+
+
+class MessageTotalsSerializer(serializers.Serializer):
+    message_counts = MessageCountsSerializer(read_only=True)
+
+
 class MailingStatisticsDetailSerializer(MailingStatisticsSerializer):
-    """A mailing, its messages counted by status, and one page of the messages themselves."""
+    """A mailing, its messages counted by status, its progress, and one page of the messages."""
+
+    progress = ProgressSerializer(read_only=True)
 
     messages = MessagePageSerializer(
         read_only=True, help_text="One page of the mailing's messages, filtered by ?status= when given."
     )
 
     class Meta(MailingStatisticsSerializer.Meta):
-        fields = [*MailingStatisticsSerializer.Meta.fields, "messages"]
+        fields = [*MailingStatisticsSerializer.Meta.fields, "progress", "messages"]
         read_only_fields = fields
 
 

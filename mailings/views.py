@@ -1,3 +1,4 @@
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -14,7 +15,7 @@ from messages_app.serializers import MessageSerializer
 from .filters import MailingFilter
 from .models import Mailing
 from .segments import sms_segments
-from .selectors import attach_message_counts, audience_preview
+from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
 from .serializers import (
     AudienceQuerySerializer,
     AudienceSerializer,
@@ -22,6 +23,8 @@ from .serializers import (
     MailingSerializer,
     MailingStatisticsDetailSerializer,
     MailingStatisticsSerializer,
+    MessageTotalsSerializer,
+    ProgressSerializer,
     ResendSerializer,
     SegmentsDraftSerializer,
     SegmentsSerializer,
@@ -107,7 +110,7 @@ class MailingViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "start_at", "end_at"]
 
     def get_serializer_class(self):
-        if self.action in ("statistics", "statistics_detail"):
+        if self.action in ("statistics", "statistics_detail", "statistics_totals"):
             return MailingStatisticsSerializer
         return super().get_serializer_class()
 
@@ -234,6 +237,19 @@ class MailingViewSet(viewsets.ModelViewSet):
         return self.get_paginated_response(data)
 
     @extend_schema(
+        summary="Message totals across mailings",
+        tags=["statistics"],
+        description="The messages of every mailing matching the filters (the mailing list's: state, "
+        "period through start_at_after / start_at_before, tag, operator code, launched), counted by "
+        "status and in total.",
+        responses=MessageTotalsSerializer,
+    )
+    @action(detail=False, url_path="statistics/totals", pagination_class=None)
+    def statistics_totals(self, request):
+        mailings = self.filter_queryset(self.get_queryset())
+        return Response(MessageTotalsSerializer({"message_counts": message_totals(mailings)}).data)
+
+    @extend_schema(
         summary="Statistics of one mailing",
         tags=["statistics"],
         description="The mailing, its messages counted by status and in total, and one page of its "
@@ -253,11 +269,13 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, url_path="statistics", filter_backends=[])
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
-        attach_message_counts([mailing])
+        now = timezone.now()
+        attach_message_counts([mailing], sent_since=now - RATE_WINDOW)
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)
         page = self.paginate_queryset(messages.qs)
         data = self.get_serializer(mailing).data
+        data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
