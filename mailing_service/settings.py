@@ -149,6 +149,9 @@ SPECTACULAR_SETTINGS = {
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+# Client CSV import: rows written per transaction, and the largest file taken.
+CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
+CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
