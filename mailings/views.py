@@ -1,3 +1,6 @@
+import time
+
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -6,14 +9,16 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 
+from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
 
 from .filters import MailingFilter
-from .models import Mailing
+from .models import Mailing, TestSend
 from .segments import sms_segments
 from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
 from .serializers import (
@@ -28,6 +33,8 @@ from .serializers import (
     ResendSerializer,
     SegmentsDraftSerializer,
     SegmentsSerializer,
+    TestSendRequestSerializer,
+    TestSendSerializer,
 )
 from .services import (
     MailingHistoryError,
@@ -39,6 +46,7 @@ from .services import (
     mailing_pause,
     mailing_resend,
     mailing_resume,
+    mailing_test_send,
     mailing_update,
 )
 
@@ -47,6 +55,13 @@ _LAUNCHED = OpenApiResponse(
     description="The mailing is launched and the change touches text, filter_operator_code, "
     "filter_tag or start_at, which its messages were made from. Only end_at can still change.",
 )
+
+
+class TestSendThrottle(UserRateThrottle):
+    """Test sends cost money and reach real phones: TEST_SEND_RATE requests per user."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    scope = "test_send"
 
 
 _WRONG_STATE = OpenApiResponse(
@@ -113,6 +128,11 @@ class MailingViewSet(viewsets.ModelViewSet):
         if self.action in ("statistics", "statistics_detail", "statistics_totals"):
             return MailingStatisticsSerializer
         return super().get_serializer_class()
+
+    def get_throttles(self):
+        if self.action == "test_send":  # the POST only: listing them (GET, test_sends) is free
+            return [*super().get_throttles(), TestSendThrottle()]
+        return super().get_throttles()
 
     def perform_update(self, serializer):
         try:
@@ -188,6 +208,53 @@ class MailingViewSet(viewsets.ModelViewSet):
         except (MailingStateError, MailingNothingToResendError) as exc:
             raise Conflict(str(exc)) from exc
         return Response(MailingSerializer(resend).data, status=201)
+
+    @extend_schema(
+        summary="Try the text on a few clients",
+        description="Sends the mailing's text now to each client given (any state, outside the "
+        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
+        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
+        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
+        request=TestSendRequestSerializer,
+        responses={
+            200: TestSendSerializer(many=True),
+            202: TestSendSerializer(many=True),
+            400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
+            404: OpenApiResponse(DetailSerializer),
+            429: OpenApiResponse(DetailSerializer, description="Too many test sends; retry later."),
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test",
+        url_name="test",
+        filter_backends=[],
+    )
+    def test_send(self, request, pk=None):
+        mailing = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
+        except Client.DoesNotExist as exc:
+            raise APIValidationError({"client_ids": [str(exc)]}) from exc
+        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
+        done = all(send.status != TestSend.Status.PENDING for send in sends)
+        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
+
+    @extend_schema(
+        summary="Test sends of a mailing",
+        description="Every test send of this mailing, newest first, with its outcome.",
+        responses={200: TestSendSerializer(many=True), 404: OpenApiResponse(DetailSerializer)},
+        filters=False,
+    )
+    @test_send.mapping.get
+    def test_sends(self, request, pk=None):
+        mailing = self.get_object()
+        page = self.paginate_queryset(mailing.test_sends.all())
+        return self.get_paginated_response(TestSendSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Clients a filter reaches",
@@ -279,3 +346,13 @@ class MailingViewSet(viewsets.ModelViewSet):
         data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
+
+
+def _wait_for_outcomes(ids: list[int], *, seconds: float) -> list[TestSend]:
+    """The rows, re-read until none is pending or `seconds` have passed (the worker writes them)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sends = list(TestSend.objects.filter(pk__in=ids).order_by("id"))
+        if time.monotonic() >= deadline or all(send.status != TestSend.Status.PENDING for send in sends):
+            return sends
+        time.sleep(0.1)
