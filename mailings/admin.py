@@ -20,7 +20,6 @@ PIPELINE_FIELDS = [
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
-    "dispatch_heartbeat_at",
     "audience_size",
     "paused_at",
     "cancelled_at",
@@ -133,6 +132,7 @@ class MailingAdmin(admin.ModelAdmin):
     messages_sent = _count_column(MessageStatus.SENT)
     messages_failed = _count_column(MessageStatus.FAILED)
     messages_expired = _count_column(MessageStatus.EXPIRED)
+    messages_unknown = _count_column(MessageStatus.UNKNOWN)
     messages_total = _count_column("total")
 
     def get_changelist(self, request: HttpRequest, **kwargs):
