@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
 
-from .models import Mailing
+from .models import Mailing, TestSend
 from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
 
@@ -186,3 +186,28 @@ class MailingAdmin(admin.ModelAdmin):
     def messages_link(self, mailing: Mailing) -> str:
         url = reverse("admin:messages_app_message_changelist")
         return format_html('<a href="{}?mailing__id__exact={}">Messages</a>', url, mailing.pk)
+
+
+@admin.register(TestSend)
+class TestSendAdmin(admin.ModelAdmin):
+    """The audit trail of test sends: who tried which mailing's text on whom, and what came of it.
+    Read-only: test sends are made through the API (POST /api/v1/mailings/{id}/test/)."""
+
+    list_display = [
+        "id",
+        "mailing",
+        "client",
+        "requested_by",
+        "status",
+        "detail",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["mailing", "client", "requested_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
