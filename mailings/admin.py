@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
+from ops.audit import AuditLogAdminMixin
 
 from .models import Mailing, TestSend
 from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
@@ -94,7 +95,7 @@ class LaunchedListFilter(admin.SimpleListFilter):
 
 
 @admin.register(Mailing)
-class MailingAdmin(admin.ModelAdmin):
+class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """Mailings with their delivery counts; messages are reached through a filtered link, not an inline.
 
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
@@ -104,6 +105,8 @@ class MailingAdmin(admin.ModelAdmin):
     or cancelled; the confirmation page counts the messages that go with it (confirming is asking
     for the history to go) instead of listing them, as there may be millions.
     """
+
+    audit_name = "mailing"
 
     list_display = [
         "id",

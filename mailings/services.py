@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clients.models import Client
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
+from ops import metrics
 
 from .models import Mailing, MailingState, TestSend
 
@@ -111,6 +112,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
                 fanout_lease_until=timezone.now() + fanout_lease(),
                 audience_size=Coalesce("audience_size", 0) + batch,
             )
+        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
         if not still_live:
             messages_expire_cancelled(mailing_id=mailing.pk)  # cancelled while this batch was written
             log.info("mailing=%s launch: cancelled, fan-out stops", mailing.pk)
