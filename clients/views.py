@@ -8,7 +8,6 @@ from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 
 from mailing_service.api import DetailSerializer
-
 from ops.audit import AuditLogMixin
 
 from .filters import ClientFilter
