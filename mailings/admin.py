@@ -1,22 +1,29 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
 from ops.audit import AuditLogAdminMixin
 
-from .models import Mailing
+from .models import Mailing, TestSend
 from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
 
-# Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
+AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
+
+# Read-only in forms: the pipeline and the operators' actions (pause, cancel) write these.
 PIPELINE_FIELDS = [
     "launched_at",
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
+    "audience_size",
+    "paused_at",
+    "cancelled_at",
 ]
 
 
@@ -51,6 +58,29 @@ class MailingChangeList(ChangeList):
         attach_message_counts(self.result_list)
 
 
+class CommaSeparatedField(forms.CharField):
+    """A list of values typed as "a, b, c"; the model field's validators check each value."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class MailingForm(forms.ModelForm):
+    filter_operator_codes = CommaSeparatedField(
+        required=False, help_text="Any of these operator codes, comma-separated (and filter operator code)."
+    )
+    filter_tags = CommaSeparatedField(
+        required=False, help_text="Any of these tags, comma-separated (and filter tag)."
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS]
+
+
 class LaunchedListFilter(admin.SimpleListFilter):
     title = "launched"
     parameter_name = "launched"
@@ -71,8 +101,9 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
     the mailing is launched, and a save never writes the launcher's bookkeeping columns.
 
-    A mailing can be deleted here only before it is launched: afterwards it has messages (possibly
-    millions), which the deletion page would list one by one and which nobody may delete by hand.
+    Deletion follows the API's rule (mailings.services.mailing_delete): never launched, or finished
+    or cancelled; the confirmation page counts the messages that go with it (confirming is asking
+    for the history to go) instead of listing them, as there may be millions.
     """
 
     audit_name = "mailing"
@@ -86,12 +117,16 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         *COUNT_COLUMNS.values(),
         "messages_link",
     ]
+    form = MailingForm
     list_filter = ["start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
-        ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
+        (
+            "Audience",
+            {"fields": ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]},
+        ),
         ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
     ]
 
@@ -132,7 +167,19 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         return actions
 
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_launched)
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.may_be_deleted(timezone.now())
+        )
+
+    def get_deleted_objects(self, objs, request):
+        mailings = list(objs)
+        summary = [str(mailing) for mailing in mailings]
+        counts = attach_message_counts(mailings)
+        messages = sum(mailing.message_counts["total"] for mailing in counts)
+        return summary, {"mailings": len(mailings), "messages": messages}, set(), []
+
+    def delete_model(self, request, obj):
+        mailing_delete(mailing=obj, user=request.user, with_history=True)
 
     @admin.display(description="audience")
     def audience(self, mailing: Mailing) -> str:
@@ -142,3 +189,28 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def messages_link(self, mailing: Mailing) -> str:
         url = reverse("admin:messages_app_message_changelist")
         return format_html('<a href="{}?mailing__id__exact={}">Messages</a>', url, mailing.pk)
+
+
+@admin.register(TestSend)
+class TestSendAdmin(admin.ModelAdmin):
+    """The audit trail of test sends: who tried which mailing's text on whom, and what came of it.
+    Read-only: test sends are made through the API (POST /api/v1/mailings/{id}/test/)."""
+
+    list_display = [
+        "id",
+        "mailing",
+        "client",
+        "requested_by",
+        "status",
+        "detail",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["mailing", "client", "requested_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

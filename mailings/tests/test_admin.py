@@ -6,8 +6,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.tests.factories import ClientFactory
 from mailings.admin import MailingAdmin
-from mailings.models import Mailing
+from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -237,3 +238,31 @@ def test_a_mailing_not_yet_launched_can_be_deleted(admin_client):
 
     assert response.status_code == 302
     assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_a_finished_mailing_is_deleted_here_with_its_messages_counted_not_listed(admin_client):
+    mailing = mailing_with_messages(sent=3)
+    Mailing.objects.filter(pk=mailing.pk).update(
+        start_at=timezone.now() - timedelta(hours=2), end_at=timezone.now() - timedelta(hours=1)
+    )
+    url = reverse("admin:mailings_mailing_delete", args=[mailing.pk])
+
+    confirmation = admin_client.get(url)
+    response = admin_client.post(url, {"post": "yes"})
+
+    assert confirmation.status_code == 200
+    assert dict(confirmation.context["model_count"]) == {"mailings": 1, "messages": 3}
+    assert response.status_code == 302
+    assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_test_sends_are_listed_read_only(admin_client):
+    send = TestSend.objects.create(mailing=MailingFactory(), client=ClientFactory(), status="sent")
+
+    response = admin_client.get(reverse("admin:mailings_testsend_changelist"))
+    add = admin_client.get(reverse("admin:mailings_testsend_add"))
+
+    assert response.status_code == 200
+    assert [row.pk for row in response.context["cl"].result_list] == [send.pk]
+    assert send.client.phone not in response.content.decode()  # a client shows masked
+    assert add.status_code == 403
