@@ -156,8 +156,23 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one dispatcher keeps in flight, and dispatchers working on one mailing at once.
+# Requests one dispatcher keeps in flight at first, and dispatchers working on one mailing at once.
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+# The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
+# stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=8)
+SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
+# Sends per second the provider account allows, for the whole service (empty: no limit; the sender
+# then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default
+# CACHE_URL when that is Redis; without Redis, through a file under var/ (one machine).
+PROVIDER_RATE_LIMIT = (
+    env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
+)
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # How long one dispatch task runs before it hands over to a fresh task (keeps tasks bounded).
 SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)

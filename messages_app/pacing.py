@@ -1,0 +1,149 @@
+"""The pace of one dispatcher: asked before each request, told after it.
+
+    await pacer.acquire()          # a slot under the in-flight limit, then a token of every rate
+    ... send ...
+    pacer.report(Feedback.ANSWERED, latency=seconds)
+
+It combines the adaptive in-flight limit, the configured `PROVIDER_RATE_LIMIT` shared by every
+dispatcher (in Redis when there is one, else in a file on this machine), the rate learned from
+429s when none is configured, and the provider's Retry-After. A 429 slows everything down here and
+is never a failure: the caller gives the message back, untouched.
+"""
+
+import asyncio
+import enum
+import time
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+
+from .adaptive import InFlightLimit, LearnedRate
+from .ratelimit import Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
+
+RATE_LIMIT_KEY = "sender:rate-limit"
+# Bucket of the configured rate: a twentieth of a second's sends, so the rate holds over any window.
+SHARED_BURST_SECONDS = 0.05
+# The learned rate's bucket is smaller still: the provider's own bucket may be small.
+LEARNED_BURST_SECONDS = 0.02
+RETRY_AFTER_CAP = 60.0  # a provider asking for longer is still tried again after this
+
+
+class Feedback(enum.Enum):
+    ANSWERED = "answered"  # the provider answered in time (accepted, rejected, refused the token)
+    THROTTLED = "throttled"  # HTTP 429
+    OVERLOADED = "overloaded"  # timeout, 5xx, refused connection, an answer that is not ours
+    ABANDONED = "abandoned"  # we gave up first (mailing ended, dispatcher stopping): says nothing
+
+
+class Pacer:
+    def __init__(
+        self,
+        *,
+        limit: InFlightLimit,
+        shared: RateLimiter | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ):
+        self.limit = limit
+        self.shared = shared
+        self.learned = LearnedRate(clock=clock)
+        self._learned_limiter: RateLimiter | None = None
+        self._clock, self._sleep = clock, sleep
+        self.in_flight = 0
+        self._slot_waiters: deque[asyncio.Future] = deque()
+        self._resume_at = 0.0  # clock time before which no request starts (Retry-After)
+        self.throttled = 0
+
+    @classmethod
+    def from_settings(cls) -> "Pacer":
+        limit = InFlightLimit(
+            initial=settings.SENDER_CONCURRENCY,
+            minimum=settings.SENDER_CONCURRENCY_MIN,
+            maximum=settings.SENDER_CONCURRENCY_MAX,
+        )
+        rate = settings.PROVIDER_RATE_LIMIT
+        if not rate:
+            return cls(limit=limit)
+        burst = max(1.0, rate * SHARED_BURST_SECONDS)
+        if settings.RATE_LIMIT_REDIS_URL:
+            bucket = RedisBucket(settings.RATE_LIMIT_REDIS_URL, RATE_LIMIT_KEY, rate=rate, burst=burst)
+        else:
+            bucket = FileBucket(Path(settings.RATE_LIMIT_FILE), rate=rate, burst=burst)
+        return cls(limit=limit, shared=RateLimiter(bucket))
+
+    async def __aenter__(self) -> "Pacer":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        if self.shared is not None:
+            await self.shared.aclose()
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.limit.maximum
+
+    async def acquire(self) -> None:
+        """Wait until a request may start. Cancelled, it holds nothing."""
+        await self._take_slot()
+        try:
+            if self._resume_at > self._clock():
+                await self._sleep(self._resume_at - self._clock())
+            if self.shared is not None:
+                await self.shared.acquire()
+            if self._learned_limiter is not None:
+                await self._learned_limiter.acquire()
+        except BaseException:
+            self._release_slot()
+            raise
+
+    def report(self, feedback: Feedback, *, latency: float = 0.0, retry_after: float | None = None) -> None:
+        """What became of the request an `acquire` let through."""
+        if feedback is Feedback.ANSWERED:
+            self.limit.on_answer(latency, in_flight=self.in_flight)
+            self.learned.on_accepted()
+        elif feedback is Feedback.THROTTLED:
+            self.throttled += 1
+            self.limit.on_overload()
+            self.learned.on_throttled()
+            if retry_after:
+                self._resume_at = max(self._resume_at, self._clock() + min(retry_after, RETRY_AFTER_CAP))
+        elif feedback is Feedback.OVERLOADED:
+            self.limit.on_overload()
+        self._follow_learned_rate()
+        self._release_slot()
+
+    def _follow_learned_rate(self) -> None:
+        rate = self.learned.rate
+        if rate is None:
+            return
+        if self._learned_limiter is None:
+            bucket = MemoryBucket(rate=rate, burst=1.0, clock=self._clock)
+            self._learned_limiter = RateLimiter(bucket, sleep=self._sleep, clock=self._clock)
+        bucket = self._learned_limiter.bucket
+        bucket.rate, bucket.burst = rate, max(1.0, rate * LEARNED_BURST_SECONDS)
+
+    # --- slots under the in-flight limit: a semaphore whose size moves --------------------------
+
+    async def _take_slot(self) -> None:
+        if self.in_flight < self.limit.limit and not self._slot_waiters:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter  # whoever resolves it has counted the slot as ours
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()
+            elif waiter in self._slot_waiters:
+                self._slot_waiters.remove(waiter)
+            raise
+
+    def _release_slot(self) -> None:
+        self.in_flight -= 1
+        while self._slot_waiters and self.in_flight < self.limit.limit:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
