@@ -104,8 +104,12 @@ class LearnedRate:
         self._forget_before(now - RATE_WINDOW)
         # At the start the window is not full yet: what was accepted over how long it has been.
         accepted_rate = len(self._accepted) / max(0.05, min(RATE_WINDOW, now - self._started))
-        current = accepted_rate if self.rate is None else min(self.rate, accepted_rate)
-        self.rate = max(MIN_RATE, current * BACKOFF)
+        if self.rate is not None:
+            self.rate = max(MIN_RATE, min(self.rate, accepted_rate or self.rate) * BACKOFF)
+        elif accepted_rate:
+            self.rate = max(MIN_RATE, accepted_rate * BACKOFF)
+        else:
+            return  # nothing accepted yet, nothing to learn from: the in-flight limit backs off
         self._grown_at = now
         # Sends already on their way were paced by the old rate: their 429s are not news.
         self._cut_until = now + RATE_WINDOW / 4

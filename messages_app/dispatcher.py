@@ -1,9 +1,10 @@
 """The dispatcher: sends one mailing's due messages with many requests in flight.
 
 One dispatcher runs inside one Celery task for a bounded time. Its feeder claims due messages
-from the database in batches and queues them; `concurrency` worker coroutines take them off the
-queue and send each through the transport; results are written back in bulk every fraction of a
-second. Database work runs in one thread beside the event loop, so HTTP never waits for it.
+from the database in batches and queues them; worker coroutines take them off the queue and send
+each through the transport when the pacer (in-flight limit, rate limits) lets them; results are
+written back in bulk every fraction of a second. Database work runs in one thread beside the event
+loop, so HTTP never waits for it.
 
 The mailing's end time is a hard deadline: no request starts after it, none in flight outlives
 it, and anything unsent when it comes is expired.
@@ -23,8 +24,15 @@ from django.utils import timezone
 from mailings.models import Mailing
 
 from . import services
+from .pacing import Feedback, Pacer
 from .services import ClaimedRow, Outcomes
-from .transports.base import OutgoingMessage, Transport, TransportAuthError, TransportError
+from .transports.base import (
+    OutgoingMessage,
+    Transport,
+    TransportAuthError,
+    TransportError,
+    TransportThrottled,
+)
 from .transports.probe import ProbeTransport
 
 log = logging.getLogger(__name__)
@@ -64,7 +72,7 @@ class Dispatcher:
         mailing_id: int,
         *,
         transport: Transport,
-        concurrency: int,
+        pacer: Pacer,
         run_seconds: float,
         end_margin: float,
         breaker_threshold: int,
@@ -73,7 +81,7 @@ class Dispatcher:
     ):
         self.mailing_id = mailing_id
         self._transport = transport
-        self._concurrency = concurrency
+        self._pacer = pacer
         self._run_seconds = run_seconds
         self._end_margin = end_margin
         self._breaker_threshold = breaker_threshold
@@ -101,9 +109,9 @@ class Dispatcher:
                 token=settings.PROVIDER_TOKEN,
                 connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
                 read_timeout=settings.PROVIDER_READ_TIMEOUT,
-                max_connections=settings.SENDER_CONCURRENCY,
+                max_connections=settings.SENDER_CONCURRENCY_MAX,
             ),
-            concurrency=settings.SENDER_CONCURRENCY,
+            pacer=Pacer.from_settings(),
             run_seconds=settings.SENDER_TASK_SECONDS,
             end_margin=settings.SENDER_END_MARGIN,
             breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
@@ -118,8 +126,9 @@ class Dispatcher:
 
     async def _run(self) -> DispatchReport:
         queue: asyncio.Queue[tuple[ClaimedRow, OutgoingMessage]] = asyncio.Queue()
-        async with self._transport:
-            workers = [asyncio.create_task(self._work(queue)) for _ in range(self._concurrency)]
+        async with self._transport, self._pacer:
+            # As many workers as the in-flight limit may ever allow; the pacer holds back the rest.
+            workers = [asyncio.create_task(self._work(queue)) for _ in range(self._pacer.max_in_flight)]
             try:
                 self._report.next_run_in = await self._feed(queue)
                 await queue.join()
@@ -223,11 +232,13 @@ class Dispatcher:
         return loop.time() < self._paused_until
 
     def _claim_size(self, queue: asyncio.Queue) -> int:
-        """Refill once the queue is down to half; after a pause, one message alone (the probe)."""
+        """Refill once the queue is down to half the in-flight limit, holding at most twice the limit
+        (the pacer may be holding messages back); after a pause, one message alone (the probe)."""
         if self._probing:
             return 1 if queue.empty() and not self._busy else 0
-        if queue.qsize() <= self._concurrency // 2:
-            return self._concurrency - queue.qsize()
+        limit = self._pacer.limit.limit
+        if queue.qsize() <= limit // 2:
+            return max(0, min(limit - queue.qsize(), 2 * limit - queue.qsize() - self._busy))
         return 0
 
     async def _claim_into(self, queue: asyncio.Queue, *, limit: int) -> int:
@@ -289,11 +300,15 @@ class Dispatcher:
             async with asyncio.timeout_at(self._deadline) as scope:
                 self._deadline_scopes.add(scope)
                 try:
-                    await self._transport.send(message, timeout=self._deadline - started)
+                    await self._send_paced(message)
                 finally:
                     self._deadline_scopes.discard(scope)
         except TimeoutError:
             self._settle(row, "expired", "mailing ended during the request")
+        except TransportThrottled as error:
+            # The provider's pace, not the message's fault nor the breaker's business: the pacer
+            # slows down and the message goes back to pending with its attempt given back.
+            self._settle(row, "deferred", error.detail)
         except TransportAuthError as error:
             self._pause(
                 self._auth_pause,
@@ -316,6 +331,25 @@ class Dispatcher:
             self._consecutive_failures = 0
             self._probing = False
             self._settle(row, "sent", "")
+
+    async def _send_paced(self, message: OutgoingMessage) -> None:
+        """Send when the pacer lets us (in-flight limit, rate limits), and tell it how it went."""
+        await self._pacer.acquire()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        feedback, retry_after = Feedback.ABANDONED, None
+        try:
+            await self._transport.send(message, timeout=self._deadline - started)
+            feedback = Feedback.ANSWERED
+        except TransportThrottled as error:
+            feedback, retry_after = Feedback.THROTTLED, error.retry_after
+            raise
+        except TransportError as error:
+            answered = error.permanent or isinstance(error, TransportAuthError)
+            feedback = Feedback.ANSWERED if answered else Feedback.OVERLOADED
+            raise
+        finally:
+            self._pacer.report(feedback, latency=loop.time() - started, retry_after=retry_after)
 
     def _settle(self, row: ClaimedRow, outcome: str, detail: str) -> None:
         if outcome == "sent":

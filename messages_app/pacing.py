@@ -50,7 +50,8 @@ class Pacer:
         self.learned = LearnedRate(clock=clock)
         self._learned_limiter: RateLimiter | None = None
         self._clock, self._sleep = clock, sleep
-        self.in_flight = 0
+        self.in_flight = 0  # slots taken, including those still waiting for the rate
+        self.sending = 0  # requests on their way to the provider
         self._slot_waiters: deque[asyncio.Future] = deque()
         self._resume_at = 0.0  # clock time before which no request starts (Retry-After)
         self.throttled = 0
@@ -96,11 +97,12 @@ class Pacer:
         except BaseException:
             self._release_slot()
             raise
+        self.sending += 1
 
     def report(self, feedback: Feedback, *, latency: float = 0.0, retry_after: float | None = None) -> None:
         """What became of the request an `acquire` let through."""
         if feedback is Feedback.ANSWERED:
-            self.limit.on_answer(latency, in_flight=self.in_flight)
+            self.limit.on_answer(latency, in_flight=self.sending)
             self.learned.on_accepted()
         elif feedback is Feedback.THROTTLED:
             self.throttled += 1
@@ -111,6 +113,7 @@ class Pacer:
         elif feedback is Feedback.OVERLOADED:
             self.limit.on_overload()
         self._follow_learned_rate()
+        self.sending -= 1
         self._release_slot()
 
     def _follow_learned_rate(self) -> None:

@@ -15,8 +15,10 @@ from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
+from messages_app.adaptive import InFlightLimit
 from messages_app.dispatcher import Dispatcher
 from messages_app.models import Message
+from messages_app.pacing import Pacer
 from messages_app.tests.factories import MessageFactory
 from messages_app.transports.probe import ProbeTransport
 
@@ -51,9 +53,11 @@ def messages_of(mailing: Mailing, count: int) -> list[Message]:
     return [MessageFactory(mailing=mailing, client=ClientFactory()) for _ in range(count)]
 
 
-def dispatcher(mailing: Mailing, provider, **overrides) -> Dispatcher:
+def dispatcher(mailing: Mailing, provider, *, concurrency: int = 10, **overrides) -> Dispatcher:
+    """A dispatcher keeping `concurrency` requests in flight (a fixed limit unless a pacer is given)."""
+    fixed = InFlightLimit(initial=concurrency, minimum=concurrency, maximum=concurrency)
     options = {
-        "concurrency": 10,
+        "pacer": Pacer(limit=fixed),
         "run_seconds": 10.0,
         "end_margin": 0.05,
         "breaker_threshold": 1000,
@@ -242,3 +246,44 @@ def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
     assert statuses(mailing) == {Status.SENT: 40}
     # The first wave, then about one probe per 0.3 s pause: not ten requests per pause.
     assert len(refused) <= 10 + 5
+
+
+def test_429_gives_the_message_back_untouched_and_never_trips_the_breaker(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 20)
+    provider.script = lambda msg_id, attempt: (429, b"slow down", 0) if attempt <= 2 else (200, OK, 0)
+
+    report = dispatcher(mailing, provider, concurrency=5, breaker_threshold=3).run()
+
+    assert statuses(mailing) == {Status.SENT: 20}
+    assert report.failed == report.retried == 0
+    assert services.provider_paused_until(now=timezone.now()) is None
+    # Two 429s each, and the attempt of each given back: one attempt counted, the accepted one.
+    assert len(provider.requests) == 60
+    assert set(Message.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+
+
+def test_adaptive_pacer_learns_the_providers_rate_from_its_429s(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 150)
+    allowed = {"tokens": 5.0, "at": time.monotonic()}
+
+    def fifty_per_second(msg_id, attempt):
+        now = time.monotonic()
+        allowed["tokens"] = min(5.0, allowed["tokens"] + (now - allowed["at"]) * 50)
+        allowed["at"] = now
+        if allowed["tokens"] < 1:
+            return 429, b"", 0
+        allowed["tokens"] -= 1
+        return 200, OK, 0.01
+
+    provider.script = fifty_per_second
+    adaptive = Pacer(limit=InFlightLimit(initial=20, minimum=2, maximum=50))
+
+    dispatcher(mailing, provider, pacer=adaptive, breaker_threshold=5).run()
+
+    assert statuses(mailing) == {Status.SENT: 150}
+    assert adaptive.learned.rate is not None and adaptive.learned.rate < 60
+    # Without a rate, the first burst meets 429s; after that the learned rate keeps them rare.
+    throttled = len(provider.requests) - 150
+    assert throttled < 150

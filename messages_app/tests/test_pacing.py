@@ -218,3 +218,11 @@ def test_429s_and_timeouts_shrink_the_in_flight_limit_but_rejections_do_not():
 
     assert after_429 == pytest.approx(90)
     assert after_timeout == pytest.approx(81)
+
+
+def test_a_429_before_anything_was_accepted_teaches_no_rate():
+    learned = LearnedRate(clock=FakeClock())
+
+    learned.on_throttled()
+
+    assert learned.rate is None
