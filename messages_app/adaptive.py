@@ -1,12 +1,12 @@
 """How hard to push the provider, learned from its answers (no Django here).
 
-`InFlightLimit`: requests in flight, additive increase while latency stays near its baseline,
-multiplicative decrease when it climbs or the provider throttles or fails (AIMD, as TCP's
+`InFlightLimit`: requests in flight, a slow start, then additive increase while latency stays near
+its baseline, multiplicative decrease when it climbs or the provider throttles or fails (AIMD, as TCP's
 congestion window and Netflix's concurrency-limits).
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
-accepted just before is the estimate; cut by a tenth on every 429, grown by a little every
-second without one. It stays None (no rate limit) until the first 429.
+accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
+by a twentieth every second without one. It stays None (no rate limit) until the first 429.
 """
 
 import time
@@ -26,11 +26,15 @@ BASELINE_WINDOW = 30.0
 
 
 class InFlightLimit:
+    """Starts at `minimum` and doubles every round trip (slow start) up to `initial`, or until the
+    first sign of overload; from there it grows by about a tenth per round trip up to `maximum`."""
+
     def __init__(self, *, initial: int, minimum: int, maximum: int, clock: Clock = time.monotonic):
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
-        self.value = float(min(maximum, max(minimum, initial)))
+        self.slow_start_until = float(min(maximum, max(minimum, initial)))
+        self.value = float(minimum)
         self._clock = clock
         self.baseline: float | None = None
         self.smoothed: float | None = None
@@ -48,7 +52,8 @@ class InFlightLimit:
         if self.smoothed > self.baseline * LATENCY_TOLERANCE:
             self._decrease()
         elif in_flight * 2 >= self.value:  # only a limit in use may grow
-            self.value = min(self.maximum, self.value + GROWTH_PER_ANSWER)
+            growth = 1.0 if self.value < self.slow_start_until else GROWTH_PER_ANSWER
+            self.value = min(self.maximum, self.value + growth)
 
     def on_overload(self) -> None:
         """A 429, a timeout, a 5xx or a refused connection."""
@@ -59,6 +64,7 @@ class InFlightLimit:
         if now < self._cut_until:
             return
         self.value = max(self.minimum, self.value * BACKOFF)
+        self.slow_start_until = 0.0
         self._cut_until = now + (self.smoothed or 0.0)
 
     def _sample(self, latency: float) -> None:
@@ -76,7 +82,8 @@ class InFlightLimit:
 
 
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over
-RATE_GROWTH = 0.02  # share of the rate added every second without a 429
+MIN_WINDOW = 0.05  # the shortest span an early estimate divides by
+RATE_GROWTH = 0.05  # share of the rate added every second without a 429
 MIN_RATE = 1.0
 
 
@@ -84,13 +91,16 @@ class LearnedRate:
     def __init__(self, *, clock: Clock = time.monotonic):
         self.rate: float | None = None
         self._clock = clock
-        self._started = clock()
+        self._first_accepted: float | None = None
         self._accepted: deque[float] = deque()
+        self._provisional = False  # learned before a full window of acceptances was seen
         self._grown_at = 0.0
         self._cut_until = 0.0
 
     def on_accepted(self) -> None:
         now = self._clock()
+        if self._first_accepted is None:
+            self._first_accepted = now
         self._accepted.append(now)
         self._forget_before(now - RATE_WINDOW)
         if self.rate is not None:
@@ -99,20 +109,24 @@ class LearnedRate:
 
     def on_throttled(self) -> None:
         now = self._clock()
-        if now < self._cut_until:
+        if self._first_accepted is None:
+            return  # nothing accepted yet, nothing to learn from: the in-flight limit backs off
+        seen_for = now - self._first_accepted
+        provisional = seen_for < RATE_WINDOW
+        # A provisional estimate is replaced as soon as a full window allows a better one.
+        if now < self._cut_until and not (self._provisional and not provisional):
             return
         self._forget_before(now - RATE_WINDOW)
-        # At the start the window is not full yet: what was accepted over how long it has been.
-        accepted_rate = len(self._accepted) / max(0.05, min(RATE_WINDOW, now - self._started))
-        if self.rate is not None:
-            self.rate = max(MIN_RATE, min(self.rate, accepted_rate or self.rate) * BACKOFF)
-        elif accepted_rate:
+        accepted_rate = len(self._accepted) / max(MIN_WINDOW, min(RATE_WINDOW, seen_for))
+        if self.rate is None or self._provisional:
             self.rate = max(MIN_RATE, accepted_rate * BACKOFF)
         else:
-            return  # nothing accepted yet, nothing to learn from: the in-flight limit backs off
+            self.rate = max(MIN_RATE, min(self.rate, accepted_rate) * BACKOFF)
+        self._provisional = provisional
         self._grown_at = now
-        # Sends already on their way were paced by the old rate: their 429s are not news.
-        self._cut_until = now + RATE_WINDOW / 4
+        # Sends already on their way were paced by the old rate, and the window still counts them:
+        # their 429s are not news for a while.
+        self._cut_until = now + (RATE_WINDOW / 4 if provisional else RATE_WINDOW)
 
     def _forget_before(self, moment: float) -> None:
         while self._accepted and self._accepted[0] < moment:

@@ -14,6 +14,7 @@ import asyncio
 import enum
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -29,6 +30,37 @@ LEARNED_BURST_SECONDS = 0.02
 RETRY_AFTER_CAP = 60.0  # a provider asking for longer is still tried again after this
 
 
+REMEMBER_FOR = 60.0  # seconds
+
+
+@dataclass(slots=True)
+class _Lesson:
+    """What the last pacer of this worker process learned, and when it was last used: a dispatch
+    task lasts SENDER_TASK_SECONDS, and the next one should not start from scratch (a slow start,
+    a burst of 429s) against the provider it was just talking to."""
+
+    limit: InFlightLimit
+    learned: LearnedRate
+    used_at: float
+
+
+_lesson: _Lesson | None = None
+
+
+def _remembered() -> tuple[InFlightLimit, LearnedRate]:
+    global _lesson
+    now = time.monotonic()
+    if _lesson is None or now - _lesson.used_at > REMEMBER_FOR:
+        limit = InFlightLimit(
+            initial=settings.SENDER_CONCURRENCY,
+            minimum=settings.SENDER_CONCURRENCY_MIN,
+            maximum=settings.SENDER_CONCURRENCY_MAX,
+        )
+        _lesson = _Lesson(limit, LearnedRate(), now)
+    _lesson.used_at = now
+    return _lesson.limit, _lesson.learned
+
+
 class Feedback(enum.Enum):
     ANSWERED = "answered"  # the provider answered in time (accepted, rejected, refused the token)
     THROTTLED = "throttled"  # HTTP 429
@@ -42,12 +74,13 @@ class Pacer:
         *,
         limit: InFlightLimit,
         shared: RateLimiter | None = None,
+        learned: LearnedRate | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ):
         self.limit = limit
         self.shared = shared
-        self.learned = LearnedRate(clock=clock)
+        self.learned = learned or LearnedRate(clock=clock)
         self._learned_limiter: RateLimiter | None = None
         self._clock, self._sleep = clock, sleep
         self.in_flight = 0  # slots taken, including those still waiting for the rate
@@ -58,25 +91,23 @@ class Pacer:
 
     @classmethod
     def from_settings(cls) -> "Pacer":
-        limit = InFlightLimit(
-            initial=settings.SENDER_CONCURRENCY,
-            minimum=settings.SENDER_CONCURRENCY_MIN,
-            maximum=settings.SENDER_CONCURRENCY_MAX,
-        )
+        limit, learned = _remembered()
         rate = settings.PROVIDER_RATE_LIMIT
         if not rate:
-            return cls(limit=limit)
+            return cls(limit=limit, learned=learned)
         burst = max(1.0, rate * SHARED_BURST_SECONDS)
         if settings.RATE_LIMIT_REDIS_URL:
             bucket = RedisBucket(settings.RATE_LIMIT_REDIS_URL, RATE_LIMIT_KEY, rate=rate, burst=burst)
         else:
             bucket = FileBucket(Path(settings.RATE_LIMIT_FILE), rate=rate, burst=burst)
-        return cls(limit=limit, shared=RateLimiter(bucket))
+        return cls(limit=limit, learned=learned, shared=RateLimiter(bucket))
 
     async def __aenter__(self) -> "Pacer":
         return self
 
     async def __aexit__(self, *exc_info) -> None:
+        if _lesson is not None and _lesson.limit is self.limit:
+            _lesson.used_at = time.monotonic()
         if self.shared is not None:
             await self.shared.aclose()
 
@@ -106,8 +137,11 @@ class Pacer:
             self.learned.on_accepted()
         elif feedback is Feedback.THROTTLED:
             self.throttled += 1
-            self.limit.on_overload()
             self.learned.on_throttled()
+            if self.learned.rate is None:
+                # Until a rate is learned, fewer in flight is all that slows us down; after, the
+                # rate does, and the in-flight limit stays what the latency needs.
+                self.limit.on_overload()
             if retry_after:
                 self._resume_at = max(self._resume_at, self._clock() + min(retry_after, RETRY_AFTER_CAP))
         elif feedback is Feedback.OVERLOADED:

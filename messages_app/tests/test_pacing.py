@@ -1,16 +1,35 @@
 """The adaptive in-flight limit, the learned rate and the pacer that combines them, on a fake clock."""
 
 import asyncio
+import math
 
 import pytest
 
 from messages_app.adaptive import BASELINE_WINDOW, InFlightLimit, LearnedRate
 from messages_app.pacing import Feedback, Pacer
+from messages_app.ratelimit import FileBucket, RedisBucket
 from messages_app.tests.test_ratelimit import FakeClock
 
 
 def limit(clock, **options) -> InFlightLimit:
-    return InFlightLimit(**({"initial": 100, "minimum": 10, "maximum": 1000, "clock": clock} | options))
+    """A limit already past its slow start, at its initial value (100 unless options say otherwise)."""
+    adaptive = InFlightLimit(**({"initial": 100, "minimum": 10, "maximum": 1000, "clock": clock} | options))
+    adaptive.value = adaptive.slow_start_until
+    return adaptive
+
+
+def test_limit_starts_low_and_doubles_every_round_trip_up_to_its_initial_value():
+    adaptive = InFlightLimit(initial=100, minimum=10, maximum=1000, clock=FakeClock())
+    assert adaptive.limit == 10
+
+    for expected in (20, 40, 80):
+        for _ in range(adaptive.limit):  # one round trip: every request in flight answers
+            adaptive.on_answer(0.5, in_flight=adaptive.limit)
+        assert adaptive.limit == expected
+    for _ in range(80):
+        adaptive.on_answer(0.5, in_flight=adaptive.limit)
+
+    assert 100 <= adaptive.limit <= 106  # then a tenth per round trip
 
 
 def test_limit_grows_by_about_a_tenth_per_round_trip_while_latency_is_flat():
@@ -61,7 +80,7 @@ def test_climbing_latency_cuts_the_limit_once_per_round_trip():
 
 def test_overload_cuts_down_to_the_floor_and_no_further():
     clock = FakeClock()
-    adaptive = limit(clock)
+    adaptive = limit(clock, initial=500)
 
     for _ in range(100):
         adaptive.on_overload()
@@ -109,7 +128,7 @@ def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
     assert learned.rate == first
 
 
-def test_learned_rate_grows_a_fiftieth_a_second_without_429():
+def test_learned_rate_grows_a_twentieth_a_second_without_429():
     clock = FakeClock()
     learned = LearnedRate(clock=clock)
     for _ in range(100):
@@ -122,7 +141,7 @@ def test_learned_rate_grows_a_fiftieth_a_second_without_429():
         clock.now += 1 / 90
         learned.on_accepted()
 
-    assert learned.rate == pytest.approx(start * 1.02**10, rel=0.01)
+    assert learned.rate == pytest.approx(start * math.exp(0.05 * 10), rel=0.01)
 
 
 def pacer(clock, **limit_options) -> Pacer:
@@ -199,30 +218,52 @@ def test_after_a_429_the_pacer_sends_at_the_learned_rate():
     assert 170 <= rate <= 190  # 9/10 of 200, grown a little meanwhile
 
 
-def test_429s_and_timeouts_shrink_the_in_flight_limit_but_rejections_do_not():
+def test_429s_shrink_the_in_flight_limit_until_a_rate_is_learned_and_timeouts_always():
     clock = FakeClock()
     gate = pacer(clock)
 
     async def scenario():
         await gate.acquire()
-        gate.report(Feedback.ANSWERED, latency=0.05)
+        gate.report(Feedback.THROTTLED)  # nothing accepted yet: fewer in flight
+        after_first_429 = gate.limit.value
+        clock.now += 1
         await gate.acquire()
-        gate.report(Feedback.THROTTLED)
-        after_429 = gate.limit.value
+        gate.report(Feedback.ANSWERED, latency=0.05)
+        clock.now += 1
+        await gate.acquire()
+        gate.report(Feedback.THROTTLED)  # a rate is learned: it slows us down instead
+        after_learning = gate.limit.value
         clock.now += 1
         await gate.acquire()
         gate.report(Feedback.OVERLOADED)
-        return after_429, gate.limit.value
+        return after_first_429, after_learning, gate.limit.value
 
-    after_429, after_timeout = asyncio.run(scenario())
+    after_first_429, after_learning, after_timeout = asyncio.run(scenario())
 
-    assert after_429 == pytest.approx(90)
+    assert after_first_429 == pytest.approx(90)
+    assert after_learning == pytest.approx(90)
     assert after_timeout == pytest.approx(81)
 
 
-def test_a_429_before_anything_was_accepted_teaches_no_rate():
-    learned = LearnedRate(clock=FakeClock())
+def test_the_next_dispatcher_of_a_process_starts_from_what_the_last_one_learned(settings):
+    settings.PROVIDER_RATE_LIMIT = None
+    first = Pacer.from_settings()
+    first.limit.value = 321.0
 
-    learned.on_throttled()
+    second = Pacer.from_settings()
 
-    assert learned.rate is None
+    assert second.limit is first.limit
+    assert second.learned is first.learned
+    assert second.shared is None
+
+
+def test_configured_rate_is_shared_through_redis_when_there_is_one(settings, tmp_path):
+    settings.PROVIDER_RATE_LIMIT = 300.0
+    settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:6379/4"
+    assert isinstance(Pacer.from_settings().shared.bucket, RedisBucket)
+
+    settings.RATE_LIMIT_REDIS_URL = ""
+    settings.RATE_LIMIT_FILE = tmp_path / "bucket"
+    bucket = Pacer.from_settings().shared.bucket
+    assert isinstance(bucket, FileBucket)
+    assert (bucket.rate, bucket.burst) == (300.0, 15.0)
