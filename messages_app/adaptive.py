@@ -83,6 +83,7 @@ class InFlightLimit:
 
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over
 MIN_WINDOW = 0.05  # the shortest span an early estimate divides by
+CUT_EVERY = 0.25  # seconds: at most one cut of the learned rate per this
 RATE_GROWTH = 0.05  # share of the rate added every second without a 429
 MIN_RATE = 1.0
 
@@ -94,6 +95,9 @@ class LearnedRate:
         self._first_accepted: float | None = None
         self._accepted: deque[float] = deque()
         self._provisional = False  # learned before a full window of acceptances was seen
+        self._throttled: deque[float] = deque()
+        # Share of 429s among answers in the window that is ignored (0: every 429 counts).
+        self.tolerance = 0.0
         self._grown_at = 0.0
         self._cut_until = 0.0
 
@@ -111,6 +115,10 @@ class LearnedRate:
         now = self._clock()
         if self._first_accepted is None:
             return  # nothing accepted yet, nothing to learn from: the in-flight limit backs off
+        self._throttled.append(now)
+        self._forget_before(now - RATE_WINDOW)
+        if len(self._throttled) <= self.tolerance * (len(self._accepted) + len(self._throttled)):
+            return
         seen_for = now - self._first_accepted
         provisional = seen_for < RATE_WINDOW
         # A provisional estimate is replaced as soon as a full window allows a better one.
@@ -121,13 +129,21 @@ class LearnedRate:
         if self.rate is None or self._provisional:
             self.rate = max(MIN_RATE, accepted_rate * BACKOFF)
         else:
-            self.rate = max(MIN_RATE, min(self.rate, accepted_rate) * BACKOFF)
+            # What was accepted says where the provider stands, unless we were not sending at our
+            # rate (a dispatcher starting or draining): then no deeper than half in one cut.
+            self.rate = max(MIN_RATE, max(min(self.rate, accepted_rate), self.rate / 2) * BACKOFF)
         self._provisional = provisional
         self._grown_at = now
-        # Sends already on their way were paced by the old rate, and the window still counts them:
-        # their 429s are not news for a while.
-        self._cut_until = now + (RATE_WINDOW / 4 if provisional else RATE_WINDOW)
+        # Sends already on their way were paced by the old rate: their 429s are not news. Cuts
+        # follow what was accepted, so a few in a row do not compound much.
+        self._cut_until = now + CUT_EVERY
+
+    def recent_rate(self) -> float:
+        """Answers per second over the last window."""
+        self._forget_before(self._clock() - RATE_WINDOW)
+        return len(self._accepted) / RATE_WINDOW
 
     def _forget_before(self, moment: float) -> None:
-        while self._accepted and self._accepted[0] < moment:
-            self._accepted.popleft()
+        for seen in (self._accepted, self._throttled):
+            while seen and seen[0] < moment:
+                seen.popleft()

@@ -232,14 +232,12 @@ class Dispatcher:
         return loop.time() < self._paused_until
 
     def _claim_size(self, queue: asyncio.Queue) -> int:
-        """Refill once the queue is down to half the in-flight limit, holding at most twice the limit
-        (the pacer may be holding messages back); after a pause, one message alone (the probe)."""
+        """Refill to the pacer's backlog once a quarter of it is gone; after a pause, one message
+        alone (the probe)."""
         if self._probing:
             return 1 if queue.empty() and not self._busy else 0
-        limit = self._pacer.limit.limit
-        if queue.qsize() <= limit // 2:
-            return max(0, min(limit - queue.qsize(), 2 * limit - queue.qsize() - self._busy))
-        return 0
+        held, backlog = queue.qsize() + self._busy, self._pacer.backlog
+        return backlog - held if held <= backlog * 3 // 4 else 0
 
     async def _claim_into(self, queue: asyncio.Queue, *, limit: int) -> int:
         rows = await _in_db_thread(

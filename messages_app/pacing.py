@@ -27,6 +27,8 @@ RATE_LIMIT_KEY = "sender:rate-limit"
 SHARED_BURST_SECONDS = 0.05
 # The learned rate's bucket is smaller still: the provider's own bucket may be small.
 LEARNED_BURST_SECONDS = 0.02
+BACKLOG_SECONDS = 2.0
+CONFIGURED_RATE_TOLERANCE = 0.02  # share of 429s a configured rate is allowed before learning
 RETRY_AFTER_CAP = 60.0  # a provider asking for longer is still tried again after this
 
 
@@ -88,6 +90,7 @@ class Pacer:
         self._slot_waiters: deque[asyncio.Future] = deque()
         self._resume_at = 0.0  # clock time before which no request starts (Retry-After)
         self.throttled = 0
+        self._follow_learned_rate()  # a rate remembered from this process's last dispatcher
 
     @classmethod
     def from_settings(cls) -> "Pacer":
@@ -95,6 +98,9 @@ class Pacer:
         rate = settings.PROVIDER_RATE_LIMIT
         if not rate:
             return cls(limit=limit, learned=learned)
+        # Sending right at the configured rate meets a stray 429 now and then (requests bunch up on
+        # the way): only a steady share of them means the provider allows less than configured.
+        learned.tolerance = CONFIGURED_RATE_TOLERANCE
         burst = max(1.0, rate * SHARED_BURST_SECONDS)
         if settings.RATE_LIMIT_REDIS_URL:
             bucket = RedisBucket(settings.RATE_LIMIT_REDIS_URL, RATE_LIMIT_KEY, rate=rate, burst=burst)
@@ -115,6 +121,13 @@ class Pacer:
     def max_in_flight(self) -> int:
         return self.limit.maximum
 
+    @property
+    def backlog(self) -> int:
+        """Messages worth holding claimed: twice the in-flight limit, but no more than two seconds
+        of what goes out now, so that a rate-limited dispatcher does not sit on thousands."""
+        recent = int(BACKLOG_SECONDS * self.learned.recent_rate())
+        return min(2 * self.limit.limit, max(2 * self.limit.minimum, recent))
+
     async def acquire(self) -> None:
         """Wait until a request may start. Cancelled, it holds nothing."""
         await self._take_slot()
@@ -133,7 +146,8 @@ class Pacer:
     def report(self, feedback: Feedback, *, latency: float = 0.0, retry_after: float | None = None) -> None:
         """What became of the request an `acquire` let through."""
         if feedback is Feedback.ANSWERED:
-            self.limit.on_answer(latency, in_flight=self.sending)
+            # Slots held while waiting for the rate count as use: the limit must not be what binds.
+            self.limit.on_answer(latency, in_flight=self.in_flight)
             self.learned.on_accepted()
         elif feedback is Feedback.THROTTLED:
             self.throttled += 1

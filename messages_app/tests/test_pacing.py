@@ -267,3 +267,34 @@ def test_configured_rate_is_shared_through_redis_when_there_is_one(settings, tmp
     bucket = Pacer.from_settings().shared.bucket
     assert isinstance(bucket, FileBucket)
     assert (bucket.rate, bucket.burst) == (300.0, 15.0)
+
+
+def test_with_a_tolerance_stray_429s_teach_nothing_and_a_steady_share_does():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    learned.tolerance = 0.02
+    for _ in range(200):
+        clock.now += 0.01
+        learned.on_accepted()
+
+    learned.on_throttled()
+    assert learned.rate is None
+
+    for _ in range(5):
+        learned.on_throttled()
+    assert learned.rate == pytest.approx(90, rel=0.05)
+
+
+def test_a_new_pacer_paces_at_a_remembered_rate_from_its_first_request():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    learned.rate = 10.0
+    gate = Pacer(limit=limit(clock), learned=learned, clock=clock, sleep=clock.sleep)
+
+    async def scenario():
+        started = clock.now
+        for _ in range(21):
+            await gate.acquire()
+        return clock.now - started
+
+    assert asyncio.run(scenario()) == pytest.approx(2.0, rel=0.1)
