@@ -6,7 +6,7 @@ congestion window and Netflix's concurrency-limits).
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
-by a twentieth every second without one. It stays None (no rate limit) until the first 429.
+by a tenth every second without one. It stays None (no rate limit) until the first 429.
 """
 
 import time
@@ -84,7 +84,7 @@ class InFlightLimit:
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over
 MIN_WINDOW = 0.05  # the shortest span an early estimate divides by
 CUT_EVERY = 0.25  # seconds: at most one cut of the learned rate per this
-RATE_GROWTH = 0.05  # share of the rate added every second without a 429
+RATE_GROWTH = 0.1  # share of the rate added every second without a 429
 MIN_RATE = 1.0
 
 

@@ -128,7 +128,7 @@ def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
     assert learned.rate == first
 
 
-def test_learned_rate_grows_a_twentieth_a_second_without_429():
+def test_learned_rate_grows_a_tenth_a_second_without_429():
     clock = FakeClock()
     learned = LearnedRate(clock=clock)
     for _ in range(100):
@@ -141,7 +141,7 @@ def test_learned_rate_grows_a_twentieth_a_second_without_429():
         clock.now += 1 / 90
         learned.on_accepted()
 
-    assert learned.rate == pytest.approx(start * math.exp(0.05 * 10), rel=0.01)
+    assert learned.rate == pytest.approx(start * math.exp(0.1 * 10), rel=0.01)
 
 
 def pacer(clock, **limit_options) -> Pacer:
