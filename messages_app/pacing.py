@@ -1,11 +1,11 @@
-"""The pace of one dispatcher: asked before each request, told after it.
+"""The pace of one sender: asked before each request, told after it (no Django here).
 
     await pacer.acquire()          # a slot under the in-flight limit, then a token of every rate
     ... send ...
     pacer.report(Feedback.ANSWERED, latency=seconds)
 
 It combines the adaptive in-flight limit, the configured `PROVIDER_RATE_LIMIT` shared by every
-dispatcher (in Redis when there is one, else in a file on this machine), the rate learned from
+sender (in Redis when there is one, else in a file on this machine), the rate learned from
 429s when none is configured, and the provider's Retry-After. A 429 slows everything down here and
 is never a failure: the caller gives the message back, untouched.
 """
@@ -14,10 +14,7 @@ import asyncio
 import enum
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-
-from django.conf import settings
 
 from .adaptive import InFlightLimit, LearnedRate
 from .ratelimit import Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
@@ -32,35 +29,30 @@ CONFIGURED_RATE_TOLERANCE = 0.02  # share of 429s a configured rate is allowed b
 RETRY_AFTER_CAP = 60.0  # a provider asking for longer is still tried again after this
 
 
-REMEMBER_FOR = 60.0  # seconds
-
-
-@dataclass(slots=True)
-class _Lesson:
-    """What the last pacer of this worker process learned, and when it was last used: a dispatch
-    task lasts SENDER_TASK_SECONDS, and the next one should not start from scratch (a slow start,
-    a burst of 429s) against the provider it was just talking to."""
-
-    limit: InFlightLimit
-    learned: LearnedRate
-    used_at: float
-
-
-_lesson: _Lesson | None = None
-
-
-def _remembered() -> tuple[InFlightLimit, LearnedRate]:
-    global _lesson
-    now = time.monotonic()
-    if _lesson is None or now - _lesson.used_at > REMEMBER_FOR:
-        limit = InFlightLimit(
-            initial=settings.SENDER_CONCURRENCY,
-            minimum=settings.SENDER_CONCURRENCY_MIN,
-            maximum=settings.SENDER_CONCURRENCY_MAX,
-        )
-        _lesson = _Lesson(limit, LearnedRate(), now)
-    _lesson.used_at = now
-    return _lesson.limit, _lesson.learned
+def pacer_for(
+    *,
+    initial: int,
+    minimum: int,
+    maximum: int,
+    rate: float | None,
+    redis_url: str,
+    file_path: Path,
+) -> "Pacer":
+    """A pacer with the adaptive in-flight limit and, when `rate` is set, the rate shared by every
+    sender: in Redis at `redis_url`, else in the file (the processes of one machine)."""
+    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum)
+    if not rate:
+        return Pacer(limit=limit)
+    burst = max(1.0, rate * SHARED_BURST_SECONDS)
+    if redis_url:
+        bucket = RedisBucket(redis_url, RATE_LIMIT_KEY, rate=rate, burst=burst)
+    else:
+        bucket = FileBucket(file_path, rate=rate, burst=burst)
+    learned = LearnedRate()
+    # Sending right at the configured rate meets a stray 429 now and then (requests bunch up on
+    # the way): only a steady share of them means the provider allows less than configured.
+    learned.tolerance = CONFIGURED_RATE_TOLERANCE
+    return Pacer(limit=limit, shared=RateLimiter(bucket), learned=learned)
 
 
 class Feedback(enum.Enum):
@@ -90,30 +82,9 @@ class Pacer:
         self._slot_waiters: deque[asyncio.Future] = deque()
         self._resume_at = 0.0  # clock time before which no request starts (Retry-After)
         self.throttled = 0
-        self._follow_learned_rate()  # a rate remembered from this process's last dispatcher
+        self._follow_learned_rate()
 
-    @classmethod
-    def from_settings(cls) -> "Pacer":
-        limit, learned = _remembered()
-        rate = settings.PROVIDER_RATE_LIMIT
-        if not rate:
-            return cls(limit=limit, learned=learned)
-        # Sending right at the configured rate meets a stray 429 now and then (requests bunch up on
-        # the way): only a steady share of them means the provider allows less than configured.
-        learned.tolerance = CONFIGURED_RATE_TOLERANCE
-        burst = max(1.0, rate * SHARED_BURST_SECONDS)
-        if settings.RATE_LIMIT_REDIS_URL:
-            bucket = RedisBucket(settings.RATE_LIMIT_REDIS_URL, RATE_LIMIT_KEY, rate=rate, burst=burst)
-        else:
-            bucket = FileBucket(Path(settings.RATE_LIMIT_FILE), rate=rate, burst=burst)
-        return cls(limit=limit, learned=learned, shared=RateLimiter(bucket))
-
-    async def __aenter__(self) -> "Pacer":
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        if _lesson is not None and _lesson.limit is self.limit:
-            _lesson.used_at = time.monotonic()
+    async def aclose(self) -> None:
         if self.shared is not None:
             await self.shared.aclose()
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from messages_app.adaptive import BASELINE_WINDOW, InFlightLimit, LearnedRate
-from messages_app.pacing import Feedback, Pacer
+from messages_app.pacing import Feedback, Pacer, pacer_for
 from messages_app.ratelimit import FileBucket, RedisBucket
 from messages_app.tests.test_ratelimit import FakeClock
 
@@ -245,26 +245,13 @@ def test_429s_shrink_the_in_flight_limit_until_a_rate_is_learned_and_timeouts_al
     assert after_timeout == pytest.approx(81)
 
 
-def test_the_next_dispatcher_of_a_process_starts_from_what_the_last_one_learned(settings):
-    settings.PROVIDER_RATE_LIMIT = None
-    first = Pacer.from_settings()
-    first.limit.value = 321.0
+def test_configured_rate_is_shared_through_redis_when_there_is_one_else_a_file(tmp_path):
+    options = {"initial": 200, "minimum": 8, "maximum": 1000, "file_path": tmp_path / "bucket"}
+    assert pacer_for(rate=None, redis_url="redis://x", **options).shared is None
+    assert isinstance(pacer_for(rate=300.0, redis_url="redis://x", **options).shared.bucket, RedisBucket)
 
-    second = Pacer.from_settings()
+    bucket = pacer_for(rate=300.0, redis_url="", **options).shared.bucket
 
-    assert second.limit is first.limit
-    assert second.learned is first.learned
-    assert second.shared is None
-
-
-def test_configured_rate_is_shared_through_redis_when_there_is_one(settings, tmp_path):
-    settings.PROVIDER_RATE_LIMIT = 300.0
-    settings.RATE_LIMIT_REDIS_URL = "redis://127.0.0.1:6379/4"
-    assert isinstance(Pacer.from_settings().shared.bucket, RedisBucket)
-
-    settings.RATE_LIMIT_REDIS_URL = ""
-    settings.RATE_LIMIT_FILE = tmp_path / "bucket"
-    bucket = Pacer.from_settings().shared.bucket
     assert isinstance(bucket, FileBucket)
     assert (bucket.rate, bucket.burst) == (300.0, 15.0)
 
@@ -285,7 +272,7 @@ def test_with_a_tolerance_stray_429s_teach_nothing_and_a_steady_share_does():
     assert learned.rate == pytest.approx(90, rel=0.05)
 
 
-def test_a_new_pacer_paces_at_a_remembered_rate_from_its_first_request():
+def test_a_pacer_given_a_learned_rate_paces_from_its_first_request():
     clock = FakeClock()
     learned = LearnedRate(clock=clock)
     learned.rate = 10.0

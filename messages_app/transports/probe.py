@@ -12,6 +12,8 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
+from ops import metrics
+
 from .base import OutgoingMessage, TransportAuthError, TransportError, TransportThrottled
 
 RETRYABLE_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -90,12 +92,14 @@ class ProbeTransport:
             sock_connect=self._connect_timeout,
             sock_read=min(timeout, self._read_timeout),
         )
-        try:
-            async with self._session.post(
-                f"{self._base_url}/send/{message.id}", data=body, timeout=limits
-            ) as response:
-                status, answer = response.status, await response.read()
-                retry_after = response.headers.get("Retry-After") if status == 429 else None
-        except RETRYABLE_ERRORS as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
-        classify_answer(status, answer, retry_after=retry_after)
+        with metrics.provider_call() as call:
+            try:
+                async with self._session.post(
+                    f"{self._base_url}/send/{message.id}", data=body, timeout=limits
+                ) as response:
+                    status, answer = response.status, await response.read()
+                    retry_after = response.headers.get("Retry-After") if status == 429 else None
+            except RETRYABLE_ERRORS as exc:
+                raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
+            call.status = status
+            classify_answer(status, answer, retry_after=retry_after)
