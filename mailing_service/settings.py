@@ -164,7 +164,7 @@ PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
 # The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
 # stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
-SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=8)
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=20)
 SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
 # Sends per second the provider account allows, for the whole service (empty: no limit; the sender
 # then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default

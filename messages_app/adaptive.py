@@ -1,8 +1,8 @@
 """How hard to push the provider, learned from its answers (no Django here).
 
 `InFlightLimit`: requests in flight, a slow start, then additive increase while latency stays near
-its baseline, multiplicative decrease when it climbs or the provider throttles or fails (AIMD, as TCP's
-congestion window and Netflix's concurrency-limits).
+its baseline (a long average), multiplicative decrease when it climbs or the provider throttles or
+fails (AIMD, as TCP's congestion window and Netflix's concurrency-limits).
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
@@ -19,10 +19,11 @@ BACKOFF = 0.9  # multiplicative decrease
 # Additive increase of the in-flight limit per answer while it is in use: about a tenth per round trip.
 GROWTH_PER_ANSWER = 0.1
 LATENCY_TOLERANCE = 2.0  # smoothed latency above baseline times this: the provider is queueing
-LATENCY_SMOOTHING = 0.05  # weight of a new sample in the moving average
-# The baseline is the fastest answer of the last window, so that a provider that got slower for
-# good becomes the new normal instead of holding the limit down forever.
-BASELINE_WINDOW = 30.0
+LATENCY_SMOOTHING = 0.05  # weight of a new sample in the short moving average
+# The baseline is a long moving average (this many seconds): our own queueing shows within a few
+# round trips, while a provider (or a machine) slower for good becomes the new normal instead of
+# holding the limit at its floor forever.
+BASELINE_SECONDS = 10.0
 
 
 class InFlightLimit:
@@ -38,8 +39,7 @@ class InFlightLimit:
         self._clock = clock
         self.baseline: float | None = None
         self.smoothed: float | None = None
-        self._window_best: float | None = None
-        self._window_ends = clock() + BASELINE_WINDOW
+        self._sampled_at = clock()
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
 
     @property
@@ -69,16 +69,12 @@ class InFlightLimit:
 
     def _sample(self, latency: float) -> None:
         now = self._clock()
-        if now >= self._window_ends:
-            self.baseline = self._window_best or self.baseline
-            self._window_best = None
-            self._window_ends = now + BASELINE_WINDOW
-        self._window_best = latency if self._window_best is None else min(self._window_best, latency)
-        self.baseline = latency if self.baseline is None else min(self.baseline, latency)
         if self.smoothed is None:
-            self.smoothed = latency
+            self.baseline = self.smoothed = latency
         else:
             self.smoothed += LATENCY_SMOOTHING * (latency - self.smoothed)
+            self.baseline += min(1.0, (now - self._sampled_at) / BASELINE_SECONDS) * (latency - self.baseline)
+        self._sampled_at = now
 
 
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from messages_app.adaptive import BASELINE_WINDOW, InFlightLimit, LearnedRate
+from messages_app.adaptive import InFlightLimit, LearnedRate
 from messages_app.pacing import Feedback, Pacer, pacer_for
 from messages_app.ratelimit import FileBucket, RedisBucket
 from messages_app.tests.test_ratelimit import FakeClock
@@ -89,15 +89,21 @@ def test_overload_cuts_down_to_the_floor_and_no_further():
     assert adaptive.limit == 10
 
 
-def test_a_provider_slower_for_good_becomes_the_new_baseline():
+def test_a_provider_slower_for_good_becomes_the_new_baseline_and_the_limit_grows_again():
     clock = FakeClock()
     adaptive = limit(clock)
-    adaptive.on_answer(0.05, in_flight=100)
-    for _ in range(3):
-        clock.now += BASELINE_WINDOW
+    for _ in range(20):
+        adaptive.on_answer(0.05, in_flight=100)
+    for _ in range(60):  # a minute at ten times the latency
+        clock.now += 1.0
+        adaptive.on_answer(0.5, in_flight=100)
+    assert adaptive.baseline == pytest.approx(0.5, rel=0.05)
+    before = adaptive.value
+
+    for _ in range(10):
         adaptive.on_answer(0.5, in_flight=100)
 
-    assert adaptive.baseline == 0.5
+    assert adaptive.value == pytest.approx(before + 1)
 
 
 def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_accepted():
