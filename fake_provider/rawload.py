@@ -59,6 +59,10 @@ async def measure_async(
         deadline = started + seconds
         await asyncio.gather(*(keep_sending(session, deadline) for _ in range(concurrency)))
         elapsed = loop.time() - started
+    return _summary(counts, elapsed)
+
+
+def _summary(counts: dict[str, int], elapsed: float) -> dict[str, Any]:
     return {
         "requests": counts["requests"],
         "seconds": round(elapsed, 3),
@@ -110,12 +114,7 @@ def measure_threads(
         for _ in range(threads):
             pool.submit(keep_sending, started + seconds)
     elapsed = time.monotonic() - started
-    return {
-        "requests": counts["requests"],
-        "seconds": round(elapsed, 3),
-        "rate": round(counts["requests"] / elapsed, 1),
-        "errors": counts["errors"],
-    }
+    return _summary(counts, elapsed)
 
 
 def measure(

@@ -60,15 +60,18 @@ def test_limit_stops_at_its_ceiling():
     assert adaptive.limit == 120
 
 
+def answered_at(adaptive: InFlightLimit, latency: float, times: int) -> None:
+    for _ in range(times):
+        adaptive.on_answer(latency, in_flight=100)
+
+
 def test_climbing_latency_cuts_the_limit_once_per_round_trip():
     clock = FakeClock()
     adaptive = limit(clock)
-    for _ in range(20):
-        adaptive.on_answer(0.05, in_flight=100)
+    answered_at(adaptive, 0.05, 20)
     before = adaptive.value
 
-    for _ in range(200):
-        adaptive.on_answer(0.5, in_flight=100)  # the provider is queueing our requests
+    answered_at(adaptive, 0.5, 200)  # the provider is queueing our requests
 
     # The average takes a few answers to climb (the limit grows meanwhile), then one cut per instant.
     once = adaptive.value
@@ -92,8 +95,7 @@ def test_overload_cuts_down_to_the_floor_and_no_further():
 def test_a_provider_slower_for_good_becomes_the_new_baseline_and_the_limit_grows_again():
     clock = FakeClock()
     adaptive = limit(clock)
-    for _ in range(20):
-        adaptive.on_answer(0.05, in_flight=100)
+    answered_at(adaptive, 0.05, 20)
     for _ in range(60):  # a minute at ten times the latency
         clock.now += 1.0
         adaptive.on_answer(0.5, in_flight=100)
@@ -119,13 +121,18 @@ def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_a
     assert learned.rate == pytest.approx(270, rel=0.02)
 
 
-def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
-    clock = FakeClock()
+def learned_after_a_second_at_100_per_s(clock: FakeClock) -> LearnedRate:
     learned = LearnedRate(clock=clock)
     for _ in range(100):
         clock.now += 0.01
         learned.on_accepted()
     learned.on_throttled()
+    return learned
+
+
+def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
+    clock = FakeClock()
+    learned = learned_after_a_second_at_100_per_s(clock)
     first = learned.rate
 
     learned.on_throttled()
@@ -136,11 +143,7 @@ def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
 
 def test_learned_rate_grows_a_tenth_a_second_without_429():
     clock = FakeClock()
-    learned = LearnedRate(clock=clock)
-    for _ in range(100):
-        clock.now += 0.01
-        learned.on_accepted()
-    learned.on_throttled()
+    learned = learned_after_a_second_at_100_per_s(clock)
     start = learned.rate
 
     for _ in range(90 * 10):  # ten seconds at 90/s
