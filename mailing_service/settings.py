@@ -167,9 +167,24 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
-# mailing at once (each holds one of the mailing's slots under a lease).
+# Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
+# one mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+# The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
+# stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=20)
+SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
+# Sends per second the provider account allows, for the whole service (empty: no limit; the sender
+# then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default
+# CACHE_URL when that is Redis; without Redis, through a file under var/ (one machine).
+PROVIDER_RATE_LIMIT = (
+    env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
+)
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
 SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
