@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from clients.views import ClientViewSet
+from mailings.console import dashboard_view
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 
@@ -15,6 +16,7 @@ router.register("mailings", MailingViewSet, basename="mailing")
 router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="console-dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     # Open without credentials, like the two documentation pages that read it.

@@ -1,14 +1,29 @@
+from urllib.parse import urlencode
+
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
 
+from . import charts
+from .console import mailing_progress_view, progress
 from .models import Mailing
-from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
+from .selectors import (
+    acceptances_per_minute,
+    attach_message_counts,
+    audience_timezones,
+    message_counts_by_mailing,
+    recent_send_rates,
+    top_errors,
+)
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
+
+# The admin's front page links to the dashboard (mailing_service/urls.py mounts it).
+admin.site.index_template = "admin/console_index.html"
 
 # Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
 PIPELINE_FIELDS = [
@@ -20,35 +35,20 @@ PIPELINE_FIELDS = [
 ]
 
 
-# The changelist's count columns, one per message status plus the total, in this order.
-COUNT_COLUMNS = {key: f"messages_{key}" for key in MESSAGE_COUNT_KEYS}
-
-
-def _count_column(key: str):
-    """A changelist column showing the page's count of messages with this status (or "total").
-
-    Not sortable: the counts are taken after the changelist paginates (MailingChangeList), so the
-    database has nothing to order the mailings by.
-    """
-
-    @admin.display(description=key)
-    def column(self, mailing: Mailing) -> int:
-        return mailing.message_counts[key]
-
-    column.__name__ = COUNT_COLUMNS[key]
-    return column
-
-
 class MailingChangeList(ChangeList):
-    """Counts the messages of the page's mailings only, in one grouped query, once it is paginated.
+    """Counts the messages of the page's mailings only, once it is paginated: one grouped query for
+    the counts by status, one for the send rates.
 
     result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
-    holds the mailings with their `message_counts` when the template iterates it.
+    holds the mailings with their `message_counts` (and `send_rate`) when the template iterates it.
     """
 
     def get_results(self, request):
         super().get_results(request)
-        attach_message_counts(self.result_list)
+        mailings = attach_message_counts(self.result_list)
+        rates = recent_send_rates((mailing.pk for mailing in mailings), now=timezone.now())
+        for mailing in mailings:
+            mailing.send_rate = rates.get(mailing.pk, 0)
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -75,33 +75,69 @@ class MailingAdmin(admin.ModelAdmin):
     millions), which the deletion page would list one by one and which nobody may delete by hand.
     """
 
-    list_display = [
-        "id",
-        "start_at",
-        "end_at",
-        "audience",
-        "launched_at",
-        *COUNT_COLUMNS.values(),
-        "messages_link",
-    ]
+    list_display = ["id", "start_at", "end_at", "progress", "audience", "audience_size", "send_rate"]
+    list_display_links = ["id", "start_at"]
+    # start_at's filter is the period one: today, the past 7 days, this month, this year.
     list_filter = ["start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
         ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
-        ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
+        (
+            "Internal bookkeeping",
+            {
+                "classes": ["collapse"],
+                "fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"],
+            },
+        ),
     ]
 
-    messages_pending = _count_column(MessageStatus.PENDING)
-    messages_sending = _count_column(MessageStatus.SENDING)
-    messages_sent = _count_column(MessageStatus.SENT)
-    messages_failed = _count_column(MessageStatus.FAILED)
-    messages_expired = _count_column(MessageStatus.EXPIRED)
-    messages_total = _count_column("total")
+    class Media:
+        css = {"all": ["mailings/console.css"]}
 
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
+
+    def get_urls(self):
+        progress_view = self.admin_site.admin_view(mailing_progress_view)
+        return [
+            path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        mailing = self.get_object(request, object_id)
+        if mailing is not None:
+            extra_context = {**(extra_context or {}), **self.console_context(mailing)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def console_context(self, mailing: Mailing) -> dict:
+        """The pictures and figures above a mailing's form."""
+        now = timezone.now()
+        counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
+        rate = recent_send_rates([mailing.pk], now=now).get(mailing.pk, 0)
+        spread = audience_timezones(mailing)
+        audience = sum(number for _, number in spread)
+        messages_url = reverse("admin:messages_app_message_changelist")
+        return {
+            "progress": progress(mailing, counts, rate),
+            "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
+            "acceptances": charts.bar_chart(
+                acceptances_per_minute(mailing),
+                charts.PROGRESS_SERIES[:1],
+                title="Accepted per minute",
+                label_every=10,
+            ),
+            "top_errors": top_errors(mailing),
+            "failed_url": messages_url
+            + "?"
+            + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
+            "timezones": [(name, number, 100 * number / audience) for name, number in spread],
+            "poll_url": reverse("admin:mailings_mailing_progress", args=[mailing.pk])
+            if mailing.is_active(now)
+            else "",
+        }
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -131,9 +167,27 @@ class MailingAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and (obj is None or not obj.is_launched)
 
+    @admin.display(description="progress")
+    def progress(self, mailing: Mailing) -> str:
+        counts = mailing.message_counts
+        return format_html(
+            '<div class="progress-cell">{}<span>{} %</span></div>',
+            charts.progress_bar(counts),
+            charts.percent_done(counts),
+        )
+
     @admin.display(description="audience")
     def audience(self, mailing: Mailing) -> str:
         return mailing.audience_description
+
+    @admin.display(description="size")
+    def audience_size(self, mailing: Mailing) -> str:
+        """The messages the fan-out made; unknown before the launch fixes the audience."""
+        return mailing.message_counts["total"] if mailing.is_launched else "–"
+
+    @admin.display(description="sent/min")
+    def send_rate(self, mailing: Mailing) -> int:
+        return mailing.send_rate
 
     @admin.display(description="messages")
     def messages_link(self, mailing: Mailing) -> str:

@@ -1,0 +1,144 @@
+"""The operator console's pages: a mailing's page, its live progress, the dashboard."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from clients.tests.factories import ClientFactory
+from mailings.tests.factories import MailingFactory
+from messages_app.models import MessageStatus
+from messages_app.tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = reverse("console-dashboard")
+
+
+def running_mailing(**statuses: int):
+    now = timezone.now()
+    mailing = MailingFactory(
+        start_at=now - timedelta(minutes=10), end_at=now + timedelta(hours=1), launched_at=now
+    )
+    for status, number in statuses.items():
+        extra = {"sent_at": now - timedelta(seconds=30)} if status == MessageStatus.SENT else {}
+        MessageFactory.create_batch(number, mailing=mailing, status=status, **extra)
+    return mailing
+
+
+def test_mailing_page_shows_progress_counts_errors_and_timezones(admin_client):
+    mailing = running_mailing(sent=6, pending=2)
+    MessageFactory.create_batch(
+        2,
+        mailing=mailing,
+        status=MessageStatus.FAILED,
+        last_error="400: bad phone",
+        client__timezone="Asia/Omsk",
+    )
+    MessageFactory(mailing=mailing, status=MessageStatus.FAILED, last_error="code 7: rejected")
+
+    response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-percent="81"' in content  # 9 final of 11
+    assert '<td data-count="failed">3</td>' in content
+    assert response.context["top_errors"] == [("400: bad phone", 2), ("code 7: rejected", 1)]
+    assert f"status__exact=failed&amp;mailing__id__exact={mailing.pk}" in content or (
+        f"mailing__id__exact={mailing.pk}&amp;status__exact=failed" in content
+    )
+    assert ("Asia/Omsk", 2) in [(name, number) for name, number, _ in response.context["timezones"]]
+    assert "<title>Accepted per minute</title>" in content
+    # Running: the page polls its progress; bookkeeping is folded away.
+    assert f'data-poll-url="{reverse("admin:mailings_mailing_progress", args=[mailing.pk])}"' in content
+    assert "mailings/progress.js" in content
+    assert "<details" in content and "Internal bookkeeping" in content
+
+
+def test_a_mailing_not_running_is_not_polled_and_shows_its_future_audience(admin_client):
+    mailing = MailingFactory(filter_tag="vip")
+    ClientFactory.create_batch(3, tag="vip", timezone="Europe/Samara")
+    ClientFactory(tag="other")
+
+    response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+    assert response.context["poll_url"] == ""
+    assert "data-poll-url" not in response.content.decode()
+    assert [(name, number) for name, number, _ in response.context["timezones"]] == [("Europe/Samara", 3)]
+
+
+def test_progress_endpoint_returns_counts_percent_rate_and_the_bar(admin_client):
+    mailing = running_mailing(sent=3, pending=1)
+
+    response = admin_client.get(reverse("admin:mailings_mailing_progress", args=[mailing.pk]))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["counts"]["sent"] == 3 and body["counts"]["total"] == 4
+    assert body["percent"] == 75
+    assert body["send_rate_per_minute"] == 3
+    assert body["bar"].startswith('<svg class="progress-bar"')
+
+
+def test_console_pages_need_the_permission_to_view_mailings(client, django_user_model):
+    staff = django_user_model.objects.create_user("nosy", password="x", is_staff=True)
+    client.force_login(staff)
+    mailing = MailingFactory()
+
+    assert client.get(DASHBOARD).status_code == 403
+    assert client.get(reverse("admin:mailings_mailing_progress", args=[mailing.pk])).status_code == 403
+
+
+def test_console_pages_send_anonymous_visitors_to_the_login(client):
+    response = client.get(DASHBOARD)
+
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("admin:login"))
+
+
+def test_dashboard_totals_chart_mailings_and_provider_health(admin_client):
+    now = timezone.now()
+    running = running_mailing(sent=4, pending=1)
+    MessageFactory(mailing=running, status=MessageStatus.FAILED, next_attempt_at=now - timedelta(minutes=5))
+    MessageFactory(
+        mailing=running, status=MessageStatus.PENDING, attempts=2, last_error="503", next_attempt_at=now
+    )
+    scheduled = MailingFactory(text="Next week's offer")
+    old = MailingFactory(start_at=now - timedelta(days=30), end_at=now - timedelta(days=29))
+    MessageFactory(mailing=old, status=MessageStatus.SENT, sent_at=now - timedelta(days=29, hours=1))
+
+    response = admin_client.get(DASHBOARD)
+
+    assert response.status_code == 200
+    totals = {
+        period: {series.key: number for series, number in figures}
+        for period, figures in response.context["totals"]
+    }
+    assert totals["Last 7 days"] == {"sent": 4, "failed": 1, "expired": 0}
+    health = response.context["health"]
+    assert (health.accepted, health.rejected, health.retrying, health.retries) == (4, 1, 1, 1)
+    assert health.error_ratio == pytest.approx(2 / 6)
+    sections = {name: [mailing.pk for mailing, _ in rows] for name, rows in response.context["sections"]}
+    assert sections == {"Running": [running.pk], "Scheduled": [scheduled.pk]}
+    content = response.content.decode()
+    assert "<title>Messages per hour, last 24 hours</title>" in content
+    assert "33 %" in content  # the error ratio
+
+
+def test_dashboard_query_count_does_not_grow_with_mailings(admin_client, django_assert_max_num_queries):
+    running_mailing(sent=1)
+    MailingFactory()
+    admin_client.get(DASHBOARD)
+    with django_assert_max_num_queries(12) as few:
+        admin_client.get(DASHBOARD)
+    for _ in range(8):
+        running_mailing(sent=2, pending=1)
+        MailingFactory()
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        admin_client.get(DASHBOARD)
+
+
+def test_admin_index_links_to_the_dashboard(admin_client):
+    assert f'href="{DASHBOARD}"' in admin_client.get(reverse("admin:index")).content.decode()

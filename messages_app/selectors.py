@@ -1,0 +1,102 @@
+"""Read-side aggregates over all messages, for the operator console's dashboard.
+
+When a message ended: a sent message has `sent_at`; a failed or expired one keeps no end time, so
+its `next_attempt_at` stands in (the moment its last attempt was due, at most a retry delay before
+it failed; for an expired one, when it was last due before its mailing ended). Every query here
+starts from mailings that ended after the period began, so the (mailing, status) index narrows
+the messages read to those mailings.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Case, Count, F, Q, Sum, When
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from mailings.charts import Bucket
+
+from .models import Message, MessageStatus
+from .services import provider_paused_until
+
+Status = MessageStatus
+OUTCOMES = (Status.SENT, Status.FAILED, Status.EXPIRED)
+
+
+def _ended_since(since: datetime):
+    """Messages of mailings still running at `since` whose outcome came at or after it."""
+    return Message.objects.filter(mailing__end_at__gte=since).filter(
+        Q(status=Status.SENT, sent_at__gte=since)
+        | Q(status__in=(Status.FAILED, Status.EXPIRED), next_attempt_at__gte=since)
+    )
+
+
+def _outcome_time():
+    return Case(When(status=Status.SENT, then=F("sent_at")), default=F("next_attempt_at"))
+
+
+def outcome_totals(*, since: datetime) -> dict[str, int]:
+    """Messages sent, failed and expired since the moment given (one query)."""
+    totals = dict.fromkeys(OUTCOMES, 0)
+    totals.update(_ended_since(since).order_by().values_list("status").annotate(n=Count("*")))
+    return totals
+
+
+def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[Bucket]:
+    """Sent, failed and expired messages per hour over the last `hours` hours, oldest first."""
+    first = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    rows = (
+        _ended_since(first)
+        .annotate(hour=TruncHour(_outcome_time()))
+        .order_by()
+        .values_list("hour", "status")
+        .annotate(n=Count("*"))
+    )
+    per_hour: dict[datetime, dict[str, int]] = {}
+    for hour, status, number in rows:
+        per_hour.setdefault(hour, {})[status] = number
+    return [
+        Bucket(f"{hour:%H}:00", per_hour.get(hour, {}))
+        for hour in (first + timedelta(hours=step) for step in range(hours))
+    ]
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    accepted: int  # messages the provider accepted in the period
+    rejected: int  # messages it refused for good (failed)
+    retrying: int  # messages waiting for a retry after a transient error (5xx, 429, timeout, ...)
+    retries: int  # attempts beyond the first, summed over the messages above
+    paused_until: datetime | None  # the shared pause (breaker or refused token) in force now
+
+    @property
+    def error_ratio(self) -> float | None:
+        """Share of the period's messages that met an error; None when there were none."""
+        seen = self.accepted + self.rejected + self.retrying
+        return (self.rejected + self.retrying) / seen if seen else None
+
+
+HEALTH_PERIOD = timedelta(hours=1)
+
+
+def provider_health(*, now: datetime) -> ProviderHealth:
+    """What the messages say about the provider over the last HEALTH_PERIOD, in one query."""
+    since = now - HEALTH_PERIOD
+    touched = Message.objects.filter(mailing__end_at__gte=since).filter(
+        Q(status=Status.SENT, sent_at__gte=since)
+        | Q(status=Status.FAILED, next_attempt_at__gte=since)
+        | Q(status=Status.PENDING, attempts__gt=0, next_attempt_at__gte=since)
+    )
+    figures = touched.aggregate(
+        accepted=Count("id", filter=Q(status=Status.SENT)),
+        rejected=Count("id", filter=Q(status=Status.FAILED)),
+        retrying=Count("id", filter=Q(status=Status.PENDING)),
+        retries=Sum(F("attempts") - 1, filter=Q(attempts__gt=1)),
+    )
+    return ProviderHealth(
+        accepted=figures["accepted"],
+        rejected=figures["rejected"],
+        retrying=figures["retrying"],
+        retries=figures["retries"] or 0,
+        paused_until=provider_paused_until(now=now),
+    )
