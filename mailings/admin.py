@@ -22,8 +22,10 @@ from .selectors import (
 )
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
-# The admin's front page links to the dashboard (mailing_service/urls.py mounts it).
+# The admin's front page links to the dashboard (mailing_service/urls.py mounts it); its login page
+# offers single sign-on when OIDC is on.
 admin.site.index_template = "admin/console_index.html"
+admin.site.login_template = "admin/console_login.html"
 
 # Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
 PIPELINE_FIELDS = [

@@ -97,7 +97,8 @@ def bar_chart(
     scale = plot_height / peak if peak else 0
     slot = plot_width / max(len(buckets), 1)
     shapes = [
-        f'<line x1="{left}" y1="{top + plot_height}" x2="{width}" y2="{top + plot_height}" stroke="#90a4ae"/>',
+        f'<line x1="{left}" y1="{top + plot_height}" x2="{width}" y2="{top + plot_height}" '
+        'stroke="#90a4ae"/>',
         _text(left - 4, top + 10, str(peak), anchor="end"),
         _text(left - 4, top + plot_height, "0", anchor="end"),
     ]
