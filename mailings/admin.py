@@ -20,7 +20,7 @@ from .selectors import (
     recent_send_rates,
     top_errors,
 )
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
 
 # The admin's front page links to the dashboard (mailing_service/urls.py mounts it); its login page
 # offers single sign-on when OIDC is on.
@@ -73,8 +73,9 @@ class MailingAdmin(admin.ModelAdmin):
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
     the mailing is launched, and a save never writes the launcher's bookkeeping columns.
 
-    A mailing can be deleted here only before it is launched: afterwards it has messages (possibly
-    millions), which the deletion page would list one by one and which nobody may delete by hand.
+    Deletion follows the API's rule (mailings.services.mailing_delete): never launched, or finished
+    or cancelled; the confirmation page counts the messages that go with it (confirming is asking
+    for the history to go) instead of listing them, as there may be millions.
     """
 
     list_display = ["id", "start_at", "end_at", "progress", "audience", "audience_size", "send_rate"]
@@ -167,7 +168,19 @@ class MailingAdmin(admin.ModelAdmin):
         return actions
 
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_launched)
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.may_be_deleted(timezone.now())
+        )
+
+    def get_deleted_objects(self, objs, request):
+        mailings = list(objs)
+        summary = [str(mailing) for mailing in mailings]
+        counts = attach_message_counts(mailings)
+        messages = sum(mailing.message_counts["total"] for mailing in counts)
+        return summary, {"mailings": len(mailings), "messages": messages}, set(), []
+
+    def delete_model(self, request, obj):
+        mailing_delete(mailing=obj, user=request.user, with_history=True)
 
     @admin.display(description="progress")
     def progress(self, mailing: Mailing) -> str:

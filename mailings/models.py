@@ -1,19 +1,64 @@
 from datetime import datetime
 
+from django.apps import apps
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
 
 from clients.models import Client, ClientQuerySet, validate_operator_code
 
 TEXT_MAX_LENGTH = 1000
 
 
+class MailingState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"  # start not reached; nothing sent yet
+    RUNNING = "running", "Running"  # inside its window, messages left to send
+    PAUSED = "paused", "Paused"  # an operator paused it; its unsent messages wait, pending
+    CANCELLED = "cancelled", "Cancelled"  # an operator cancelled it; final, unsent messages expired
+    FINISHED = "finished", "Finished"  # its end has passed, or it is launched and nothing is left
+
+
+# Messages a mailing may still send; a mailing without any, once launched, is finished.
+UNSENT_STATUSES = ("pending", "sending")
+
+
 class MailingQuerySet(models.QuerySet):
     def due_for_launch(self, now: datetime) -> "MailingQuerySet":
         """Mailings inside their window whose fan-out is neither finished nor held by a live launcher."""
-        return self.filter(start_at__lte=now, end_at__gt=now, fanout_completed_at__isnull=True).filter(
-            Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now)
+        return self.filter(
+            start_at__lte=now, end_at__gt=now, fanout_completed_at__isnull=True, cancelled_at__isnull=True
+        ).filter(Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now))
+
+    def sendable(self, now: datetime) -> "MailingQuerySet":
+        """Mailings whose messages may be sent at this moment: in their window, neither paused nor
+        cancelled. The SQL twin of Mailing.may_send."""
+        return self.filter(
+            start_at__lte=now, end_at__gt=now, paused_at__isnull=True, cancelled_at__isnull=True
         )
+
+    def with_unsent(self) -> "MailingQuerySet":
+        """Annotates `has_unsent` (one EXISTS per row on the (mailing, status) index), which
+        Mailing.state needs to tell a launched mailing with nothing left apart from a running one."""
+        message = apps.get_model("messages_app", "Message")  # messages_app depends on this app
+        unsent = message.objects.filter(mailing=OuterRef("pk"), status__in=UNSENT_STATUSES)
+        return self.annotate(has_unsent=Exists(unsent))
+
+    def in_state(self, state: str, now: datetime) -> "MailingQuerySet":
+        """Mailings whose `state` is this one at `now`; the SQL twin of Mailing.state_at."""
+        ended = Q(end_at__lte=now) | Q(fanout_completed_at__isnull=False, has_unsent=False)
+        live = Q(cancelled_at__isnull=True) & ~ended
+        queryset = self if "has_unsent" in self.query.annotations else self.with_unsent()
+        if state == MailingState.CANCELLED:
+            return queryset.filter(cancelled_at__isnull=False)
+        if state == MailingState.FINISHED:
+            return queryset.filter(ended, cancelled_at__isnull=True)
+        if state == MailingState.PAUSED:
+            return queryset.filter(live, paused_at__isnull=False)
+        if state == MailingState.SCHEDULED:
+            return queryset.filter(live, paused_at__isnull=True, start_at__gt=now)
+        if state == MailingState.RUNNING:
+            return queryset.filter(live, paused_at__isnull=True, start_at__lte=now)
+        raise ValueError(f"Unknown mailing state {state!r}")
 
 
 class Mailing(models.Model):
@@ -42,6 +87,10 @@ class Mailing(models.Model):
     # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
     dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # Operators' actions (mailings.services): set while paused; set once and for good when cancelled.
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = MailingQuerySet.as_manager()
 
     class Meta:
@@ -63,6 +112,47 @@ class Mailing(models.Model):
 
     def is_active(self, now: datetime) -> bool:
         return self.start_at <= now < self.end_at
+
+    @property
+    def is_held(self) -> bool:
+        """Paused or cancelled by an operator: no request may start, whatever the time."""
+        return self.paused_at is not None or self.cancelled_at is not None
+
+    def may_send(self, now: datetime) -> bool:
+        """Whether a dispatcher may start a request for this mailing now (see MailingQuerySet.sendable)."""
+        return self.is_active(now) and not self.is_held
+
+    def state_at(self, now: datetime) -> MailingState:
+        """The first rule that holds: cancelled; finished (end passed, or launched with nothing
+        left to send); paused; scheduled (start not reached); running."""
+        if self.cancelled_at is not None:
+            return MailingState.CANCELLED
+        if now >= self.end_at or (self.fanout_completed_at is not None and not self.has_unsent):
+            return MailingState.FINISHED
+        if self.paused_at is not None:
+            return MailingState.PAUSED
+        if now < self.start_at:
+            return MailingState.SCHEDULED
+        return MailingState.RUNNING
+
+    def may_be_deleted(self, now: datetime) -> bool:
+        """Never launched (no messages), or finished or cancelled: its messages are history then."""
+        return not self.is_launched or self.state_at(now) in (MailingState.FINISHED, MailingState.CANCELLED)
+
+    @property
+    def state(self) -> MailingState:
+        return self.state_at(timezone.now())
+
+    @property
+    def has_unsent(self) -> bool:
+        """Set in bulk by MailingQuerySet.with_unsent; asked of the database when it was not."""
+        if "has_unsent" not in self.__dict__:
+            self.__dict__["has_unsent"] = self.messages.filter(status__in=UNSENT_STATUSES).exists()
+        return self.__dict__["has_unsent"]
+
+    @has_unsent.setter
+    def has_unsent(self, value: bool) -> None:
+        self.__dict__["has_unsent"] = value
 
     @property
     def is_launched(self) -> bool:

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from mailing_service.api import StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
-from .models import TEXT_MAX_LENGTH, Mailing
+from .models import TEXT_MAX_LENGTH, Mailing, MailingState
 from .selectors import MESSAGE_COUNT_KEYS
 
 EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
@@ -22,6 +22,14 @@ class MailingSerializer(StrictModelSerializer):
         help_text='Who the mailing goes to, from its filter; "all clients" when the filter is empty.',
     )
 
+    state = serializers.ChoiceField(
+        choices=MailingState.choices,
+        read_only=True,
+        help_text="scheduled: start not reached; running: sending; paused: held by an operator, unsent "
+        "messages pending; cancelled: stopped for good, unsent messages expired; finished: end passed, "
+        "or launched with nothing left to send.",
+    )
+
     class Meta:
         model = Mailing
         fields = [
@@ -32,11 +40,14 @@ class MailingSerializer(StrictModelSerializer):
             "filter_operator_code",
             "filter_tag",
             "audience",
+            "state",
             "launched_at",
+            "paused_at",
+            "cancelled_at",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "launched_at", "created_at", "updated_at"]
+        read_only_fields = ["id", "launched_at", "paused_at", "cancelled_at", "created_at", "updated_at"]
         extra_kwargs = {
             "end_at": {
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
@@ -110,3 +121,9 @@ class MailingStatisticsDetailSerializer(MailingStatisticsSerializer):
     class Meta(MailingStatisticsSerializer.Meta):
         fields = [*MailingStatisticsSerializer.Meta.fields, "messages"]
         read_only_fields = fields
+
+
+class MailingDeleteQuerySerializer(serializers.Serializer):
+    with_history = serializers.BooleanField(
+        default=False, help_text="Delete the mailing's messages with it; needed once it has any."
+    )

@@ -2,16 +2,16 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from messages_app.services import messages_create_for_clients
-from messages_app.tasks import start_dispatchers
+from messages_app.services import messages_create_for_clients, messages_expire_cancelled
 
-from .models import Mailing
+from .models import Mailing, MailingState
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,128 @@ def mailing_launch(*, mailing_id: int) -> bool:
                 mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
             )
             cursor = last_id
-            Mailing.objects.filter(pk=mailing.pk).update(
+            still_live = Mailing.objects.filter(pk=mailing.pk, cancelled_at__isnull=True).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
             )
+        if not still_live:
+            messages_expire_cancelled(mailing_id=mailing.pk)  # cancelled while this batch was written
+            log.info("mailing=%s launch: cancelled, fan-out stops", mailing.pk)
+            return True
         if not dispatching:
-            start_dispatchers(mailing.pk)  # sending starts while the fan-out goes on
+            dispatchers_start(mailing_id=mailing.pk)  # sending starts while the fan-out goes on
             dispatching = True
     Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True
+
+
+def dispatchers_start(*, mailing_id: int) -> None:
+    """Ring the bell for a mailing: its dispatchers split its messages between them.
+
+    By task name, so that the web, which imports this module, never loads the sender.
+    """
+    for _ in range(settings.SENDER_DISPATCHERS_PER_MAILING):
+        current_app.send_task("messages_app.tasks.dispatch_mailing", args=(mailing_id,))
+
+
+# --- Operators' actions ---------------------------------------------------------------------------
+
+
+class MailingStateError(Exception):
+    """The action makes no sense in the mailing's current state."""
+
+    def __init__(self, mailing: Mailing, state: MailingState, action: str, allowed: str):
+        self.mailing = mailing
+        self.state = state
+        super().__init__(f"Mailing {mailing.pk} is {state}: it cannot be {action}; only {allowed} ones can.")
+
+
+def _locked(mailing: Mailing) -> Mailing:
+    """The mailing re-read under a row lock: another operator may have acted since it was loaded."""
+    return Mailing.objects.select_for_update().get(pk=mailing.pk)
+
+
+def _require_state(mailing: Mailing, now, action: str, *allowed: MailingState) -> MailingState:
+    state = mailing.state_at(now)
+    if state not in allowed:
+        raise MailingStateError(mailing, state, action, " or ".join(allowed))
+    return state
+
+
+def mailing_pause(*, mailing: Mailing, user) -> Mailing:
+    """Stop sending: no dispatcher claims its messages any more, and each running one gives back
+    what it holds unsent within a second (Dispatcher._refresh); unsent messages stay pending.
+    A scheduled mailing can be paused too: it launches but sends nothing until resumed.
+    Raises MailingStateError unless scheduled or running.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        mailing = _locked(mailing)
+        _require_state(mailing, now, "paused", MailingState.SCHEDULED, MailingState.RUNNING)
+        mailing.paused_at = now
+        mailing.save(update_fields=["paused_at", "updated_at"])
+    log.info("mailing=%s paused by user=%s", mailing.pk, user.pk)
+    return mailing
+
+
+def mailing_resume(*, mailing: Mailing, user) -> Mailing:
+    """Continue a paused mailing where it stopped, never after its end (a paused mailing whose end
+    has passed is finished, and its unsent messages expire). Raises MailingStateError unless paused.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        mailing = _locked(mailing)
+        _require_state(mailing, now, "resumed", MailingState.PAUSED)
+        mailing.paused_at = None
+        mailing.save(update_fields=["paused_at", "updated_at"])
+        if mailing.is_launched and mailing.is_active(now):
+            mailing_id = mailing.pk
+            transaction.on_commit(lambda: dispatchers_start(mailing_id=mailing_id))
+    log.info("mailing=%s resumed by user=%s", mailing.pk, user.pk)
+    return mailing
+
+
+def mailing_cancel(*, mailing: Mailing, user) -> Mailing:
+    """Stop for good: unsent messages expire with last_error "mailing cancelled" (a request already
+    in flight may still be accepted, and counts as sent). Final: a cancelled mailing never sends
+    again. Raises MailingStateError unless scheduled, running or paused.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        mailing = _locked(mailing)
+        _require_state(
+            mailing, now, "cancelled", MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED
+        )
+        mailing.cancelled_at = now
+        mailing.save(update_fields=["cancelled_at", "updated_at"])
+        expired = messages_expire_cancelled(mailing_id=mailing.pk)
+    log.info("mailing=%s cancelled by user=%s: %s unsent messages expired", mailing.pk, user.pk, expired)
+    return mailing
+
+
+class MailingHistoryError(Exception):
+    """Deleting the mailing would delete its messages, and the caller did not ask for that."""
+
+
+def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
+    """The one deletion rule of the API and the admin: a mailing never launched can always go; a
+    launched one only once finished or cancelled (cancel it first), and since its messages go with
+    it, only when the caller asks for that (with_history). Raises MailingStateError or
+    MailingHistoryError.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        mailing = _locked(mailing)
+        if not mailing.may_be_deleted(now):
+            raise MailingStateError(
+                mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
+            )
+        messages = mailing.messages.count() if mailing.is_launched else 0
+        if messages and not with_history:
+            raise MailingHistoryError(
+                f"Mailing {mailing.pk} has {messages} messages, which would be deleted with it; "
+                "ask for that with ?with_history=true."
+            )
+        mailing_id = mailing.pk
+        mailing.delete()
+    log.info("mailing=%s deleted by user=%s with %s messages", mailing_id, user.pk, messages)

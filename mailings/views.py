@@ -14,14 +14,43 @@ from messages_app.serializers import MessageSerializer
 from .filters import MailingFilter
 from .models import Mailing
 from .selectors import attach_message_counts
-from .serializers import MailingSerializer, MailingStatisticsDetailSerializer, MailingStatisticsSerializer
-from .services import MailingLaunchedError, mailing_update
+from .serializers import (
+    MailingDeleteQuerySerializer,
+    MailingSerializer,
+    MailingStatisticsDetailSerializer,
+    MailingStatisticsSerializer,
+)
+from .services import (
+    MailingHistoryError,
+    MailingLaunchedError,
+    MailingStateError,
+    mailing_cancel,
+    mailing_delete,
+    mailing_pause,
+    mailing_resume,
+    mailing_update,
+)
 
 _LAUNCHED = OpenApiResponse(
     DetailSerializer,
     description="The mailing is launched and the change touches text, filter_operator_code, "
     "filter_tag or start_at, which its messages were made from. Only end_at can still change.",
 )
+
+
+_WRONG_STATE = OpenApiResponse(
+    DetailSerializer, description="The action makes no sense in the mailing's state, which the detail names."
+)
+
+
+def _state_action(summary: str, description: str):
+    return extend_schema(
+        summary=summary,
+        description=description,
+        request=None,
+        responses={200: MailingSerializer, 404: OpenApiResponse(DetailSerializer), 409: _WRONG_STATE},
+        filters=False,
+    )
 
 
 @extend_schema(tags=["mailings"])
@@ -37,7 +66,26 @@ _LAUNCHED = OpenApiResponse(
     partial_update=extend_schema(
         summary="Change some fields of a mailing", responses={200: MailingSerializer, 409: _LAUNCHED}
     ),
-    destroy=extend_schema(summary="Delete a mailing and its messages"),
+    destroy=extend_schema(
+        summary="Delete a mailing",
+        description="A mailing never launched can always be deleted. A launched one only once finished "
+        "or cancelled (409 otherwise: cancel it first), and only with ?with_history=true, since its "
+        "messages are deleted with it (409 without).",
+        parameters=[
+            OpenApiParameter(
+                "with_history",
+                OpenApiTypes.BOOL,
+                description="Delete the mailing's messages with it; needed once it has any.",
+            )
+        ],
+        responses={
+            204: None,
+            400: OpenApiResponse(DetailSerializer, description="with_history is not a boolean."),
+            404: OpenApiResponse(DetailSerializer),
+            409: _WRONG_STATE,
+        },
+        filters=False,
+    ),
 )
 class MailingViewSet(viewsets.ModelViewSet):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
@@ -45,7 +93,7 @@ class MailingViewSet(viewsets.ModelViewSet):
     Request bodies with fields not listed here are refused with 400 naming them.
     """
 
-    queryset = Mailing.objects.all()
+    queryset = Mailing.objects.with_unsent()  # its `state` needs to know, in the same query
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
     ordering_fields = ["id", "start_at", "end_at"]
@@ -62,6 +110,48 @@ class MailingViewSet(viewsets.ModelViewSet):
             raise Conflict(str(exc)) from exc
         except Mailing.DoesNotExist as exc:
             raise NotFound() from exc
+
+    def perform_destroy(self, instance):
+        query = MailingDeleteQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            mailing_delete(mailing=instance, user=self.request.user, **query.validated_data)
+        except (MailingStateError, MailingHistoryError) as exc:
+            raise Conflict(str(exc)) from exc
+
+    def _act(self, service) -> Response:
+        try:
+            mailing = service(mailing=self.get_object(), user=self.request.user)
+        except MailingStateError as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(mailing).data)
+
+    @_state_action(
+        "Pause a mailing",
+        "Scheduled or running: no new request starts within about 2 s on any worker; unsent messages "
+        "stay pending. 409 in any other state.",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def pause(self, request, pk=None):
+        return self._act(mailing_pause)
+
+    @_state_action(
+        "Resume a paused mailing",
+        "Sending continues where it stopped, never after end_at. 409 unless paused (a paused mailing "
+        "whose end has passed is finished).",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resume(self, request, pk=None):
+        return self._act(mailing_resume)
+
+    @_state_action(
+        "Cancel a mailing",
+        'Final: unsent messages expire with last_error "mailing cancelled"; it never sends again. '
+        "409 when already finished or cancelled.",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request, pk=None):
+        return self._act(mailing_cancel)
 
     @extend_schema(
         summary="Message counts of every mailing",

@@ -143,7 +143,7 @@ class Dispatcher:
         while True:
             now = loop.time()
             if now >= next_refresh:
-                if not await self._refresh():
+                if not await self._refresh(queue):
                     return None
                 next_refresh = now + REFRESH_EVERY
             if now >= self._deadline:
@@ -188,13 +188,17 @@ class Dispatcher:
                 continue
             await asyncio.sleep(FEED_TICK)
 
-    async def _refresh(self) -> bool:
-        """Re-read the mailing: its end may have moved, it may be gone. False: stop now."""
+    async def _refresh(self, queue: asyncio.Queue) -> bool:
+        """Re-read the mailing: its end may have moved, it may be gone, paused or cancelled.
+        False: stop now (requests in flight finish)."""
         mailing = await _in_db_thread(self._load_mailing)
         if mailing is None:
             log.info("mailing %s: deleted, dispatcher stops", self.mailing_id)
             return False
         self._mailing = mailing
+        if mailing.is_held:
+            await self._give_back(queue, "mailing cancelled" if mailing.cancelled_at else "mailing paused")
+            return False
         loop = asyncio.get_running_loop()
         left = (mailing.end_at - timezone.now()).total_seconds() - self._end_margin
         deadline = loop.time() + left
@@ -208,9 +212,20 @@ class Dispatcher:
     def _load_mailing(self) -> Mailing | None:
         return (
             Mailing.objects.filter(pk=self.mailing_id)
-            .only("text", "start_at", "end_at", "fanout_completed_at")
+            .only("text", "start_at", "end_at", "fanout_completed_at", "paused_at", "cancelled_at")
             .first()
         )
+
+    async def _give_back(self, queue: asyncio.Queue, why: str) -> None:
+        """Claims queued but not yet sent go back to pending at once (and expire if cancelled)."""
+        while not queue.empty():
+            row, _ = queue.get_nowait()
+            self._settle(row, "deferred", why)
+            queue.task_done()
+        await self._flush()
+        log.info("mailing=%s: %s, dispatcher stops", self.mailing_id, why)
+        if self._mailing.cancelled_at is not None:
+            await _in_db_thread(services.messages_expire_cancelled, mailing_id=self.mailing_id)
 
     async def _paused(self) -> bool:
         loop = asyncio.get_running_loop()

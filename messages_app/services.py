@@ -86,6 +86,8 @@ def messages_claim(*, mailing_id: int, limit: int, now: datetime) -> list[Claime
         rows = list(
             Message.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
+            # Nothing of a paused or cancelled mailing is taken, whoever asks.
+            .filter(mailing__in=Mailing.objects.sendable(now))
             .order_by("next_attempt_at")
             .values_list("id", "client_id", "client__phone", "attempts")[:limit]
         )
@@ -152,11 +154,23 @@ def messages_next_attempt_at(*, mailing_id: int) -> datetime | None:
 
 
 def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> int:
-    """Pending messages of ended mailings can never be sent in time: they expire."""
+    """Pending messages of ended mailings can never be sent in time: they expire; so do those of
+    cancelled mailings (a retry scheduled by a request that was in flight when it was cancelled)."""
     expiring = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED)
+    return expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
+
+
+CANCELLED_ERROR = "mailing cancelled"
+
+
+def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
+    """Pending messages of cancelled mailings expire, with last_error "mailing cancelled"."""
+    expiring = Message.objects.filter(status=Status.PENDING, mailing__cancelled_at__isnull=False)
+    if mailing_id is not None:
+        expiring = expiring.filter(mailing_id=mailing_id)
+    return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
 
 
 def messages_release_expired_leases(*, now: datetime) -> int:
@@ -173,7 +187,8 @@ def mailings_without_dispatcher(*, now: datetime) -> list[int]:
         mailing=OuterRef("pk"), status=Status.PENDING, next_attempt_at__lte=stall_since
     )
     return list(
-        Mailing.objects.filter(start_at__lte=now, end_at__gt=now, launched_at__isnull=False)
+        Mailing.objects.sendable(now)
+        .filter(launched_at__isnull=False)
         .filter(Q(dispatch_heartbeat_at__isnull=True) | Q(dispatch_heartbeat_at__lt=stall_since))
         .filter(Exists(stalled_due))
         .values_list("id", flat=True)

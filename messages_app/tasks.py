@@ -3,19 +3,14 @@
 import logging
 
 from celery import shared_task
-from django.conf import settings
 from django.utils import timezone
+
+from mailings.services import dispatchers_start
 
 from . import services
 from .dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
-
-
-def start_dispatchers(mailing_id: int) -> None:
-    """Ring the bell for a mailing: its dispatchers split its messages between them."""
-    for _ in range(settings.SENDER_DISPATCHERS_PER_MAILING):
-        dispatch_mailing.delay(mailing_id)
 
 
 @shared_task
@@ -44,6 +39,6 @@ def sweep_messages() -> None:
     for mailing_id in stalled:
         log.warning("mailing=%s has due messages and no live dispatcher: restarting dispatch", mailing_id)
         services.mailing_heartbeat(mailing_id=mailing_id, now=now)
-        start_dispatchers(mailing_id)
+        dispatchers_start(mailing_id=mailing_id)
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)

@@ -255,3 +255,19 @@ def test_a_mailing_not_yet_launched_can_be_deleted(admin_client):
 
     assert response.status_code == 302
     assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_a_finished_mailing_is_deleted_here_with_its_messages_counted_not_listed(admin_client):
+    mailing = mailing_with_messages(sent=3)
+    Mailing.objects.filter(pk=mailing.pk).update(
+        start_at=timezone.now() - timedelta(hours=2), end_at=timezone.now() - timedelta(hours=1)
+    )
+    url = reverse("admin:mailings_mailing_delete", args=[mailing.pk])
+
+    confirmation = admin_client.get(url)
+    response = admin_client.post(url, {"post": "yes"})
+
+    assert confirmation.status_code == 200
+    assert dict(confirmation.context["model_count"]) == {"mailings": 1, "messages": 3}
+    assert response.status_code == 302
+    assert not Mailing.objects.filter(pk=mailing.pk).exists()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def doorbell(monkeypatch):
     """Records which mailings the launcher asked dispatchers for, instead of enqueueing them."""
     rung = []
-    monkeypatch.setattr(services, "start_dispatchers", rung.append)
+    monkeypatch.setattr(services, "dispatchers_start", lambda *, mailing_id: rung.append(mailing_id))
     return rung
 
 

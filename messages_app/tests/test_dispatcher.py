@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
@@ -242,3 +243,49 @@ def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
     assert statuses(mailing) == {Status.SENT: 40}
     # The first wave, then about one probe per 0.3 s pause: not ten requests per pause.
     assert len(refused) <= 10 + 5
+
+
+def hold_after(mailing: Mailing, seconds: float, **fields) -> threading.Thread:
+    """Pauses or cancels the mailing (fields to set) from another thread, as an operator's request would."""
+
+    def hold():
+        time.sleep(seconds)
+        Mailing.objects.filter(pk=mailing.pk).update(**fields)
+        connection.close()  # this thread's own connection, or the test database cannot be dropped
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_a_paused_mailing_stops_and_its_unsent_claims_go_back_to_pending(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 60)
+    provider.script = lambda msg_id, attempt: (200, OK, 0.1)
+
+    holder = hold_after(mailing, 0.3, paused_at=timezone.now())
+    dispatcher(mailing, provider, concurrency=5).run()
+    holder.join()
+
+    found = statuses(mailing)
+    assert set(found) == {Status.SENT, Status.PENDING}
+    assert found[Status.SENT] == len(provider.accepted)
+    # Given back, not attempted: a pause does not grow anyone's backoff.
+    assert not Message.objects.filter(mailing=mailing, status=Status.PENDING, attempts__gt=0).exists()
+    assert services.messages_claim(mailing_id=mailing.pk, limit=100, now=timezone.now()) == []
+
+
+def test_a_cancelled_mailing_stops_and_its_unsent_messages_expire_as_cancelled(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 60)
+    provider.script = lambda msg_id, attempt: (200, OK, 0.1)
+
+    holder = hold_after(mailing, 0.3, cancelled_at=timezone.now())
+    dispatcher(mailing, provider, concurrency=5).run()
+    holder.join()
+
+    found = statuses(mailing)
+    assert set(found) == {Status.SENT, Status.EXPIRED}
+    assert found[Status.SENT] == len(provider.accepted)
+    expired = Message.objects.filter(mailing=mailing, status=Status.EXPIRED)
+    assert set(expired.values_list("last_error", flat=True)) == {services.CANCELLED_ERROR}

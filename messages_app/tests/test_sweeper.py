@@ -18,7 +18,7 @@ Status = Message.Status
 @pytest.fixture
 def doorbell(monkeypatch):
     rung = []
-    monkeypatch.setattr(tasks, "start_dispatchers", rung.append)
+    monkeypatch.setattr(tasks, "dispatchers_start", lambda *, mailing_id: rung.append(mailing_id))
     return rung
 
 
