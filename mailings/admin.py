@@ -10,8 +10,8 @@ from django.utils.html import format_html
 from messages_app.models import MessageStatus
 
 from . import charts
-from .console import mailing_progress_view, progress
-from .models import Mailing
+from .console import LIVE_STATES, mailing_action_view, mailing_progress_view, offered_actions, progress
+from .models import Mailing, MailingState
 from .selectors import (
     acceptances_per_minute,
     attach_message_counts,
@@ -51,6 +51,21 @@ class MailingChangeList(ChangeList):
         rates = recent_send_rates((mailing.pk for mailing in mailings), now=timezone.now())
         for mailing in mailings:
             mailing.send_rate = rates.get(mailing.pk, 0)
+            # What Mailing.state_at asks of the messages, known from the counts without a query.
+            mailing.has_unsent = mailing.message_counts["pending"] + mailing.message_counts["sending"] > 0
+
+
+class StateListFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return MailingState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in MailingState.values:
+            return queryset.in_state(self.value(), timezone.now())
+        return queryset
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -78,10 +93,10 @@ class MailingAdmin(admin.ModelAdmin):
     for the history to go) instead of listing them, as there may be millions.
     """
 
-    list_display = ["id", "start_at", "end_at", "progress", "audience", "audience_size", "send_rate"]
+    list_display = ["id", "start_at", "end_at", "state", "progress", "audience", "audience_size", "send_rate"]
     list_display_links = ["id", "start_at"]
     # start_at's filter is the period one: today, the past 7 days, this month, this year.
-    list_filter = ["start_at", LaunchedListFilter]
+    list_filter = [StateListFilter, "start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
@@ -104,27 +119,31 @@ class MailingAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         progress_view = self.admin_site.admin_view(mailing_progress_view)
+        action_view = self.admin_site.admin_view(mailing_action_view)
         return [
             path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
+            path("<int:mailing_id>/action/<str:action>/", action_view, name="mailings_mailing_action"),
             *super().get_urls(),
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         mailing = self.get_object(request, object_id)
         if mailing is not None:
-            extra_context = {**(extra_context or {}), **self.console_context(mailing)}
+            extra_context = {**(extra_context or {}), **self.console_context(request, mailing)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def console_context(self, mailing: Mailing) -> dict:
-        """The pictures and figures above a mailing's form."""
+    def console_context(self, request: HttpRequest, mailing: Mailing) -> dict:
+        """The pictures, figures and buttons above a mailing's form."""
         now = timezone.now()
         counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
         rate = recent_send_rates([mailing.pk], now=now).get(mailing.pk, 0)
         spread = audience_timezones(mailing)
         audience = sum(number for _, number in spread)
         messages_url = reverse("admin:messages_app_message_changelist")
+        live = progress(mailing, counts, rate)
         return {
-            "progress": progress(mailing, counts, rate),
+            "progress": live,
+            "actions": offered_actions(request, mailing, live["state"]),
             "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
             "acceptances": charts.bar_chart(
                 acceptances_per_minute(mailing),
@@ -138,7 +157,7 @@ class MailingAdmin(admin.ModelAdmin):
             + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
             "timezones": [(name, number, 100 * number / audience) for name, number in spread],
             "poll_url": reverse("admin:mailings_mailing_progress", args=[mailing.pk])
-            if mailing.is_active(now)
+            if live["state"] in LIVE_STATES
             else "",
         }
 
@@ -181,6 +200,11 @@ class MailingAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         mailing_delete(mailing=obj, user=request.user, with_history=True)
+
+    @admin.display(description="state")
+    def state(self, mailing: Mailing) -> str:
+        state = mailing.state_at(timezone.now())
+        return format_html('<span class="state state-{}">{}</span>', state, state.label)
 
     @admin.display(description="progress")
     def progress(self, mailing: Mailing) -> str:

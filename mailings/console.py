@@ -4,25 +4,57 @@ Each view reads through selectors and draws with `charts`; they are mounted behi
 login (`admin.site.admin_view`) and ask for the permission to view mailings.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from messages_app.selectors import outcome_totals, outcomes_per_hour, provider_health
 
 from . import charts
-from .models import Mailing
+from .models import Mailing, MailingState
 from .selectors import attach_message_counts, message_counts_by_mailing, recent_send_rates
+from .services import MailingStateError, mailing_cancel, mailing_pause, mailing_resume
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
 # Mailings listed per section of the dashboard.
 DASHBOARD_MAILINGS = 10
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button on a mailing's page: the service it calls, and the states it is offered in.
+
+    The service decides (and refuses with MailingStateError); the states only spare the operator
+    buttons that would be refused.
+    """
+
+    label: str
+    service: Callable
+    offered_in: tuple[MailingState, ...]
+    confirm: str = ""
+
+
+ACTIONS = {
+    "pause": Action("Pause", mailing_pause, (MailingState.SCHEDULED, MailingState.RUNNING)),
+    "resume": Action("Resume", mailing_resume, (MailingState.PAUSED,)),
+    "cancel": Action(
+        "Cancel",
+        mailing_cancel,
+        (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED),
+        confirm="Cancel this mailing for good? Its unsent messages expire.",
+    ),
+}
+# States in which a mailing's page keeps polling its progress.
+LIVE_STATES = (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED)
 
 
 def _require_view_permission(request: HttpRequest) -> None:
@@ -30,10 +62,44 @@ def _require_view_permission(request: HttpRequest) -> None:
         raise PermissionDenied
 
 
+def offered_actions(request: HttpRequest, mailing: Mailing, state: MailingState) -> list[dict]:
+    """The buttons this user may press on this mailing now."""
+    if not request.user.has_perm("mailings.change_mailing"):
+        return []
+    return [
+        {"name": name, "label": action.label, "confirm": action.confirm, "url": _action_url(mailing, name)}
+        for name, action in ACTIONS.items()
+        if state in action.offered_in
+    ]
+
+
+def _action_url(mailing: Mailing, name: str) -> str:
+    return reverse("admin:mailings_mailing_action", args=[mailing.pk, name])
+
+
+@require_POST
+def mailing_action_view(request: HttpRequest, mailing_id: int, action: str) -> HttpResponse:
+    """Runs one of ACTIONS through its service, then goes back to the mailing's page with a message."""
+    if action not in ACTIONS:
+        raise Http404(f"No action {action!r}")
+    if not request.user.has_perm("mailings.change_mailing"):
+        raise PermissionDenied
+    mailing = get_object_or_404(Mailing, pk=mailing_id)
+    try:
+        ACTIONS[action].service(mailing=mailing, user=request.user)
+    except MailingStateError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"{mailing}: {action} done.")
+    return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+
 def progress(mailing: Mailing, counts: dict[str, int], send_rate: int) -> dict:
     """What a mailing's page shows of its progress, also sent as JSON while it runs."""
+    mailing.has_unsent = counts["pending"] + counts["sending"] > 0
     return {
         "id": mailing.pk,
+        "state": mailing.state_at(timezone.now()),
         "counts": counts,
         "percent": charts.percent_done(counts),
         "send_rate_per_minute": send_rate,
@@ -53,11 +119,16 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     _require_view_permission(request)
     now = timezone.now()
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    running = Mailing.objects.filter(start_at__lte=now, end_at__gt=now).order_by("end_at")
-    scheduled = Mailing.objects.filter(start_at__gt=now).order_by("start_at")
     sections = [
-        ("Running", attach_message_counts(running[:DASHBOARD_MAILINGS])),
-        ("Scheduled", attach_message_counts(scheduled[:DASHBOARD_MAILINGS])),
+        (
+            title,
+            attach_message_counts(Mailing.objects.in_state(state, now).order_by(order)[:DASHBOARD_MAILINGS]),
+        )
+        for title, state, order in [
+            ("Running", MailingState.RUNNING, "end_at"),
+            ("Paused", MailingState.PAUSED, "end_at"),
+            ("Scheduled", MailingState.SCHEDULED, "start_at"),
+        ]
     ]
     health = provider_health(now=now)
     context = {

@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -56,8 +58,11 @@ def test_mailing_page_shows_progress_counts_errors_and_timezones(admin_client):
     assert "<details" in content and "Internal bookkeeping" in content
 
 
-def test_a_mailing_not_running_is_not_polled_and_shows_its_future_audience(admin_client):
-    mailing = MailingFactory(filter_tag="vip")
+def test_a_finished_mailing_is_not_polled_and_an_unlaunched_one_shows_its_matching_clients(admin_client):
+    now = timezone.now()
+    mailing = MailingFactory(
+        filter_tag="vip", start_at=now - timedelta(hours=2), end_at=now - timedelta(hours=1)
+    )
     ClientFactory.create_batch(3, tag="vip", timezone="Europe/Samara")
     ClientFactory(tag="other")
 
@@ -120,7 +125,7 @@ def test_dashboard_totals_chart_mailings_and_provider_health(admin_client):
     assert (health.accepted, health.rejected, health.retrying, health.retries) == (4, 1, 1, 1)
     assert health.error_ratio == pytest.approx(2 / 6)
     sections = {name: [mailing.pk for mailing, _ in rows] for name, rows in response.context["sections"]}
-    assert sections == {"Running": [running.pk], "Scheduled": [scheduled.pk]}
+    assert sections == {"Running": [running.pk], "Paused": [], "Scheduled": [scheduled.pk]}
     content = response.content.decode()
     assert "<title>Messages per hour, last 24 hours</title>" in content
     assert "33 %" in content  # the error ratio
@@ -142,3 +147,65 @@ def test_dashboard_query_count_does_not_grow_with_mailings(admin_client, django_
 
 def test_admin_index_links_to_the_dashboard(admin_client):
     assert f'href="{DASHBOARD}"' in admin_client.get(reverse("admin:index")).content.decode()
+
+
+def action_url(mailing, name: str) -> str:
+    return reverse("admin:mailings_mailing_action", args=[mailing.pk, name])
+
+
+def test_a_running_mailing_offers_pause_and_cancel_which_call_the_services(admin_client):
+    mailing = running_mailing(pending=2)
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    assert [action["name"] for action in page.context["actions"]] == ["pause", "cancel"]
+
+    response = admin_client.post(action_url(mailing, "pause"), follow=True)
+
+    mailing.refresh_from_db()
+    assert mailing.paused_at is not None
+    assert [action["name"] for action in response.context["actions"]] == ["resume", "cancel"]
+    assert "pause done" in response.content.decode()
+
+    admin_client.post(action_url(mailing, "resume"))
+    mailing.refresh_from_db()
+    assert mailing.paused_at is None
+
+
+def test_an_action_refused_in_the_mailings_state_says_the_state(admin_client):
+    mailing = running_mailing(pending=1)
+
+    response = admin_client.post(action_url(mailing, "resume"), follow=True)
+
+    assert "is running: it cannot be resumed" in response.content.decode()
+
+
+def test_actions_need_post_with_csrf_and_the_change_permission(client, django_user_model):
+    mailing = running_mailing(pending=1)
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mailing"))
+    client.force_login(viewer)
+
+    assert client.get(action_url(mailing, "pause")).status_code == 405
+    assert client.post(action_url(mailing, "pause")).status_code == 403
+    page = client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    assert page.context["actions"] == []
+    assert client.post(action_url(mailing, "explode")).status_code == 404
+
+    viewer.user_permissions.add(Permission.objects.get(codename="change_mailing"))
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(viewer)
+    assert strict.post(action_url(mailing, "pause")).status_code == 403
+    mailing.refresh_from_db()
+    assert mailing.paused_at is None
+
+
+def test_changelist_shows_and_filters_by_state(admin_client):
+    running = running_mailing(pending=1)
+    scheduled = MailingFactory()
+
+    content = admin_client.get(reverse("admin:mailings_mailing_changelist")).content.decode()
+    assert '<span class="state state-running">Running</span>' in content
+    assert '<span class="state state-scheduled">Scheduled</span>' in content
+
+    filtered = admin_client.get(reverse("admin:mailings_mailing_changelist"), {"state": "scheduled"})
+    assert [mailing.pk for mailing in filtered.context["cl"].result_list] == [scheduled.pk]
+    assert running.pk not in [mailing.pk for mailing in filtered.context["cl"].result_list]

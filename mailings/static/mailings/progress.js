@@ -9,6 +9,12 @@
     console_.querySelector("[data-progress-bar]").innerHTML = progress.bar;
     console_.querySelector("[data-progress-percent]").textContent = progress.percent;
     console_.querySelector("[data-progress-rate]").textContent = progress.send_rate_per_minute;
+    var state = console_.querySelector("[data-progress-state]");
+    if (state.dataset.state !== progress.state) {
+      state.dataset.state = progress.state;
+      state.className = "state state-" + progress.state;
+      state.textContent = progress.state.charAt(0).toUpperCase() + progress.state.slice(1);
+    }
     Object.keys(progress.counts).forEach(function (key) {
       var cell = console_.querySelector('[data-count="' + key + '"]');
       if (cell) cell.textContent = progress.counts[key];
