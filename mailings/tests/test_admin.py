@@ -102,7 +102,7 @@ def test_count_columns_are_not_sortable(admin_client):
 
     content = admin_client.get(CHANGELIST).content.decode()
 
-    assert 'class="sortable column-start_at' in content
+    assert 'class="sortable column-window' in content
     assert 'class="column-progress"' in content
     assert 'class="column-send_rate"' in content
 
