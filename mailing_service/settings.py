@@ -68,7 +68,7 @@ WSGI_APPLICATION = "mailing_service.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "mailing_service" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -23,7 +23,11 @@ urlpatterns = [
     # Open without credentials, like the two documentation pages that read it.
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="redoc_offline.html"),
+        name="redoc",
+    ),
     path("health/", HealthView.as_view(), name="health"),
 ]
 if settings.OIDC_ENABLED:
