@@ -1,4 +1,5 @@
 import zoneinfo
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -23,13 +24,13 @@ def default_timezone() -> str:
 
 
 class ClientQuerySet(models.QuerySet):
-    def matching(self, *, operator_code: str = "", tag: str = "") -> "ClientQuerySet":
-        """Clients a mailing with this filter goes to; an empty filter part matches everyone."""
+    def matching(self, *, operator_codes: Iterable[str] = (), tags: Iterable[str] = ()) -> "ClientQuerySet":
+        """Clients with any of the operator codes and any of the tags; an empty part matches everyone."""
         queryset = self
-        if operator_code:
-            queryset = queryset.filter(operator_code=operator_code)
-        if tag:
-            queryset = queryset.filter(tag=tag)
+        if operator_codes := sorted(set(operator_codes) - {""}):
+            queryset = queryset.filter(operator_code__in=operator_codes)
+        if tags := sorted(set(tags) - {""}):
+            queryset = queryset.filter(tag__in=tags)
         return queryset
 
 

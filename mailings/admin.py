@@ -1,5 +1,6 @@
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
@@ -29,13 +30,18 @@ admin.site.login_template = "admin/console_login.html"
 # The admin's app sidebar takes 300 px: without it the mailing list fits a 1366 px screen.
 admin.site.enable_nav_sidebar = False
 
-# Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
+AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
+
+# Read-only in forms: the pipeline and the operators' actions (pause, cancel) write these.
 PIPELINE_FIELDS = [
     "launched_at",
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
     "dispatch_heartbeat_at",
+    "audience_size",
+    "paused_at",
+    "cancelled_at",
 ]
 
 
@@ -70,6 +76,29 @@ class StateListFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CommaSeparatedField(forms.CharField):
+    """A list of values typed as "a, b, c"; the model field's validators check each value."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class MailingForm(forms.ModelForm):
+    filter_operator_codes = CommaSeparatedField(
+        required=False, help_text="Any of these operator codes, comma-separated (and filter operator code)."
+    )
+    filter_tags = CommaSeparatedField(
+        required=False, help_text="Any of these tags, comma-separated (and filter tag)."
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS]
+
+
 class LaunchedListFilter(admin.SimpleListFilter):
     title = "launched"
     parameter_name = "launched"
@@ -95,15 +124,16 @@ class MailingAdmin(admin.ModelAdmin):
     for the history to go) instead of listing them, as there may be millions.
     """
 
-    list_display = ["id", "window", "state", "progress", "audience", "audience_size", "send_rate"]
+    list_display = ["id", "window", "state", "progress", "audience", "size", "send_rate"]
     list_display_links = ["id", "window"]
+    form = MailingForm
     # start_at's filter is the period one: today, the past 7 days, this month, this year.
     list_filter = [StateListFilter, "start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
-        ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
+        ("Audience", {"fields": AUDIENCE_FIELDS}),
         (
             "Internal bookkeeping",
             {
@@ -146,6 +176,7 @@ class MailingAdmin(admin.ModelAdmin):
         return {
             "progress": live,
             "actions": offered_actions(request, mailing, live["state"]),
+            "segments": mailing.segments,
             "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
             "acceptances": charts.bar_chart(
                 acceptances_per_minute(mailing),
@@ -228,8 +259,8 @@ class MailingAdmin(admin.ModelAdmin):
         return mailing.audience_description
 
     @admin.display(description="size")
-    def audience_size(self, mailing: Mailing) -> str:
-        """The messages the fan-out made; unknown before the launch fixes the audience."""
+    def size(self, mailing: Mailing) -> str:
+        """The messages the fan-out made (so far); unknown before the launch fixes the audience."""
         return mailing.message_counts["total"] if mailing.is_launched else "–"
 
     @admin.display(description="sent/min")

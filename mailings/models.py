@@ -1,13 +1,40 @@
 from datetime import datetime
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils import timezone
 
 from clients.models import Client, ClientQuerySet, validate_operator_code
 
+from .segments import Segments, sms_segments
+
 TEXT_MAX_LENGTH = 1000
+TAG_MAX_LENGTH = 64
+FILTER_VALUES_MAX = 100  # values in one multi-value filter
+
+
+def _validate_list(value, check) -> None:
+    if not isinstance(value, list) or len(value) > FILTER_VALUES_MAX:
+        raise ValidationError(f"Enter a list of at most {FILTER_VALUES_MAX} values.")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValidationError("Every value must be a string.")
+        check(item)
+
+
+def validate_operator_codes(value) -> None:
+    _validate_list(value, validate_operator_code)
+
+
+def _validate_tag(tag: str) -> None:
+    if not tag or len(tag) > TAG_MAX_LENGTH:
+        raise ValidationError(f"A tag is 1 to {TAG_MAX_LENGTH} characters.")
+
+
+def validate_tags(value) -> None:
+    _validate_list(value, _validate_tag)
 
 
 class MailingState(models.TextChoices):
@@ -72,7 +99,24 @@ class Mailing(models.Model):
         help_text="Only clients with this operator code; empty: any operator code.",
     )
     filter_tag = models.CharField(
-        max_length=64, blank=True, help_text="Only clients with this tag; empty: any tag."
+        max_length=TAG_MAX_LENGTH, blank=True, help_text="Only clients with this tag; empty: any tag."
+    )
+    # Several values: a client matches with any of them (and any of filter_tag / filter_tags).
+    # JSON lists rather than a related table: SQLite and PostgreSQL both store them, and the
+    # fan-out turns them into one `IN (...)` on the clients' (operator_code, tag) index.
+    filter_operator_codes = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_operator_codes],
+        help_text="Clients with any of these operator codes (and filter_operator_code).",
+    )
+    filter_tags = models.JSONField(
+        default=list,
+        db_default=Value([], output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_tags],
+        help_text="Clients with any of these tags (and filter_tag).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -86,6 +130,9 @@ class Mailing(models.Model):
     fanout_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
     dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    audience_size = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
+    )
 
     # Operators' actions (mailings.services): set while paused; set once and for good when cancelled.
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -158,14 +205,35 @@ class Mailing(models.Model):
     def is_launched(self) -> bool:
         return self.launched_at is not None
 
+    @property
+    def segments(self) -> Segments:
+        return sms_segments(self.text)
+
+    @property
+    def operator_codes(self) -> list[str]:
+        """Every operator code of the filter, from the one-value and the list field."""
+        return _merged(self.filter_operator_code, self.filter_operator_codes)
+
+    @property
+    def tags(self) -> list[str]:
+        return _merged(self.filter_tag, self.filter_tags)
+
     def recipients(self) -> ClientQuerySet:
-        return Client.objects.matching(operator_code=self.filter_operator_code, tag=self.filter_tag)
+        return Client.objects.matching(operator_codes=self.operator_codes, tags=self.tags)
 
     @property
     def audience_description(self) -> str:
-        parts = []
-        if self.filter_operator_code:
-            parts.append(f"operator code {self.filter_operator_code}")
-        if self.filter_tag:
-            parts.append(f"tag {self.filter_tag!r}")
-        return "clients with " + " and ".join(parts) if parts else "all clients"
+        return describe_audience(operator_codes=self.operator_codes, tags=self.tags)
+
+
+def _merged(one: str, many: list[str]) -> list[str]:
+    return sorted({*many, one} - {""})
+
+
+def describe_audience(*, operator_codes: list[str], tags: list[str]) -> str:
+    parts = []
+    if operator_codes:
+        parts.append(f"operator code {' or '.join(operator_codes)}")
+    if tags:
+        parts.append(f"tag {' or '.join(map(repr, tags))}")
+    return "clients with " + " and ".join(parts) if parts else "all clients"

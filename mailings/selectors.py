@@ -11,10 +11,13 @@ from django.db.models import Count, Max
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from clients.models import Client
 from messages_app.models import Message, MessageStatus
 
 from .charts import Bucket
-from .models import Mailing
+from .models import Mailing, describe_audience
+
+AUDIENCE_SAMPLE_SIZE = 5
 
 # The keys of every counts dict here: one per message status, then "total".
 MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
@@ -129,3 +132,16 @@ def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, 
     if len(spread) > limit:
         spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
     return spread
+
+
+def audience_preview(*, operator_codes: list[str], tags: list[str]) -> dict:
+    """How many clients a filter reaches now, with a few of them: two queries on the clients'
+    (operator_code, tag) and (tag) indexes. The sample is in no particular order, so that
+    PostgreSQL takes the first matching rows it finds rather than sorting them all."""
+    clients = Client.objects.matching(operator_codes=operator_codes, tags=tags)
+    matched = sorted(set(operator_codes) - {""}), sorted(set(tags) - {""})
+    return {
+        "audience": describe_audience(operator_codes=matched[0], tags=matched[1]),
+        "count": clients.count(),
+        "sample": list(clients.order_by()[:AUDIENCE_SAMPLE_SIZE]),
+    }

@@ -1,13 +1,54 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from mailing_service.api import StrictModelSerializer
+from clients.models import validate_operator_code
+from mailing_service.api import RejectUnknownFieldsMixin, StrictCharField, StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
-from .models import TEXT_MAX_LENGTH, Mailing, MailingState
+from .models import FILTER_VALUES_MAX, TAG_MAX_LENGTH, TEXT_MAX_LENGTH, Mailing, MailingState
 from .selectors import MESSAGE_COUNT_KEYS
 
-EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
+EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
+
+
+def operator_codes_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(validators=[validate_operator_code]),
+        max_length=FILTER_VALUES_MAX,
+        help_text="Clients with any of these 3-digit operator codes (or filter_operator_code); "
+        "empty: any. With tags too, a client needs one of each.",
+        **kwargs,
+    )
+
+
+def tags_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=TAG_MAX_LENGTH),
+        max_length=FILTER_VALUES_MAX,
+        help_text="Clients with any of these tags (or filter_tag); empty: any.",
+        **kwargs,
+    )
+
+
+class SegmentsSerializer(serializers.Serializer):
+    """What a text costs: operators pay per SMS segment."""
+
+    encoding = serializers.ChoiceField(
+        choices=["GSM-7", "UCS-2"],
+        help_text="GSM-7 unless a character is outside it (Cyrillic, emoji...), then UCS-2.",
+    )
+    count = serializers.IntegerField(help_text="SMS segments the text is sent as.")
+    units = serializers.IntegerField(
+        help_text="Septets (GSM-7, extension-table characters such as € count two) or UTF-16 code "
+        "units (UCS-2, an emoji counts two)."
+    )
+    per_segment = serializers.IntegerField(
+        help_text="What one segment holds: 160 / 70 alone, 153 / 67 each when the text is split."
+    )
+
+
+class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
 
 class MailingSerializer(StrictModelSerializer):
@@ -22,6 +63,9 @@ class MailingSerializer(StrictModelSerializer):
         help_text='Who the mailing goes to, from its filter; "all clients" when the filter is empty.',
     )
 
+    filter_operator_codes = operator_codes_field(required=False)
+    filter_tags = tags_field(required=False)
+    segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
     state = serializers.ChoiceField(
         choices=MailingState.choices,
         read_only=True,
@@ -38,8 +82,12 @@ class MailingSerializer(StrictModelSerializer):
             "end_at",
             "text",
             "filter_operator_code",
+            "filter_operator_codes",
             "filter_tag",
+            "filter_tags",
             "audience",
+            "audience_size",
+            "segments",
             "state",
             "launched_at",
             "paused_at",
@@ -47,7 +95,15 @@ class MailingSerializer(StrictModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "launched_at", "paused_at", "cancelled_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "audience_size",
+            "launched_at",
+            "paused_at",
+            "cancelled_at",
+            "created_at",
+            "updated_at",
+        ]
         extra_kwargs = {
             "end_at": {
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
@@ -61,6 +117,7 @@ class MailingSerializer(StrictModelSerializer):
             "launched_at": {
                 "help_text": "When its messages were created; from then on only end_at can change (409)."
             },
+            "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
         }
 
     def validate(self, attrs):
@@ -127,3 +184,49 @@ class MailingDeleteQuerySerializer(serializers.Serializer):
     with_history = serializers.BooleanField(
         default=False, help_text="Delete the mailing's messages with it; needed once it has any."
     )
+
+
+class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """A mailing's filter fields, as query parameters; list values repeated or comma-separated."""
+
+    filter_operator_code = StrictCharField(
+        required=False, allow_blank=True, validators=[validate_operator_code], help_text="One operator code."
+    )
+    filter_operator_codes = operator_codes_field(required=False)
+    filter_tag = StrictCharField(
+        required=False, allow_blank=True, max_length=TAG_MAX_LENGTH, help_text="One tag."
+    )
+    filter_tags = tags_field(required=False)
+
+    LIST_FIELDS = ("filter_operator_codes", "filter_tags")
+
+    @classmethod
+    def from_query(cls, query_params) -> "AudienceQuerySerializer":
+        data = {name: query_params.get(name) for name in query_params if name not in cls.LIST_FIELDS}
+        for name in cls.LIST_FIELDS:
+            values = [value for raw in query_params.getlist(name) for value in raw.split(",") if value]
+            if values:
+                data[name] = values
+        return cls(data=data)
+
+    def merged(self) -> dict[str, list[str]]:
+        """The filter as Client.objects.matching takes it."""
+        data = self.validated_data
+        return {
+            "operator_codes": [*data.get("filter_operator_codes", []), data.get("filter_operator_code", "")],
+            "tags": [*data.get("filter_tags", []), data.get("filter_tag", "")],
+        }
+
+
+class AudienceClientSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone = serializers.CharField(source="masked_phone", help_text="Masked: operator code and last digits.")
+    operator_code = serializers.CharField()
+    tag = serializers.CharField()
+    timezone = serializers.CharField()
+
+
+class AudienceSerializer(serializers.Serializer):
+    audience = serializers.CharField(help_text="The filter in words.")
+    count = serializers.IntegerField(help_text="Clients matching the filter now.")
+    sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")

@@ -16,7 +16,9 @@ from .models import Mailing, MailingState
 log = logging.getLogger(__name__)
 
 # Its messages were created from these, so they are frozen once the mailing is launched.
-FROZEN_AFTER_LAUNCH = frozenset({"text", "filter_operator_code", "filter_tag", "start_at"})
+FROZEN_AFTER_LAUNCH = frozenset(
+    {"text", "filter_operator_code", "filter_tag", "filter_operator_codes", "filter_tags", "start_at"}
+)
 EDITABLE_FIELDS = FROZEN_AFTER_LAUNCH | {"end_at"}
 
 
@@ -96,12 +98,14 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if last_id is None:
             break
         with transaction.atomic():
-            created += messages_create_for_clients(
+            batch = messages_create_for_clients(
                 mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
             )
-            cursor = last_id
+            created, cursor = created + batch, last_id
             still_live = Mailing.objects.filter(pk=mailing.pk, cancelled_at__isnull=True).update(
-                fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
+                fanout_cursor=cursor,
+                fanout_lease_until=timezone.now() + fanout_lease(),
+                audience_size=Coalesce("audience_size", 0) + batch,
             )
         if not still_live:
             messages_expire_cancelled(mailing_id=mailing.pk)  # cancelled while this batch was written
@@ -110,7 +114,11 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if not dispatching:
             dispatchers_start(mailing_id=mailing.pk)  # sending starts while the fan-out goes on
             dispatching = True
-    Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
+    Mailing.objects.filter(pk=mailing.pk).update(
+        fanout_completed_at=timezone.now(),
+        fanout_lease_until=None,
+        audience_size=Coalesce("audience_size", 0),
+    )
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True
 

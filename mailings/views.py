@@ -13,12 +13,17 @@ from messages_app.serializers import MessageSerializer
 
 from .filters import MailingFilter
 from .models import Mailing
-from .selectors import attach_message_counts
+from .segments import sms_segments
+from .selectors import attach_message_counts, audience_preview
 from .serializers import (
+    AudienceQuerySerializer,
+    AudienceSerializer,
     MailingDeleteQuerySerializer,
     MailingSerializer,
     MailingStatisticsDetailSerializer,
     MailingStatisticsSerializer,
+    SegmentsDraftSerializer,
+    SegmentsSerializer,
 )
 from .services import (
     MailingHistoryError,
@@ -152,6 +157,35 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request, pk=None):
         return self._act(mailing_cancel)
+
+    @extend_schema(
+        summary="Clients a filter reaches",
+        description="The number of clients matching these filter fields now, and a few of them, "
+        "before a mailing is created with the filter. List values repeat the parameter or are "
+        "comma-separated: ?filter_tags=vip,new&filter_operator_codes=916.",
+        parameters=[AudienceQuerySerializer],
+        responses={200: AudienceSerializer, 400: OpenApiResponse(description="Field errors.")},
+        filters=False,
+    )
+    @action(detail=False, filter_backends=[], pagination_class=None)
+    def audience(self, request):
+        query = AudienceQuerySerializer.from_query(request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(AudienceSerializer(audience_preview(**query.merged())).data)
+
+    @extend_schema(
+        summary="SMS segments of a draft text",
+        description="The encoding and the number of segments a text would be sent as, before a "
+        "mailing is created with it.",
+        request=SegmentsDraftSerializer,
+        responses={200: SegmentsSerializer, 400: OpenApiResponse(description="Field errors.")},
+        filters=False,
+    )
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def segments(self, request):
+        draft = SegmentsDraftSerializer(data=request.data)
+        draft.is_valid(raise_exception=True)
+        return Response(SegmentsSerializer(sms_segments(draft.validated_data["text"])).data)
 
     @extend_schema(
         summary="Message counts of every mailing",

@@ -64,7 +64,7 @@ def test_changelist_draws_a_progress_bar_with_the_numbers_on_hover(admin_client)
     assert "<title>failed: 1</title>" in content
     assert "<title>waiting: 4</title>" in content
     assert "<span>50 %</span>" in content
-    assert '<td class="field-audience_size">8</td>' in content
+    assert '<td class="field-size">8</td>' in content
 
 
 def test_changelist_shows_the_send_rate_of_the_last_minute(admin_client):

@@ -39,8 +39,12 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "end_at": "2100-01-01T17:00:00Z",
         "text": "Sale today",
         "filter_operator_code": "",
+        "filter_operator_codes": [],
         "filter_tag": "",
+        "filter_tags": [],
         "audience": "all clients",
+        "audience_size": None,
+        "segments": {"encoding": "GSM-7", "count": 1, "units": 10, "per_segment": 160},
         "state": "scheduled",
         "launched_at": None,
         "paused_at": None,
@@ -156,10 +160,10 @@ def test_missing_fields_are_field_errors(api_client):
 
 
 def test_unknown_fields_are_rejected_by_name(api_client):
-    response = api_client.post(LIST_URL, body(filter_tags="vip"))
+    response = api_client.post(LIST_URL, body(fliter_tag="vip"))
 
     assert response.status_code == 400
-    assert response.data == {"filter_tags": ["Unknown field."]}
+    assert response.data == {"fliter_tag": ["Unknown field."]}
     assert not Mailing.objects.exists()
 
 

@@ -52,6 +52,7 @@ def test_mailing_page_shows_progress_counts_errors_and_timezones(admin_client):
     )
     assert ("Asia/Omsk", 2) in [(name, number) for name, number, _ in response.context["timezones"]]
     assert "<title>Accepted per minute</title>" in content
+    assert "1 SMS segment</strong>" in content
     # Running: the page polls its progress; bookkeeping is folded away.
     assert f'data-poll-url="{reverse("admin:mailings_mailing_progress", args=[mailing.pk])}"' in content
     assert "mailings/progress.js" in content
