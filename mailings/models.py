@@ -47,6 +47,8 @@ class MailingState(models.TextChoices):
 
 # Messages a mailing may still send; a mailing without any, once launched, is finished.
 UNSENT_STATUSES = ("pending", "sending")
+# Messages a resend sends again.
+RESEND_STATUSES = ("failed", "expired")
 
 
 class MailingQuerySet(models.QuerySet):
@@ -130,6 +132,18 @@ class Mailing(models.Model):
     fanout_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
     dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A resend goes to the clients whose messages of that mailing failed or expired, not by filter.
+    # No database constraint: once that mailing is deleted with its messages, a resend not yet
+    # launched reaches nobody (rather than everybody, as an emptied filter would).
+    resend_of = models.ForeignKey(
+        "self",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="resends",
+    )
     audience_size = models.PositiveIntegerField(
         null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
     )
@@ -219,10 +233,16 @@ class Mailing(models.Model):
         return _merged(self.filter_tag, self.filter_tags)
 
     def recipients(self) -> ClientQuerySet:
+        if self.resend_of_id is not None:
+            return Client.objects.filter(
+                messages__mailing_id=self.resend_of_id, messages__status__in=RESEND_STATUSES
+            )
         return Client.objects.matching(operator_codes=self.operator_codes, tags=self.tags)
 
     @property
     def audience_description(self) -> str:
+        if self.resend_of_id is not None:
+            return f"clients whose messages of mailing {self.resend_of_id} failed or expired"
         return describe_audience(operator_codes=self.operator_codes, tags=self.tags)
 
 

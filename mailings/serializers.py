@@ -87,6 +87,7 @@ class MailingSerializer(StrictModelSerializer):
             "filter_tags",
             "audience",
             "audience_size",
+            "resend_of",
             "segments",
             "state",
             "launched_at",
@@ -98,6 +99,7 @@ class MailingSerializer(StrictModelSerializer):
         read_only_fields = [
             "id",
             "audience_size",
+            "resend_of",
             "launched_at",
             "paused_at",
             "cancelled_at",
@@ -118,17 +120,39 @@ class MailingSerializer(StrictModelSerializer):
                 "help_text": "When its messages were created; from then on only end_at can change (409)."
             },
             "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
+            "resend_of": {
+                "help_text": "A resend goes to the clients whose messages of this mailing failed or "
+                "expired, whatever its filter fields; null for an ordinary mailing."
+            },
         }
 
     def validate(self, attrs):
         start_at = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end_at = attrs.get("end_at", getattr(self.instance, "end_at", None))
-        if end_at <= start_at:
-            raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
-        if self.instance is None and end_at <= timezone.now():
-            raise serializers.ValidationError(
-                {"end_at": ["Must be in the future: the mailing would send nothing."]}
-            )
+        validate_window(start_at, end_at, new=self.instance is None)
+        return attrs
+
+
+def validate_window(start_at, end_at, *, new: bool) -> None:
+    if end_at <= start_at:
+        raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
+    if new and end_at <= timezone.now():
+        raise serializers.ValidationError(
+            {"end_at": ["Must be in the future: the mailing would send nothing."]}
+        )
+
+
+class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """The window of the new mailing, and optionally another text."""
+
+    start_at = serializers.DateTimeField(help_text="The new mailing starts sending at this moment.")
+    end_at = serializers.DateTimeField(help_text="Nothing is sent from this moment on; after start_at.")
+    text = StrictCharField(
+        required=False, max_length=TEXT_MAX_LENGTH, help_text="Another text; left out: the same text."
+    )
+
+    def validate(self, attrs):
+        validate_window(attrs["start_at"], attrs["end_at"], new=True)
         return attrs
 
 

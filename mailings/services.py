@@ -1,5 +1,5 @@
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
@@ -233,3 +233,27 @@ def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
         mailing_id = mailing.pk
         mailing.delete()
     log.info("mailing=%s deleted by user=%s with %s messages", mailing_id, user.pk, messages)
+
+
+class MailingNothingToResendError(Exception):
+    pass
+
+
+def mailing_resend(
+    *, mailing: Mailing, user, start_at: datetime, end_at: datetime, text: str = ""
+) -> Mailing:
+    """A new mailing, in its own window, to the clients whose messages of this one failed or
+    expired (deleted clients excepted); the same text unless another is given. Only once the
+    mailing is finished or cancelled, so that its failures are known. Raises MailingStateError,
+    MailingNothingToResendError.
+    """
+    now = timezone.now()
+    state = mailing.state_at(now)
+    if state not in (MailingState.FINISHED, MailingState.CANCELLED):
+        raise MailingStateError(mailing, state, "resent", "finished or cancelled")
+    resend = Mailing(resend_of=mailing, start_at=start_at, end_at=end_at, text=text or mailing.text)
+    if not resend.recipients().exists():
+        raise MailingNothingToResendError(f"Mailing {mailing.pk} has no failed or expired message to resend.")
+    resend.save()  # launches at once when its window holds the present (mailings.signals)
+    log.info("mailing=%s resent as mailing=%s by user=%s", mailing.pk, resend.pk, user.pk)
+    return resend

@@ -22,16 +22,19 @@ from .serializers import (
     MailingSerializer,
     MailingStatisticsDetailSerializer,
     MailingStatisticsSerializer,
+    ResendSerializer,
     SegmentsDraftSerializer,
     SegmentsSerializer,
 )
 from .services import (
     MailingHistoryError,
     MailingLaunchedError,
+    MailingNothingToResendError,
     MailingStateError,
     mailing_cancel,
     mailing_delete,
     mailing_pause,
+    mailing_resend,
     mailing_resume,
     mailing_update,
 )
@@ -157,6 +160,31 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], filter_backends=[])
     def cancel(self, request, pk=None):
         return self._act(mailing_cancel)
+
+    @extend_schema(
+        summary="Send again what failed or expired",
+        description="Creates a new mailing, in the window given, to the clients whose messages of this "
+        "one failed or expired; same text unless another is given. 409 unless this mailing is finished "
+        "or cancelled, or when none of its messages failed or expired.",
+        request=ResendSerializer,
+        responses={
+            201: MailingSerializer,
+            400: OpenApiResponse(description="Field errors."),
+            404: OpenApiResponse(DetailSerializer),
+            409: _WRONG_STATE,
+        },
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resend(self, request, pk=None):
+        mailing = self.get_object()
+        window = ResendSerializer(data=request.data)
+        window.is_valid(raise_exception=True)
+        try:
+            resend = mailing_resend(mailing=mailing, user=request.user, **window.validated_data)
+        except (MailingStateError, MailingNothingToResendError) as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(MailingSerializer(resend).data, status=201)
 
     @extend_schema(
         summary="Clients a filter reaches",

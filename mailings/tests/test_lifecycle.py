@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from mailings import services
 from mailings.models import Mailing, MailingState
-from mailings.tests.factories import MailingFactory
+from mailings.tests.factories import MailingFactory, mailing_in
 from messages_app.models import Message
 from messages_app.services import CANCELLED_ERROR, messages_claim
 from messages_app.tests.factories import MessageFactory
@@ -23,28 +23,6 @@ def doorbell(monkeypatch):
     rung = []
     monkeypatch.setattr(services, "dispatchers_start", lambda *, mailing_id: rung.append(mailing_id))
     return rung
-
-
-def mailing_in(state: str, **statuses: int) -> Mailing:
-    """A mailing in the given state, launched unless scheduled, with messages in the given statuses."""
-    now = timezone.now()
-    fields = {"start_at": now - timedelta(minutes=5), "end_at": now + timedelta(hours=1)}
-    if state == MailingState.SCHEDULED:
-        fields = {"start_at": now + timedelta(hours=1), "end_at": now + timedelta(hours=2)}
-    else:
-        fields |= {"launched_at": now, "fanout_completed_at": now}
-    if state == MailingState.PAUSED:
-        fields["paused_at"] = now
-    if state == MailingState.CANCELLED:
-        fields["cancelled_at"] = now
-    if state == MailingState.FINISHED:
-        fields["end_at"] = now - timedelta(minutes=1)
-        fields["start_at"] = now - timedelta(minutes=10)
-    mailing = MailingFactory(start_at=now + timedelta(days=1), end_at=now + timedelta(days=2))
-    Mailing.objects.filter(pk=mailing.pk).update(**fields)  # no save(): the launch hook stays out
-    for status, number in statuses.items() or {Status.PENDING: 1}.items():
-        MessageFactory.create_batch(number, mailing=mailing, status=status)
-    return Mailing.objects.get(pk=mailing.pk)
 
 
 def act(api_client, mailing: Mailing, action: str):
