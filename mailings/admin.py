@@ -11,7 +11,15 @@ from django.utils.html import format_html
 from messages_app.models import MessageStatus
 
 from . import charts
-from .console import LIVE_STATES, mailing_action_view, mailing_progress_view, offered_actions, progress
+from .console import (
+    LIVE_STATES,
+    mailing_action_view,
+    mailing_progress_view,
+    mailing_resend_view,
+    offered_actions,
+    progress,
+    resend_offer,
+)
 from .models import Mailing, MailingState
 from .selectors import (
     acceptances_per_minute,
@@ -152,7 +160,9 @@ class MailingAdmin(admin.ModelAdmin):
     def get_urls(self):
         progress_view = self.admin_site.admin_view(mailing_progress_view)
         action_view = self.admin_site.admin_view(mailing_action_view)
+        resend_view = self.admin_site.admin_view(mailing_resend_view)
         return [
+            path("<int:mailing_id>/resend/", resend_view, name="mailings_mailing_resend"),
             path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
             path("<int:mailing_id>/action/<str:action>/", action_view, name="mailings_mailing_action"),
             *super().get_urls(),
@@ -176,6 +186,7 @@ class MailingAdmin(admin.ModelAdmin):
         return {
             "progress": live,
             "actions": offered_actions(request, mailing, live["state"]),
+            "resend": resend_offer(request, mailing, live["state"], counts),
             "segments": mailing.segments,
             "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
             "acceptances": charts.bar_chart(

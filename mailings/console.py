@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -17,12 +18,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from messages_app.models import MessageStatus
 from messages_app.selectors import outcome_totals, outcomes_per_hour, provider_health
 
 from . import charts
 from .models import Mailing, MailingState
 from .selectors import attach_message_counts, message_counts_by_mailing, recent_send_rates
-from .services import MailingStateError, mailing_cancel, mailing_pause, mailing_resume
+from .services import (
+    MailingNothingToResendError,
+    MailingStateError,
+    mailing_cancel,
+    mailing_pause,
+    mailing_resend,
+    mailing_resume,
+)
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
 # Mailings listed per section of the dashboard.
@@ -92,6 +101,63 @@ def mailing_action_view(request: HttpRequest, mailing_id: int, action: str) -> H
     else:
         messages.success(request, f"{mailing}: {action} done.")
     return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+
+class ResendForm(forms.Form):
+    """The window of the new mailing a resend creates; the browser's datetime-local inputs."""
+
+    start_at = forms.DateTimeField(input_formats=["%Y-%m-%dT%H:%M"])
+    end_at = forms.DateTimeField(input_formats=["%Y-%m-%dT%H:%M"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start_at") and cleaned.get("end_at") and cleaned["end_at"] <= cleaned["start_at"]:
+            self.add_error("end_at", "The end must come after the start.")
+        return cleaned
+
+    @classmethod
+    def initial_window(cls) -> dict[str, str]:
+        start = timezone.localtime().replace(second=0, microsecond=0)
+        return {
+            "start_at": f"{start:%Y-%m-%dT%H:%M}",
+            "end_at": f"{start + timedelta(hours=1):%Y-%m-%dT%H:%M}",
+        }
+
+
+RESENDABLE_STATES = (MailingState.FINISHED, MailingState.CANCELLED)
+
+
+@require_POST
+def mailing_resend_view(request: HttpRequest, mailing_id: int) -> HttpResponse:
+    """Resends to the failed and expired clients through mailing_resend; opens the new mailing."""
+    if not request.user.has_perm("mailings.add_mailing"):
+        raise PermissionDenied
+    mailing = get_object_or_404(Mailing, pk=mailing_id)
+    back = HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    form = ResendForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(problems)}" for field, problems in form.errors.items())
+        messages.error(request, f"Resend not started: {errors}")
+        return back
+    try:
+        resend = mailing_resend(mailing=mailing, user=request.user, **form.cleaned_data)
+    except (MailingStateError, MailingNothingToResendError) as error:
+        messages.error(request, str(error))
+        return back
+    messages.success(request, f"{resend} resends the failed and expired messages of {mailing}.")
+    return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[resend.pk]))
+
+
+def resend_offer(request: HttpRequest, mailing: Mailing, state: MailingState, counts: dict[str, int]) -> dict:
+    """The resend form's action and window when this user may resend this mailing now, else {}."""
+    unsent = counts[MessageStatus.FAILED] + counts[MessageStatus.EXPIRED]
+    if not unsent or state not in RESENDABLE_STATES or not request.user.has_perm("mailings.add_mailing"):
+        return {}
+    return {
+        "url": reverse("admin:mailings_mailing_resend", args=[mailing.pk]),
+        "messages": unsent,
+        **ResendForm.initial_window(),
+    }
 
 
 def progress(mailing: Mailing, counts: dict[str, int], send_rate: int) -> dict:

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
+from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -210,3 +211,55 @@ def test_changelist_shows_and_filters_by_state(admin_client):
     filtered = admin_client.get(reverse("admin:mailings_mailing_changelist"), {"state": "scheduled"})
     assert [mailing.pk for mailing in filtered.context["cl"].result_list] == [scheduled.pk]
     assert running.pk not in [mailing.pk for mailing in filtered.context["cl"].result_list]
+
+
+def finished_mailing(**statuses: int):
+    now = timezone.now()
+    mailing = MailingFactory(
+        start_at=now - timedelta(hours=2),
+        end_at=now - timedelta(hours=1),
+        launched_at=now - timedelta(hours=2),
+    )
+    for status, number in statuses.items():
+        MessageFactory.create_batch(number, mailing=mailing, status=status)
+    return mailing
+
+
+def test_a_finished_mailing_with_failures_offers_a_resend_that_creates_a_new_mailing(admin_client):
+    mailing = finished_mailing(sent=3, failed=2, expired=1)
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    assert page.context["resend"]["messages"] == 3
+    start = timezone.localtime() + timedelta(days=1)
+
+    response = admin_client.post(
+        page.context["resend"]["url"],
+        {"start_at": f"{start:%Y-%m-%dT%H:%M}", "end_at": f"{start + timedelta(hours=2):%Y-%m-%dT%H:%M}"},
+    )
+
+    resend = Mailing.objects.get(resend_of=mailing)
+    assert response.url == reverse("admin:mailings_mailing_change", args=[resend.pk])
+    assert resend.start_at == start.replace(second=0, microsecond=0)
+    assert resend.text == mailing.text
+
+
+def test_a_resend_with_a_bad_window_or_in_a_wrong_state_says_why_and_creates_nothing(admin_client):
+    mailing = finished_mailing(failed=1)
+    url = reverse("admin:mailings_mailing_resend", args=[mailing.pk])
+
+    response = admin_client.post(
+        url, {"start_at": "2030-01-01T10:00", "end_at": "2030-01-01T09:00"}, follow=True
+    )
+    assert "end_at: The end must come after the start." in response.content.decode()
+    response = admin_client.post(url, {"start_at": "soon"}, follow=True)
+    assert "start_at: Enter a valid date/time." in response.content.decode()
+    running = running_mailing(failed=1)
+    response = admin_client.post(
+        reverse("admin:mailings_mailing_resend", args=[running.pk]),
+        {"start_at": "2030-01-01T10:00", "end_at": "2030-01-01T11:00"},
+        follow=True,
+    )
+    assert "is running: it cannot be resent" in response.content.decode()
+    assert not Mailing.objects.filter(resend_of__isnull=False).exists()
+    assert (
+        admin_client.get(reverse("admin:mailings_mailing_change", args=[running.pk])).context["resend"] == {}
+    )
