@@ -86,8 +86,8 @@ def bar_chart(
     series: Sequence[Series],
     *,
     title: str,
-    width: int = 720,
-    height: int = 180,
+    width: int = 1200,
+    height: int = 200,
     label_every: int = 6,
 ) -> SafeString:
     """Stacked bars, one per bucket, with a scale on the left and a label under every few bars."""
