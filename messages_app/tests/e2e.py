@@ -58,6 +58,14 @@ def require_real_services(redis_url: str) -> None:
         pytest.skip("end-to-end tests need real services: " + "; ".join(problems))
 
 
+def prepare_real_services(redis_url: str) -> str:
+    """require_real_services, then lift a sending pause an earlier test left behind; returns the URL."""
+    require_real_services(redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    connection.delete(*connection.keys("*sender:paused-until*") or ["-"])
+    return redis_url
+
+
 def require_rabbitmq(amqp_url: str) -> None:
     try:
         with kombu.Connection(amqp_url, connect_timeout=2) as connection:

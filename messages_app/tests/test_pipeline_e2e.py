@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 from django.utils import timezone
 
 from clients.models import Client
@@ -22,8 +21,8 @@ from .e2e import (
     all_final,
     counts_by_status,
     delete_queue,
+    prepare_real_services,
     require_rabbitmq,
-    require_real_services,
     wait_until,
 )
 
@@ -34,10 +33,7 @@ TOKEN = "e2e-token"
 
 @pytest.fixture
 def services_up(celery_test_broker):
-    require_real_services(celery_test_broker)
-    connection = redis.Redis.from_url(celery_test_broker)
-    connection.delete(*connection.keys("*sender:paused-until*") or ["-"])
-    return celery_test_broker
+    return prepare_real_services(celery_test_broker)
 
 
 @pytest.fixture
