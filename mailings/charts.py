@@ -19,19 +19,23 @@ class Series:
     colour: str
 
 
-# The progress of a mailing's messages: final outcomes, then everything not final yet.
+# The progress of a mailing's messages: final outcomes, then everything not final yet. "unknown"
+# (the request reached the provider, its answer never came back) is final but neither sent nor failed.
 PROGRESS_SERIES = (
     Series("sent", "sent", "#2e7d32"),
     Series("failed", "failed", "#c62828"),
     Series("expired", "expired", "#8d8d8d"),
+    Series("unknown", "answer unknown", "#f9a825"),
     Series("waiting", "waiting", "#90caf9"),
 )
+# Statuses of messages still to be sent; every other status is final.
+WAITING_STATUSES = ("pending", "sending")
 
 
 def progress_parts(counts: Mapping[str, int]) -> dict[str, int]:
     """A counts dict by message status (and "total") grouped as the progress bar shows it."""
-    final = {key: counts.get(key, 0) for key in ("sent", "failed", "expired")}
-    return final | {"waiting": counts.get("total", 0) - sum(final.values())}
+    parts = {series.key: counts.get(series.key, 0) for series in PROGRESS_SERIES}
+    return parts | {"waiting": sum(counts.get(status, 0) for status in WAITING_STATUSES)}
 
 
 def percent_done(counts: Mapping[str, int]) -> int:

@@ -202,7 +202,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "title": "Dashboard",
         "now": now,
         "totals": [
-            (period, [(series, figures[series.key]) for series in OUTCOME_SERIES])
+            (period, [(series, figures.get(series.key, 0)) for series in OUTCOME_SERIES])
             for period, figures in [
                 ("Today", outcome_totals(since=midnight)),
                 ("Last 7 days", outcome_totals(since=now - timedelta(days=7))),

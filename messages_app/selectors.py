@@ -20,14 +20,14 @@ from .models import Message, MessageStatus
 from .services import provider_paused_until
 
 Status = MessageStatus
-OUTCOMES = (Status.SENT, Status.FAILED, Status.EXPIRED)
+OUTCOMES = Message.FINAL_STATUSES
 
 
 def _ended_since(since: datetime):
     """Messages of mailings still running at `since` whose outcome came at or after it."""
+    unsent = [status for status in OUTCOMES if status != Status.SENT]
     return Message.objects.filter(mailing__end_at__gte=since).filter(
-        Q(status=Status.SENT, sent_at__gte=since)
-        | Q(status__in=(Status.FAILED, Status.EXPIRED), next_attempt_at__gte=since)
+        Q(status=Status.SENT, sent_at__gte=since) | Q(status__in=unsent, next_attempt_at__gte=since)
     )
 
 
@@ -36,14 +36,14 @@ def _outcome_time():
 
 
 def outcome_totals(*, since: datetime) -> dict[str, int]:
-    """Messages sent, failed and expired since the moment given (one query)."""
+    """Messages in each final status (sent, failed, expired, ...) since the moment given (one query)."""
     totals = dict.fromkeys(OUTCOMES, 0)
     totals.update(_ended_since(since).order_by().values_list("status").annotate(n=Count("*")))
     return totals
 
 
 def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[Bucket]:
-    """Sent, failed and expired messages per hour over the last `hours` hours, oldest first."""
+    """Messages reaching each final status per hour over the last `hours` hours, oldest first."""
     first = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     rows = (
         _ended_since(first)

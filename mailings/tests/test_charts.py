@@ -7,7 +7,7 @@ def rect_widths(svg: str) -> dict[str, float]:
     """The width of each coloured part of a progress bar, by the label in its tooltip."""
     return {
         label: float(width)
-        for width, label in re.findall(r'<rect x="[\d.]+" y="0" width="([\d.]+)"[^>]*><title>(\w+):', svg)
+        for width, label in re.findall(r'<rect x="[\d.]+" y="0" width="([\d.]+)"[^>]*><title>([\w ]+):', svg)
     }
 
 
@@ -19,7 +19,17 @@ def test_progress_bar_splits_its_width_in_proportion_with_numbers_on_hover():
     assert rect_widths(svg) == {"sent": 50.0, "failed": 20.0, "expired": 10.0, "waiting": 20.0}
     assert "<title>waiting: 2</title>" in svg
     assert 'data-percent="80"' in svg
-    assert "80 % done of 10: sent 5, failed 2, expired 1, waiting 2" in svg
+    assert "80 % done of 10: sent 5, failed 2, expired 1, answer unknown 0, waiting 2" in svg
+
+
+def test_progress_bar_shows_answers_unknown_as_final_but_apart():
+    counts = {"sent": 6, "unknown": 2, "pending": 2, "total": 10}
+
+    svg = str(charts.progress_bar(counts))
+
+    assert rect_widths(svg) == {"sent": 60.0, "answer unknown": 20.0, "waiting": 20.0}
+    assert "<title>answer unknown: 2</title>" in svg
+    assert charts.percent_done(counts) == 80
 
 
 def test_progress_bar_of_a_mailing_without_messages_is_empty_and_zero():
