@@ -9,6 +9,7 @@ from django.db.models import Q
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
+TAG_MAX_LENGTH = 64
 
 validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7: 7XXXXXXXXXX.")
 validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
@@ -41,7 +42,9 @@ class Client(models.Model):
         validators=[validate_operator_code],
         help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
     )
-    tag = models.CharField(max_length=64, blank=True, help_text="Free label used by mailing filters.")
+    tag = models.CharField(
+        max_length=TAG_MAX_LENGTH, blank=True, help_text="Free label used by mailing filters."
+    )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -154,6 +154,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Scopes of views that declare throttle_scope (ScopedRateThrottle); "N/second|minute|hour|day".
+    "DEFAULT_THROTTLE_RATES": {"test_send": env.str("TEST_SEND_RATE", default="10/minute")},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -170,6 +172,12 @@ SPECTACULAR_SETTINGS = {
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+# Client CSV import: rows written per transaction, and the largest file taken.
+CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
+CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+# Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
+TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
+TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")

@@ -22,11 +22,11 @@ from .console import (
 )
 from .models import Mailing, MailingState
 from .selectors import (
+    RATE_WINDOW,
+    SENT_SINCE,
     acceptances_per_minute,
     attach_message_counts,
     audience_timezones,
-    message_counts_by_mailing,
-    recent_send_rates,
     top_errors,
 )
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
@@ -55,18 +55,16 @@ PIPELINE_FIELDS = [
 
 class MailingChangeList(ChangeList):
     """Counts the messages of the page's mailings only, once it is paginated: one grouped query for
-    the counts by status, one for the send rates.
+    the counts by status and those sent in the last RATE_WINDOW.
 
     result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
-    holds the mailings with their `message_counts` (and `send_rate`) when the template iterates it.
+    holds the mailings with their `message_counts` when the template iterates it.
     """
 
     def get_results(self, request):
         super().get_results(request)
-        mailings = attach_message_counts(self.result_list)
-        rates = recent_send_rates((mailing.pk for mailing in mailings), now=timezone.now())
+        mailings = attach_message_counts(self.result_list, sent_since=timezone.now() - RATE_WINDOW)
         for mailing in mailings:
-            mailing.send_rate = rates.get(mailing.pk, 0)
             # What Mailing.state_at asks of the messages, known from the counts without a query.
             mailing.has_unsent = mailing.message_counts["pending"] + mailing.message_counts["sending"] > 0
 
@@ -176,13 +174,11 @@ class MailingAdmin(admin.ModelAdmin):
 
     def console_context(self, request: HttpRequest, mailing: Mailing) -> dict:
         """The pictures, figures and buttons above a mailing's form."""
-        now = timezone.now()
-        counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
-        rate = recent_send_rates([mailing.pk], now=now).get(mailing.pk, 0)
+        live = progress(mailing)
+        counts = live["counts"]
         spread = audience_timezones(mailing)
         audience = sum(number for _, number in spread)
         messages_url = reverse("admin:messages_app_message_changelist")
-        live = progress(mailing, counts, rate)
         return {
             "progress": live,
             "actions": offered_actions(request, mailing, live["state"]),
@@ -276,7 +272,7 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="sent/min")
     def send_rate(self, mailing: Mailing) -> int:
-        return mailing.send_rate
+        return mailing.message_counts[SENT_SINCE]
 
     @admin.display(description="messages")
     def messages_link(self, mailing: Mailing) -> str:

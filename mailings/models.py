@@ -1,17 +1,17 @@
 from datetime import datetime
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils import timezone
 
-from clients.models import Client, ClientQuerySet, validate_operator_code
+from clients.models import TAG_MAX_LENGTH, Client, ClientQuerySet, validate_operator_code
 
 from .segments import Segments, sms_segments
 
 TEXT_MAX_LENGTH = 1000
-TAG_MAX_LENGTH = 64
 FILTER_VALUES_MAX = 100  # values in one multi-value filter
 
 
@@ -257,3 +257,36 @@ def describe_audience(*, operator_codes: list[str], tags: list[str]) -> str:
     if tags:
         parts.append(f"tag {' or '.join(map(repr, tags))}")
     return "clients with " + " and ".join(parts) if parts else "all clients"
+
+
+class TestSend(models.Model):
+    """One try of a mailing's text on one client, sent now, outside the mailing's messages and
+    statistics; the row is the truth the API waits on, and the audit trail of who tried what."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"  # accepted by the provider
+        FAILED = "failed", "Failed"  # refused, or no answer: not retried, the operator sees why
+
+    # Test sends go to the provider under ids of their own, far above any message id.
+    PROVIDER_ID_OFFSET = 2**62
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="test_sends")
+    client = models.ForeignKey(Client, on_delete=models.SET_NULL, null=True, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    detail = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Test send {self.pk} of mailing {self.mailing_id} ({self.status})"
+
+    @property
+    def provider_id(self) -> int:
+        return self.PROVIDER_ID_OFFSET + self.pk

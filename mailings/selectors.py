@@ -7,7 +7,7 @@ mailings, then `attach_message_counts` counts that page's messages in one groupe
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q, Value
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -15,12 +15,15 @@ from clients.models import Client
 from messages_app.models import Message, MessageStatus
 
 from .charts import Bucket
-from .models import Mailing, describe_audience
+from .models import UNSENT_STATUSES, Mailing, MailingState, describe_audience
 
 AUDIENCE_SAMPLE_SIZE = 5
 
 # The keys of every counts dict here: one per message status, then "total".
 MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
+# The extra key of counts taken with `sent_since`, and the window the send rate is measured over.
+SENT_SINCE = "sent_since"
+RATE_WINDOW = timedelta(minutes=1)
 
 # Why count after pagination: annotating the mailing queryset with one count subquery per status
 # (plus a total, which Django built by inlining those subqueries again, so every row was counted
@@ -30,56 +33,48 @@ MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
 # page's mailings, in one query grouped on the (mailing, status) index.
 
 
-def message_counts_by_mailing(mailing_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+def message_counts_by_mailing(
+    mailing_ids: Iterable[int], *, sent_since: datetime | None = None
+) -> dict[int, dict[str, int]]:
     """Messages of each given mailing by status value (every status present, 0 when none) plus
     `total`: one query whatever the number of mailings, none when there are no ids.
+
+    With `sent_since`, the same query also counts under SENT_SINCE the messages sent from then on,
+    on the (mailing, status, sent_at) index.
     """
     ids = list(dict.fromkeys(mailing_ids))
     if not ids:
         return {}
     counts = {mailing_id: dict.fromkeys(MessageStatus.values, 0) for mailing_id in ids}
-    grouped = (
-        Message.objects.filter(mailing_id__in=ids)
-        .order_by()
-        .values_list("mailing_id", "status")
-        .annotate(n=Count("*"))
-    )
-    for mailing_id, status, number in grouped:
+    grouped = Message.objects.filter(mailing_id__in=ids).order_by().values_list("mailing_id", "status")
+    if sent_since is None:
+        grouped = grouped.annotate(n=Count("*"), recent=Value(0))
+    else:
+        grouped = grouped.annotate(n=Count("*"), recent=Count("sent_at", filter=Q(sent_at__gte=sent_since)))
+    recent = dict.fromkeys(ids, 0)
+    for mailing_id, status, number, sent_recently in grouped:
         counts[mailing_id][status] = number
-    for by_status in counts.values():
+        recent[mailing_id] += sent_recently
+    for mailing_id, by_status in counts.items():
         by_status["total"] = sum(by_status.values())
+        if sent_since is not None:
+            by_status[SENT_SINCE] = recent[mailing_id]
     return counts
 
 
-def attach_message_counts(mailings: Iterable[Mailing]) -> list[Mailing]:
+def attach_message_counts(
+    mailings: Iterable[Mailing], *, sent_since: datetime | None = None
+) -> list[Mailing]:
     """Sets `message_counts` (as `message_counts_by_mailing` gives them) on each mailing.
 
     One query for the whole list. A queryset given here is evaluated and keeps the objects in its
     result cache, so iterating it again yields the mailings with their counts.
     """
     mailings = list(mailings)
-    counts = message_counts_by_mailing(mailing.pk for mailing in mailings)
+    counts = message_counts_by_mailing((mailing.pk for mailing in mailings), sent_since=sent_since)
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
-
-
-# A mailing's send rate: its acceptances over this window before now.
-RATE_WINDOW = timedelta(minutes=1)
-
-
-def recent_send_rates(mailing_ids: Iterable[int], *, now: datetime) -> dict[int, int]:
-    """Messages each mailing got accepted in the minute before now (absent: none), in one query."""
-    ids = list(mailing_ids)
-    if not ids:
-        return {}
-    recent = (
-        Message.objects.filter(mailing_id__in=ids, status=MessageStatus.SENT, sent_at__gt=now - RATE_WINDOW)
-        .order_by()
-        .values_list("mailing_id")
-        .annotate(n=Count("*"))
-    )
-    return dict(recent)
 
 
 # The acceptances chart covers at most this many minutes, up to the mailing's last acceptance.
@@ -132,6 +127,35 @@ def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, 
     if len(spread) > limit:
         spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
     return spread
+
+
+def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:
+    """Percent done, send rate over the last RATE_WINDOW and, while running, the estimated finish.
+
+    Reads the `message_counts` attach_message_counts(..., sent_since=now - RATE_WINDOW) set: no query.
+    """
+    counts = mailing.message_counts
+    unsent = sum(counts[status] for status in UNSENT_STATUSES)
+    total = counts["total"]
+    rate = counts[SENT_SINCE] / RATE_WINDOW.total_seconds()
+    running = mailing.state_at(now) == MailingState.RUNNING
+    return {
+        "percent_done": round(100 * (total - unsent) / total, 1) if total else None,
+        "rate_per_second": round(rate, 2),
+        "estimated_finish_at": now + timedelta(seconds=unsent / rate)
+        if running and rate and unsent
+        else None,
+    }
+
+
+def message_totals(mailings) -> dict[str, int]:
+    """Messages of all these mailings (a queryset) by status and in total: one grouped query."""
+    totals = dict.fromkeys(MessageStatus.values, 0)
+    grouped = Message.objects.filter(mailing__in=mailings.order_by().values("pk")).order_by()
+    for status, number in grouped.values_list("status").annotate(n=Count("*")):
+        totals[status] = number
+    totals["total"] = sum(totals.values())
+    return totals
 
 
 def audience_preview(*, operator_codes: list[str], tags: list[str]) -> dict:

@@ -1,11 +1,12 @@
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from clients.models import validate_operator_code
+from clients.models import TAG_MAX_LENGTH, validate_operator_code
 from mailing_service.api import RejectUnknownFieldsMixin, StrictCharField, StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
-from .models import FILTER_VALUES_MAX, TAG_MAX_LENGTH, TEXT_MAX_LENGTH, Mailing, MailingState
+from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
 from .selectors import MESSAGE_COUNT_KEYS
 
 EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
@@ -192,15 +193,33 @@ class MessagePageSerializer(serializers.Serializer):
     results = MessageSerializer(many=True)
 
 
+class ProgressSerializer(serializers.Serializer):
+    percent_done = serializers.FloatField(
+        allow_null=True, help_text="Messages final (sent, failed, expired) per 100; null without messages."
+    )
+    rate_per_second = serializers.FloatField(help_text="Messages sent per second over the last minute.")
+    estimated_finish_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the unsent messages would be sent at that rate, while running; null otherwise. "
+        "Later than end_at means what is left will not all fit.",
+    )
+
+
+class MessageTotalsSerializer(serializers.Serializer):
+    message_counts = MessageCountsSerializer(read_only=True)
+
+
 class MailingStatisticsDetailSerializer(MailingStatisticsSerializer):
-    """A mailing, its messages counted by status, and one page of the messages themselves."""
+    """A mailing, its messages counted by status, its progress, and one page of the messages."""
+
+    progress = ProgressSerializer(read_only=True)
 
     messages = MessagePageSerializer(
         read_only=True, help_text="One page of the mailing's messages, filtered by ?status= when given."
     )
 
     class Meta(MailingStatisticsSerializer.Meta):
-        fields = [*MailingStatisticsSerializer.Meta.fields, "messages"]
+        fields = [*MailingStatisticsSerializer.Meta.fields, "progress", "messages"]
         read_only_fields = fields
 
 
@@ -254,3 +273,32 @@ class AudienceSerializer(serializers.Serializer):
     audience = serializers.CharField(help_text="The filter in words.")
     count = serializers.IntegerField(help_text="Clients matching the filter now.")
     sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
+
+
+class TestSendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    __test__ = False
+
+    client_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=settings.TEST_SEND_MAX_CLIENTS,
+        help_text=f"Clients to send the text to now; at most {settings.TEST_SEND_MAX_CLIENTS}.",
+    )
+
+    def validate_client_ids(self, value):
+        return list(dict.fromkeys(value))
+
+
+class TestSendSerializer(serializers.ModelSerializer):
+    __test__ = False
+
+    class Meta:
+        model = TestSend
+        fields = ["id", "client", "status", "detail", "created_at", "finished_at"]
+        read_only_fields = fields
+        extra_kwargs = {
+            "status": {
+                "help_text": "pending until the provider answered; sent: accepted; failed: see detail."
+            },
+            "detail": {"help_text": "Why it failed."},
+        }

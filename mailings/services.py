@@ -9,9 +9,10 @@ from django.db.models import Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from clients.models import Client
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
 
-from .models import Mailing, MailingState
+from .models import Mailing, MailingState, TestSend
 
 log = logging.getLogger(__name__)
 
@@ -257,3 +258,23 @@ def mailing_resend(
     resend.save()  # launches at once when its window holds the present (mailings.signals)
     log.info("mailing=%s resent as mailing=%s by user=%s", mailing.pk, resend.pk, user.pk)
     return resend
+
+
+def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[TestSend]:
+    """Sends the mailing's text to these clients now, in any state, outside its messages and
+    statistics: one TestSend row each, delivered by a worker (messages_app.tasks.send_test_messages)
+    after commit. Raises Client.DoesNotExist naming the unknown ids.
+    """
+    found = set(Client.objects.filter(pk__in=client_ids).values_list("pk", flat=True))
+    if missing := sorted(set(client_ids) - found):
+        raise Client.DoesNotExist(f"No client with id {', '.join(map(str, missing))}.")
+    with transaction.atomic():
+        sends = TestSend.objects.bulk_create(
+            [TestSend(mailing=mailing, client_id=client_id, requested_by=user) for client_id in client_ids]
+        )
+        ids = [send.pk for send in sends]
+        transaction.on_commit(
+            lambda: current_app.send_task("messages_app.tasks.send_test_messages", args=(ids,))
+        )
+    log.info("mailing=%s test send %s to clients %s by user=%s", mailing.pk, ids, client_ids, user.pk)
+    return sends

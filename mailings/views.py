@@ -1,3 +1,7 @@
+import time
+
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -5,16 +9,18 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 
+from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
 
 from .filters import MailingFilter
-from .models import Mailing
+from .models import Mailing, TestSend
 from .segments import sms_segments
-from .selectors import attach_message_counts, audience_preview
+from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
 from .serializers import (
     AudienceQuerySerializer,
     AudienceSerializer,
@@ -22,9 +28,13 @@ from .serializers import (
     MailingSerializer,
     MailingStatisticsDetailSerializer,
     MailingStatisticsSerializer,
+    MessageTotalsSerializer,
+    ProgressSerializer,
     ResendSerializer,
     SegmentsDraftSerializer,
     SegmentsSerializer,
+    TestSendRequestSerializer,
+    TestSendSerializer,
 )
 from .services import (
     MailingHistoryError,
@@ -36,6 +46,7 @@ from .services import (
     mailing_pause,
     mailing_resend,
     mailing_resume,
+    mailing_test_send,
     mailing_update,
 )
 
@@ -44,6 +55,13 @@ _LAUNCHED = OpenApiResponse(
     description="The mailing is launched and the change touches text, filter_operator_code, "
     "filter_tag or start_at, which its messages were made from. Only end_at can still change.",
 )
+
+
+class TestSendThrottle(UserRateThrottle):
+    """Test sends cost money and reach real phones: TEST_SEND_RATE requests per user."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    scope = "test_send"
 
 
 _WRONG_STATE = OpenApiResponse(
@@ -107,9 +125,14 @@ class MailingViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "start_at", "end_at"]
 
     def get_serializer_class(self):
-        if self.action in ("statistics", "statistics_detail"):
+        if self.action in ("statistics", "statistics_detail", "statistics_totals"):
             return MailingStatisticsSerializer
         return super().get_serializer_class()
+
+    def get_throttles(self):
+        if self.action == "test_send":  # the POST only: listing them (GET, test_sends) is free
+            return [*super().get_throttles(), TestSendThrottle()]
+        return super().get_throttles()
 
     def perform_update(self, serializer):
         try:
@@ -187,6 +210,53 @@ class MailingViewSet(viewsets.ModelViewSet):
         return Response(MailingSerializer(resend).data, status=201)
 
     @extend_schema(
+        summary="Try the text on a few clients",
+        description="Sends the mailing's text now to each client given (any state, outside the "
+        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
+        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
+        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
+        request=TestSendRequestSerializer,
+        responses={
+            200: TestSendSerializer(many=True),
+            202: TestSendSerializer(many=True),
+            400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
+            404: OpenApiResponse(DetailSerializer),
+            429: OpenApiResponse(DetailSerializer, description="Too many test sends; retry later."),
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test",
+        url_name="test",
+        filter_backends=[],
+    )
+    def test_send(self, request, pk=None):
+        mailing = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
+        except Client.DoesNotExist as exc:
+            raise APIValidationError({"client_ids": [str(exc)]}) from exc
+        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
+        done = all(send.status != TestSend.Status.PENDING for send in sends)
+        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
+
+    @extend_schema(
+        summary="Test sends of a mailing",
+        description="Every test send of this mailing, newest first, with its outcome.",
+        responses={200: TestSendSerializer(many=True), 404: OpenApiResponse(DetailSerializer)},
+        filters=False,
+    )
+    @test_send.mapping.get
+    def test_sends(self, request, pk=None):
+        mailing = self.get_object()
+        page = self.paginate_queryset(mailing.test_sends.all())
+        return self.get_paginated_response(TestSendSerializer(page, many=True).data)
+
+    @extend_schema(
         summary="Clients a filter reaches",
         description="The number of clients matching these filter fields now, and a few of them, "
         "before a mailing is created with the filter. List values repeat the parameter or are "
@@ -234,6 +304,19 @@ class MailingViewSet(viewsets.ModelViewSet):
         return self.get_paginated_response(data)
 
     @extend_schema(
+        summary="Message totals across mailings",
+        tags=["statistics"],
+        description="The messages of every mailing matching the filters (the mailing list's: state, "
+        "period through start_at_after / start_at_before, tag, operator code, launched), counted by "
+        "status and in total.",
+        responses=MessageTotalsSerializer,
+    )
+    @action(detail=False, url_path="statistics/totals", pagination_class=None)
+    def statistics_totals(self, request):
+        mailings = self.filter_queryset(self.get_queryset())
+        return Response(MessageTotalsSerializer({"message_counts": message_totals(mailings)}).data)
+
+    @extend_schema(
         summary="Statistics of one mailing",
         tags=["statistics"],
         description="The mailing, its messages counted by status and in total, and one page of its "
@@ -253,11 +336,23 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, url_path="statistics", filter_backends=[])
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
-        attach_message_counts([mailing])
+        now = timezone.now()
+        attach_message_counts([mailing], sent_since=now - RATE_WINDOW)
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)
         page = self.paginate_queryset(messages.qs)
         data = self.get_serializer(mailing).data
+        data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
+
+
+def _wait_for_outcomes(ids: list[int], *, seconds: float) -> list[TestSend]:
+    """The rows, re-read until none is pending or `seconds` have passed (the worker writes them)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sends = list(TestSend.objects.filter(pk__in=ids).order_by("id"))
+        if time.monotonic() >= deadline or all(send.status != TestSend.Status.PENDING for send in sends):
+            return sends
+        time.sleep(0.1)

@@ -9,6 +9,7 @@ from mailings.services import dispatchers_start
 
 from . import services
 from .dispatcher import Dispatcher
+from .testsends import testsends_deliver
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +43,9 @@ def sweep_messages() -> None:
         dispatchers_start(mailing_id=mailing_id)
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)
+
+
+@shared_task
+def send_test_messages(test_send_ids: list[int]) -> None:
+    """Enqueued by name from mailings.services.mailing_test_send; the rows hold the outcomes."""
+    testsends_deliver(test_send_ids=test_send_ids)

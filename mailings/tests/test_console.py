@@ -84,7 +84,8 @@ def test_progress_endpoint_returns_counts_percent_rate_and_the_bar(admin_client)
     body = response.json()
     assert body["counts"]["sent"] == 3 and body["counts"]["total"] == 4
     assert body["percent"] == 75
-    assert body["send_rate_per_minute"] == 3
+    assert body["send_rate_per_second"] == 0.05  # 3 in the last minute
+    assert body["estimated_finish"]  # running, with 1 message left at that pace
     assert body["bar"].startswith('<svg class="progress-bar"')
 
 

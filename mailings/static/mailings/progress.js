@@ -8,7 +8,9 @@
   function show(progress) {
     console_.querySelector("[data-progress-bar]").innerHTML = progress.bar;
     console_.querySelector("[data-progress-percent]").textContent = progress.percent;
-    console_.querySelector("[data-progress-rate]").textContent = progress.send_rate_per_minute;
+    console_.querySelector("[data-progress-rate]").textContent = progress.send_rate_per_second;
+    console_.querySelector("[data-progress-finish]").textContent = progress.estimated_finish;
+    console_.querySelector("[data-progress-finish-line]").hidden = !progress.estimated_finish;
     var state = console_.querySelector("[data-progress-state]");
     if (state.dataset.state !== progress.state) {
       state.dataset.state = progress.state;
