@@ -16,9 +16,11 @@ from .console import (
     mailing_action_view,
     mailing_progress_view,
     mailing_resend_view,
+    mailing_test_send_view,
     offered_actions,
     progress,
     resend_offer,
+    test_send_panel,
 )
 from .models import Mailing, MailingState
 from .selectors import (
@@ -159,7 +161,9 @@ class MailingAdmin(admin.ModelAdmin):
         progress_view = self.admin_site.admin_view(mailing_progress_view)
         action_view = self.admin_site.admin_view(mailing_action_view)
         resend_view = self.admin_site.admin_view(mailing_resend_view)
+        test_send_view = self.admin_site.admin_view(mailing_test_send_view)
         return [
+            path("<int:mailing_id>/test-send/", test_send_view, name="mailings_mailing_test_send"),
             path("<int:mailing_id>/resend/", resend_view, name="mailings_mailing_resend"),
             path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
             path("<int:mailing_id>/action/<str:action>/", action_view, name="mailings_mailing_action"),
@@ -184,6 +188,7 @@ class MailingAdmin(admin.ModelAdmin):
             "actions": offered_actions(request, mailing, live["state"]),
             "resend": resend_offer(request, mailing, live["state"], counts),
             "segments": mailing.segments,
+            "test_send": test_send_panel(request, mailing),
             "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
             "acceptances": charts.bar_chart(
                 acceptances_per_minute(mailing),

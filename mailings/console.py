@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -18,11 +20,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from clients.models import Client
 from messages_app.models import MessageStatus
 from messages_app.selectors import outcome_totals, outcomes_per_hour, provider_health
 
 from . import charts
-from .models import Mailing, MailingState
+from .models import Mailing, MailingState, TestSend
 from .selectors import RATE_WINDOW, attach_message_counts, mailing_progress
 from .services import (
     MailingNothingToResendError,
@@ -31,6 +34,7 @@ from .services import (
     mailing_pause,
     mailing_resend,
     mailing_resume,
+    mailing_test_send,
 )
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
@@ -158,6 +162,52 @@ def resend_offer(request: HttpRequest, mailing: Mailing, state: MailingState, co
         "messages": unsent,
         **ResendForm.initial_window(),
     }
+
+
+class TestSendForm(forms.Form):
+    """The client picker of a test send: the admin's own autocomplete over clients (by phone or tag)."""
+
+    clients = forms.ModelMultipleChoiceField(
+        queryset=Client.objects.all(),
+        widget=AutocompleteSelectMultiple(TestSend._meta.get_field("client"), admin.site),
+        help_text="Search by phone or tag.",
+    )
+
+    def clean_clients(self):
+        clients = self.cleaned_data["clients"]
+        if len(clients) > settings.TEST_SEND_MAX_CLIENTS:
+            raise forms.ValidationError(f"At most {settings.TEST_SEND_MAX_CLIENTS} clients per test send.")
+        return clients
+
+
+# Test sends listed on a mailing's page, newest first.
+RECENT_TEST_SENDS = 5
+
+
+def test_send_panel(request: HttpRequest, mailing: Mailing) -> dict:
+    """The test-send form (for those who may change mailings) and the mailing's latest test sends."""
+    may_send = request.user.has_perm("mailings.change_mailing")
+    return {
+        "form": TestSendForm() if may_send else None,
+        "url": reverse("admin:mailings_mailing_test_send", args=[mailing.pk]),
+        "recent": list(mailing.test_sends.select_related("client")[:RECENT_TEST_SENDS]),
+    }
+
+
+@require_POST
+def mailing_test_send_view(request: HttpRequest, mailing_id: int) -> HttpResponse:
+    """Sends the mailing's text now to the picked clients through mailing_test_send."""
+    if not request.user.has_perm("mailings.change_mailing"):
+        raise PermissionDenied
+    mailing = get_object_or_404(Mailing, pk=mailing_id)
+    form = TestSendForm(request.POST)
+    if form.is_valid():
+        client_ids = [client.pk for client in form.cleaned_data["clients"]]
+        mailing_test_send(mailing=mailing, user=request.user, client_ids=client_ids)
+        messages.success(request, f"Test send to {len(client_ids)} client(s) queued; outcomes below.")
+    else:
+        messages.error(request, f"Test send not started: {' '.join(form.errors['clients'])}")
+    return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
 
 
 def progress(mailing: Mailing) -> dict:

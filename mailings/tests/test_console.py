@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
-from mailings.models import Mailing
+from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -264,3 +264,62 @@ def test_a_resend_with_a_bad_window_or_in_a_wrong_state_says_why_and_creates_not
     assert (
         admin_client.get(reverse("admin:mailings_mailing_change", args=[running.pk])).context["resend"] == {}
     )
+
+
+def test_test_send_picks_clients_and_calls_the_service_after_commit(
+    admin_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    mailing = running_mailing(pending=1)
+    clients = ClientFactory.create_batch(2)
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    content = page.content.decode()
+    assert "admin/js/autocomplete.js" in content and 'data-action="test-send"' in content
+    sent = []
+    monkeypatch.setattr(
+        "mailings.services.current_app.send_task", lambda name, args: sent.append((name, args))
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:mailings_mailing_test_send", args=[mailing.pk]),
+            {"clients": [client.pk for client in clients]},
+            follow=True,
+        )
+
+    rows = TestSend.objects.filter(mailing=mailing)
+    assert sorted(rows.values_list("client_id", flat=True)) == sorted(client.pk for client in clients)
+    assert sent == [("messages_app.tasks.send_test_messages", (sorted(rows.values_list("pk", flat=True)),))]
+    assert "Test send to 2 client(s) queued" in response.content.decode()
+    assert len(response.context["test_send"]["recent"]) == 2
+
+
+def test_the_client_picker_searches_clients_by_phone(admin_client):
+    wanted = ClientFactory(phone="79161112233")
+    ClientFactory(phone="79990000000")
+
+    response = admin_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "mailings", "model_name": "testsend", "field_name": "client", "term": "7916111"},
+    )
+
+    assert [result["id"] for result in response.json()["results"]] == [str(wanted.pk)]
+
+
+def test_test_send_refuses_no_client_too_many_and_viewers(admin_client, client, django_user_model, settings):
+    mailing = running_mailing(pending=1)
+    url = reverse("admin:mailings_mailing_test_send", args=[mailing.pk])
+    settings.TEST_SEND_MAX_CLIENTS = 1
+
+    response = admin_client.post(url, {"clients": [c.pk for c in ClientFactory.create_batch(2)]}, follow=True)
+    assert "At most 1 clients per test send." in response.content.decode()
+    response = admin_client.post(url, {}, follow=True)
+    assert "Test send not started: This field is required." in response.content.decode()
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mailing"))
+    client.force_login(viewer)
+    assert client.post(url, {"clients": [ClientFactory().pk]}).status_code == 403
+    assert (
+        client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk])).context["test_send"]["form"]
+        is None
+    )
+    assert not mailing.test_sends.exists()
