@@ -237,15 +237,16 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     _require_view_permission(request)
     now = timezone.now()
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    sections = [
+    # Running first (ending soonest on top), then paused, then scheduled (starting soonest).
+    live = [
         (
-            title,
+            state,
             attach_message_counts(Mailing.objects.in_state(state, now).order_by(order)[:DASHBOARD_MAILINGS]),
         )
-        for title, state, order in [
-            ("Running", MailingState.RUNNING, "end_at"),
-            ("Paused", MailingState.PAUSED, "end_at"),
-            ("Scheduled", MailingState.SCHEDULED, "start_at"),
+        for state, order in [
+            (MailingState.RUNNING, "end_at"),
+            (MailingState.PAUSED, "end_at"),
+            (MailingState.SCHEDULED, "start_at"),
         ]
     ]
     health = provider_health(now=now)
@@ -263,9 +264,15 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "per_hour": charts.bar_chart(
             outcomes_per_hour(now=now), OUTCOME_SERIES, title="Messages per hour, last 24 hours"
         ),
-        "sections": [
-            (name, [(mailing, charts.progress_bar(mailing.message_counts)) for mailing in mailings])
-            for name, mailings in sections
+        "mailings": [
+            (
+                mailing,
+                state,
+                charts.progress_bar(mailing.message_counts),
+                charts.percent_done(mailing.message_counts),
+            )
+            for state, mailings in live
+            for mailing in mailings
         ],
         "health": health,
         "health_period_minutes": 60,

@@ -127,8 +127,8 @@ def test_dashboard_totals_chart_mailings_and_provider_health(admin_client):
     health = response.context["health"]
     assert (health.accepted, health.rejected, health.retrying, health.retries) == (4, 1, 1, 1)
     assert health.error_ratio == pytest.approx(2 / 6)
-    sections = {name: [mailing.pk for mailing, _ in rows] for name, rows in response.context["sections"]}
-    assert sections == {"Running": [running.pk], "Paused": [], "Scheduled": [scheduled.pk]}
+    listed = [(mailing.pk, state) for mailing, state, _, _ in response.context["mailings"]]
+    assert listed == [(running.pk, "running"), (scheduled.pk, "scheduled")]
     content = response.content.decode()
     assert "<title>Messages per hour, last 24 hours</title>" in content
     assert "33 %" in content  # the error ratio

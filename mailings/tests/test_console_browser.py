@@ -139,6 +139,12 @@ def test_operator_watches_a_mailing_made_in_the_admin_through_pause_and_resume_t
     paused_at_percent = percent_shown(browser)
     assert paused_at_percent < 100
 
+    # The dashboard while it is paused half-way: the README's picture.
+    browser.get(f"{site}/admin/dashboard/")
+    assert "Paused" in browser.find_element(By.CSS_SELECTOR, ".console-mailings").text
+    screenshot(browser, "dashboard")
+    browser.get(f"{site}/admin/mailings/mailing/{mailing.pk}/change/")
+
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
     browser.find_element(By.CSS_SELECTOR, "[data-action=resume]").click()
     wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[data-action=pause]"))
@@ -161,7 +167,7 @@ def test_operator_watches_a_mailing_made_in_the_admin_through_pause_and_resume_t
     browser.get(f"{site}/admin/dashboard/")
     today, last_7_days = browser.find_elements(By.CSS_SELECTOR, ".console-totals [data-total=sent]")
     assert int(last_7_days.text) == counts["sent"]
-    screenshot(browser, "dashboard")
+    screenshot(browser, "dashboard-after")
     browser.get(f"{site}/admin/mailings/mailing/")
     screenshot(browser, "mailing-list")
     # Fits 1366 px: the list's table needs no horizontal scrolling inside its box.
