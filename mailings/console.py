@@ -1,7 +1,9 @@
-"""The operator console's pages beside the mailing admin: the dashboard and a mailing's live progress.
+"""The operator console beside the mailing admin: the dashboard, a mailing's live progress, and the
+buttons of a mailing's page (pause, resume, cancel, resend, test send).
 
-Each view reads through selectors and draws with `charts`; they are mounted behind the admin's
-login (`admin.site.admin_view`) and ask for the permission to view mailings.
+Views read through selectors, draw with `charts` and act only through mailings.services; they are
+mounted behind the admin's login (`admin.site.admin_view`). Looking needs the permission to view
+mailings; acting, to change them (resend: to add one).
 """
 
 from collections.abc import Callable
@@ -38,7 +40,7 @@ from .services import (
 )
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
-# Mailings listed per section of the dashboard.
+# Mailings the dashboard lists in each state (running, paused, scheduled).
 DASHBOARD_MAILINGS = 10
 
 
