@@ -5,6 +5,8 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from ops.audit import AuditLogAdminMixin
+
 from .models import Client
 from .serializers import csv_too_large
 from .services import ImportBatchFailed, MalformedCSV, clients_import
@@ -21,9 +23,10 @@ class ClientImportForm(forms.Form):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """Lists show phones masked, as logs do; the change form shows the full phone."""
 
+    audit_name = "client"
     list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
     list_display_links = ["id", "masked_phone"]
     list_filter = ["operator_code", "tag", "timezone"]

@@ -8,6 +8,7 @@ from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 
 from mailing_service.api import DetailSerializer
+from ops.audit import AuditLogMixin
 
 from .filters import ClientFilter
 from .models import Client
@@ -49,8 +50,10 @@ class ImportWriteFailed(APIException):
     partial_update=extend_schema(summary="Change some fields of a client"),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
-class ClientViewSet(viewsets.ModelViewSet):
+class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
+
+    audit_name = "client"
 
     queryset = Client.objects.all()
     serializer_class = ClientSerializer

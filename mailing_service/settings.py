@@ -49,9 +49,12 @@ INSTALLED_APPS = [
     "clients",
     "mailings",
     "messages_app",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: its request id and duration cover everything below it.
+    "ops.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -185,16 +188,23 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one dispatcher keeps in flight, and dispatchers working on one mailing at once.
+# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
+# mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
-# How long one dispatch task runs before it hands over to a fresh task (keeps tasks bounded).
-SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)
-# No request starts with less than this left before the mailing's end; it ends this early too.
+# Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
+SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
+# Seconds a claim and a slot hold unless their live sender renews them (it does every second):
+# after a crash, this is how long its messages wait before another sender takes them.
+SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=5.0)
+# On stop (SIGTERM, warm shutdown) requests in flight get this long; then they are cut (unknown).
+SENDER_STOP_GRACE = env.float("SENDER_STOP_GRACE", default=10.0)
+# No request starts with less than this (or the recent p99 latency, if longer) left before the end.
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
-# Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
-SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=1.0)
-SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=60.0)
+# Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds. Small: random
+# failures are best retried soon; a provider that is down is the breaker's job.
+SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=0.5)
+SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=5.0)
 # Circuit breaker: this many retryable failures in a row pause all sending for the pause. With
 # hundreds of requests in flight a provider failing 40 % of them shows 5 in a row every hundred or
 # so answers (0.4 ** 5); 20 in a row (0.4 ** 20) means it is down, and still shows within a second.
@@ -202,11 +212,6 @@ SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=20)
 SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 # After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
-
-# A claimed message goes back to pending when its dispatcher is silent this long after its
-# request's timeouts; due messages wait this long with no live dispatcher before the sweeper acts.
-SENDER_LEASE_MARGIN = env.float("SENDER_LEASE_MARGIN", default=60.0)
-SENDER_STALL_AFTER = env.float("SENDER_STALL_AFTER", default=30.0)
 
 # Fan-out: clients read and messages inserted per batch; a dead launcher's lease runs out after
 # FANOUT_LEASE seconds and the scanner resumes from its checkpoint.
@@ -239,7 +244,12 @@ CELERY_TIMEZONE = TIME_ZONE
 
 MAILING_SCAN_INTERVAL = env.float("MAILING_SCAN_INTERVAL", default=5.0)
 MESSAGE_SWEEP_INTERVAL = env.float("MESSAGE_SWEEP_INTERVAL", default=15.0)
+STATS_EMAIL_CHECK_INTERVAL = env.float("STATS_EMAIL_CHECK_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE = {
+    "send-daily-report": {
+        "task": "ops.tasks.send_daily_report",
+        "schedule": STATS_EMAIL_CHECK_INTERVAL,
+    },
     "launch-due-mailings": {
         "task": "mailings.tasks.launch_due_mailings",
         "schedule": MAILING_SCAN_INTERVAL,
@@ -250,20 +260,51 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# --- Logging --------------------------------------------------------------------------------
+# --- Operations: daily report, metrics, health, logs ---------------------------------------------
+# Email through django-environ's EMAIL_URL: consolemail:// prints it (local runs), smtp+tls://... sends.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="mailing-service@localhost")
+# The daily statistics report: who gets it (empty: nobody, no report) and when, in local time.
+STATS_EMAIL_RECIPIENTS = env.list("STATS_EMAIL_RECIPIENTS", default=[])
+STATS_EMAIL_TIME = env.str("STATS_EMAIL_TIME", default="09:00")
+STATS_EMAIL_TIMEZONE = env.str("STATS_EMAIL_TIMEZONE", default=TIME_ZONE)
+
+# Bearer token that /metrics asks for; empty: /metrics answers callers on this machine only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Shared folder where every process (gunicorn workers, Celery children) writes its metrics; empty:
+# single-process mode (runserver, tests). prometheus-client reads it from the environment itself.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Seconds the scrape-time database figures are shared between scrapes and web processes.
+METRICS_DB_CACHE_SECONDS = env.float("METRICS_DB_CACHE_SECONDS", default=30.0)
+# Seconds /health/ready waits for the broker.
+HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "ops.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Requests are logged once, by ops.middleware; these would repeat them (runserver's with the
+        # query string). Server errors still come through, with their traceback.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

@@ -8,8 +8,7 @@ from clients.views import ClientViewSet
 from mailings.console import dashboard_view
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
-
-from .api import HealthView
+from ops import views as ops_views
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -28,7 +27,10 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", template_name="redoc_offline.html"),
         name="redoc",
     ),
-    path("health/", HealthView.as_view(), name="health"),
+    path("health/", ops_views.HealthView.as_view(), name="health"),
+    path("health/live", ops_views.LiveView.as_view(), name="health-live"),
+    path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
+    path("metrics", ops_views.metrics, name="metrics"),
 ]
 if settings.OIDC_ENABLED:
     urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

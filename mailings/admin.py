@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
+from ops.audit import AuditLogAdminMixin
+from ops.logging import mask_phones
 
 from . import charts
 from .console import (
@@ -22,7 +24,7 @@ from .console import (
     resend_offer,
     test_send_panel,
 )
-from .models import Mailing, MailingState
+from .models import Mailing, MailingState, TestSend
 from .selectors import (
     RATE_WINDOW,
     SENT_SINCE,
@@ -48,7 +50,6 @@ PIPELINE_FIELDS = [
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
-    "dispatch_heartbeat_at",
     "audience_size",
     "paused_at",
     "cancelled_at",
@@ -121,7 +122,7 @@ class LaunchedListFilter(admin.SimpleListFilter):
 
 
 @admin.register(Mailing)
-class MailingAdmin(admin.ModelAdmin):
+class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """Mailings with their delivery counts; messages are reached through a filtered link, not an inline.
 
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
@@ -131,6 +132,8 @@ class MailingAdmin(admin.ModelAdmin):
     or cancelled; the confirmation page counts the messages that go with it (confirming is asking
     for the history to go) instead of listing them, as there may be millions.
     """
+
+    audit_name = "mailing"
 
     list_display = ["id", "window", "state", "progress", "audience", "size", "send_rate"]
     list_display_links = ["id", "window"]
@@ -196,7 +199,7 @@ class MailingAdmin(admin.ModelAdmin):
                 title="Accepted per minute",
                 label_every=10,
             ),
-            "top_errors": top_errors(mailing),
+            "top_errors": [(mask_phones(error), number) for error, number in top_errors(mailing)],
             "failed_url": messages_url
             + "?"
             + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
@@ -283,3 +286,28 @@ class MailingAdmin(admin.ModelAdmin):
     def messages_link(self, mailing: Mailing) -> str:
         url = reverse("admin:messages_app_message_changelist")
         return format_html('<a href="{}?mailing__id__exact={}">Messages</a>', url, mailing.pk)
+
+
+@admin.register(TestSend)
+class TestSendAdmin(admin.ModelAdmin):
+    """The audit trail of test sends: who tried which mailing's text on whom, and what came of it.
+    Read-only: test sends are made through the API (POST /api/v1/mailings/{id}/test/)."""
+
+    list_display = [
+        "id",
+        "mailing",
+        "client",
+        "requested_by",
+        "status",
+        "detail",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["mailing", "client", "requested_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -8,7 +8,7 @@ mailings; acting, to change them (resend: to add one).
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import forms
 from django.conf import settings
@@ -24,7 +24,9 @@ from django.views.decorators.http import require_POST
 
 from clients.models import Client
 from messages_app.models import MessageStatus
-from messages_app.selectors import outcome_totals, outcomes_per_hour, provider_health
+from messages_app.selectors import outcome_totals, outcomes_per_hour
+from messages_app.services import provider_paused_until
+from ops.selectors import ATTEMPT_OUTCOMES, PROVIDER_ERROR_OUTCOMES, provider_attempts, provider_pauses
 
 from . import charts
 from .models import Mailing, MailingState, TestSend
@@ -235,6 +237,29 @@ def mailing_progress_view(request: HttpRequest, mailing_id: int) -> JsonResponse
     return JsonResponse(progress(get_object_or_404(Mailing, pk=mailing_id)))
 
 
+HEALTH_PERIOD = timedelta(hours=1)
+
+
+def provider_health(*, now: datetime) -> dict:
+    """The provider over the last HEALTH_PERIOD, from what ops records: attempts by outcome (kept per
+    hour, so the counts start at the top of the hour before), pauses (breaker or refused token)
+    that began in the period, and the pause in force now. Latency is only in Prometheus
+    (sms_provider_request_duration_seconds at /metrics), not here."""
+    since = (now - HEALTH_PERIOD).replace(minute=0, second=0, microsecond=0)
+    attempts = provider_attempts(since=since, until=now)
+    reached = sum(attempts.get(outcome, 0) for outcome in ATTEMPT_OUTCOMES)
+    errors = sum(attempts.get(outcome, 0) for outcome in PROVIDER_ERROR_OUTCOMES)
+    pauses = provider_pauses(since=now - HEALTH_PERIOD, until=now)
+    return {
+        "counted_since": since,
+        "attempts": [(outcome, attempts.get(outcome, 0)) for outcome in ATTEMPT_OUTCOMES],
+        "error_percent": 100 * errors / reached if reached else None,
+        "pauses": len(pauses),
+        "paused_seconds": sum(span.seconds for span in pauses),
+        "paused_until": provider_paused_until(now=now),
+    }
+
+
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     _require_view_permission(request)
     now = timezone.now()
@@ -251,7 +276,6 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             (MailingState.SCHEDULED, "start_at"),
         ]
     ]
-    health = provider_health(now=now)
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
@@ -276,8 +300,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             for state, mailings in live
             for mailing in mailings
         ],
-        "health": health,
-        "health_period_minutes": 60,
+        "health": provider_health(now=now),
         "changelist_url": reverse("admin:mailings_mailing_changelist"),
     }
     return TemplateResponse(request, "admin/mailings/dashboard.html", context)

@@ -59,10 +59,19 @@ class MailingQuerySet(models.QuerySet):
         ).filter(Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now))
 
     def sendable(self, now: datetime) -> "MailingQuerySet":
-        """Mailings whose messages may be sent at this moment: in their window, neither paused nor
-        cancelled. The SQL twin of Mailing.may_send."""
+        """Mailings whose messages may be sent now: launched, inside their window, neither paused
+        nor cancelled.
+
+        The senders re-read this every second (`messages_app.dispatcher`): a mailing that leaves it
+        (a pause, a cancel, its end) stops being claimed for within a second or two and its
+        unstarted claims go back to pending.
+        """
         return self.filter(
-            start_at__lte=now, end_at__gt=now, paused_at__isnull=True, cancelled_at__isnull=True
+            launched_at__isnull=False,
+            start_at__lte=now,
+            end_at__gt=now,
+            paused_at__isnull=True,
+            cancelled_at__isnull=True,
         )
 
     def with_unsent(self) -> "MailingQuerySet":
@@ -130,8 +139,6 @@ class Mailing(models.Model):
     )
     fanout_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     fanout_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
-    dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     # A resend goes to the clients whose messages of that mailing failed or expired, not by filter.
     # No database constraint: once that mailing is deleted with its messages, a resend not yet
     # launched reaches nobody (rather than everybody, as an emptied filter would).
@@ -173,15 +180,6 @@ class Mailing(models.Model):
 
     def is_active(self, now: datetime) -> bool:
         return self.start_at <= now < self.end_at
-
-    @property
-    def is_held(self) -> bool:
-        """Paused or cancelled by an operator: no request may start, whatever the time."""
-        return self.paused_at is not None or self.cancelled_at is not None
-
-    def may_send(self, now: datetime) -> bool:
-        """Whether a dispatcher may start a request for this mailing now (see MailingQuerySet.sendable)."""
-        return self.is_active(now) and not self.is_held
 
     def state_at(self, now: datetime) -> MailingState:
         """The first rule that holds: cancelled; finished (end passed, or launched with nothing

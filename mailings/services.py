@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clients.models import Client
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
+from ops import metrics
 
 from .models import Mailing, MailingState, TestSend
 
@@ -68,7 +69,10 @@ def fanout_lease() -> timedelta:
 
 
 def mailing_launch(*, mailing_id: int) -> bool:
-    """Create the mailing's messages batch by batch and start its dispatchers. False: nothing to do.
+    """Create the mailing's messages batch by batch. False: nothing to do.
+
+    The senders see the first batch's messages within a second (they poll `Mailing.objects.sendable`),
+    so sending starts while the fan-out goes on.
 
     Safe to call any number of times, concurrently too: the lease lets one launcher work at a time,
     the checkpoint (fanout_cursor) lets the next resume where a dead one stopped, and the unique
@@ -91,7 +95,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
         mailing.fanout_cursor,
     )
     recipients = mailing.recipients().order_by("id")
-    cursor, created, dispatching = mailing.fanout_cursor, 0, False
+    cursor, created = mailing.fanout_cursor, 0
     while timezone.now() < mailing.end_at:
         remaining = recipients.filter(id__gt=cursor)
         boundary = remaining.values_list("id", flat=True)[settings.FANOUT_BATCH_SIZE - 1 :].first()
@@ -108,13 +112,11 @@ def mailing_launch(*, mailing_id: int) -> bool:
                 fanout_lease_until=timezone.now() + fanout_lease(),
                 audience_size=Coalesce("audience_size", 0) + batch,
             )
+        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
         if not still_live:
             messages_expire_cancelled(mailing_id=mailing.pk)  # cancelled while this batch was written
             log.info("mailing=%s launch: cancelled, fan-out stops", mailing.pk)
             return True
-        if not dispatching:
-            dispatchers_start(mailing_id=mailing.pk)  # sending starts while the fan-out goes on
-            dispatching = True
     Mailing.objects.filter(pk=mailing.pk).update(
         fanout_completed_at=timezone.now(),
         fanout_lease_until=None,
@@ -122,15 +124,6 @@ def mailing_launch(*, mailing_id: int) -> bool:
     )
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True
-
-
-def dispatchers_start(*, mailing_id: int) -> None:
-    """Ring the bell for a mailing: its dispatchers split its messages between them.
-
-    By task name, so that the web, which imports this module, never loads the sender.
-    """
-    for _ in range(settings.SENDER_DISPATCHERS_PER_MAILING):
-        current_app.send_task("messages_app.tasks.dispatch_mailing", args=(mailing_id,))
 
 
 # --- Operators' actions ---------------------------------------------------------------------------
@@ -158,8 +151,9 @@ def _require_state(mailing: Mailing, now, action: str, *allowed: MailingState) -
 
 
 def mailing_pause(*, mailing: Mailing, user) -> Mailing:
-    """Stop sending: no dispatcher claims its messages any more, and each running one gives back
-    what it holds unsent within a second (Dispatcher._refresh); unsent messages stay pending.
+    """Stop sending: the mailing leaves Mailing.objects.sendable, so no claim takes its messages any
+    more and every sender gives back its unstarted claims within about a second (its refresher);
+    unsent messages stay pending.
     A scheduled mailing can be paused too: it launches but sends nothing until resumed.
     Raises MailingStateError unless scheduled or running.
     """
@@ -182,10 +176,7 @@ def mailing_resume(*, mailing: Mailing, user) -> Mailing:
         mailing = _locked(mailing)
         _require_state(mailing, now, "resumed", MailingState.PAUSED)
         mailing.paused_at = None
-        mailing.save(update_fields=["paused_at", "updated_at"])
-        if mailing.is_launched and mailing.is_active(now):
-            mailing_id = mailing.pk
-            transaction.on_commit(lambda: dispatchers_start(mailing_id=mailing_id))
+        mailing.save(update_fields=["paused_at", "updated_at"])  # sendable again: senders see it in ~1 s
     log.info("mailing=%s resumed by user=%s", mailing.pk, user.pk)
     return mailing
 

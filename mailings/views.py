@@ -16,6 +16,7 @@ from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
+from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
 from .models import Mailing, TestSend
@@ -113,11 +114,13 @@ def _state_action(summary: str, description: str):
         filters=False,
     ),
 )
-class MailingViewSet(viewsets.ModelViewSet):
+class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
 
     Request bodies with fields not listed here are refused with 400 naming them.
     """
+
+    audit_name = "mailing"
 
     queryset = Mailing.objects.with_unsent()  # its `state` needs to know, in the same query
     serializer_class = MailingSerializer

@@ -1,4 +1,5 @@
-"""Read-side aggregates over all messages, for the operator console's dashboard.
+"""Read-side aggregates over all messages, for the operator console's dashboard (the provider's
+health comes from ops' hourly attempt counts and pause events).
 
 When a message ended: a sent message has `sent_at`; a failed or expired one keeps no end time, so
 its `next_attempt_at` stands in (the moment its last attempt was due, at most a retry delay before
@@ -7,17 +8,15 @@ starts from mailings that ended after the period began, so the (mailing, status)
 the messages read to those mailings.
 """
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, Q, Sum, When
+from django.db.models import Case, Count, F, Q, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from mailings.charts import Bucket
 
 from .models import Message, MessageStatus
-from .services import provider_paused_until
 
 Status = MessageStatus
 OUTCOMES = Message.FINAL_STATUSES
@@ -59,44 +58,3 @@ def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[Bucket]:
         Bucket(f"{hour:%H}:00", per_hour.get(hour, {}))
         for hour in (first + timedelta(hours=step) for step in range(hours))
     ]
-
-
-@dataclass(frozen=True)
-class ProviderHealth:
-    accepted: int  # messages the provider accepted in the period
-    rejected: int  # messages it refused for good (failed)
-    retrying: int  # messages waiting for a retry after a transient error (5xx, 429, timeout, ...)
-    retries: int  # attempts beyond the first, summed over the messages above
-    paused_until: datetime | None  # the shared pause (breaker or refused token) in force now
-
-    @property
-    def error_ratio(self) -> float | None:
-        """Share of the period's messages that met an error; None when there were none."""
-        seen = self.accepted + self.rejected + self.retrying
-        return (self.rejected + self.retrying) / seen if seen else None
-
-
-HEALTH_PERIOD = timedelta(hours=1)
-
-
-def provider_health(*, now: datetime) -> ProviderHealth:
-    """What the messages say about the provider over the last HEALTH_PERIOD, in one query."""
-    since = now - HEALTH_PERIOD
-    touched = Message.objects.filter(mailing__end_at__gte=since).filter(
-        Q(status=Status.SENT, sent_at__gte=since)
-        | Q(status=Status.FAILED, next_attempt_at__gte=since)
-        | Q(status=Status.PENDING, attempts__gt=0, next_attempt_at__gte=since)
-    )
-    figures = touched.aggregate(
-        accepted=Count("id", filter=Q(status=Status.SENT)),
-        rejected=Count("id", filter=Q(status=Status.FAILED)),
-        retrying=Count("id", filter=Q(status=Status.PENDING)),
-        retries=Sum(F("attempts") - 1, filter=Q(attempts__gt=1)),
-    )
-    return ProviderHealth(
-        accepted=figures["accepted"],
-        rejected=figures["rejected"],
-        retrying=figures["retrying"],
-        retries=figures["retries"] or 0,
-        paused_until=provider_paused_until(now=now),
-    )

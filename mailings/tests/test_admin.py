@@ -6,8 +6,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.tests.factories import ClientFactory
 from mailings.admin import MailingAdmin
-from mailings.models import Mailing
+from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -39,7 +40,7 @@ def test_changelist_renders_mailings_with_their_audience(admin_client):
 
 
 def test_changelist_shows_message_counts_per_status(admin_client):
-    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5)
+    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5, unknown=6)
     quiet = mailing_with_messages(sent=2)
     unlaunched = MailingFactory()
 
@@ -49,9 +50,9 @@ def test_changelist_shows_message_counts_per_status(admin_client):
         row = rows[mailing.pk]
         return [row.message_counts[status] for status in MessageStatus] + [row.message_counts["total"]]
 
-    assert counts(busy) == [1, 2, 3, 4, 5, 15]
-    assert counts(quiet) == [0, 0, 2, 0, 0, 2]
-    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0]
+    assert counts(busy) == [1, 2, 3, 4, 5, 6, 21]
+    assert counts(quiet) == [0, 0, 2, 0, 0, 0, 2]
+    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0]
 
 
 def test_changelist_draws_a_progress_bar_with_the_numbers_on_hover(admin_client):
@@ -115,7 +116,7 @@ def test_change_form_renders_pipeline_fields_read_only_with_a_link_to_its_messag
     assert response.status_code == 200
     form = response.context["adminform"].form
     assert "end_at" in form.fields
-    assert not {"launched_at", "fanout_cursor", "dispatch_heartbeat_at"} & set(form.fields)
+    assert not {"launched_at", "fanout_cursor", "fanout_completed_at"} & set(form.fields)
     assert "field-fanout_cursor" in response.content.decode()
     messages_url = reverse("admin:messages_app_message_changelist")
     assert f'href="{messages_url}?mailing__id__exact={mailing.pk}"' in response.content.decode()
@@ -271,3 +272,15 @@ def test_a_finished_mailing_is_deleted_here_with_its_messages_counted_not_listed
     assert dict(confirmation.context["model_count"]) == {"mailings": 1, "messages": 3}
     assert response.status_code == 302
     assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_test_sends_are_listed_read_only(admin_client):
+    send = TestSend.objects.create(mailing=MailingFactory(), client=ClientFactory(), status="sent")
+
+    response = admin_client.get(reverse("admin:mailings_testsend_changelist"))
+    add = admin_client.get(reverse("admin:mailings_testsend_add"))
+
+    assert response.status_code == 200
+    assert [row.pk for row in response.context["cl"].result_list] == [send.pk]
+    assert send.client.phone not in response.content.decode()  # a client shows masked
+    assert add.status_code == 403

@@ -44,6 +44,7 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "filter_tags": [],
         "audience": "all clients",
         "audience_size": None,
+        "resend_of": None,
         "segments": {"encoding": "GSM-7", "count": 1, "units": 10, "per_segment": 160},
         "state": "scheduled",
         "launched_at": None,

@@ -109,8 +109,7 @@ def test_a_mailing_refuses_bad_list_values(api_client):
     assert set(response.data) == {"filter_operator_codes", "filter_tags"}
 
 
-def test_fan_out_reaches_any_of_the_tags_and_codes_and_records_the_audience(clients, monkeypatch):
-    monkeypatch.setattr(services, "dispatchers_start", lambda *, mailing_id: None)
+def test_fan_out_reaches_any_of_the_tags_and_codes_and_records_the_audience(clients):
     now = timezone.now()
     mailing = MailingFactory(filter_tag="vip", filter_tags=["new"], filter_operator_codes=["916", "999"])
     Mailing.objects.filter(pk=mailing.pk).update(start_at=now, end_at=now + timedelta(hours=1))

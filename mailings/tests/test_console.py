@@ -13,6 +13,7 @@ from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
+from ops.models import ProviderAttemptsHourly, ProviderPauseEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -105,13 +106,10 @@ def test_console_pages_send_anonymous_visitors_to_the_login(client):
     assert response.url.startswith(reverse("admin:login"))
 
 
-def test_dashboard_totals_chart_mailings_and_provider_health(admin_client):
+def test_dashboard_totals_chart_and_mailings(admin_client):
     now = timezone.now()
     running = running_mailing(sent=4, pending=1)
     MessageFactory(mailing=running, status=MessageStatus.FAILED, next_attempt_at=now - timedelta(minutes=5))
-    MessageFactory(
-        mailing=running, status=MessageStatus.PENDING, attempts=2, last_error="503", next_attempt_at=now
-    )
     scheduled = MailingFactory(text="Next week's offer")
     old = MailingFactory(start_at=now - timedelta(days=30), end_at=now - timedelta(days=29))
     MessageFactory(mailing=old, status=MessageStatus.SENT, sent_at=now - timedelta(days=29, hours=1))
@@ -123,22 +121,46 @@ def test_dashboard_totals_chart_mailings_and_provider_health(admin_client):
         period: {series.key: number for series, number in figures}
         for period, figures in response.context["totals"]
     }
-    assert totals["Last 7 days"] | {"unknown": 0} == {"sent": 4, "failed": 1, "expired": 0, "unknown": 0}
-    health = response.context["health"]
-    assert (health.accepted, health.rejected, health.retrying, health.retries) == (4, 1, 1, 1)
-    assert health.error_ratio == pytest.approx(2 / 6)
+    assert totals["Last 7 days"] == {"sent": 4, "failed": 1, "expired": 0, "unknown": 0}
     listed = [(mailing.pk, state) for mailing, state, _, _ in response.context["mailings"]]
     assert listed == [(running.pk, "running"), (scheduled.pk, "scheduled")]
-    content = response.content.decode()
-    assert "<title>Messages per hour, last 24 hours</title>" in content
-    assert "33 %" in content  # the error ratio
+    assert "<title>Messages per hour, last 24 hours</title>" in response.content.decode()
+
+
+def test_dashboard_provider_health_reads_ops_attempts_and_pauses(admin_client):
+    now = timezone.now()
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    for hours_ago, outcome, count in [
+        (1, "sent", 80),
+        (1, "retry", 10),
+        (0, "sent", 8),
+        (0, "failed", 2),
+        (2, "failed", 50),
+    ]:
+        ProviderAttemptsHourly.objects.create(
+            hour=this_hour - timedelta(hours=hours_ago), outcome=outcome, count=count
+        )
+    ProviderPauseEvent.objects.create(
+        started_at=now - timedelta(minutes=10), until=now - timedelta(minutes=9)
+    )
+    ProviderPauseEvent.objects.create(started_at=now - timedelta(hours=3), until=now - timedelta(hours=2))
+
+    response = admin_client.get(DASHBOARD)
+
+    health = response.context["health"]
+    assert dict(health["attempts"]) == {"sent": 88, "failed": 2, "retry": 10, "unknown": 0}
+    assert health["error_percent"] == 12.0
+    assert (health["pauses"], health["paused_seconds"]) == (1, 60.0)
+    since = timezone.localtime(this_hour - timedelta(hours=1))
+    assert f"Provider since {since:%H:%M}" in response.content.decode()
+    assert '<td data-health="error-percent">12.0 %</td>' in response.content.decode()
 
 
 def test_dashboard_query_count_does_not_grow_with_mailings(admin_client, django_assert_max_num_queries):
     running_mailing(sent=1)
     MailingFactory()
     admin_client.get(DASHBOARD)
-    with django_assert_max_num_queries(12) as few:
+    with django_assert_max_num_queries(16) as few:
         admin_client.get(DASHBOARD)
     for _ in range(8):
         running_mailing(sent=2, pending=1)

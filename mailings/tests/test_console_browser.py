@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from clients.models import Client
 from mailing_service.tests.test_docs_browser import CHROMIUM, OFFLINE_RESOLVER
 from mailings.models import Mailing
-from messages_app.tests.e2e import REPO_ROOT, FakeProvider, Worker, prepare_real_services
+from messages_app.tests.e2e import REPO_ROOT, FakeProvider, Worker, require_real_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -59,7 +59,8 @@ def browser(tmp_path):
 
 @pytest.fixture
 def services_up(celery_test_broker):
-    return prepare_real_services(celery_test_broker)
+    require_real_services(celery_test_broker)
+    return celery_test_broker
 
 
 @pytest.fixture

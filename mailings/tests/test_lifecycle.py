@@ -7,22 +7,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from mailings import services
 from mailings.models import Mailing, MailingState
 from mailings.tests.factories import MailingFactory, mailing_in
 from messages_app.models import Message
-from messages_app.services import CANCELLED_ERROR, messages_claim
+from messages_app.services import CANCELLED_ERROR, mailings_to_send
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
-
-
-@pytest.fixture
-def doorbell(monkeypatch):
-    rung = []
-    monkeypatch.setattr(services, "dispatchers_start", lambda *, mailing_id: rung.append(mailing_id))
-    return rung
 
 
 def act(api_client, mailing: Mailing, action: str):
@@ -47,7 +39,7 @@ def test_a_launched_mailing_with_nothing_left_to_send_is_finished():
     assert mailing_in(MailingState.RUNNING, sent=2, sending=1).state == MailingState.RUNNING
 
 
-def test_pause_holds_a_running_mailing_and_no_claim_takes_its_messages(api_client, operator, caplog):
+def test_pause_holds_a_running_mailing_and_no_sender_works_on_it(api_client, operator, caplog):
     mailing = mailing_in(MailingState.RUNNING, pending=3)
 
     with caplog.at_level(logging.INFO, logger="mailings.services"):
@@ -56,7 +48,7 @@ def test_pause_holds_a_running_mailing_and_no_claim_takes_its_messages(api_clien
     assert response.status_code == 200, response.data
     assert response.data["state"] == MailingState.PAUSED
     assert response.data["paused_at"] is not None
-    assert messages_claim(mailing_id=mailing.pk, limit=10, now=timezone.now()) == []
+    assert mailing.pk not in [row[0] for row in mailings_to_send(now=timezone.now())]
     assert Message.objects.filter(mailing=mailing, status=Status.PENDING).count() == 3
     assert f"mailing={mailing.pk} paused by user={operator.pk}" in caplog.text
 
@@ -78,32 +70,27 @@ def test_pause_in_another_state_is_a_conflict_naming_it(api_client, state):
     assert f"is {state}" in response.data["detail"]
 
 
-def test_resume_continues_a_paused_mailing_and_rings_its_dispatchers_after_commit(
-    api_client, doorbell, django_capture_on_commit_callbacks, operator, caplog
-):
+def test_resume_makes_a_paused_mailing_sendable_again(api_client, operator, caplog):
     mailing = mailing_in(MailingState.PAUSED, pending=2)
 
-    with (
-        caplog.at_level(logging.INFO, logger="mailings.services"),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with caplog.at_level(logging.INFO, logger="mailings.services"):
         response = act(api_client, mailing, "resume")
 
     assert response.status_code == 200, response.data
     assert response.data["state"] == MailingState.RUNNING
-    assert doorbell == [mailing.pk]
-    assert len(messages_claim(mailing_id=mailing.pk, limit=10, now=timezone.now())) == 2
+    assert Mailing.objects.sendable(timezone.now()).filter(pk=mailing.pk).exists()
+    assert mailing.pk in [row[0] for row in mailings_to_send(now=timezone.now())]
     assert f"mailing={mailing.pk} resumed by user={operator.pk}" in caplog.text
 
 
-def test_resuming_a_paused_scheduled_mailing_rings_nothing_before_its_start(api_client, doorbell):
+def test_resuming_a_paused_scheduled_mailing_sends_nothing_before_its_start(api_client):
     mailing = mailing_in(MailingState.SCHEDULED)
     act(api_client, mailing, "pause")
 
     response = act(api_client, mailing, "resume")
 
     assert response.data["state"] == MailingState.SCHEDULED
-    assert doorbell == []
+    assert not Mailing.objects.sendable(timezone.now()).filter(pk=mailing.pk).exists()
 
 
 def test_a_paused_mailing_whose_end_passed_is_finished_and_cannot_resume(api_client):

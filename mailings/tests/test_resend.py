@@ -24,8 +24,7 @@ def resend(api_client, mailing, body):
     return api_client.post(reverse("mailing-resend", args=[mailing.pk]), body)
 
 
-def test_resend_goes_to_the_failed_and_expired_clients_only(api_client, monkeypatch):
-    monkeypatch.setattr(services, "dispatchers_start", lambda *, mailing_id: None)
+def test_resend_goes_to_the_failed_and_expired_clients_only(api_client):
     source = mailing_in(MailingState.FINISHED, sent=2, failed=2, expired=3)
     wanted = set(
         Message.objects.filter(mailing=source, status__in=[Status.FAILED, Status.EXPIRED]).values_list(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailings", "0002_mailing_pause_cancel"),
+        ("mailings", "0003_mailing_pause_cancel"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ class Migration(migrations.Migration):
     the index alone; the new one is built before the old one goes, so counts never lose theirs."""
 
     dependencies = [
-        ("messages_app", "0001_initial"),
+        ("messages_app", "0002_claim_tokens_slots_pause_unknown"),
     ]
 
     operations = [

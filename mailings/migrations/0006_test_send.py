@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("clients", "0001_initial"),
-        ("mailings", "0004_mailing_resend_of"),
+        ("mailings", "0005_mailing_resend_of"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailings", "0003_mailing_multi_value_filters"),
+        ("mailings", "0004_mailing_multi_value_filters"),
     ]
 
     operations = [
