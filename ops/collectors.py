@@ -87,7 +87,9 @@ class DatabaseCollector:
             figures["oldest_due_age"],
         )
         mailings = GaugeMetricFamily(
-            f"{NAMESPACE}_mailings", "Mailings by state (scheduled, running, finished).", labels=["state"]
+            f"{NAMESPACE}_mailings",
+            "Mailings by state (scheduled, running, paused, cancelled, finished).",
+            labels=["state"],
         )
         for state, number in figures["mailings"].items():
             mailings.add_metric([state], number)

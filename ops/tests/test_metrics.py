@@ -60,6 +60,8 @@ def test_database_gauges_match_the_rows(anonymous_client):
         start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1)
     )
     MailingFactory()  # scheduled
+    MailingFactory(paused_at=now)
+    MailingFactory(cancelled_at=now)
     for status in (Status.SENT, Status.SENT, Status.FAILED):
         MessageFactory(mailing=running, client=ClientFactory(), status=status)
     MessageFactory(mailing=running, client=ClientFactory(), next_attempt_at=now - timedelta(seconds=90))
@@ -75,6 +77,8 @@ def test_database_gauges_match_the_rows(anonymous_client):
     assert 90 <= samples[("sms_oldest_due_message_age_seconds", ())] < 120
     assert samples[("sms_mailings", (("state", "running"),))] == 1
     assert samples[("sms_mailings", (("state", "scheduled"),))] == 1
+    assert samples[("sms_mailings", (("state", "paused"),))] == 1
+    assert samples[("sms_mailings", (("state", "cancelled"),))] == 1
     assert samples[("sms_database_up", ())] == 1
     assert samples[("sms_provider_paused", ())] == 0
 
