@@ -7,11 +7,14 @@ mailings, then `attach_message_counts` counts that page's messages in one groupe
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, Value
+from django.db.models import Count, Max, Q, Value
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
 
 from clients.models import Client
 from messages_app.models import Message, MessageStatus
 
+from .charts import Bucket
 from .models import UNSENT_STATUSES, Mailing, MailingState, describe_audience
 
 AUDIENCE_SAMPLE_SIZE = 5
@@ -72,6 +75,58 @@ def attach_message_counts(
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
+
+
+# The acceptances chart covers at most this many minutes, up to the mailing's last acceptance.
+ACCEPTANCE_CHART_MINUTES = 60
+
+
+def acceptances_per_minute(mailing: Mailing) -> list[Bucket]:
+    """Accepted messages per minute over the last ACCEPTANCE_CHART_MINUTES of the mailing's sending."""
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).order_by()
+    last = sent.aggregate(last=Max("sent_at"))["last"]
+    if last is None:
+        return []
+    first = last.replace(second=0, microsecond=0) - timedelta(minutes=ACCEPTANCE_CHART_MINUTES - 1)
+    per_minute = dict(
+        sent.filter(sent_at__gte=first)
+        .annotate(minute=TruncMinute("sent_at"))
+        .values_list("minute")
+        .annotate(n=Count("*"))
+    )
+    start = min(per_minute, default=first)
+    buckets = []
+    minute = start
+    while minute <= last:
+        label = timezone.localtime(minute).strftime("%H:%M")
+        buckets.append(Bucket(label, {"sent": per_minute.get(minute, 0)}))
+        minute += timedelta(minutes=1)
+    return buckets
+
+
+def top_errors(mailing: Mailing, *, limit: int = 5) -> list[tuple[str, int]]:
+    """The commonest last errors of the mailing's failed messages, with how many failed so."""
+    return list(
+        Message.objects.filter(mailing=mailing, status=MessageStatus.FAILED)
+        .order_by()
+        .values_list("last_error")
+        .annotate(n=Count("*"))
+        .order_by("-n", "last_error")[:limit]
+    )
+
+
+def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, int]]:
+    """How the audience spreads over timezones: the messages' clients once launched, else the
+    clients the filter matches now. The largest `limit` timezones, then "other" for the rest.
+    """
+    if mailing.is_launched:
+        rows = Message.objects.filter(mailing=mailing, client__isnull=False).values_list("client__timezone")
+    else:
+        rows = mailing.recipients().values_list("timezone")
+    spread = list(rows.order_by().annotate(n=Count("*")).order_by("-n"))
+    if len(spread) > limit:
+        spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
+    return spread
 
 
 def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:

@@ -55,14 +55,32 @@ def test_changelist_shows_message_counts_per_status(admin_client):
     assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0]
 
 
-def test_changelist_renders_the_counts_as_columns(admin_client):
-    mailing_with_messages(sent=3, failed=1)
+def test_changelist_draws_a_progress_bar_with_the_numbers_on_hover(admin_client):
+    mailing_with_messages(sent=3, failed=1, pending=4)
 
     content = admin_client.get(CHANGELIST).content.decode()
 
-    assert '<td class="field-messages_sent">3</td>' in content
-    assert '<td class="field-messages_failed">1</td>' in content
-    assert '<td class="field-messages_total">4</td>' in content
+    assert '<td class="field-progress"><div class="progress-cell"><svg class="progress-bar"' in content
+    assert "<title>sent: 3</title>" in content
+    assert "<title>failed: 1</title>" in content
+    assert "<title>waiting: 4</title>" in content
+    assert "<span>50 %</span>" in content
+    assert '<td class="field-size">8</td>' in content
+
+
+def test_changelist_shows_the_send_rate_of_the_last_minute(admin_client):
+    mailing = mailing_with_messages(pending=1)
+    now = timezone.now()
+    MessageFactory.create_batch(
+        4, mailing=mailing, status=MessageStatus.SENT, sent_at=now - timedelta(seconds=20)
+    )
+    MessageFactory.create_batch(
+        2, mailing=mailing, status=MessageStatus.SENT, sent_at=now - timedelta(minutes=5)
+    )
+
+    content = admin_client.get(CHANGELIST).content.decode()
+
+    assert '<td class="field-send_rate">4</td>' in content
 
 
 def test_changelist_query_count_does_not_grow_with_mailings(admin_client, django_assert_num_queries):
@@ -85,9 +103,9 @@ def test_count_columns_are_not_sortable(admin_client):
 
     content = admin_client.get(CHANGELIST).content.decode()
 
-    assert 'class="sortable column-start_at' in content
-    assert 'class="column-messages_sent"' in content
-    assert 'class="column-messages_total"' in content
+    assert 'class="sortable column-window' in content
+    assert 'class="column-progress"' in content
+    assert 'class="column-send_rate"' in content
 
 
 def test_change_form_renders_pipeline_fields_read_only_with_a_link_to_its_messages(admin_client):
