@@ -11,8 +11,9 @@ sending never holds a pool slot and launch, scan and sweep tasks never wait behi
   from the next refresh on; its claims not yet started go back to pending at once.
 - the feeder: fills the free request places with claims, shared in turn between the mailings it
   holds a slot of, so a new mailing is sending within about a second beside a big one.
-- one coroutine per request: asks the provider gate (`gate.ProviderGate.acquire`), sends under the
-  mailing's deadline, reports to the gate (`record`) and queues a `services.Result`.
+- one coroutine per request: asks the provider gate (`gate.ProviderGate.acquire`: pause, adaptive
+  in-flight limit, rate limits), sends under the mailing's deadline, reports to the gate (`record`)
+  and queues a `services.Result`.
 - the flusher: writes queued results as soon as the previous write is done (tens of ms), each
   fenced by its claim token (`services.messages_record`).
 
@@ -39,6 +40,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import uvloop
 from django.conf import settings
@@ -50,8 +52,15 @@ from ops.logging import log_ids
 
 from . import services
 from .gate import ProviderAnswer, ProviderGate
+from .pacing import pacer_for
 from .services import Claim, ClaimedRow, Outcome, Result
-from .transports.base import OutgoingMessage, Transport, TransportAuthError, TransportError
+from .transports.base import (
+    OutgoingMessage,
+    Transport,
+    TransportAuthError,
+    TransportError,
+    TransportThrottled,
+)
 from .transports.probe import ProbeTransport
 
 log = logging.getLogger(__name__)
@@ -126,14 +135,23 @@ class Sender:
                 token=settings.PROVIDER_TOKEN,
                 connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
                 read_timeout=settings.PROVIDER_READ_TIMEOUT,
-                max_connections=settings.SENDER_CONCURRENCY,
+                max_connections=settings.SENDER_CONCURRENCY_MAX,
             ),
             gate=ProviderGate(
                 breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
                 breaker_pause=settings.SENDER_BREAKER_PAUSE,
                 auth_pause=settings.SENDER_AUTH_PAUSE,
+                pacer=pacer_for(
+                    initial=settings.SENDER_CONCURRENCY,
+                    minimum=settings.SENDER_CONCURRENCY_MIN,
+                    maximum=settings.SENDER_CONCURRENCY_MAX,
+                    rate=settings.PROVIDER_RATE_LIMIT,
+                    redis_url=settings.RATE_LIMIT_REDIS_URL,
+                    file_path=Path(settings.RATE_LIMIT_FILE),
+                ),
             ),
-            concurrency=settings.SENDER_CONCURRENCY,
+            # The ceiling: the gate's pace decides how much of it is used.
+            concurrency=settings.SENDER_CONCURRENCY_MAX,
             end_margin=settings.SENDER_END_MARGIN,
             stop_grace=settings.SENDER_STOP_GRACE,
             request_timeout=settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT,
@@ -171,6 +189,7 @@ class Sender:
                 self._results_ready.set()
                 await flusher  # never cancelled mid-write: a result once settled is written
                 await self._in_db(services.sender_slots_release, holder=self.holder)
+                await self._gate.aclose()
         return self.report
 
     async def _wind_down(self) -> None:
@@ -369,8 +388,10 @@ class Sender:
             if not await self._gate.acquire():
                 return self._settle(run, row, token, Outcome.DEFERRED, "sending paused")
             if self._stop.is_set() or not run.sendable:
+                self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 return self._settle(run, row, token, Outcome.DEFERRED, "mailing not sendable now")
             if loop.time() + self._margin() >= run.deadline:
+                self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 return self._settle(run, row, token, Outcome.EXPIRED, "could not finish before the end")
             started = loop.time()
             async with asyncio.timeout_at(run.deadline) as scope:
@@ -389,7 +410,12 @@ class Sender:
             if started is None:
                 self._settle(run, row, token, Outcome.DEFERRED, "sender stopped")
             else:
+                self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut by a stopping worker")
+        except TransportThrottled as error:
+            # We go too fast: the pace slows down, the message goes back untouched (attempt given back).
+            self._gate.record(ProviderAnswer.THROTTLED, loop.time() - started, retry_after=error.retry_after)
+            self._settle(run, row, token, Outcome.THROTTLED, error.detail)
         except TransportAuthError as error:
             self._gate.record(ProviderAnswer.AUTH_REFUSED, loop.time() - started)
             self._settle(run, row, token, Outcome.DEFERRED, error.detail)

@@ -76,3 +76,11 @@ def sweep_messages() -> None:
     expired = services.messages_expire_pending(now=now)
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)
+
+
+@shared_task
+def send_test_messages(test_send_ids: list[int]) -> None:
+    """Enqueued by name from mailings.services.mailing_test_send; the rows hold the outcomes."""
+    from .testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
+
+    testsends_deliver(test_send_ids=test_send_ids)

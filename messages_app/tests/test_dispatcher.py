@@ -16,9 +16,11 @@ from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
+from messages_app.adaptive import InFlightLimit
 from messages_app.dispatcher import Sender
 from messages_app.gate import ProviderGate
 from messages_app.models import Message, SenderSlot
+from messages_app.pacing import Pacer
 from messages_app.services import Outcome
 from messages_app.tests.factories import MessageFactory
 from messages_app.transports.probe import ProbeTransport
@@ -47,14 +49,16 @@ def messages_of(mailing: Mailing, count: int) -> list[Message]:
     return [MessageFactory(mailing=mailing, client=ClientFactory()) for _ in range(count)]
 
 
-def sender(provider, *, breaker_threshold=1000, breaker_pause=30.0, auth_pause=30.0, **overrides) -> Sender:
+def sender(
+    provider, *, breaker_threshold=1000, breaker_pause=30.0, auth_pause=30.0, pacer=None, **overrides
+) -> Sender:
     options = {"concurrency": 10, "end_margin": 0.05, "stop_grace": 5.0, "request_timeout": 6.0}
     options.update(overrides)
     transport = ProbeTransport(
         base_url=provider.url, token="t", connect_timeout=1.0, read_timeout=5.0, max_connections=50
     )
     gate = ProviderGate(
-        breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause
+        breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause, pacer=pacer
     )
     return Sender(transport=transport, gate=gate, **options)
 
@@ -354,3 +358,45 @@ def test_stop_cuts_what_outlives_its_grace_as_unknown(provider):
 
     assert statuses(mailing) == {Status.UNKNOWN: 3}
     assert not SenderSlot.objects.filter(mailing=mailing).exclude(holder="").exists()
+
+
+def test_429_gives_the_message_back_untouched_and_never_trips_the_breaker(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 20)
+    provider.script = lambda msg_id, attempt: (429, b"slow down", 0) if attempt <= 2 else (200, OK, 0)
+
+    report = run_until_idle(provider, concurrency=5, breaker_threshold=3)
+
+    assert statuses(mailing) == {Status.SENT: 20}
+    assert report[Outcome.THROTTLED] == 40
+    assert report[Outcome.RETRY] == report[Outcome.FAILED] == 0
+    assert services.provider_paused_until(now=timezone.now()) is None
+    # Two 429s each, and the attempt of each given back: one attempt counted, the accepted one.
+    assert len(provider.requests) == 60
+    assert set(Message.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+
+
+def test_the_pace_learns_the_providers_rate_from_its_429s(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 150)
+    allowed = {"tokens": 5.0, "at": time.monotonic()}
+
+    def fifty_per_second(msg_id, attempt):
+        now = time.monotonic()
+        allowed["tokens"] = min(5.0, allowed["tokens"] + (now - allowed["at"]) * 50)
+        allowed["at"] = now
+        if allowed["tokens"] < 1:
+            return 429, b"", 0
+        allowed["tokens"] -= 1
+        return 200, OK, 0.01
+
+    provider.script = fifty_per_second
+    pacer = Pacer(limit=InFlightLimit(initial=20, minimum=2, maximum=50))
+
+    report = run_until_idle(provider, pacer=pacer, concurrency=50, breaker_threshold=5)
+
+    assert statuses(mailing) == {Status.SENT: 150}
+    assert services.provider_paused_until(now=timezone.now()) is None
+    assert pacer.learned.rate is not None and pacer.learned.rate < 70
+    # The first round trips meet 429s; once the rate is learned they are rare.
+    assert report[Outcome.THROTTLED] < 150
