@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# Progress lines of `venv` and `run`: "==> [seconds since make started] what happens next".
+STARTED := $(shell date +%s)
+step = @echo "==> [$$(($$(date +%s) - $(STARTED)))s] $(1)"
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test lint fmt bench clean
@@ -19,21 +22,25 @@ help: ## List the targets
 venv: $(STAMP) ## Create .venv and install requirements-dev.txt (again only when requirements change)
 
 $(PY):
+	$(call step,creating $(VENV) with $(PYTHON) -m venv)
 	@$(PYTHON) -m venv $(VENV) || { \
 		rm -rf $(VENV); \
 		echo "Could not create $(VENV) with '$(PYTHON) -m venv'; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
 		exit 1; }
 
 $(STAMP): requirements.txt requirements-dev.txt | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(call step,installing requirements-dev.txt into $(VENV) with pip)
+	$(PY) -m pip install --disable-pip-version-check --no-compile -r requirements-dev.txt
 	@touch $@
+	$(call step,$(VENV) is ready)
 
-run: venv ## Migrate, seed the demo data and run web, worker, beat and the fake provider (Ctrl-C stops all)
+run: venv ## Migrate, seed the demo data and run the Procfile: web, worker, beat, fake provider (Ctrl-C stops all)
+	$(call step,migrating the database)
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py ensure_demo_admin
+	$(call step,seeding demo clients and a demo mailing)
 	$(PY) manage.py seed_demo
-	exec scripts/run_local.sh
+	$(call step,starting the Procfile's services; the login and token follow once they answer)
+	RUN_STARTED_AT=$(STARTED) exec $(PY) scripts/run_local.py
 
 test: venv ## Run the tests (SQLite by default; set DATABASE_URL for PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

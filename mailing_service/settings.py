@@ -11,11 +11,13 @@ import environ
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _local_secret_key() -> str:
@@ -186,7 +188,8 @@ FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# "localhost" only keeps kombu from warning that no host was given: the folder is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
     _BROKER_DIR.mkdir(exist_ok=True)
@@ -234,7 +237,20 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
+    "filters": {
+        "routine_tasks": {
+            "()": "mailing_service.log_filters.RoutineTaskFilter",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
+        **{
+            name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
+    },
 }
