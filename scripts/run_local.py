@@ -127,12 +127,17 @@ class Supervisor:
         while not self.events.empty():
             self.handle(self.events.get())
         status, closing = self.outcome()
-        self.printer.write(own_line(closing))
+        self.show(own_line(closing))
         return status
+
+    def show(self, message: Message) -> None:
+        # Our output may be gone (`| tee` ends on Ctrl-C): the services still need stopping.
+        with contextlib.suppress(OSError):
+            self.printer.write(message)
 
     def handle(self, message: Message) -> None:
         if message.type == "line":
-            self.printer.write(message)
+            self.show(message)
         elif message.type == "start":
             self.pids[message.name] = message.data["pid"]
             if self.stop_started is not None:
@@ -195,15 +200,7 @@ class Supervisor:
         return 0, "stopped cleanly"
 
     def summarise_when_ready(self, ready_urls: list[str], summary_command: list[str]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        for url in ready_urls:
-            while not answers(url):
-                if self.stop_started is not None:
-                    return
-                if time.monotonic() > deadline:
-                    self.say(f"{url} does not answer after {READY_TIMEOUT:g} s")
-                    return
-                time.sleep(0.2)
+        # Started beside the services: its own start-up and its wait for the demo mailing overlap theirs.
         self.summary_process = subprocess.Popen(
             summary_command,
             cwd=REPO_ROOT,
@@ -213,6 +210,16 @@ class Supervisor:
             text=True,
             start_new_session=True,  # a Ctrl-C is ours to handle, not its
         )
+        deadline = time.monotonic() + READY_TIMEOUT
+        for url in ready_urls:
+            while not answers(url):
+                if self.stop_started is not None:
+                    return
+                if time.monotonic() > deadline:
+                    self.say(f"{url} does not answer after {READY_TIMEOUT:g} s")
+                    self.summary_process.terminate()
+                    return
+                time.sleep(0.2)
         output, _ = self.summary_process.communicate()
         if self.stop_started is not None:
             return
@@ -231,7 +238,7 @@ def main() -> int:
     services = parse_procfile((REPO_ROOT / "Procfile").read_text()).processes
     web_url = f"http://{env['RUN_WEB_ADDR']}"
     ready_urls = [f"{web_url}/health/"]
-    summary_command = [sys.executable, "manage.py", "demo_summary", "--base-url", web_url]
+    summary_command = [sys.executable, "manage.py", "demo_summary", "--base-url", web_url, "--wait", "60"]
     if env["RUN_PROVIDER_HOST"] in LOCAL_HOSTS:
         control_url = f"http://{env['RUN_PROVIDER_HOST']}:{env['RUN_PROVIDER_CONTROL_PORT']}"
         ready_urls.append(f"{control_url}/health")
