@@ -155,7 +155,10 @@ class Supervisor:
             now = time.monotonic()
             if self.first_signal is None:
                 self.first_signal = now
-                self.stop(f"{name} received: stopping")
+                if self.stop_started is None:
+                    self.stop(f"{name} received: stopping")
+                else:
+                    self.say(f"{name} received: already stopping (again to kill now)")
             elif now - self.first_signal > SAME_STOP:
                 self.kill_running(f"{name} received again")
 
