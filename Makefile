@@ -47,10 +47,8 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(call step,$(VENV) is ready)
 
 run: venv ## Migrate, seed the demo data and run the Procfile: web, worker, beat, fake provider (Ctrl-C stops all)
-	$(call step,migrating the database)
-	$(PY) manage.py migrate --noinput
-	$(call step,seeding demo clients and a demo mailing)
-	$(PY) manage.py seed_demo
+	$(call step,migrating the database and seeding demo clients and a demo mailing)
+	$(PY) manage.py setup_demo
 	$(call step,starting the Procfile's services; the login and token follow once they answer)
 	RUN_STARTED_AT=$(STARTED) exec $(PY) scripts/run_local.py
 
