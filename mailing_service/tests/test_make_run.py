@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,25 @@ def test_when_a_service_dies_the_others_stop_and_the_exit_status_names_it(run_en
     assert "beat exited by itself (SIGKILL): stopping the others" in log
     assert "worker: Warm shutdown" in log
     assert log.rstrip().endswith("stopped: beat had exited by itself (exit status 13)"), log
+    assert not alive(started)
+
+
+def test_a_second_signal_a_second_later_kills_what_is_still_stopping(run_env, tmp_path, processes):
+    supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
+    wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
+    started = processes(supervisor)
+
+    supervisor.send_signal(signal.SIGTERM)
+    first = time.monotonic()
+    supervisor.send_signal(signal.SIGTERM)  # at once: the same stop, as when make passes it on
+    wait_for_log(tmp_path, "supervisor", "worker: Warm shutdown", timeout=10)
+    time.sleep(max(0.0, first + 1.5 - time.monotonic()))
+    supervisor.send_signal(signal.SIGINT)  # a second Ctrl-C, while the worker still shuts down
+    supervisor.wait(10)
+    log = (tmp_path / "supervisor.log").read_text()
+
+    assert log.count("SIGTERM received") == 1, log
+    assert "SIGINT received again: SIGKILL to worker and its children" in log
+    assert supervisor.returncode == 1
+    assert re.search(r"stopped, not cleanly: .*worker", log), log
     assert not alive(started)
