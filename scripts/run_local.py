@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -44,6 +45,9 @@ SAME_STOP = 1.0
 READY_TIMEOUT = 120.0
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 OWN_NAME = "run"
+# What a service without an address prints once it is up: the summary waits for these lines, so
+# that it comes after their banners.
+READY_LINES = {"worker": b" ready.", "beat": b"beat: Starting..."}
 
 
 def run_environment() -> dict[str, str]:
@@ -106,6 +110,10 @@ class Supervisor:
         # Written by the signal handler, read by the loop: handlers must not print or take locks.
         self.signals: list[int] = []
         self.summary_process: subprocess.Popen | None = None
+        self.awaited_lines = {name: line for name, line in READY_LINES.items() if name in services}
+        self.lines_seen = threading.Event()
+        if not self.awaited_lines:
+            self.lines_seen.set()
 
     def say(self, text: str) -> None:
         self.events.put(own_line(text))
@@ -118,12 +126,17 @@ class Supervisor:
         summary = threading.Thread(target=self.summarise_when_ready, args=(ready_urls, summary_command))
         summary.daemon = True
         summary.start()
-        while len(self.exits) < len(self.processes):
-            self.handle_signals()
-            if self.stop_started is not None and time.monotonic() > self.stop_started + self.stop_timeout:
-                self.kill_running(f"still running {self.stop_timeout:g} s after SIGTERM")
-            with contextlib.suppress(queue.Empty):
-                self.handle(self.events.get(timeout=0.1))
+        try:
+            while len(self.exits) < len(self.processes):
+                self.handle_signals()
+                if self.stop_started is not None and time.monotonic() > self.stop_started + self.stop_timeout:
+                    self.kill_running(f"still running {self.stop_timeout:g} s after SIGTERM")
+                with contextlib.suppress(queue.Empty):
+                    self.handle(self.events.get(timeout=0.1))
+        except BaseException:
+            # Leave nothing running behind a supervisor that fails.
+            self.kill_running("the supervisor failed")
+            raise
         while not self.events.empty():
             self.handle(self.events.get())
         status, closing = self.outcome()
@@ -138,6 +151,10 @@ class Supervisor:
     def handle(self, message: Message) -> None:
         if message.type == "line":
             self.show(message)
+            if message.name in self.awaited_lines and self.awaited_lines[message.name] in message.data:
+                del self.awaited_lines[message.name]
+                if not self.awaited_lines:
+                    self.lines_seen.set()
         elif message.type == "start":
             self.pids[message.name] = message.data["pid"]
             if self.stop_started is not None:
@@ -214,12 +231,14 @@ class Supervisor:
             start_new_session=True,  # a Ctrl-C is ours to handle, not its
         )
         deadline = time.monotonic() + READY_TIMEOUT
-        for url in ready_urls:
-            while not answers(url):
+        checks = [(f"{url} answers", partial(answers, url)) for url in ready_urls]
+        checks.append((f"{' and '.join(self.awaited_lines)} say they are up", self.lines_seen.is_set))
+        for what, ready in checks:
+            while not ready():
                 if self.stop_started is not None:
                     return
                 if time.monotonic() > deadline:
-                    self.say(f"{url} does not answer after {READY_TIMEOUT:g} s")
+                    self.say(f"not ready after {READY_TIMEOUT:g} s: waited until {what}")
                     self.summary_process.terminate()
                     return
                 time.sleep(0.2)
