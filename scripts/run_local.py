@@ -5,8 +5,9 @@ honcho reads the Procfile, starts each service in a session of its own and prefi
 The stopping is ours, because `honcho start` falls short there (honcho 2.0.0, manager.py): it sends
 SIGTERM to each service's whole process group, so Celery's pool children die mid-task instead of
 the main process finishing them (warm shutdown); it sends SIGKILL 5 s after the first service
-exits, whatever the others still have to finish; a second Ctrl-C does nothing; and its .env
-overrides the environment, the reverse of settings.py.
+exits, whatever the others still have to finish; a second Ctrl-C does nothing; its .env overrides
+the environment, the reverse of settings.py; and it reads each service's output in a Python process
+of its own, where threads of this one do.
 
 Stopping, on Ctrl-C or SIGTERM (to this process or to its whole group): SIGTERM to each service's
 main process, SIGKILL to the process group of any still running RUN_STOP_TIMEOUT seconds later.
