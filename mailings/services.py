@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from messages_app.services import messages_create_for_clients
+from ops import metrics
 
 from .models import Mailing
 
@@ -98,13 +99,15 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if last_id is None:
             break
         with transaction.atomic():
-            created += messages_create_for_clients(
+            batch = messages_create_for_clients(
                 mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
             )
+            created += batch
             cursor = last_id
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
             )
+        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
     Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True

@@ -26,6 +26,7 @@ import datetime
 import os
 import queue
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -258,6 +259,14 @@ class Supervisor:
 
 def main() -> int:
     env = run_environment()
+    # Web, worker and beat write their metrics to one folder, emptied at each start (old processes'
+    # files would add their counts forever); /metrics adds them up.
+    metrics = REPO_ROOT / (
+        env.get("PROMETHEUS_MULTIPROC_DIR") or Path(env.get("VAR_DIR") or "var") / "metrics"
+    )
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     services = parse_procfile((REPO_ROOT / "Procfile").read_text()).processes
     web_url = f"http://{env['RUN_WEB_ADDR']}"
     ready_urls = [f"{web_url}/health/"]

@@ -85,6 +85,7 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
         timeout=5,
     )
     assert statistics.json()["message_counts"]["sent"] == 20, statistics.json()
+    assert requests.get(f"{web}/metrics", timeout=5).status_code == 200
     # No collectstatic: WhiteNoise serves the admin's files from the apps.
     assert requests.get(f"{web}/static/admin/css/base.css", timeout=5).status_code == 200
     provider_stats = f"http://127.0.0.1:{run_env['RUN_PROVIDER_CONTROL_PORT']}/stats"

@@ -30,6 +30,7 @@ class Command(BaseCommand):
         self.stdout.write(self.demo_mailing_line(base_url, wait))
         self.stdout.write(f"API docs: {base_url}/docs/  (Authorize with: Token <API token>)")
         self.stdout.write(f"API root: {base_url}/api/v1/")
+        self.stdout.write(f"Metrics: {base_url}/metrics  (health: /health/live, /health/ready)")
         if provider_stats_url:
             self.stdout.write(f"Fake provider's counts: {provider_stats_url}")
         admin = StringIO()
