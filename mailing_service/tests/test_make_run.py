@@ -113,11 +113,15 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
     assert not alive(started)
 
 
-def test_when_a_service_dies_the_others_stop_and_the_exit_status_names_it(run_env, tmp_path, processes):
-    # The supervisor alone, with the same Procfile: no database needed for this.
+def start_supervisor(run_env, tmp_path, processes) -> tuple[subprocess.Popen, set[int]]:
+    """The supervisor alone, with the same Procfile (no database needed), once the worker is up."""
     supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
     wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
-    started = processes(supervisor)
+    return supervisor, processes(supervisor)
+
+
+def test_when_a_service_dies_the_others_stop_and_the_exit_status_names_it(run_env, tmp_path, processes):
+    supervisor, started = start_supervisor(run_env, tmp_path, processes)
     [beat] = [pid for pid in started if b"\0beat\0" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
     os.kill(beat, signal.SIGKILL)
@@ -133,9 +137,7 @@ def test_when_a_service_dies_the_others_stop_and_the_exit_status_names_it(run_en
 
 
 def test_a_second_signal_a_second_later_kills_what_is_still_stopping(run_env, tmp_path, processes):
-    supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
-    wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
-    started = processes(supervisor)
+    supervisor, started = start_supervisor(run_env, tmp_path, processes)
 
     supervisor.send_signal(signal.SIGTERM)
     first = time.monotonic()
