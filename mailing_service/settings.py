@@ -11,11 +11,13 @@ import environ
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _local_secret_key() -> str:
@@ -188,9 +190,24 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
-# mailing at once (each holds one of the mailing's slots under a lease).
+# Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
+# one mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+# The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
+# stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=20)
+SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
+# Sends per second the provider account allows, for the whole service (empty: no limit; the sender
+# then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default
+# CACHE_URL when that is Redis; without Redis, through a file under var/ (one machine).
+PROVIDER_RATE_LIMIT = (
+    env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
+)
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
 SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
@@ -220,7 +237,8 @@ FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# "localhost" only keeps kombu from warning that no host was given: the folder is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
     _BROKER_DIR.mkdir(exist_ok=True)
@@ -284,18 +302,24 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "ops.logging.ContextFilter"},
+        "routine_tasks": {
+            "()": "mailing_service.log_filters.RoutineTaskFilter",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+        },
+    },
     "formatters": {
         "text": {
             "()": "ops.logging.TextFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "ops.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    # The context filter adds the request's or the task's ids and masks phones, for every logger's records.
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
     },
@@ -306,5 +330,10 @@ LOGGING = {
         # query string). Server errors still come through, with their traceback.
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
+        **{
+            name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }
