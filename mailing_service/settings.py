@@ -14,11 +14,13 @@ import environ
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def local_secret_key(path: Path) -> str:
@@ -107,7 +109,7 @@ WSGI_APPLICATION = "mailing_service.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "mailing_service" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -171,10 +173,30 @@ AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if TRUSTED_PROXY_COUNT else ["REMOTE_ADDR"]
 )
+
+# --- OpenID Connect login for the admin (mailing_service/oidc.py) -----------------------------
+# Off by default: the admin's username and password login is always there; this adds a button.
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+# The claim listing a person's roles, and which role grants which Django group ("role=group,...").
+OIDC_ROLES_CLAIM = env.str("OIDC_ROLES_CLAIM", default="groups")
+OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={"operators": "operators", "viewers": "viewers"})
+LOGIN_REDIRECT_URL = "/admin/"
+LOGOUT_REDIRECT_URL = "/admin/"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out address before any hashing
     "django.contrib.auth.backends.ModelBackend",
 ]
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("mailing_service.oidc.RoleMappingOIDCBackend")
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -204,7 +226,7 @@ REST_FRAMEWORK = {
         "ip": env.str("API_THROTTLE_IP", default="1200/min"),
         "failed_auth": env.str("API_THROTTLE_FAILED_AUTH", default="20/min"),
         # Scopes of actions that cost more (a view sets throttle_scope): a test SMS, a CSV import.
-        "test_send": env.str("API_THROTTLE_TEST_SEND", default="10/min"),
+        "test_send": env.str("TEST_SEND_RATE", default="10/minute"),
         "client_import": env.str("API_THROTTLE_CLIENT_IMPORT", default="10/hour"),
     },
     # Proxies in front of the service that append to X-Forwarded-For (an ingress: 1); 0 trusts no
@@ -234,6 +256,12 @@ API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+# Client CSV import: rows written per transaction, and the largest file taken.
+CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
+CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+# Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
+TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
+TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
@@ -241,9 +269,24 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
-# mailing at once (each holds one of the mailing's slots under a lease).
+# Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
+# one mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+# The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
+# stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=20)
+SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
+# Sends per second the provider account allows, for the whole service (empty: no limit; the sender
+# then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default
+# CACHE_URL when that is Redis; without Redis, through a file under var/ (one machine).
+PROVIDER_RATE_LIMIT = (
+    env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
+)
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
 SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
@@ -273,7 +316,8 @@ FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# "localhost" only keeps kombu from warning that no host was given: the folder is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
     _BROKER_DIR.mkdir(exist_ok=True)
@@ -337,18 +381,24 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "ops.logging.ContextFilter"},
+        "routine_tasks": {
+            "()": "mailing_service.log_filters.RoutineTaskFilter",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+        },
+    },
     "formatters": {
         "text": {
             "()": "ops.logging.TextFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "ops.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    # The context filter adds the request's or the task's ids and masks phones, for every logger's records.
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
     },
@@ -359,5 +409,10 @@ LOGGING = {
         # query string). Server errors still come through, with their traceback.
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
+        **{
+            name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

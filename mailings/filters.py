@@ -1,6 +1,9 @@
+import django_filters
+from django.utils import timezone
+
 from mailing_service.filters import StrictBooleanFilter, StrictFilterSet, UtcIsoDateTimeFilter
 
-from .models import Mailing
+from .models import Mailing, MailingState
 
 
 class MailingFilter(StrictFilterSet):
@@ -16,6 +19,12 @@ class MailingFilter(StrictFilterSet):
     start_at_before = UtcIsoDateTimeFilter(
         field_name="start_at", lookup_expr="lt", label="Starting before this moment (ISO 8601)."
     )
+    state = django_filters.ChoiceFilter(
+        choices=MailingState.choices, method="filter_state", label="In this state now."
+    )
+
+    def filter_state(self, queryset, name, value):
+        return queryset.in_state(value, timezone.now())
 
     class Meta:
         model = Mailing

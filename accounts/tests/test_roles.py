@@ -1,7 +1,7 @@
 """What each role may do through the API, and that the groups come from the data migration."""
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from clients.models import Client
@@ -107,3 +107,27 @@ def test_the_groups_come_back_after_a_flush():
 
     assert set(Group.objects.values_list("name", flat=True)) == {"operators", "viewers", "admins"}
     assert Group.objects.get(name="viewers").permissions.filter(codename="view_client").exists()
+
+
+def test_campaign_actions_need_the_permission_they_use(viewer_client, django_user_model):
+    """Pause, resume, cancel and test sends change a mailing, resend adds one, an import adds clients;
+    the audience, a draft's segments and past test sends are reads."""
+    mailing = MailingFactory()
+    client = ClientFactory()
+    writes = [
+        (reverse("mailing-pause", args=[mailing.pk]), {}),
+        (reverse("mailing-resume", args=[mailing.pk]), {}),
+        (reverse("mailing-cancel", args=[mailing.pk]), {}),
+        (reverse("mailing-test", args=[mailing.pk]), {"client_ids": [client.pk]}),
+        (reverse("mailing-resend", args=[mailing.pk]), {}),
+        (reverse("client-import"), {}),
+    ]
+    for path, body in writes:
+        assert viewer_client.post(path, body).status_code == 403, path
+    assert viewer_client.get(reverse("mailing-audience")).status_code == 200
+    assert viewer_client.post(reverse("mailing-segments"), {"text": "hello"}).status_code == 200
+    assert viewer_client.get(reverse("mailing-test", args=[mailing.pk])).status_code == 200
+
+    adder = django_user_model.objects.create_user("adder")
+    adder.user_permissions.add(*Permission.objects.filter(codename__in=["add_mailing", "view_mailing"]))
+    assert token_client(adder).post(reverse("mailing-pause", args=[mailing.pk])).status_code == 403
