@@ -26,6 +26,10 @@ _DUPLICATE = OpenApiResponse(
     VALIDATION_ERROR, description=f'Another client has this phone: `{{"phone": ["{DUPLICATE_PHONE}"]}}`.'
 )
 
+# The canonical header first (any order is taken; the schema shows this one) and no NUL, which the
+# csv module cannot read: the rest is checked row by row, a bad row reported, not refused.
+CSV_BODY = {"type": "string", "pattern": "^phone,operator_code,tag,timezone\\r?\n[^\\x00]*$"}
+
 
 class CSVParser(BaseParser):
     """A CSV file sent as the request body itself (Content-Type: text/csv): its bytes, unparsed."""
@@ -93,7 +97,10 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
         "create or update the client with that phone; invalid rows are listed with their row number "
         "(the header is row 1) and reasons. The whole file is checked before anything is written; "
         "rows are then written in batches of CLIENT_IMPORT_BATCH_SIZE, each in one transaction.",
-        request={"multipart/form-data": ClientImportUploadSerializer, "text/csv": {"type": "string"}},
+        request={
+            "multipart/form-data": ClientImportUploadSerializer,
+            "text/csv": CSV_BODY,
+        },
         responses={
             200: ClientImportReportSerializer,
             400: OpenApiResponse(

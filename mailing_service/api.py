@@ -53,6 +53,24 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class FlatListField(serializers.ListField):
+    """A list whose wrong items are reported as messages naming the item ("Item 2: ..."), so that a
+    field's errors are a list of strings like every other field's (the 400 schema), not DRF's
+    object keyed by index."""
+
+    def run_child_validation(self, data):
+        try:
+            return super().run_child_validation(data)
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError(
+                [
+                    f"Item {index + 1}: {message}"
+                    for index, messages in error.detail.items()
+                    for message in messages
+                ]
+            ) from None
+
+
 class StrictModelSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     """ModelSerializer refusing unknown fields and non-string values for text columns."""
 

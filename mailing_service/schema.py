@@ -19,6 +19,8 @@ VALIDATION_ERROR = {
 
 # Django refuses NUL characters in any text it takes (form fields and DRF's CharField alike).
 NO_NUL = "^[^\\x00]*$"
+# DRF strips a CharField's value before refusing it blank: "\r" is as blank as "".
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
 
 
 def _detail(description: str) -> OpenApiResponse:
@@ -65,7 +67,8 @@ class ApiAutoSchema(AutoSchema):
     def _insert_field_validators(self, field, schema):
         super()._insert_field_validators(field, schema)
         if schema.get("type") == "string" and not {"enum", "format", "readOnly"} & set(schema):
-            schema.setdefault("pattern", NO_NUL)
+            refuses_blank = isinstance(field, serializers.CharField) and field.trim_whitespace
+            schema.setdefault("pattern", NOT_BLANK if refuses_blank and not field.allow_blank else NO_NUL)
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)

@@ -3,7 +3,13 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from clients.models import TAG_MAX_LENGTH, validate_operator_code
-from mailing_service.api import Conflict, RejectUnknownFieldsMixin, StrictCharField, StrictModelSerializer
+from mailing_service.api import (
+    Conflict,
+    FlatListField,
+    RejectUnknownFieldsMixin,
+    StrictCharField,
+    StrictModelSerializer,
+)
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
@@ -12,8 +18,8 @@ from .selectors import MESSAGE_COUNT_KEYS
 EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
 
 
-def operator_codes_field(**kwargs) -> serializers.ListField:
-    return serializers.ListField(
+def operator_codes_field(**kwargs) -> FlatListField:
+    return FlatListField(
         child=StrictCharField(validators=[validate_operator_code]),
         max_length=FILTER_VALUES_MAX,
         help_text="Clients with any of these 3-digit operator codes (or filter_operator_code); "
@@ -22,8 +28,8 @@ def operator_codes_field(**kwargs) -> serializers.ListField:
     )
 
 
-def tags_field(**kwargs) -> serializers.ListField:
-    return serializers.ListField(
+def tags_field(**kwargs) -> FlatListField:
+    return FlatListField(
         child=StrictCharField(max_length=TAG_MAX_LENGTH),
         max_length=FILTER_VALUES_MAX,
         help_text="Clients with any of these tags (or filter_tag); empty: any.",
@@ -289,7 +295,7 @@ class AudienceSerializer(serializers.Serializer):
 class TestSendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     __test__ = False
 
-    client_ids = serializers.ListField(
+    client_ids = FlatListField(
         child=serializers.IntegerField(min_value=1),
         min_length=1,
         max_length=settings.TEST_SEND_MAX_CLIENTS,

@@ -9,7 +9,6 @@ import re
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth.models import Group
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
@@ -34,7 +33,6 @@ def every_kind_of_row(admin_user):
     message = MessageFactory(status="failed", last_error="400 bad phone")
     message.mailing.launched_at = timezone.now()
     message.mailing.save()
-    Group.objects.create(name="viewers")
     Token.objects.create(user=admin_user)
 
 

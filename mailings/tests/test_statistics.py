@@ -297,7 +297,7 @@ def test_totals_count_the_messages_of_the_filtered_mailings_by_status(
 ):
     mailing_in(MailingState.CANCELLED, expired=7)
 
-    with django_assert_num_queries(2):  # token, totals
+    with django_assert_num_queries(4):  # token, role permissions (2), totals
         everything = api_client.get(reverse("mailing-statistics-totals"))
     only_cancelled = api_client.get(reverse("mailing-statistics-totals"), {"state": "cancelled"})
 
