@@ -63,11 +63,16 @@ def csv_too_large() -> str:
 
 
 class CSVFileField(serializers.FileField):
-    """An uploaded file or the raw body (CSVParser), as bytes, up to CLIENT_IMPORT_MAX_BYTES."""
+    """An uploaded file, a text form field, or the raw body (CSVParser), as bytes, up to
+    CLIENT_IMPORT_MAX_BYTES."""
 
     default_error_messages = {"invalid": "Send a CSV file."}
 
     def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+            if len(data) > settings.CLIENT_IMPORT_MAX_BYTES:
+                raise serializers.ValidationError(csv_too_large())
         if isinstance(data, bytes):
             return data
         if not hasattr(data, "read"):

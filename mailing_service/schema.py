@@ -55,6 +55,12 @@ class ApiAutoSchema(AutoSchema):
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
 
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body and "text/csv" in body.get("content", {}):
+            body["required"] = True  # the CSV import reads nothing but its file
+        return body
+
     def _get_filter_parameters(self):
         parameters = super()._get_filter_parameters()
         for parameter in parameters:

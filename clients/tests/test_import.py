@@ -139,3 +139,12 @@ def test_the_admin_refuses_a_malformed_file_on_the_form(admin_client):
     assert response.status_code == 200
     assert "file" in response.context["form"].errors
     assert not Client.objects.exists()
+
+
+def test_the_file_may_also_be_a_text_form_field(api_client):
+    body = "phone,operator_code,tag,timezone\n79161234567,,vip,\n"
+
+    response = api_client.post(IMPORT_URL, {"file": body}, format="multipart")
+
+    assert response.status_code == 200, response.data
+    assert response.data["created"] == 1
