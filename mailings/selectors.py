@@ -5,6 +5,7 @@ mailings, then `attach_message_counts` counts that page's messages in one groupe
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db.models import Count
 
@@ -55,3 +56,17 @@ def attach_message_counts(mailings: Iterable[Mailing]) -> list[Mailing]:
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
+
+
+def audience_zones_missing_the_window(mailing: Mailing, *, now: datetime) -> tuple[list[str], list[str]]:
+    """The timezones of the clients the mailing would go to now, and those of them in which its
+    local window never opens between its start (or now, if later) and its end.
+
+    Per timezone group: one DISTINCT query, then the window rules once per zone.
+    """
+    window = mailing.local_window
+    zones = sorted(mailing.recipients().order_by().values_list("timezone", flat=True).distinct())
+    if window is None:
+        return zones, []
+    start = max(mailing.start_at, now)
+    return zones, [zone for zone in zones if not window.opens_between(zone, start, mailing.end_at)]

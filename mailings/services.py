@@ -16,7 +16,9 @@ from .models import Mailing
 log = logging.getLogger(__name__)
 
 # Its messages were created from these, so they are frozen once the mailing is launched.
-FROZEN_AFTER_LAUNCH = frozenset({"text", "filter_operator_code", "filter_tag", "start_at"})
+FROZEN_AFTER_LAUNCH = frozenset(
+    {"text", "filter_operator_code", "filter_tag", "start_at", "local_window_start", "local_window_end"}
+)
 EDITABLE_FIELDS = FROZEN_AFTER_LAUNCH | {"end_at"}
 
 

@@ -41,6 +41,8 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "text": "Sale today",
         "filter_operator_code": "",
         "filter_tag": "",
+        "local_window_start": None,
+        "local_window_end": None,
         "audience": "all clients",
         "launched_at": None,
         "created_at": response.data["created_at"],
