@@ -163,6 +163,10 @@ SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", defau
 SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)
 # No request starts with less than this left before the mailing's end; it ends this early too.
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
+# No message is handed out for a client whose local window closes within this many seconds: more
+# than a request can take (connect + read timeouts) plus its wait in a dispatcher's queue, so that
+# no acceptance lands after the close.
+SENDER_WINDOW_MARGIN = env.float("SENDER_WINDOW_MARGIN", default=15.0)
 # Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
 SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=1.0)
 SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=60.0)

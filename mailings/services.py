@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from messages_app.services import messages_create_for_clients
 from messages_app.tasks import start_dispatchers
+from messages_app.window_guard import WindowGuard
 
 from .models import Mailing
 
@@ -90,6 +91,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
         mailing.fanout_cursor,
     )
     recipients = mailing.recipients().order_by("id")
+    window = WindowGuard.for_mailing(mailing)
     cursor, created, dispatching = mailing.fanout_cursor, 0, False
     while timezone.now() < mailing.end_at:
         remaining = recipients.filter(id__gt=cursor)
@@ -98,9 +100,12 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if last_id is None:
             break
         with transaction.atomic():
+            now = timezone.now()
             created += messages_create_for_clients(
-                mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
+                mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=now
             )
+            # Outside their local window, the batch's messages are due at their zone's next opening.
+            window.defer_batch(now=now, client_ids=(cursor, last_id))
             cursor = last_id
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()

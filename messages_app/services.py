@@ -6,6 +6,7 @@ comes back after a crash can run side by side without overwriting one another's 
 
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
 
+from clients.models import Client
 from mailings.models import Mailing
 
 from .models import Message
@@ -21,6 +23,9 @@ from .models import Message
 Status = Message.Status
 
 PAUSE_KEY = "sender:paused-until"
+# last_error of a pending message deferred because its client's local window is closed; the
+# statistics count these (mailings.selectors) while their next attempt is ahead.
+WAITING_FOR_WINDOW = "waiting for the client's local sending window"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +85,18 @@ def messages_create_for_clients(*, mailing_id: int, clients: QuerySet, now: date
         return cursor.rowcount
 
 
-def messages_claim(*, mailing_id: int, limit: int, now: datetime) -> list[ClaimedRow]:
-    """Take up to `limit` due pending messages of a mailing for one dispatcher, under a lease."""
+def messages_claim(
+    *, mailing_id: int, limit: int, now: datetime, condition: Q | None = None
+) -> list[ClaimedRow]:
+    """Take up to `limit` due pending messages of a mailing for one dispatcher, under a lease.
+
+    `condition` narrows what may be handed out (the local window's open zones: WindowGuard).
+    """
     with transaction.atomic():
         rows = list(
             Message.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
+            .filter(condition or Q())
             .order_by("next_attempt_at")
             .values_list("id", "client_id", "client__phone", "attempts")[:limit]
         )
@@ -196,3 +207,46 @@ def provider_paused_until(*, now: datetime) -> datetime | None:
     if until is None or until <= now.timestamp():
         return None
     return datetime.fromtimestamp(until, tz=now.tzinfo)
+
+
+def messages_wait_for_window(
+    *,
+    mailing_id: int,
+    openings: Mapping[str, datetime],
+    client_ids: tuple[int, int] | None = None,
+    due_by: datetime | None = None,
+) -> int:
+    """Defer the mailing's pending messages of clients in closed zones to their zone's next opening.
+
+    `openings` maps each closed timezone to its next opening (mailings.window). One UPDATE for all
+    those zone groups: the openings travel as a VALUES list joined on the client's timezone, so
+    the database does the work per zone group and no client passes through Python. A message is
+    only ever moved later. `client_ids` (after, up_to]: only the clients of one fan-out batch;
+    `due_by`: only messages already due then (those a dispatcher found it could not claim).
+    """
+    if not openings:
+        return 0
+    quote = connection.ops.quote_name
+    message, client = quote(Message._meta.db_table), quote(Client._meta.db_table)
+    rows = ", ".join(["(%s, %s)"] * len(openings))
+    params = []
+    for zone, opens_at in openings.items():
+        params += [zone, connection.ops.adapt_datetimefield_value(opens_at)]
+    params += [WAITING_FOR_WINDOW, mailing_id, Status.PENDING]
+    where = ""
+    if client_ids is not None:
+        where += " AND m.client_id > %s AND m.client_id <= %s"
+        params += list(client_ids)
+    if due_by is not None:
+        where += " AND m.next_attempt_at <= %s"
+        params.append(connection.ops.adapt_datetimefield_value(due_by))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH opening (zone, opens_at) AS (VALUES {rows}) "
+            f"UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
+            f"FROM {client} AS c, opening "
+            "WHERE m.mailing_id = %s AND m.status = %s AND c.id = m.client_id "
+            f"AND c.timezone = opening.zone AND m.next_attempt_at < opening.opens_at{where}",
+            params,
+        )
+        return cursor.rowcount
