@@ -90,6 +90,14 @@ class MailingAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
         ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
+        (
+            "Local-time window",
+            {
+                "fields": ["local_window_start", "local_window_end"],
+                "description": "Each client gets the message only between these times of day in "
+                "their own timezone; both or neither.",
+            },
+        ),
         ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
     ]
 
@@ -99,6 +107,7 @@ class MailingAdmin(admin.ModelAdmin):
     messages_failed = _count_column(MessageStatus.FAILED)
     messages_expired = _count_column(MessageStatus.EXPIRED)
     messages_total = _count_column("total")
+    messages_waiting_for_window = _count_column("waiting_for_window")
 
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
@@ -119,7 +128,7 @@ class MailingAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             # Nothing has been delivered yet for a mailing being added.
-            return self.fieldsets[:2]
+            return self.fieldsets[:3]
         return self.fieldsets
 
     def get_actions(self, request):

@@ -7,7 +7,7 @@ from mailing_service.api import StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
 from .models import TEXT_MAX_LENGTH, Mailing
-from .selectors import MESSAGE_COUNT_KEYS, audience_zones_missing_the_window
+from .selectors import MESSAGE_COUNT_KEYS, WAITING, audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
 
@@ -114,6 +114,12 @@ class MailingSerializer(StrictModelSerializer):
         return mailing
 
 
+COUNT_HELP = {
+    "total": "All messages.",
+    WAITING: "Pending messages waiting for their client's local window to open (counted in pending).",
+}
+
+
 class MessageCountsSerializer(serializers.Serializer):
     """Messages by status, every status present (0 when none), and their total."""
 
@@ -124,7 +130,7 @@ class MessageCountsSerializer(serializers.Serializer):
         return {
             key: serializers.IntegerField(
                 read_only=True,
-                help_text="All messages." if key == "total" else f"Messages in status {key}.",
+                help_text=COUNT_HELP.get(key, f"Messages in status {key}."),
             )
             for key in MESSAGE_COUNT_KEYS
         }

@@ -5,6 +5,10 @@ from django.utils import timezone
 from clients.models import Client
 from mailings.models import Mailing
 
+# last_error of a pending message deferred because its client's local window is closed; the
+# statistics count these while their next attempt is ahead (mailings.selectors).
+WAITING_FOR_WINDOW = "waiting for the client's local sending window"
+
 
 class MessageStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # waiting for its next attempt

@@ -18,14 +18,11 @@ from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
 from clients.models import Client
 from mailings.models import Mailing
 
-from .models import Message
+from .models import WAITING_FOR_WINDOW, Message
 
 Status = Message.Status
 
 PAUSE_KEY = "sender:paused-until"
-# last_error of a pending message deferred because its client's local window is closed; the
-# statistics count these (mailings.selectors) while their next attempt is ahead.
-WAITING_FOR_WINDOW = "waiting for the client's local sending window"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from mailings import services as mailing_services
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
-from messages_app.models import Message
+from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.window_guard import WindowGuard
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,7 @@ def test_fan_out_defers_closed_zones_to_their_opening_and_leaves_open_ones_due(l
         "Europe/London": {at("Europe/London", 2026, 1, 10, 9)},
         "America/New_York": {at("America/New_York", 2026, 1, 10, 9)},
     }
-    waiting = Message.objects.filter(mailing=launched, last_error=services.WAITING_FOR_WINDOW)
+    waiting = Message.objects.filter(mailing=launched, last_error=WAITING_FOR_WINDOW)
     assert set(waiting.values_list("client__timezone", flat=True)) == {"Europe/London", "America/New_York"}
 
 
