@@ -12,7 +12,7 @@ it, and anything unsent when it comes is expired.
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import uvloop
 from asgiref.sync import sync_to_async
@@ -26,6 +26,7 @@ from . import services
 from .services import ClaimedRow, Outcomes
 from .transports.base import OutgoingMessage, Transport, TransportAuthError, TransportError
 from .transports.probe import ProbeTransport
+from .window_guard import WindowGuard
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ FLUSH_EVERY = 0.25  # seconds between bulk writes of results
 FLUSH_AT = 1000  # results that force a write sooner
 REFRESH_EVERY = 1.0  # seconds between re-reads of the mailing (end time moved, deleted)
 HEARTBEAT_EVERY = 5.0
+# Longest idle wait (a local window may open hours later): a task's countdown must stay below the
+# broker's visibility timeout (Redis: one hour), or the task would be delivered twice.
+LONGEST_WAIT = 600.0
 
 
 @dataclass(slots=True)
@@ -81,6 +85,7 @@ class Dispatcher:
         self._auth_pause = auth_pause
 
         self._mailing: Mailing | None = None
+        self._window: WindowGuard | None = None  # the mailing's local-time window, once loaded
         self._deadline = 0.0  # event-loop time at which sending must have stopped
         self._deadline_scopes: set[asyncio.Timeout] = set()
         self._paused_until = 0.0  # event-loop time; set by the breaker or a refused token
@@ -195,6 +200,8 @@ class Dispatcher:
             log.info("mailing %s: deleted, dispatcher stops", self.mailing_id)
             return False
         self._mailing = mailing
+        if self._window is None:
+            self._window = WindowGuard.for_mailing(mailing)
         loop = asyncio.get_running_loop()
         left = (mailing.end_at - timezone.now()).total_seconds() - self._end_margin
         deadline = loop.time() + left
@@ -208,7 +215,9 @@ class Dispatcher:
     def _load_mailing(self) -> Mailing | None:
         return (
             Mailing.objects.filter(pk=self.mailing_id)
-            .only("text", "start_at", "end_at", "fanout_completed_at")
+            .only(
+                "text", "start_at", "end_at", "fanout_completed_at", "local_window_start", "local_window_end"
+            )
             .first()
         )
 
@@ -231,23 +240,27 @@ class Dispatcher:
         return 0
 
     async def _claim_into(self, queue: asyncio.Queue, *, limit: int) -> int:
-        rows = await _in_db_thread(
-            services.messages_claim, mailing_id=self.mailing_id, limit=limit, now=timezone.now()
-        )
+        rows = await _in_db_thread(self._claim, limit=limit, now=timezone.now())
         text = self._mailing.text
         for row in rows:
             queue.put_nowait((row, OutgoingMessage(row.id, row.phone, text)))
         return len(rows)
+
+    def _claim(self, *, limit: int, now: datetime) -> list[ClaimedRow]:
+        """In the database thread: only messages whose client's local window is open now."""
+        condition = self._window.claim_condition(now)
+        return services.messages_claim(mailing_id=self.mailing_id, limit=limit, now=now, condition=condition)
 
     async def _idle_wait(self) -> float | None:
         """Nothing to send right now: seconds until something may be, None if never."""
         if self._mailing.fanout_completed_at is None:
             return REFRESH_EVERY  # the launcher is still creating messages
         paused_for = self._paused_until - asyncio.get_running_loop().time()
-        next_due = await _in_db_thread(services.messages_next_attempt_at, mailing_id=self.mailing_id)
+        # Due messages of closed zones, which no claim hands out, are deferred to their opening first.
+        next_due = await _in_db_thread(self._window.next_attempt_at, now=timezone.now())
         if next_due is None:
             return None
-        return max(paused_for, (next_due - timezone.now()).total_seconds(), 0.0)
+        return min(max(paused_for, (next_due - timezone.now()).total_seconds(), 0.0), LONGEST_WAIT)
 
     async def _flush(self) -> None:
         if not len(self._outcomes):
