@@ -102,10 +102,11 @@ def mailing_launch(*, mailing_id: int) -> bool:
         with transaction.atomic():
             now = timezone.now()
             created += messages_create_for_clients(
-                mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=now
+                mailing_id=mailing.pk,
+                clients=remaining.filter(id__lte=last_id),
+                now=now,
+                openings=window.closed_zones(now),  # outside their local window: due at its opening
             )
-            # Outside their local window, the batch's messages are due at their zone's next opening.
-            window.defer_batch(now=now, client_ids=(cursor, last_id))
             cursor = last_id
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()

@@ -51,6 +51,12 @@ class Message(models.Model):
             models.Index(
                 fields=["lease_until"], condition=Q(status=MessageStatus.SENDING), name="message_lease_idx"
             ),
+            # Statistics count the messages waiting for their local window by index only.
+            models.Index(
+                fields=["mailing", "next_attempt_at"],
+                condition=Q(status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW),
+                name="message_waiting_window_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -59,27 +59,54 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0, ceiling))
 
 
-def messages_create_for_clients(*, mailing_id: int, clients: QuerySet, now: datetime) -> int:
+def messages_create_for_clients(
+    *, mailing_id: int, clients: QuerySet, now: datetime, openings: Mapping[str, datetime] | None = None
+) -> int:
     """Create one pending message per client in `clients`, in one statement inside the database.
 
     INSERT ... SELECT, because building the rows in Python was most of the fan-out's time; the
     client filter is the ORM's own SQL. Rows that already exist (a replayed batch) are skipped.
+    `openings` (each closed timezone: its next opening; a mailing with a local window): messages of
+    clients in those zones are created waiting for it, by a join in the same statement, rather than
+    updated afterwards, which would write each of them twice.
     """
-    select_sql, select_params = clients.values("id").query.sql_with_params()
+    select_sql, select_params = clients.values("id", "timezone").query.sql_with_params()
     quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     columns = ", ".join(
         quote(Message._meta.get_field(name).column)
         for name in ("mailing", "client", "status", "attempts", "last_error", "created_at", "next_attempt_at")
     )
+    cte, params = _openings_cte(openings or {})
+    params += [mailing_id, Status.PENDING]
+    if openings:
+        last_error, due = (
+            "CASE WHEN opening.zone IS NULL THEN '' ELSE %s END",
+            "COALESCE(opening.opens_at, %s)",
+        )
+        joined = " LEFT JOIN opening ON opening.zone = batch.timezone"
+        params.append(WAITING_FOR_WINDOW)
+    else:
+        last_error, due, joined = "''", "%s", ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"SELECT %s, batch.id, %s, 0, '', %s, %s FROM ({select_sql}) AS batch WHERE true "
-            "ON CONFLICT DO NOTHING",
-            [mailing_id, Status.PENDING, moment, moment, *select_params],
+            f"{cte}INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
+            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due} FROM ({select_sql}) AS batch{joined} "
+            "WHERE true ON CONFLICT DO NOTHING",
+            [*params, moment, moment, *select_params],
         )
         return cursor.rowcount
+
+
+def _openings_cte(openings: Mapping[str, datetime]) -> tuple[str, list]:
+    """`WITH opening (zone, opens_at) AS (VALUES ...) `: a table of zones and their next opening."""
+    if not openings:
+        return "", []
+    params = []
+    for zone, opens_at in openings.items():
+        params += [zone, connection.ops.adapt_datetimefield_value(opens_at)]
+    rows = ", ".join(["(%s, %s)"] * len(openings))
+    return f"WITH opening (zone, opens_at) AS (VALUES {rows}) ", params
 
 
 def messages_claim(
@@ -206,44 +233,32 @@ def provider_paused_until(*, now: datetime) -> datetime | None:
     return datetime.fromtimestamp(until, tz=now.tzinfo)
 
 
-def messages_wait_for_window(
-    *,
-    mailing_id: int,
-    openings: Mapping[str, datetime],
-    client_ids: tuple[int, int] | None = None,
-    due_by: datetime | None = None,
-) -> int:
-    """Defer the mailing's pending messages of clients in closed zones to their zone's next opening.
+def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:
+    """Defer the mailing's messages due by `due_by` whose client is in a closed zone to that zone's
+    next opening (`openings`, mailings.window): those of a zone whose window has just closed, or a
+    retry or a released lease that came due while its zone was closed.
 
-    `openings` maps each closed timezone to its next opening (mailings.window). One UPDATE for all
-    those zone groups: the openings travel as a VALUES list joined on the client's timezone, so
-    the database does the work per zone group and no client passes through Python. A message is
-    only ever moved later. `client_ids` (after, up_to]: only the clients of one fan-out batch;
-    `due_by`: only messages already due then (those a dispatcher found it could not claim).
+    One UPDATE for all those zone groups: the openings travel as a VALUES list joined on the
+    client's timezone, so the database does the work per zone group and no client passes through
+    Python. It reads the mailing's due messages by index (message_due_idx).
     """
     if not openings:
         return 0
     quote = connection.ops.quote_name
     message, client = quote(Message._meta.db_table), quote(Client._meta.db_table)
-    rows = ", ".join(["(%s, %s)"] * len(openings))
-    params = []
-    for zone, opens_at in openings.items():
-        params += [zone, connection.ops.adapt_datetimefield_value(opens_at)]
-    params += [WAITING_FOR_WINDOW, mailing_id, Status.PENDING]
-    where = ""
-    if client_ids is not None:
-        where += " AND m.client_id > %s AND m.client_id <= %s"
-        params += list(client_ids)
-    if due_by is not None:
-        where += " AND m.next_attempt_at <= %s"
-        params.append(connection.ops.adapt_datetimefield_value(due_by))
+    cte, params = _openings_cte(openings)
+    params += [
+        WAITING_FOR_WINDOW,
+        mailing_id,
+        Status.PENDING,
+        connection.ops.adapt_datetimefield_value(due_by),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH opening (zone, opens_at) AS (VALUES {rows}) "
-            f"UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
+            f"{cte}UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
             f"FROM {client} AS c, opening "
-            "WHERE m.mailing_id = %s AND m.status = %s AND c.id = m.client_id "
-            f"AND c.timezone = opening.zone AND m.next_attempt_at < opening.opens_at{where}",
+            "WHERE m.mailing_id = %s AND m.status = %s AND m.next_attempt_at <= %s "
+            "AND c.id = m.client_id AND c.timezone = opening.zone",
             params,
         )
         return cursor.rowcount

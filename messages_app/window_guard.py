@@ -1,7 +1,7 @@
 """A mailing's local-time window (mailings.window) as its launcher and dispatchers apply it.
 
-- The launcher defers each fan-out batch's messages of closed zones to their next opening, in the
-  batch's transaction, so a message of a closed zone is never due.
+- The launcher creates the messages of closed zones already due at their zone's next opening
+  (messages_create_for_clients), so a message of a closed zone is not due.
 - A dispatcher claims with `claim_condition`: only messages of zones where a request may start
   now, at least SENDER_WINDOW_MARGIN before the window closes.
 - When a zone's window closes while its messages are still pending, the dispatcher that notices
@@ -48,7 +48,7 @@ class WindowGuard:
 
     def split(self, now: datetime) -> ZoneSplit | None:
         """The zones open and closed at `now`; None when the mailing has no window. Zone groups that
-        closed since the last split get their pending messages deferred."""
+        closed since the last split get their due messages deferred."""
         if self.window is None:
             return None
         if self._split is not None and self._split.is_current(now):
@@ -60,7 +60,9 @@ class WindowGuard:
             for zone, opens_at in self._split.closed_until.items()
             if zone in previous.open_until
         }
-        deferred = services.messages_wait_for_window(mailing_id=self.mailing_id, openings=closed)
+        # Due ones only: those are what claims would walk past. A later one of these zones (a retry)
+        # is deferred when found due (next_attempt_at below).
+        deferred = services.messages_wait_for_window(mailing_id=self.mailing_id, openings=closed, due_by=now)
         if deferred:
             log.info(
                 "mailing=%s local window closed in %s zones: %s pending messages wait for the next opening",
@@ -78,14 +80,10 @@ class WindowGuard:
             return None
         return Q(client__isnull=True) | Q(client__timezone__in=sorted(split.open_until))
 
-    def defer_batch(self, *, now: datetime, client_ids: tuple[int, int]) -> int:
-        """Defer the messages of one fan-out batch (clients after, up to) whose zone is closed."""
+    def closed_zones(self, now: datetime) -> dict[str, datetime]:
+        """Each zone where no request may start now, with its next opening; empty without a window."""
         split = self.split(now)
-        if split is None:
-            return 0
-        return services.messages_wait_for_window(
-            mailing_id=self.mailing_id, openings=split.closed_until, client_ids=client_ids
-        )
+        return {} if split is None else split.closed_until
 
     def next_attempt_at(self, now: datetime) -> datetime | None:
         """When the mailing's earliest pending message is due, as services.messages_next_attempt_at;
