@@ -9,9 +9,15 @@ removes at the end. Three phases, each can be skipped with a size of 0:
   fanout a mailing to many clients with the provider down: how long the fan-out takes, and the
          worker's memory meanwhile.
   stats  p50/p95 of the statistics endpoints over many messages across many mailings.
+
+With --window-zones N the clients of the send and fan-out phases live in N timezones and the
+mailings carry a local window: half of the zones are inside it, the other half share one UTC
+offset and their window opens --window-opens-in seconds after the mailing is created.
+--without-window runs the same clients without the window, for comparison.
 """
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -20,13 +26,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import redis
 import requests
 
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
 from fake_provider.rawload import measure as raw_measure
+from mailings.window import LocalWindow, all_zones
 
 from . import processes
 
@@ -47,6 +57,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stats-messages", type=int, default=1_000_000, help="stats phase size (0: skip)")
     parser.add_argument("--stats-mailings", type=int, default=1_000)
     parser.add_argument("--stats-requests", type=int, default=200, help="requests per statistics endpoint")
+    parser.add_argument(
+        "--window-zones", type=int, default=0, help="clients in this many timezones, with a window"
+    )
+    parser.add_argument(
+        "--window-opens-in", type=float, default=10.0, help="seconds until half the zones open"
+    )
+    parser.add_argument("--without-window", action="store_true", help="--window-zones clients, no window")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args()
 
@@ -68,6 +85,12 @@ class Bench:
         }
         if args.concurrency:
             self.env["SENDER_CONCURRENCY"] = str(args.concurrency)
+        self.opening_zones, self.inside_zones = window_zones(args.window_zones, datetime.now().astimezone())
+        self.zones = [*self.opening_zones, *self.inside_zones] or ["Europe/Moscow"]
+        self.window: LocalWindow | None = None
+        if args.window_zones:
+            self.results["zones"] = len(self.zones)
+            self.results["local_window"] = not args.without_window
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -139,8 +162,8 @@ class Bench:
         self._sql(
             "INSERT INTO clients_client (phone, operator_code, tag, timezone, created_at, updated_at) "
             "SELECT '79' || lpad(n::text, 9, '0'), '9' || lpad((n %% 100)::text, 2, '0'), "
-            "'', 'Europe/Moscow', now(), now() FROM generate_series(1, %s) AS n",
-            [count],
+            "'', (%s::text[])[1 + n %% %s], now(), now() FROM generate_series(1, %s) AS n",
+            [self.zones, len(self.zones), count],
         )
         self._sql("ANALYZE clients_client")
 
@@ -152,8 +175,20 @@ class Bench:
         from mailings.models import Mailing
 
         now = timezone.now()
+        window = {}
+        if self.opening_zones and not self.args.without_window:
+            # Opens in the first zone group --window-opens-in seconds from now, for eight hours.
+            opens = (now + timedelta(seconds=self.args.window_opens_in)).replace(microsecond=0)
+            zone = ZoneInfo(self.opening_zones[0])
+            window = {
+                "local_window_start": opens.astimezone(zone).time(),
+                "local_window_end": (opens + timedelta(hours=8)).astimezone(zone).time(),
+            }
+            self.window = LocalWindow(*window.values())
         # Saved inside its window: the post_save hook launches it, as an API call would.
-        return Mailing.objects.create(start_at=now, end_at=now + timedelta(seconds=ends_in), text="Bench")
+        return Mailing.objects.create(
+            start_at=now, end_at=now + timedelta(seconds=ends_in), text="Bench", **window
+        )
 
     def _final_count(self, mailing_id: int) -> int:
         return self._sql(
@@ -177,6 +212,7 @@ class Bench:
             while self._final_count(mailing.pk) < n:
                 time.sleep(0.25)
         stats = self.control.stats(after=mailing.end_at.timestamp())
+        window_check = self._window_check(mailing, created) if self.window else None
         (sent, lag_p50, lag_p99) = self._sql(
             "SELECT count(*) FILTER (WHERE status = 'sent'), "
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
@@ -208,9 +244,37 @@ class Bench:
             "ratio_to_raw": round(rate / raw["rate"], 3),
             "api_while_sending": probe.summary(),
         }
+        if window_check:
+            self.results["send"]["window"] = window_check
+
+    def _window_check(self, mailing, created: float) -> dict:
+        """Whether every acceptance lay inside its client's window, checked per zone group."""
+        zone_of = dict(
+            self._sql(
+                "SELECT m.id, c.timezone FROM messages_app_message m "
+                "JOIN clients_client c ON c.id = m.client_id WHERE m.mailing_id = %s",
+                [mailing.pk],
+            )
+        )
+        start = datetime.fromtimestamp(created).astimezone()
+        occurrence = {zone: next(self.window.occurrences(zone, start)) for zone in set(zone_of.values())}
+        outside, first_after_opening = 0, {}
+        for msg_id, accepted_at in self.control.accepted():
+            zone = zone_of[msg_id]
+            opens, closes = occurrence[zone]
+            outside += not opens.timestamp() <= accepted_at < closes.timestamp()
+            first_after_opening[zone] = min(
+                first_after_opening.get(zone, 1e18), accepted_at - opens.timestamp()
+            )
+        waited = [first_after_opening[zone] for zone in self.opening_zones if zone in first_after_opening]
+        return {
+            "accepted_outside_window": outside,
+            "opening_zones_first_send_after_opening_s": round(max(waited), 3) if waited else None,
+        }
 
     def fanout_phase(self) -> None:
         from mailings.models import Mailing
+        from messages_app.models import WAITING_FOR_WINDOW
 
         n = self.args.fanout_clients
         self._reset_tables()
@@ -227,9 +291,14 @@ class Bench:
         self.control.outage("none", 0)
         mailing.refresh_from_db()
         created = self._sql("SELECT count(*) FROM messages_app_message WHERE mailing_id = %s", [mailing.pk])
+        waiting = self._sql(
+            "SELECT count(*) FROM messages_app_message WHERE mailing_id = %s AND last_error = %s",
+            [mailing.pk, WAITING_FOR_WINDOW],
+        )
         Mailing.objects.filter(pk=mailing.pk).delete()  # nothing of it may be sent later
         self.results["fanout"] = {
             "clients": n,
+            "created_waiting_for_window": waiting[0][0],
             "messages_created": created[0][0],
             "seconds": round((mailing.fanout_completed_at - mailing.launched_at).total_seconds(), 2),
             "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
@@ -310,6 +379,22 @@ def _latencies(session: requests.Session, urls: list[str]) -> dict[str, float]:
 def _percentiles(took_ms: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(took_ms, n=100)
     return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "requests": len(took_ms)}
+
+
+def window_zones(count: int, now: datetime) -> tuple[list[str], list[str]]:
+    """`count` timezones for a window run: half share one UTC offset (the window opens there soon),
+    the others are one to seven hours ahead of it (inside an eight-hour window already)."""
+    if not count:
+        return [], []
+    by_offset = defaultdict(list)
+    for zone in all_zones():
+        if "/" in zone and not zone.startswith(("Etc/", "SystemV/")):
+            by_offset[now.astimezone(ZoneInfo(zone)).utcoffset()].append(zone)
+    base = max(by_offset, key=lambda offset: len(by_offset[offset]))
+    opening = by_offset[base][: count // 2]
+    ahead = [by_offset.get(base + timedelta(hours=hours), []) for hours in range(1, 8)]
+    spread = [zone for group in itertools.zip_longest(*ahead) for zone in group if zone]
+    return opening, spread[: count - len(opening)]
 
 
 def main() -> int:
