@@ -13,6 +13,7 @@ from clients.tests.factories import ClientFactory
 from mailings import services as mailing_services
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
+from mailings.tests.test_launch import doorbell  # noqa: F401 (fixture: no dispatcher is enqueued)
 from messages_app import services
 from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.window_guard import WindowGuard
@@ -37,17 +38,11 @@ def clock():
 
 
 @pytest.fixture
-def doorbell(monkeypatch):
-    rung = []
-    monkeypatch.setattr(mailing_services, "start_dispatchers", rung.append)
-    return rung
-
-
-@pytest.fixture
-def launched(clock, doorbell, settings):
+def launched(clock, settings, request):
     """A 09:00-18:00 mailing to two clients in each of five zones, fanned out at NOW."""
     settings.SENDER_WINDOW_MARGIN = 10
-    settings.FANOUT_BATCH_SIZE = 3  # several batches, each deferred in its own transaction
+    settings.FANOUT_BATCH_SIZE = 3  # several batches
+    request.getfixturevalue("doorbell")
     for zone in ZONES:
         ClientFactory.create_batch(2, timezone=zone)
     mailing = MailingFactory(
@@ -170,7 +165,8 @@ def test_a_window_opening_after_the_mailing_ends_means_the_message_expires(launc
     }
 
 
-def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock, doorbell):
+def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock, request):
+    request.getfixturevalue("doorbell")
     for zone in ZONES:
         ClientFactory(timezone=zone)
     mailing = MailingFactory(start_at=NOW - timedelta(minutes=1), end_at=NOW + timedelta(hours=1))
