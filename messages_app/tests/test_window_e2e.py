@@ -20,7 +20,7 @@ from .test_pipeline_e2e import provider, services_up, worker  # noqa: F401 (fixt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-OPENS_IN = timedelta(seconds=8)  # Moscow's opening after the mailing is created
+OPENS_IN = timedelta(seconds=12)  # Moscow's opening after the mailing is created
 PER_ZONE = 10
 SENT_ZONES = ("Europe/Moscow", "Asia/Dubai", "Asia/Kolkata")
 # How long after Moscow's opening each waiting zone's opens (the same local time, earlier offsets).
@@ -56,7 +56,16 @@ def test_each_client_gets_the_message_inside_its_own_local_window(worker, provid
     assert response.status_code == 201, response.content
     mailing_id = response.json()["id"]
 
-    sent = Message.objects.filter(mailing_id=mailing_id, status="sent")
+    messages = Message.objects.filter(mailing_id=mailing_id)
+    wait_until(
+        lambda: messages.count() == PER_ZONE * 5,
+        timeout=OPENS_IN.total_seconds() - 2,
+        what="the fan-out, before Moscow's window opens",
+    )
+    moscow_due = messages.filter(client__timezone="Europe/Moscow").values_list("next_attempt_at", flat=True)
+    assert set(moscow_due) == {moscow_opening}  # created waiting for its opening
+
+    sent = messages.filter(status="sent")
     wait_until(
         lambda: sent.count() == len(SENT_ZONES) * PER_ZONE, timeout=45, what="the open zones' messages"
     )
