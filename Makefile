@@ -38,9 +38,10 @@ run: venv ## Migrate, seed the demo data and run web, worker, beat and the fake 
 test: venv ## Run the tests (SQLite by default; set DATABASE_URL for PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv ## Check lint and formatting with ruff
+lint: venv ## Check lint and formatting with ruff, and the import boundaries with import-linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 fmt: venv ## Format the code and apply ruff's safe fixes
 	$(VENV)/bin/ruff format .

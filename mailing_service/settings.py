@@ -156,20 +156,27 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one dispatcher keeps in flight, and dispatchers working on one mailing at once.
+# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
+# mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
-# How long one dispatch task runs before it hands over to a fresh task (keeps tasks bounded).
-SENDER_TASK_SECONDS = env.float("SENDER_TASK_SECONDS", default=20.0)
-# No request starts with less than this left before the mailing's end; it ends this early too.
+# Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
+SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
+# Seconds a claim and a slot hold unless their live sender renews them (it does every second):
+# after a crash, this is how long its messages wait before another sender takes them.
+SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=5.0)
+# On stop (SIGTERM, warm shutdown) requests in flight get this long; then they are cut (unknown).
+SENDER_STOP_GRACE = env.float("SENDER_STOP_GRACE", default=10.0)
+# No request starts with less than this (or the recent p99 latency, if longer) left before the end.
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
 # No message is handed out for a client whose local window closes within this many seconds: more
-# than a request can take (connect + read timeouts) plus its wait in a dispatcher's queue, so that
-# no acceptance lands after the close.
+# than a request can take (connect + read timeouts) plus its wait in a sender's queue, so that no
+# acceptance lands after the close.
 SENDER_WINDOW_MARGIN = env.float("SENDER_WINDOW_MARGIN", default=15.0)
-# Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds.
-SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=1.0)
-SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=60.0)
+# Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds. Small: random
+# failures are best retried soon; a provider that is down is the breaker's job.
+SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=0.5)
+SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=5.0)
 # Circuit breaker: this many retryable failures in a row pause all sending for the pause. With
 # hundreds of requests in flight a provider failing 40 % of them shows 5 in a row every hundred or
 # so answers (0.4 ** 5); 20 in a row (0.4 ** 20) means it is down, and still shows within a second.
@@ -177,11 +184,6 @@ SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=20)
 SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 # After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
-
-# A claimed message goes back to pending when its dispatcher is silent this long after its
-# request's timeouts; due messages wait this long with no live dispatcher before the sweeper acts.
-SENDER_LEASE_MARGIN = env.float("SENDER_LEASE_MARGIN", default=60.0)
-SENDER_STALL_AFTER = env.float("SENDER_STALL_AFTER", default=30.0)
 
 # Fan-out: clients read and messages inserted per batch; a dead launcher's lease runs out after
 # FANOUT_LEASE seconds and the scanner resumes from its checkpoint.

@@ -16,7 +16,6 @@ PIPELINE_FIELDS = [
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
-    "dispatch_heartbeat_at",
 ]
 
 
@@ -106,6 +105,7 @@ class MailingAdmin(admin.ModelAdmin):
     messages_sent = _count_column(MessageStatus.SENT)
     messages_failed = _count_column(MessageStatus.FAILED)
     messages_expired = _count_column(MessageStatus.EXPIRED)
+    messages_unknown = _count_column(MessageStatus.UNKNOWN)
     messages_total = _count_column("total")
     messages_waiting_for_window = _count_column("waiting_for_window")
 

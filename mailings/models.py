@@ -17,6 +17,15 @@ class MailingQuerySet(models.QuerySet):
             Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now)
         )
 
+    def sendable(self, now: datetime) -> "MailingQuerySet":
+        """Mailings whose messages may be sent now: launched and inside their window.
+
+        The senders re-read this every second (`messages_app.dispatcher`): a mailing that leaves it
+        stops being claimed for within a second or two and its unstarted claims go back to pending.
+        Further conditions (a paused or cancelled state) belong here.
+        """
+        return self.filter(launched_at__isnull=False, start_at__lte=now, end_at__gt=now)
+
 
 class Mailing(models.Model):
     start_at = models.DateTimeField(help_text="Sending starts at this moment.")
@@ -52,8 +61,6 @@ class Mailing(models.Model):
     )
     fanout_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     fanout_completed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Renewed by live dispatchers; the sweeper restarts dispatch when it goes stale.
-    dispatch_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = MailingQuerySet.as_manager()
 

@@ -9,7 +9,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from messages_app.services import messages_create_for_clients
-from messages_app.tasks import start_dispatchers
 from messages_app.window_guard import WindowGuard
 
 from .models import Mailing
@@ -68,7 +67,10 @@ def fanout_lease() -> timedelta:
 
 
 def mailing_launch(*, mailing_id: int) -> bool:
-    """Create the mailing's messages batch by batch and start its dispatchers. False: nothing to do.
+    """Create the mailing's messages batch by batch. False: nothing to do.
+
+    The senders see the first batch's messages within a second (they poll `Mailing.objects.sendable`),
+    so sending starts while the fan-out goes on.
 
     Safe to call any number of times, concurrently too: the lease lets one launcher work at a time,
     the checkpoint (fanout_cursor) lets the next resume where a dead one stopped, and the unique
@@ -92,7 +94,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
     )
     recipients = mailing.recipients().order_by("id")
     window = WindowGuard.for_mailing(mailing)
-    cursor, created, dispatching = mailing.fanout_cursor, 0, False
+    cursor, created = mailing.fanout_cursor, 0
     while timezone.now() < mailing.end_at:
         remaining = recipients.filter(id__gt=cursor)
         boundary = remaining.values_list("id", flat=True)[settings.FANOUT_BATCH_SIZE - 1 :].first()
@@ -111,9 +113,6 @@ def mailing_launch(*, mailing_id: int) -> bool:
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
             )
-        if not dispatching:
-            start_dispatchers(mailing.pk)  # sending starts while the fan-out goes on
-            dispatching = True
     Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True

@@ -1,106 +1,125 @@
-"""The dispatcher: sends one mailing's due messages with many requests in flight.
+"""The sender: one loop per worker process that sends the due messages of every sendable mailing.
 
-One dispatcher runs inside one Celery task for a bounded time. Its feeder claims due messages
-from the database in batches and queues them; `concurrency` worker coroutines take them off the
-queue and send each through the transport; results are written back in bulk every fraction of a
-second. Database work runs in one thread beside the event loop, so HTTP never waits for it.
+It runs in a thread of its own in each Celery pool process (`messages_app.tasks` starts it), so
+sending never holds a pool slot and launch, scan and sweep tasks never wait behind it. Its parts:
 
-The mailing's end time is a hard deadline: no request starts after it, none in flight outlives
-it, and anything unsent when it comes is expired.
+- the refresher, every second (`REFRESH_EVERY`): re-reads which mailings may send now
+  (`services.mailings_to_send`, built on `Mailing.objects.sendable`) and their ends, holds one of
+  each such mailing's slots (`services.sender_slots_hold`: at most SENDER_DISPATCHERS_PER_MAILING
+  senders per mailing), renews the leases of its claims, reads the shared pause and releases
+  leases abandoned by dead senders. A mailing that stops being sendable is no longer claimed for
+  from the next refresh on; its claims not yet started go back to pending at once.
+- the feeder: fills the free request places with claims, shared in turn between the mailings it
+  holds a slot of, so a new mailing is sending within about a second beside a big one.
+- one coroutine per request: asks the provider gate (`gate.ProviderGate.acquire`), sends under the
+  mailing's deadline, reports to the gate (`record`) and queues a `services.Result`.
+- the flusher: writes queued results as soon as the previous write is done (tens of ms), each
+  fenced by its claim token (`services.messages_record`).
+
+The mailing's end is a hard deadline: no request starts unless it can finish before it (margin:
+a high percentile of recent latencies), a request still in flight at the end is cut and recorded
+as UNKNOWN (it reached the provider, its answer did not reach us), and moving the end moves the
+deadline of requests in flight, later or earlier.
+
+Stopping (`request_stop`, SIGTERM in a worker): no more claims, requests in flight get up to
+`stop_grace` seconds, those still running are cut (UNKNOWN), every result is written and the
+slots are given back.
 """
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvloop
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from mailings.models import Mailing
-
 from . import services
-from .services import ClaimedRow, Outcomes
+from .gate import ProviderAnswer, ProviderGate
+from .services import Claim, ClaimedRow, Outcome, Result
 from .transports.base import OutgoingMessage, Transport, TransportAuthError, TransportError
 from .transports.probe import ProbeTransport
-from .window_guard import WindowGuard
+from .window_guard import WindowGuards
 
 log = logging.getLogger(__name__)
 
-FEED_TICK = 0.02  # seconds between the feeder's looks at the queue
-FLUSH_EVERY = 0.25  # seconds between bulk writes of results
-FLUSH_AT = 1000  # results that force a write sooner
-REFRESH_EVERY = 1.0  # seconds between re-reads of the mailing (end time moved, deleted)
-HEARTBEAT_EVERY = 5.0
-# Longest idle wait (a local window may open hours later): a task's countdown must stay below the
-# broker's visibility timeout (Redis: one hour), or the task would be delivered twice.
-LONGEST_WAIT = 600.0
+FEED_TICK = 0.02  # seconds between the feeder's looks at the free request places
+REFRESH_EVERY = 1.0  # seconds between re-reads of the mailings (and lease renewals)
+RELEASE_EVERY = 2.0  # seconds between looks for leases that dead senders left behind
+FLUSH_PAUSE = 0.01  # seconds between two result writes: lets a few results gather
+DRY_FOR = 0.5  # seconds a mailing whose claim came back short is not asked again
+END_PERCENTILE = 0.99  # of recent latencies: a request must have this long left before the end
+
+
+@dataclass(eq=False)
+class MailingRun:
+    """What one sender knows of a mailing it sends for."""
+
+    id: int
+    text: str
+    end_at: datetime
+    deadline: float = 0.0  # event-loop time of the end
+    held: bool = False  # holds one of the mailing's slots: may claim
+    sendable: bool = True
+    dry_until: float = 0.0
+    scopes: set[asyncio.Timeout] = field(default_factory=set)
+    expired_pending: bool = False
 
 
 @dataclass(slots=True)
-class DispatchReport:
-    sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    deferred: int = 0
-    expired: int = 0
-    # Seconds after which a new dispatch should look again; None when this mailing needs none.
-    next_run_in: float | None = None
+class SenderReport:
+    outcomes: Counter = field(default_factory=Counter)
 
-    def add(self, outcomes: Outcomes) -> None:
-        self.sent += len(outcomes.sent)
-        self.failed += len(outcomes.failed)
-        self.retried += len(outcomes.retry)
-        self.deferred += len(outcomes.deferred)
-        self.expired += len(outcomes.expired)
+    def __getitem__(self, outcome: Outcome) -> int:
+        return self.outcomes[outcome]
 
 
-def _in_db_thread(function, /, **kwargs):
-    return sync_to_async(function, thread_sensitive=True)(**kwargs)
-
-
-class Dispatcher:
+class Sender:
     def __init__(
         self,
-        mailing_id: int,
         *,
         transport: Transport,
+        gate: ProviderGate,
         concurrency: int,
-        run_seconds: float,
         end_margin: float,
-        breaker_threshold: int,
-        breaker_pause: float,
-        auth_pause: float,
+        stop_grace: float,
+        request_timeout: float,
+        holder: str | None = None,
     ):
-        self.mailing_id = mailing_id
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._transport = transport
+        self._gate = gate
         self._concurrency = concurrency
-        self._run_seconds = run_seconds
         self._end_margin = end_margin
-        self._breaker_threshold = breaker_threshold
-        self._breaker_pause = breaker_pause
-        self._auth_pause = auth_pause
-
-        self._mailing: Mailing | None = None
-        self._window: WindowGuard | None = None  # the mailing's local-time window, once loaded
-        self._deadline = 0.0  # event-loop time at which sending must have stopped
-        self._deadline_scopes: set[asyncio.Timeout] = set()
-        self._paused_until = 0.0  # event-loop time; set by the breaker or a refused token
-        # After a pause one message goes alone (half-open); full speed only once it is accepted.
-        self._probing = False
-        self._pause_to_publish: float | None = None  # seconds, for the other dispatchers
-        self._consecutive_failures = 0
-        self._busy = 0
-        self._outcomes = Outcomes()
-        self._report = DispatchReport()
+        self._stop_grace = stop_grace
+        self._request_timeout = request_timeout
+        self._stop = threading.Event()
+        self._runs: dict[int, MailingRun] = {}
+        self._rotation = 0
+        self._in_flight: dict[asyncio.Task, tuple[MailingRun, uuid.UUID]] = {}
+        self._results: list[Result] = []
+        self._results_ready: asyncio.Event | None = None
+        self._flushed_last = False  # set when stopping: the flusher writes what is left and ends
+        self._room: asyncio.Event | None = None  # a request ended: the feeder may claim again
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
+        self._windows = WindowGuards()  # the mailings' local-time windows; database thread only
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.report = SenderReport()
 
     @classmethod
-    def from_settings(cls, mailing_id: int) -> "Dispatcher":
+    def from_settings(cls) -> "Sender":
         return cls(
-            mailing_id,
             transport=ProbeTransport(
                 base_url=settings.PROVIDER_URL,
                 token=settings.PROVIDER_TOKEN,
@@ -108,254 +127,325 @@ class Dispatcher:
                 read_timeout=settings.PROVIDER_READ_TIMEOUT,
                 max_connections=settings.SENDER_CONCURRENCY,
             ),
+            gate=ProviderGate(
+                breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
+                breaker_pause=settings.SENDER_BREAKER_PAUSE,
+                auth_pause=settings.SENDER_AUTH_PAUSE,
+            ),
             concurrency=settings.SENDER_CONCURRENCY,
-            run_seconds=settings.SENDER_TASK_SECONDS,
             end_margin=settings.SENDER_END_MARGIN,
-            breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
-            breaker_pause=settings.SENDER_BREAKER_PAUSE,
-            auth_pause=settings.SENDER_AUTH_PAUSE,
+            stop_grace=settings.SENDER_STOP_GRACE,
+            request_timeout=settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT,
         )
 
-    def run(self) -> DispatchReport:
-        # uvloop: the event loop is most of a dispatcher's CPU (about a quarter less per message).
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(self._run())
+    # --- running and stopping --------------------------------------------------------------------
 
-    async def _run(self) -> DispatchReport:
-        queue: asyncio.Queue[tuple[ClaimedRow, OutgoingMessage]] = asyncio.Queue()
-        async with self._transport:
-            workers = [asyncio.create_task(self._work(queue)) for _ in range(self._concurrency)]
-            try:
-                self._report.next_run_in = await self._feed(queue)
-                await queue.join()
-            finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                try:
-                    await self._flush()
-                finally:
-                    # The database thread outlives this run: leave no connection open in it.
-                    await _in_db_thread(connections.close_all)
-        return self._report
-
-    # --- the feeder: claims, refreshes, flushes ----------------------------------------------
-
-    async def _feed(self, queue: asyncio.Queue) -> float | None:
-        loop = asyncio.get_running_loop()
-        stop_claiming_at = loop.time() + self._run_seconds
-        next_refresh = next_heartbeat = next_flush = 0.0
-        while True:
-            now = loop.time()
-            if now >= next_refresh:
-                if not await self._refresh():
-                    return None
-                next_refresh = now + REFRESH_EVERY
-            if now >= self._deadline:
-                await self._flush()
-                await _in_db_thread(
-                    services.messages_expire_pending, now=self._mailing.end_at, mailing_id=self.mailing_id
-                )
-                return None
-            if now >= next_heartbeat:
-                await _in_db_thread(
-                    services.mailing_heartbeat, mailing_id=self.mailing_id, now=timezone.now()
-                )
-                next_heartbeat = now + HEARTBEAT_EVERY
-            if self._pause_to_publish is not None:
-                await _in_db_thread(
-                    services.provider_pause, seconds=self._pause_to_publish, now=timezone.now()
-                )
-                self._pause_to_publish = None
-
-            claimed = 0
-            if now >= stop_claiming_at:
-                if queue.empty() and not self._busy:
-                    return 0.0  # more may be due: a fresh task carries on
-            else:
-                wanted = self._claim_size(queue)
-                # The shared pause is read only when claiming: the queue holds a fraction of a second.
-                if wanted and not await self._paused():
-                    claimed = await self._claim_into(queue, limit=wanted)
-
-            if len(self._outcomes) >= FLUSH_AT or (now >= next_flush and len(self._outcomes)):
-                await self._flush()
-                next_flush = now + FLUSH_EVERY
-
-            if not claimed and queue.empty() and not self._busy:
-                await self._flush()
-                wait = await self._idle_wait()
-                if wait is None:
-                    return None
-                if wait > stop_claiming_at - loop.time():
-                    return wait
-                await asyncio.sleep(max(wait, FEED_TICK))
-                continue
-            await asyncio.sleep(FEED_TICK)
-
-    async def _refresh(self) -> bool:
-        """Re-read the mailing: its end may have moved, it may be gone. False: stop now."""
-        mailing = await _in_db_thread(self._load_mailing)
-        if mailing is None:
-            log.info("mailing %s: deleted, dispatcher stops", self.mailing_id)
-            return False
-        self._mailing = mailing
-        if self._window is None:
-            self._window = WindowGuard.for_mailing(mailing)
-        loop = asyncio.get_running_loop()
-        left = (mailing.end_at - timezone.now()).total_seconds() - self._end_margin
-        deadline = loop.time() + left
-        if self._deadline and deadline < self._deadline - 0.01:
-            log.info("mailing %s: end moved earlier to %s", self.mailing_id, mailing.end_at.isoformat())
-            for scope in self._deadline_scopes:
-                scope.reschedule(deadline)
-        self._deadline = deadline
-        return True
-
-    def _load_mailing(self) -> Mailing | None:
-        return (
-            Mailing.objects.filter(pk=self.mailing_id)
-            .only(
-                "text", "start_at", "end_at", "fanout_completed_at", "local_window_start", "local_window_end"
-            )
-            .first()
-        )
-
-    async def _paused(self) -> bool:
-        loop = asyncio.get_running_loop()
-        until = await _in_db_thread(services.provider_paused_until, now=timezone.now())
-        if until is not None:
-            self._probing = True
-            self._paused_until = max(
-                self._paused_until, loop.time() + (until - timezone.now()).total_seconds()
-            )
-        return loop.time() < self._paused_until
-
-    def _claim_size(self, queue: asyncio.Queue) -> int:
-        """Refill once the queue is down to half; after a pause, one message alone (the probe)."""
-        if self._probing:
-            return 1 if queue.empty() and not self._busy else 0
-        if queue.qsize() <= self._concurrency // 2:
-            return self._concurrency - queue.qsize()
-        return 0
-
-    async def _claim_into(self, queue: asyncio.Queue, *, limit: int) -> int:
-        rows = await _in_db_thread(self._claim, limit=limit, now=timezone.now())
-        text = self._mailing.text
-        for row in rows:
-            queue.put_nowait((row, OutgoingMessage(row.id, row.phone, text)))
-        return len(rows)
-
-    def _claim(self, *, limit: int, now: datetime) -> list[ClaimedRow]:
-        """In the database thread: only messages whose client's local window is open now."""
-        condition = self._window.claim_condition(now)
-        return services.messages_claim(mailing_id=self.mailing_id, limit=limit, now=now, condition=condition)
-
-    async def _idle_wait(self) -> float | None:
-        """Nothing to send right now: seconds until something may be, None if never."""
-        if self._mailing.fanout_completed_at is None:
-            return REFRESH_EVERY  # the launcher is still creating messages
-        paused_for = self._paused_until - asyncio.get_running_loop().time()
-        # Due messages of closed zones, which no claim hands out, are deferred to their opening first.
-        next_due = await _in_db_thread(self._window.next_attempt_at, now=timezone.now())
-        if next_due is None:
-            return None
-        return min(max(paused_for, (next_due - timezone.now()).total_seconds(), 0.0), LONGEST_WAIT)
-
-    async def _flush(self) -> None:
-        if not len(self._outcomes):
-            return
-        outcomes, self._outcomes = self._outcomes, Outcomes()
-        loop = asyncio.get_running_loop()
-        now = timezone.now()
-        deferred_until = now + timedelta(seconds=max(0.0, self._paused_until - loop.time()))
-        await _in_db_thread(
-            services.messages_record, outcomes=outcomes, now=now, deferred_until=deferred_until
-        )
-        self._report.add(outcomes)
-
-    # --- the workers: one request at a time each ---------------------------------------------
-
-    async def _work(self, queue: asyncio.Queue) -> None:
-        while True:
-            row, message = await queue.get()
-            self._busy += 1
-            try:
-                await self._deliver(row, message)
-            finally:
-                self._busy -= 1
-                queue.task_done()
-
-    async def _deliver(self, row: ClaimedRow, message: OutgoingMessage) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if message.phone is None:
-            self._settle(row, "failed", "client was deleted")
-            return
-        if started >= self._deadline:
-            self._settle(row, "expired", "mailing ended")
-            return
-        if started < self._paused_until:
-            self._settle(row, "deferred", "sending paused")
-            return
+    def run(self, *, until_idle: bool = False, seconds: float | None = None) -> SenderReport:
+        """Send until `request_stop()` (from any thread); tests may also stop it when nothing is left
+        to send (`until_idle`) or after `seconds`. Blocks; a worker runs it in a thread of its own.
+        """
+        # uvloop: the event loop is most of a sender's CPU (about a quarter less per message).
         try:
-            async with asyncio.timeout_at(self._deadline) as scope:
-                self._deadline_scopes.add(scope)
-                try:
-                    await self._transport.send(message, timeout=self._deadline - started)
-                finally:
-                    self._deadline_scopes.discard(scope)
-        except TimeoutError:
-            self._settle(row, "expired", "mailing ended during the request")
-        except TransportAuthError as error:
-            self._pause(
-                self._auth_pause,
-                f"ALERT {error.detail}: nothing is sent until the token works",
-                level=logging.CRITICAL,
-            )
-            self._settle(row, "deferred", error.detail)
-        except TransportError as error:
-            if error.permanent:
-                self._settle(row, "failed", error.detail)
-            elif loop.time() >= self._deadline:
-                self._settle(row, "expired", error.detail)
-            else:
-                self._consecutive_failures += 1
-                if self._probing or self._consecutive_failures >= self._breaker_threshold:
-                    self._pause(self._breaker_pause, f"{self._consecutive_failures} failures in a row")
-                    self._consecutive_failures = 0
-                self._settle(row, "retry", error.detail)
-        else:
-            self._consecutive_failures = 0
-            self._probing = False
-            self._settle(row, "sent", "")
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(self._run(until_idle=until_idle, seconds=seconds))
+        finally:
+            self._db.submit(connections.close_all).result()
+            self._db.shutdown()
 
-    def _settle(self, row: ClaimedRow, outcome: str, detail: str) -> None:
-        if outcome == "sent":
-            self._outcomes.sent.append(row.id)
-        elif outcome == "failed":
-            self._outcomes.failed.append((row.id, detail))
-        elif outcome == "retry":
-            self._outcomes.retry.append((row.id, row.attempt, detail))
-        elif outcome == "deferred":
-            self._outcomes.deferred.append((row.id, detail))
+    def request_stop(self) -> None:
+        """Thread-safe and signal-safe: the sender stops claiming now and winds down."""
+        self._stop.set()
+
+    async def _run(self, *, until_idle: bool, seconds: float | None) -> SenderReport:
+        loop = self._loop = asyncio.get_running_loop()
+        self._results_ready, self._room = asyncio.Event(), asyncio.Event()
+        stop_at = loop.time() + seconds if seconds is not None else math.inf
+        async with self._transport:
+            flusher = asyncio.create_task(self._flush_until_stopped())
+            try:
+                await self._feed(until_idle=until_idle, stop_at=stop_at)
+                await self._wind_down()
+            finally:
+                self._flushed_last = True
+                self._results_ready.set()
+                await flusher  # never cancelled mid-write: a result once settled is written
+                await self._in_db(services.sender_slots_release, holder=self.holder)
+        return self.report
+
+    async def _wind_down(self) -> None:
+        """Stop: in-flight requests get `stop_grace` seconds, then they are cut (UNKNOWN).
+
+        Leases and slots are still renewed meanwhile, so nobody else takes what is in flight.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._stop_grace
+        if self._in_flight:
+            log.info("sender %s stopping: %s requests in flight", self.holder, len(self._in_flight))
+        while self._in_flight and loop.time() < give_up_at:
+            await asyncio.wait(list(self._in_flight), timeout=min(REFRESH_EVERY, give_up_at - loop.time()))
+            await self._refresh()
+        still_running = list(self._in_flight)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+
+    def _in_db(self, function, /, **kwargs):
+        """Database work runs in the sender's own thread (and connection), never on the event loop."""
+
+        def call():
+            close_old_connections()
+            return function(**kwargs)
+
+        return self._loop.run_in_executor(self._db, call)
+
+    # --- the feeder ------------------------------------------------------------------------------
+
+    async def _feed(self, *, until_idle: bool, stop_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        next_refresh = next_release = 0.0
+        last_claim = 0.0
+        while not self._stop.is_set() and loop.time() < stop_at:
+            now = loop.time()
+            if now >= next_release:
+                await self._in_db(services.messages_release_expired_leases, now=timezone.now())
+                next_release = now + RELEASE_EVERY
+            if now >= next_refresh:
+                await self._refresh()
+                next_refresh = loop.time() + REFRESH_EVERY
+                if until_idle and not self._runs and not self._in_flight and not self._results:
+                    return
+            await self._publish_pause()
+            free = self._concurrency - len(self._in_flight)
+            wanted = self._gate.capacity(free, len(self._in_flight))
+            # Claim in batches at high throughput, but never leave a place idle for long.
+            if wanted and (wanted >= max(1, self._concurrency // 8) or now - last_claim > 0.1):
+                last_claim = now
+                await self._claim(wanted)
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), FEED_TICK if self._any_claimable() else 0.2)
+
+    async def _publish_pause(self) -> None:
+        """A pause this sender's gate started goes to every other sender at once."""
+        pause = self._gate.take_pause_to_publish()
+        if pause is None:
+            return
+        log.log(
+            logging.CRITICAL if pause.critical else logging.WARNING,
+            "%sprovider paused for %.0f s: %s",
+            "ALERT " if pause.critical else "",
+            pause.until - time.time(),
+            pause.reason,
+        )
+        await self._in_db(services.provider_pause, until=datetime.fromtimestamp(pause.until, tz=UTC))
+
+    def _any_claimable(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return any(run.held and run.sendable and now >= run.dry_until for run in self._runs.values())
+
+    async def _refresh(self) -> None:
+        loop = asyncio.get_running_loop()
+        in_flight_mailings = sorted({run.id for run, _ in self._in_flight.values()})
+        tokens = list({token for _, token in self._in_flight.values()})
+        view = await self._in_db(self._read_and_hold, in_flight_mailings=in_flight_mailings, tokens=tokens)
+        self._gate.observe_shared_pause(view.paused_until)
+        now_wall, now_loop = timezone.now(), loop.time()
+        runs: dict[int, MailingRun] = {}
+        for mailing_id, text, end_at in view.sendable:
+            run = self._runs.get(mailing_id) or MailingRun(mailing_id, text, end_at)
+            run.sendable, run.held = True, mailing_id in view.held
+            self._move_end(run, end_at, now_wall, now_loop)
+            runs[mailing_id] = run
+        for run in {run for run, _ in self._in_flight.values()}:
+            if run.id not in runs:
+                run.sendable = False  # its claims not yet started go back to pending
+                self._move_end(run, view.ends.get(run.id, run.end_at), now_wall, now_loop)
+                runs[run.id] = run
+        for run in self._runs.values():
+            if run.id not in runs and run.end_at <= now_wall and not run.expired_pending:
+                run.expired_pending = True
+                await self._in_db(services.messages_expire_pending, now=now_wall, mailing_id=run.id)
+        self._runs = {mailing_id: run for mailing_id, run in runs.items() if run.sendable or run.scopes}
+
+    @staticmethod
+    def _move_end(run: MailingRun, end_at: datetime, now_wall: datetime, now_loop: float) -> None:
+        if run.deadline and end_at == run.end_at:
+            return
+        deadline = now_loop + (end_at - now_wall).total_seconds()
+        if run.deadline:
+            log.info("mailing %s: end moved to %s", run.id, end_at.isoformat())
+            for scope in run.scopes:
+                scope.reschedule(deadline)  # later extends requests in flight, earlier cuts them
+        run.end_at, run.deadline = end_at, deadline
+
+    def _read_and_hold(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> "SenderView":
+        """One visit to the database per second: everything the refresher needs, in its thread."""
+        now = timezone.now()
+        sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
+        wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
+        self._windows.keep_only(wanted)
+        held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
+        services.messages_renew_leases(tokens=tokens, now=now)
+        paused_until = services.provider_paused_until(now=now)
+        return SenderView(
+            sendable=sendable,
+            held=held,
+            ends=services.mailing_ends(mailing_ids=in_flight_mailings),
+            paused_until=paused_until.timestamp() if paused_until else None,
+        )
+
+    async def _claim(self, wanted: int) -> int:
+        """Claim up to `wanted` messages, shared in turn between the mailings this sender holds."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        margin = self._margin()
+        candidates = [
+            run
+            for run in self._runs.values()
+            if run.held and run.sendable and now >= run.dry_until and now + margin < run.deadline
+        ]
+        if not candidates:
+            return 0
+        self._rotation = (self._rotation + 1) % len(candidates)
+        candidates = candidates[self._rotation :] + candidates[: self._rotation]
+        share = math.ceil(wanted / len(candidates))
+        asks = [(run.id, share) for run in candidates]
+        claims, paused_until = await self._in_db(
+            self._claim_in_db, asks=asks, wanted=wanted, holder=self.holder
+        )
+        self._gate.observe_shared_pause(paused_until)
+        claimed = 0
+        for claim in claims:
+            run = self._runs.get(claim.mailing_id)
+            if len(claim.rows) < share and run:
+                run.dry_until = loop.time() + DRY_FOR
+            for row in claim.rows:
+                self._start(run, row, claim.token)
+            claimed += len(claim.rows)
+        return claimed
+
+    def _claim_in_db(
+        self, *, asks: list[tuple[int, int]], wanted: int, holder: str
+    ) -> tuple[list[Claim], float | None]:
+        """Claims in turn; none while another sender's pause holds (read first, one primary-key read)."""
+        now, claims = timezone.now(), []
+        paused_until = services.provider_paused_until(now=now)
+        if paused_until is not None:
+            return claims, paused_until.timestamp()
+        for mailing_id, share in asks:
+            limit = min(share, wanted)
+            if limit <= 0:
+                break
+            window = self._windows[mailing_id]  # only clients whose local window is open now
+            where = window.claim_condition(now)
+            claim = services.messages_claim(
+                mailing_id=mailing_id, limit=limit, now=now, holder=holder, where=where
+            )
+            if len(claim.rows) < limit:
+                window.defer_stragglers(now)
+            wanted -= len(claim.rows)
+            claims.append(claim)
+        return claims, None
+
+    def _margin(self) -> float:
+        return max(self._end_margin, self._gate.latency_percentile(END_PERCENTILE))
+
+    # --- one request -------------------------------------------------------------------------
+
+    def _start(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        task = asyncio.create_task(self._deliver(run, row, token))
+        self._in_flight[task] = (run, token)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        del self._in_flight[task]
+        self._room.set()
+
+    async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        loop = asyncio.get_running_loop()
+        started: float | None = None
+        try:
+            if row.phone is None:
+                return self._settle(run, row, token, Outcome.FAILED, "client was deleted")
+            if not await self._gate.acquire():
+                return self._settle(run, row, token, Outcome.DEFERRED, "sending paused")
+            if self._stop.is_set() or not run.sendable:
+                return self._settle(run, row, token, Outcome.DEFERRED, "mailing not sendable now")
+            if loop.time() + self._margin() >= run.deadline:
+                return self._settle(run, row, token, Outcome.EXPIRED, "could not finish before the end")
+            started = loop.time()
+            async with asyncio.timeout_at(run.deadline) as scope:
+                run.scopes.add(scope)
+                try:
+                    await self._transport.send(
+                        OutgoingMessage(row.id, row.phone, run.text), timeout=self._request_timeout
+                    )
+                finally:
+                    run.scopes.discard(scope)
+        except TimeoutError:
+            self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
+            self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
+        except asyncio.CancelledError:
+            # Our own wind-down: a request that started may have reached the provider.
+            if started is None:
+                self._settle(run, row, token, Outcome.DEFERRED, "sender stopped")
+            else:
+                self._settle(run, row, token, Outcome.UNKNOWN, "cut by a stopping worker")
+        except TransportAuthError as error:
+            self._gate.record(ProviderAnswer.AUTH_REFUSED, loop.time() - started)
+            self._settle(run, row, token, Outcome.DEFERRED, error.detail)
+        except TransportError as error:
+            latency = loop.time() - started
+            if error.permanent:
+                self._gate.record(ProviderAnswer.REJECTED, latency)
+                self._settle(run, row, token, Outcome.FAILED, error.detail)
+            else:
+                self._gate.record(ProviderAnswer.ERROR, latency)
+                self._settle(run, row, token, Outcome.RETRY, error.detail)
         else:
-            self._outcomes.expired.append(row.id)
+            self._gate.record(ProviderAnswer.ACCEPTED, loop.time() - started)
+            self._settle(run, row, token, Outcome.SENT, "")
+
+    def _settle(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID, outcome: Outcome, detail: str):
+        self._results.append(Result(row.id, token, outcome, row.attempt, detail))
+        self._results_ready.set()
+        self.report.outcomes[outcome] += 1
         log.info(
             "mailing=%s message=%s client=%s attempt=%s outcome=%s%s",
-            self.mailing_id,
+            run.id,
             row.id,
             row.client_id,
             row.attempt,
             outcome,
-            f" error={detail!r}" if detail and outcome != "expired" else "",
+            f" error={detail!r}" if detail else "",
         )
 
-    def _pause(self, seconds: float, why: str, *, level: int = logging.WARNING) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._paused_until:
+    # --- writing results -------------------------------------------------------------------------
+
+    async def _flush_until_stopped(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            if self._flushed_last:
+                await self._flush()
+                return
+            await self._flush()
+            await asyncio.sleep(FLUSH_PAUSE)
+
+    async def _flush(self) -> None:
+        self._results_ready.clear()
+        if not self._results:
             return
-        self._paused_until = loop.time() + seconds
-        self._pause_to_publish = seconds
-        self._probing = True
-        log.log(level, "mailing=%s provider paused for %.0f s: %s", self.mailing_id, seconds, why)
+        results, self._results = self._results, []
+        # Deferred by a pause: due again when the pause ends, not before.
+        deferred_until = datetime.fromtimestamp(max(self._gate.paused_until, time.time()), tz=UTC)
+        await self._in_db(
+            services.messages_record, results=results, now=timezone.now(), deferred_until=deferred_until
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SenderView:
+    sendable: list[tuple[int, str, datetime]]
+    held: set[int]
+    ends: dict[int, datetime]
+    paused_until: float | None

@@ -16,13 +16,16 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", "Sent"  # accepted by the provider
     FAILED = "failed", "Failed"  # can never be sent (rejected, bad input, client gone)
     EXPIRED = "expired", "Expired"  # the mailing ended before it could be sent
+    # The request reached the provider but its answer never came back: cut by the mailing's end or
+    # by a stopping worker. Not retried (that could send it twice), never counted as expired.
+    UNKNOWN = "unknown", "Sent, answer unknown"
 
 
 class Message(models.Model):
     """One message of one mailing to one client; the row is the unit of work and its truth."""
 
     Status = MessageStatus
-    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED)
+    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN)
 
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
     # A deleted client leaves its messages behind so that past mailings keep their statistics.
@@ -34,6 +37,10 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Set by each claim; a result is written only where the row still carries its claim's token,
+    # so a sender that lost its claim (lease ran out, another sender took the row) changes nothing.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=64, blank=True, editable=False, help_text="The last sender.")
 
     class Meta:
         ordering = ["id"]
@@ -51,6 +58,9 @@ class Message(models.Model):
             models.Index(
                 fields=["lease_until"], condition=Q(status=MessageStatus.SENDING), name="message_lease_idx"
             ),
+            models.Index(
+                fields=["claim_token"], condition=Q(status=MessageStatus.SENDING), name="message_claim_idx"
+            ),
             # Statistics count the messages waiting for their local window by index only.
             models.Index(
                 fields=["mailing", "next_attempt_at"],
@@ -65,3 +75,40 @@ class Message(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+
+class SenderSlot(models.Model):
+    """One of a mailing's SENDER_DISPATCHERS_PER_MAILING places for a sender, held under a lease.
+
+    A sender claims messages of a mailing only while it holds one of its slots; it renews the lease
+    every second and gives the slot up when it stops. A dead sender's slot is free again once its
+    lease has run out, so the bound holds through pauses, crashes and restarts alike.
+    """
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="sender_slots")
+    number = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "number"], name="sender_slot_once_per_mailing"),
+        ]
+        indexes = [models.Index(fields=["holder"], name="sender_slot_holder_idx")]
+
+    def __str__(self) -> str:
+        return f"Slot {self.number} of mailing {self.mailing_id}"
+
+
+class ProviderPause(models.Model):
+    """Until when no sender of any worker may call the provider (breaker, refused token).
+
+    In the database rather than the cache: raising it to the later of two ends is one atomic UPDATE
+    with GREATEST on PostgreSQL and SQLite alike, and it survives a Redis restart.
+    """
+
+    provider = models.CharField(max_length=32, primary_key=True)
+    paused_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.provider} paused until {self.paused_until:%H:%M:%S}"

@@ -1,28 +1,63 @@
 """State changes of Message rows: the one place that moves a message between statuses.
 
-Every change is a conditional bulk UPDATE, so that dispatchers, the sweeper and a worker that
-comes back after a crash can run side by side without overwriting one another's results.
+Transitions, all conditional bulk UPDATEs so that senders, the sweeper and a worker that comes back
+after a crash can run side by side:
+
+    claim      pending (due) -> sending, with a fresh claim token and a short lease
+    renew      sending -> sending, lease pushed on, only for the claim's token
+    record     sending -> the status of its Outcome (OUTCOME_TRANSITIONS), only for the claim's token
+    release    sending whose lease ran out -> pending (its sender died)
+    expire     pending of an ended mailing -> expired
+
+A claim's token fences every write of its results: once a lease runs out and another sender
+claims the row, the first sender's late results match no row.
 """
 
+import enum
 import random
+import uuid
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Greatest
 
 from clients.models import Client
 from mailings.models import Mailing
 
-from .models import WAITING_FOR_WINDOW, Message
+from .models import WAITING_FOR_WINDOW, Message, ProviderPause, SenderSlot
 
 Status = Message.Status
 
-PAUSE_KEY = "sender:paused-until"
+PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
+
+
+class Outcome(enum.StrEnum):
+    """How one claimed message ended this time round."""
+
+    SENT = "sent"  # the provider accepted it
+    FAILED = "failed"  # it can never be sent (rejected, invalid, client deleted)
+    RETRY = "retry"  # the attempt failed in a way a later attempt may not: back off, then again
+    DEFERRED = "deferred"  # not attempted (pause, mailing not sendable, worker stopping): back at once
+    EXPIRED = "expired"  # not attempted: it could not have finished before the mailing's end
+    UNKNOWN = "unknown"  # sent, but the answer never came (cut by the end or a stopping worker)
+
+
+# Outcome -> (new status, statuses the fenced row may be in). An acceptance or an unknown send is
+# also written to a row whose lease was released but that nobody claimed since (same token): the
+# provider has it, so sending it again would be a duplicate.
+OUTCOME_TRANSITIONS: dict[Outcome, tuple[str, tuple[str, ...]]] = {
+    Outcome.SENT: (Status.SENT, (Status.SENDING, Status.PENDING)),
+    Outcome.UNKNOWN: (Status.UNKNOWN, (Status.SENDING, Status.PENDING)),
+    Outcome.FAILED: (Status.FAILED, (Status.SENDING,)),
+    Outcome.RETRY: (Status.PENDING, (Status.SENDING,)),
+    Outcome.DEFERRED: (Status.PENDING, (Status.SENDING,)),
+    Outcome.EXPIRED: (Status.EXPIRED, (Status.SENDING,)),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +68,35 @@ class ClaimedRow:
     attempt: int
 
 
-@dataclass(slots=True)
-class Outcomes:
-    """Results of delivery attempts, gathered in memory and written back in bulk."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    token: uuid.UUID
+    mailing_id: int
+    rows: list[ClaimedRow]
 
-    sent: list[int] = field(default_factory=list)
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    retry: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempt, error
-    deferred: list[tuple[int, str]] = field(default_factory=list)  # id, why: not attempted
-    expired: list[int] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return sum(map(len, (self.sent, self.failed, self.retry, self.deferred, self.expired)))
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One claimed message's outcome, written back by `messages_record` under its claim's token."""
+
+    id: int
+    token: uuid.UUID
+    outcome: Outcome
+    attempt: int
+    detail: str = ""
 
 
 def lease_duration() -> timedelta:
-    """How long a claim holds: the longest a request may take, plus SENDER_LEASE_MARGIN."""
-    timeouts = settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT
-    return timedelta(seconds=timeouts + settings.SENDER_LEASE_MARGIN)
+    """How long a claim or a slot holds unless its live sender renews it (every second)."""
+    return timedelta(seconds=settings.SENDER_LEASE_SECONDS)
 
 
 def retry_delay(attempt: int) -> timedelta:
-    """Exponential backoff with full jitter: spreads retries so a recovering provider is not stampeded."""
+    """Capped exponential backoff with full jitter.
+
+    Small on purpose: a random per-request failure is best retried soon, and a provider that is
+    down is the breaker's job (a pause for everyone), not every message's growing backoff.
+    """
     ceiling = min(settings.SENDER_RETRY_CAP, settings.SENDER_RETRY_BASE * 2 ** (attempt - 1))
     return timedelta(seconds=random.uniform(0, ceiling))
 
@@ -75,7 +117,16 @@ def messages_create_for_clients(
     moment = connection.ops.adapt_datetimefield_value(now)
     columns = ", ".join(
         quote(Message._meta.get_field(name).column)
-        for name in ("mailing", "client", "status", "attempts", "last_error", "created_at", "next_attempt_at")
+        for name in (
+            "mailing",
+            "client",
+            "status",
+            "attempts",
+            "last_error",
+            "created_at",
+            "next_attempt_at",
+            "claimed_by",
+        )
     )
     cte, params = _openings_cte(openings or {})
     params += [mailing_id, Status.PENDING]
@@ -91,7 +142,7 @@ def messages_create_for_clients(
     with connection.cursor() as cursor:
         cursor.execute(
             f"{cte}INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due} FROM ({select_sql}) AS batch{joined} "
+            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due}, '' FROM ({select_sql}) AS batch{joined} "
             "WHERE true ON CONFLICT DO NOTHING",
             [*params, moment, moment, *select_params],
         )
@@ -109,81 +160,105 @@ def _openings_cte(openings: Mapping[str, datetime]) -> tuple[str, list]:
     return f"WITH opening (zone, opens_at) AS (VALUES {rows}) ", params
 
 
-def messages_claim(
-    *, mailing_id: int, limit: int, now: datetime, condition: Q | None = None
-) -> list[ClaimedRow]:
-    """Take up to `limit` due pending messages of a mailing for one dispatcher, under a lease.
+# --- claim, renew, record -------------------------------------------------------------------------
 
-    `condition` narrows what may be handed out (the local window's open zones: WindowGuard).
+
+def due_messages(*, mailing_id: int, now: datetime) -> QuerySet:
+    """Pending messages of a mailing whose next attempt has come: what a claim may take."""
+    return Message.objects.filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
+
+
+def messages_claim(
+    *, mailing_id: int, limit: int, now: datetime, holder: str = "", where: Q | None = None
+) -> Claim:
+    """Take up to `limit` due messages of a mailing under a fresh claim token and a short lease.
+
+    `where` narrows what is due (e.g. a per-client local-time window); it is ANDed with
+    `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows.
     """
+    token = uuid.uuid4()
+    due = due_messages(mailing_id=mailing_id, now=now)
+    if where is not None:
+        due = due.filter(where)
     with transaction.atomic():
         rows = list(
-            Message.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
-            .filter(condition or Q())
+            due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
             .values_list("id", "client_id", "client__phone", "attempts")[:limit]
         )
         if rows:
             Message.objects.filter(id__in=[row[0] for row in rows]).update(
-                status=Status.SENDING, lease_until=now + lease_duration(), attempts=F("attempts") + 1
+                status=Status.SENDING,
+                claimed_by=holder,
+                lease_until=now + lease_duration(),
+                attempts=F("attempts") + 1,
+                claim_token=token,
             )
-    return [ClaimedRow(id, client_id, phone, attempts + 1) for id, client_id, phone, attempts in rows]
+    return Claim(
+        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
+    )
 
 
-def messages_record(*, outcomes: Outcomes, now: datetime, deferred_until: datetime | None = None) -> None:
-    """Write a batch of results back; final states are never overwritten."""
-    in_flight = Message.objects.filter(status=Status.SENDING)
+def messages_renew_leases(*, tokens: list[uuid.UUID], now: datetime) -> int:
+    """Push on the leases of a live sender's claims (it calls this every second)."""
+    if not tokens:
+        return 0
+    return Message.objects.filter(status=Status.SENDING, claim_token__in=tokens).update(
+        lease_until=now + lease_duration()
+    )
+
+
+def messages_record(*, results: list[Result], now: datetime, deferred_until: datetime | None = None) -> int:
+    """Write a batch of results back, each only where its claim's token still holds. Returns rows changed.
+
+    The one place that maps an Outcome to a row transition (OUTCOME_TRANSITIONS).
+    """
+    changed = 0
+    groups: dict[tuple[Outcome, uuid.UUID, str], list[Result]] = defaultdict(list)
+    for result in results:
+        groups[result.outcome, result.token, result.detail[:255]].append(result)
     with transaction.atomic():
-        if outcomes.sent:
-            # Accepted is the truth even when the sweeper already took the lease back.
-            Message.objects.filter(id__in=outcomes.sent).exclude(status__in=Message.FINAL_STATUSES).update(
-                status=Status.SENT, sent_at=now, lease_until=None, last_error=""
+        for (outcome, token, detail), group in groups.items():
+            status, from_statuses = OUTCOME_TRANSITIONS[outcome]
+            fenced = Message.objects.filter(
+                id__in=[result.id for result in group], claim_token=token, status__in=from_statuses
             )
-        for error, ids in _group_by_error(outcomes.failed).items():
-            in_flight.filter(id__in=ids).update(status=Status.FAILED, last_error=error, lease_until=None)
-        if outcomes.retry:
-            in_flight.bulk_update(
-                [
+            if outcome is Outcome.RETRY:
+                retries = [
                     Message(
-                        id=id,
-                        status=Status.PENDING,
-                        next_attempt_at=now + retry_delay(attempt),
-                        last_error=error[:255],
+                        id=result.id,
+                        status=status,
+                        next_attempt_at=now + retry_delay(result.attempt),
+                        last_error=detail,
                         lease_until=None,
                     )
-                    for id, attempt, error in outcomes.retry
-                ],
-                ["status", "next_attempt_at", "last_error", "lease_until"],
-            )
-        for error, ids in _group_by_error(outcomes.deferred).items():
-            # Held back by a pause or a refused token: the attempt taken at claim time is given back,
-            # so waiting for the provider does not grow the message's backoff.
-            in_flight.filter(id__in=ids).update(
-                status=Status.PENDING,
-                next_attempt_at=deferred_until or now,
-                last_error=error,
-                lease_until=None,
-                attempts=F("attempts") - 1,
-            )
-        if outcomes.expired:
-            Message.objects.filter(
-                id__in=outcomes.expired, status__in=(Status.PENDING, Status.SENDING)
-            ).update(status=Status.EXPIRED, lease_until=None)
+                    for result in group
+                ]
+                changed += fenced.bulk_update(
+                    retries, ["status", "next_attempt_at", "last_error", "lease_until"]
+                )
+                continue
+            fields = {"status": status, "lease_until": None, "last_error": detail}
+            if outcome is Outcome.SENT:
+                fields["sent_at"] = now
+            elif outcome is Outcome.DEFERRED:
+                # Not attempted: the attempt taken at claim time is given back, so waiting for the
+                # provider or for the mailing does not grow the message's backoff.
+                fields |= {"next_attempt_at": deferred_until or now, "attempts": F("attempts") - 1}
+            changed += fenced.update(**fields)
+    return changed
 
 
-def _group_by_error(pairs: list[tuple[int, str]]) -> dict[str, list[int]]:
-    grouped = defaultdict(list)
-    for id, error in pairs:
-        grouped[error[:255]].append(id)
-    return grouped
+# --- recovery ----------------------------------------------------------------------------------
 
 
-def messages_next_attempt_at(*, mailing_id: int) -> datetime | None:
-    """When the earliest pending message of a mailing is due; None when none is pending."""
-    return Message.objects.filter(mailing_id=mailing_id, status=Status.PENDING).aggregate(
-        due=Min("next_attempt_at")
-    )["due"]
+def messages_release_expired_leases(*, now: datetime) -> int:
+    """Messages whose sender died mid-send go back to pending, due at once; their token stays,
+    so a late acceptance from that sender still lands unless another sender claimed the row since.
+    """
+    return Message.objects.filter(status=Status.SENDING, lease_until__lt=now).update(
+        status=Status.PENDING, next_attempt_at=now, lease_until=None
+    )
 
 
 def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> int:
@@ -194,43 +269,85 @@ def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> 
     return expiring.update(status=Status.EXPIRED)
 
 
-def messages_release_expired_leases(*, now: datetime) -> int:
-    """Messages whose dispatcher died mid-send go back to pending; their mailing decides the rest."""
-    return Message.objects.filter(status=Status.SENDING, lease_until__lt=now).update(
-        status=Status.PENDING, next_attempt_at=now, lease_until=None
-    )
+# --- what the senders work on --------------------------------------------------------------------
 
 
-def mailings_without_dispatcher(*, now: datetime) -> list[int]:
-    """Active mailings whose due messages wait while no dispatcher has shown life for a while."""
-    stall_since = now - timedelta(seconds=settings.SENDER_STALL_AFTER)
-    stalled_due = Message.objects.filter(
-        mailing=OuterRef("pk"), status=Status.PENDING, next_attempt_at__lte=stall_since
-    )
+def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
+    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
+    and of those in `including` (a sender's mailings with requests in flight) that are still sendable.
+    """
+    pending = Message.objects.filter(mailing=OuterRef("pk"), status=Status.PENDING)
     return list(
-        Mailing.objects.filter(start_at__lte=now, end_at__gt=now, launched_at__isnull=False)
-        .filter(Q(dispatch_heartbeat_at__isnull=True) | Q(dispatch_heartbeat_at__lt=stall_since))
-        .filter(Exists(stalled_due))
-        .values_list("id", flat=True)
+        Mailing.objects.sendable(now)
+        .filter(Q(id__in=including) | Exists(pending))
+        .order_by("start_at", "id")
+        .values_list("id", "text", "end_at")
     )
 
 
-def mailing_heartbeat(*, mailing_id: int, now: datetime) -> None:
-    Mailing.objects.filter(pk=mailing_id).update(dispatch_heartbeat_at=now)
+def mailing_ends(*, mailing_ids: list[int]) -> dict[int, datetime]:
+    return dict(Mailing.objects.filter(id__in=mailing_ids).values_list("id", "end_at"))
 
 
-def provider_pause(*, seconds: float, now: datetime) -> datetime:
-    """Pause every dispatcher of every worker (circuit breaker, refused token); returns the end."""
-    until = now + timedelta(seconds=seconds)
-    cache.set(PAUSE_KEY, until.timestamp(), timeout=int(seconds) + 1)
-    return until
+def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> set[int]:
+    """Hold one slot of each given mailing for `holder`; give up its slots of any other mailing.
+
+    Renews the slots it already holds and takes a free (or abandoned) one where it holds none,
+    among the first SENDER_DISPATCHERS_PER_MAILING of each mailing. Returns the mailings it holds a
+    slot of: only for these may it claim messages.
+    """
+    per_mailing = settings.SENDER_DISPATCHERS_PER_MAILING
+    until = now + lease_duration()
+    mine = SenderSlot.objects.filter(holder=holder)
+    mine.exclude(mailing_id__in=mailing_ids).update(holder="", lease_until=None)
+    mine.filter(mailing_id__in=mailing_ids).update(lease_until=until)
+    held = set(mine.filter(mailing_id__in=mailing_ids).values_list("mailing_id", flat=True))
+    wanted = [mailing_id for mailing_id in mailing_ids if mailing_id not in held]
+    if not wanted:
+        return held
+    SenderSlot.objects.bulk_create(
+        [SenderSlot(mailing_id=m, number=n) for m in wanted for n in range(per_mailing)],
+        ignore_conflicts=True,
+    )
+    with transaction.atomic():
+        free = (
+            SenderSlot.objects.select_for_update(skip_locked=True)
+            .filter(mailing_id__in=wanted, number__lt=per_mailing)
+            .filter(Q(holder="") | Q(lease_until__lt=now))
+            .order_by("mailing_id", "number")
+            .values_list("id", "mailing_id")
+        )
+        taking: dict[int, int] = {}
+        for slot_id, mailing_id in free:
+            taking.setdefault(mailing_id, slot_id)
+        if taking:
+            SenderSlot.objects.filter(id__in=taking.values()).update(holder=holder, lease_until=until)
+    return held | set(taking)
+
+
+def sender_slots_release(*, holder: str) -> int:
+    """A stopping sender gives its slots back at once, for another to take without waiting."""
+    return SenderSlot.objects.filter(holder=holder).update(holder="", lease_until=None)
+
+
+# --- the pause shared by every sender --------------------------------------------------------------
+
+
+def provider_pause(*, until: datetime) -> datetime:
+    """Pause every sender of every worker until `until`, or later if a longer pause holds already.
+
+    One atomic statement (GREATEST), so a short pause written after a long one never shortens it.
+    """
+    ProviderPause.objects.get_or_create(provider=PROVIDER, defaults={"paused_until": until})
+    ProviderPause.objects.filter(provider=PROVIDER).update(
+        paused_until=Greatest(F("paused_until"), Value(until))
+    )
+    return ProviderPause.objects.get(provider=PROVIDER).paused_until
 
 
 def provider_paused_until(*, now: datetime) -> datetime | None:
-    until = cache.get(PAUSE_KEY)
-    if until is None or until <= now.timestamp():
-        return None
-    return datetime.fromtimestamp(until, tz=now.tzinfo)
+    until = ProviderPause.objects.filter(provider=PROVIDER).values_list("paused_until", flat=True).first()
+    return until if until is not None and until > now else None
 
 
 def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:

@@ -1,49 +1,58 @@
-"""Celery tasks of the sending pipeline. They only wake work up: the rows hold the state."""
+"""Celery wiring of the sending pipeline: the sweeper task, and one sender per pool process.
+
+The sender does not run as a task: a thread of each pool process runs it from the moment the
+process starts (`worker_process_init`), so sending never takes a pool slot and launch, scan and
+sweep tasks never queue behind it. How a pool process learns of a warm shutdown: the main process
+closes the pool once its running tasks are done, the process leaves its loop and sends
+`worker_process_shutdown`, where the sender stops (and a SIGTERM sent to the whole process group
+reaches the process itself, which starts the same stop at once).
+"""
 
 import logging
+import signal
+import threading
 
 from celery import shared_task
+from celery.signals import worker_process_init, worker_process_shutdown
 from django.conf import settings
 from django.utils import timezone
 
 from . import services
-from .dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
-
-def start_dispatchers(mailing_id: int) -> None:
-    """Ring the bell for a mailing: its dispatchers split its messages between them."""
-    for _ in range(settings.SENDER_DISPATCHERS_PER_MAILING):
-        dispatch_mailing.delay(mailing_id)
+_sender = None
+_sender_thread: threading.Thread | None = None
 
 
-@shared_task
-def dispatch_mailing(mailing_id: int) -> None:
-    report = Dispatcher.from_settings(mailing_id).run()
-    log.info(
-        "mailing=%s dispatch done: sent=%s failed=%s retried=%s deferred=%s expired=%s",
-        mailing_id,
-        report.sent,
-        report.failed,
-        report.retried,
-        report.deferred,
-        report.expired,
-    )
-    if report.next_run_in is not None:
-        dispatch_mailing.apply_async((mailing_id,), countdown=report.next_run_in)
+@worker_process_init.connect
+def start_sender(**kwargs) -> None:
+    global _sender, _sender_thread
+    if not settings.SENDER_ENABLED:
+        return
+    from .dispatcher import Sender  # only pool processes load aiohttp and uvloop
+
+    _sender = Sender.from_settings()
+    _sender_thread = threading.Thread(target=_sender.run, name="sender", daemon=True)
+    _sender_thread.start()
+    signal.signal(signal.SIGTERM, lambda signum, frame: _sender.request_stop())
+    log.info("sender %s started", _sender.holder)
 
 
-@shared_task
+@worker_process_shutdown.connect
+def stop_sender(**kwargs) -> None:
+    if _sender_thread is None:
+        return
+    _sender.request_stop()
+    _sender_thread.join(settings.SENDER_STOP_GRACE + 5)
+    log.info("sender %s stopped", _sender.holder)
+
+
+@shared_task(soft_time_limit=60)
 def sweep_messages() -> None:
-    """Re-drive what a crash, a lost task or a broker restart left behind."""
+    """Re-drive what a crash left behind, and expire what ended mailings left unsent."""
     now = timezone.now()
     released = services.messages_release_expired_leases(now=now)
     expired = services.messages_expire_pending(now=now)
-    stalled = services.mailings_without_dispatcher(now=now)
-    for mailing_id in stalled:
-        log.warning("mailing=%s has due messages and no live dispatcher: restarting dispatch", mailing_id)
-        services.mailing_heartbeat(mailing_id=mailing_id, now=now)
-        start_dispatchers(mailing_id)
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)

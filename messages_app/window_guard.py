@@ -2,18 +2,19 @@
 
 - The launcher creates the messages of closed zones already due at their zone's next opening
   (messages_create_for_clients), so a message of a closed zone is not due.
-- A dispatcher claims with `claim_condition`: only messages of zones where a request may start
-  now, at least SENDER_WINDOW_MARGIN before the window closes.
-- When a zone's window closes while its messages are still pending, the dispatcher that notices
-  it (the split of zones is checked at every claim) defers that zone group to its next opening.
-- A message that became due in a closed zone anyway (a retry, a released lease) is deferred when a
-  dispatcher finds due messages but nothing to claim.
+- A sender claims with `claim_condition`: only messages of zones where a request may start now,
+  at least SENDER_WINDOW_MARGIN before the window closes.
+- When a zone's window closes while its messages are still due, the sender that notices it (the
+  split of zones is checked at every claim) defers that zone group to its next opening.
+- A message that came due in a closed zone anyway (a retry, a released lease) is deferred when a
+  claim comes back short (`defer_stragglers`): the due messages left then are of closed zones.
 
 Calls run in the caller's database thread. The ~600 zones are split into open and closed again
 only when one of them opens or closes (a few times an hour), which takes some 25 ms.
 """
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -26,8 +27,8 @@ from . import services
 
 log = logging.getLogger(__name__)
 
-# A dispatcher taking over from another one also defers the zones that closed this recently: the
-# previous one may have stopped between their close and its next claim.
+# A sender that starts (or takes a mailing over) also defers the zones that closed this recently:
+# the previous one may have stopped between their close and its next claim.
 HANDOVER = timedelta(minutes=2)
 
 
@@ -85,12 +86,38 @@ class WindowGuard:
         split = self.split(now)
         return {} if split is None else split.closed_until
 
-    def next_attempt_at(self, now: datetime) -> datetime | None:
-        """When the mailing's earliest pending message is due, as services.messages_next_attempt_at;
-        due messages found in closed zones (nothing was claimable) are first deferred to their opening."""
-        due = services.messages_next_attempt_at(mailing_id=self.mailing_id)
+    def defer_stragglers(self, now: datetime) -> int:
+        """Defer the mailing's due messages of closed zones, which no claim hands out, to their
+        zone's opening. Called when a claim came back short: what is still due is (nearly) only those."""
         split = self.split(now)
-        if due is None or due > now or split is None:
-            return due
-        services.messages_wait_for_window(mailing_id=self.mailing_id, openings=split.closed_until, due_by=now)
-        return services.messages_next_attempt_at(mailing_id=self.mailing_id)
+        if split is None:
+            return 0
+        return services.messages_wait_for_window(
+            mailing_id=self.mailing_id, openings=split.closed_until, due_by=now
+        )
+
+
+class WindowGuards:
+    """One sender's guards, one per mailing it claims for, each loaded once (a launched mailing's
+    window cannot change). Used from the sender's database thread only."""
+
+    def __init__(self):
+        self._guards: dict[int, WindowGuard] = {}
+
+    def __getitem__(self, mailing_id: int) -> WindowGuard:
+        guard = self._guards.get(mailing_id)
+        if guard is None:
+            window = Mailing.objects.filter(pk=mailing_id).values_list(
+                "local_window_start", "local_window_end"
+            )
+            start, end = window.first() or (None, None)  # a deleted mailing: nothing to claim anyway
+            guard = WindowGuard(
+                mailing_id, LocalWindow(start, end) if start is not None else None, margin=window_margin()
+            )
+            self._guards[mailing_id] = guard
+        return guard
+
+    def keep_only(self, mailing_ids: Iterable[int]) -> None:
+        """Forget the guards of mailings the sender no longer sends for."""
+        keep = set(mailing_ids)
+        self._guards = {mailing_id: guard for mailing_id, guard in self._guards.items() if mailing_id in keep}

@@ -39,7 +39,7 @@ def test_changelist_renders_mailings_with_their_audience(admin_client):
 
 
 def test_changelist_shows_message_counts_per_status(admin_client):
-    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5)
+    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5, unknown=6)
     quiet = mailing_with_messages(sent=2)
     unlaunched = MailingFactory()
 
@@ -49,9 +49,9 @@ def test_changelist_shows_message_counts_per_status(admin_client):
         row = rows[mailing.pk]
         return [row.message_counts[status] for status in MessageStatus] + [row.message_counts["total"]]
 
-    assert counts(busy) == [1, 2, 3, 4, 5, 15]
-    assert counts(quiet) == [0, 0, 2, 0, 0, 2]
-    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0]
+    assert counts(busy) == [1, 2, 3, 4, 5, 6, 21]
+    assert counts(quiet) == [0, 0, 2, 0, 0, 0, 2]
+    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0]
 
 
 def test_changelist_renders_the_counts_as_columns(admin_client):
@@ -97,7 +97,7 @@ def test_change_form_renders_pipeline_fields_read_only_with_a_link_to_its_messag
     assert response.status_code == 200
     form = response.context["adminform"].form
     assert "end_at" in form.fields
-    assert not {"launched_at", "fanout_cursor", "dispatch_heartbeat_at"} & set(form.fields)
+    assert not {"launched_at", "fanout_cursor", "fanout_completed_at"} & set(form.fields)
     assert "field-fanout_cursor" in response.content.decode()
     messages_url = reverse("admin:messages_app_message_changelist")
     assert f'href="{messages_url}?mailing__id__exact={mailing.pk}"' in response.content.decode()

@@ -26,14 +26,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_SETTINGS = {
     "SENDER_CONCURRENCY": "50",
     "SENDER_DISPATCHERS_PER_MAILING": "2",
-    "SENDER_TASK_SECONDS": "10",
     "SENDER_RETRY_BASE": "0.1",
     "SENDER_RETRY_CAP": "1",
     "SENDER_BREAKER_THRESHOLD": "8",
     "SENDER_BREAKER_PAUSE": "1",
     "SENDER_AUTH_PAUSE": "1",
-    "SENDER_LEASE_MARGIN": "1",
-    "SENDER_STALL_AFTER": "2",
+    "SENDER_LEASE_SECONDS": "3",
+    "SENDER_STOP_GRACE": "5",
     "SENDER_END_MARGIN": "0.2",
     "SENDER_WINDOW_MARGIN": "4",  # more than a request can take: connect + read timeouts below
     "PROVIDER_CONNECT_TIMEOUT": "1",
@@ -98,9 +97,17 @@ class Worker:
     """`celery worker -B` in its own process group, so a test can SIGKILL all of it at once."""
 
     def __init__(
-        self, *, broker_url: str, cache_url: str, provider: FakeProvider, workdir: Path, **overrides: str
+        self,
+        *,
+        broker_url: str,
+        cache_url: str,
+        provider: FakeProvider,
+        workdir: Path,
+        concurrency: int = 2,
+        **overrides: str,
     ):
         self.log_path = workdir / "worker.log"
+        self.concurrency = concurrency
         self.env = (
             os.environ
             | WORKER_SETTINGS
@@ -118,7 +125,14 @@ class Worker:
 
     def start(self) -> "Worker":
         command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker", "-B"]
-        command += ["--concurrency", "2", "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        command += [
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
                 command,
@@ -130,6 +144,11 @@ class Worker:
             )
         wait_until(lambda: " ready." in self.log_path.read_text(), timeout=30, what="the worker to start")
         return self
+
+    def terminate(self, timeout: float = 30) -> None:
+        """SIGTERM to the main process only, as `docker stop` or Kubernetes does: a warm shutdown."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout)
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
-"""The dispatcher against a scripted provider over real HTTP, with the database as the truth.
+"""The sender against a scripted provider over real HTTP, with the database as the truth.
 
-These tests commit (transactional_db): the dispatcher works in its own database thread.
+These tests commit (transactional_db): each sender works in a database thread (and connection)
+of its own, so two senders in one test are two real database sessions.
 """
 
 import threading
@@ -8,15 +9,16 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
-from messages_app.dispatcher import Dispatcher
-from messages_app.models import Message
+from messages_app.dispatcher import Sender
+from messages_app.gate import ProviderGate
+from messages_app.models import Message, SenderSlot
+from messages_app.services import Outcome
 from messages_app.tests.factories import MessageFactory
 from messages_app.transports.probe import ProbeTransport
 
@@ -24,13 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Message.Status
 OK = b'{"code": 0, "message": "OK"}'
-
-
-@pytest.fixture(autouse=True)
-def no_pause_left_over():
-    cache.delete(services.PAUSE_KEY)
-    yield
-    cache.delete(services.PAUSE_KEY)
 
 
 def running_mailing(*, ends_in: float = 3600) -> Mailing:
@@ -51,20 +46,20 @@ def messages_of(mailing: Mailing, count: int) -> list[Message]:
     return [MessageFactory(mailing=mailing, client=ClientFactory()) for _ in range(count)]
 
 
-def dispatcher(mailing: Mailing, provider, **overrides) -> Dispatcher:
-    options = {
-        "concurrency": 10,
-        "run_seconds": 10.0,
-        "end_margin": 0.05,
-        "breaker_threshold": 1000,
-        "breaker_pause": 30.0,
-        "auth_pause": 30.0,
-    }
+def sender(provider, *, breaker_threshold=1000, breaker_pause=30.0, auth_pause=30.0, **overrides) -> Sender:
+    options = {"concurrency": 10, "end_margin": 0.05, "stop_grace": 5.0, "request_timeout": 6.0}
     options.update(overrides)
     transport = ProbeTransport(
         base_url=provider.url, token="t", connect_timeout=1.0, read_timeout=5.0, max_connections=50
     )
-    return Dispatcher(mailing.pk, transport=transport, **options)
+    gate = ProviderGate(
+        breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause
+    )
+    return Sender(transport=transport, gate=gate, **options)
+
+
+def run_until_idle(provider, *, seconds: float = 20, **overrides):
+    return sender(provider, **overrides).run(until_idle=True, seconds=seconds)
 
 
 def statuses(mailing: Mailing) -> dict[str, int]:
@@ -74,18 +69,27 @@ def statuses(mailing: Mailing) -> dict[str, int]:
     return found
 
 
+def later(seconds: float, action) -> threading.Thread:
+    def run():
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 def test_every_message_is_sent_once_and_marked_sent(provider):
     mailing = running_mailing()
     messages = messages_of(mailing, 25)
 
-    report = dispatcher(mailing, provider).run()
+    report = run_until_idle(provider)
 
-    assert report.sent == 25
-    assert report.next_run_in is None
+    assert report[Outcome.SENT] == 25
     assert sorted(msg_id for msg_id, _ in provider.accepted) == sorted(m.id for m in messages)
     for message in Message.objects.filter(mailing=mailing):
         assert (message.status, message.attempts, message.lease_until) == (Status.SENT, 1, None)
-        assert message.sent_at is not None
+        assert message.sent_at is not None and message.claim_token is not None
 
 
 def test_rejections_fail_and_overload_is_retried_later_with_backoff(provider):
@@ -99,20 +103,16 @@ def test_rejections_fail_and_overload_is_retried_later_with_backoff(provider):
     provider.script = lambda msg_id, attempt: answers.get(msg_id, (200, OK, 0))
 
     before = timezone.now()
-    dispatcher(mailing, provider, run_seconds=0.5).run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        sender(provider).run(seconds=1.5)
 
-    (
-        rejected.refresh_from_db(),
-        invalid.refresh_from_db(),
-        overloaded.refresh_from_db(),
-        fine.refresh_from_db(),
-    )
+    for message in (rejected, invalid, overloaded, fine):
+        message.refresh_from_db()
     assert (rejected.status, invalid.status, fine.status) == (Status.FAILED, Status.FAILED, Status.SENT)
     assert "code 7" in rejected.last_error
-    assert overloaded.status == Status.PENDING
-    assert overloaded.attempts >= 1
-    assert overloaded.last_error == "HTTP 503"
-    assert overloaded.next_attempt_at >= before
+    assert (overloaded.status, overloaded.attempts, overloaded.last_error) == (Status.PENDING, 1, "HTTP 503")
+    assert overloaded.next_attempt_at >= before + timedelta(minutes=4)
 
 
 def test_retried_message_is_delivered_when_the_provider_recovers(provider):
@@ -122,27 +122,25 @@ def test_retried_message_is_delivered_when_the_provider_recovers(provider):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services, "retry_delay", lambda attempt: timedelta(milliseconds=50))
-        report = dispatcher(mailing, provider).run()
+        report = run_until_idle(provider)
 
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Status.SENT, 3)
-    assert report.retried == 2
+    assert report[Outcome.RETRY] == 2
     assert [msg_id for msg_id, _ in provider.accepted] == [message.id]
 
 
-def test_consecutive_failures_open_the_breaker_for_every_dispatcher(provider):
+def test_consecutive_failures_open_the_breaker_for_every_sender(provider):
     mailing = running_mailing()
     messages_of(mailing, 30)
     provider.script = lambda msg_id, attempt: (500, b"", 0)
 
-    report = dispatcher(mailing, provider, concurrency=1, breaker_threshold=5, run_seconds=1.0).run()
+    sender(provider, concurrency=1, breaker_threshold=5).run(seconds=2.5)
 
     assert len(provider.requests) == 5  # then the breaker held the rest back
-    assert services.provider_paused_until(now=timezone.now()) is not None
-    assert report.next_run_in is not None and report.next_run_in > 20
+    assert services.provider_paused_until(now=timezone.now()) > timezone.now() + timedelta(seconds=20)
     assert statuses(mailing) == {Status.PENDING: 30}
-    untouched = Message.objects.filter(mailing=mailing, attempts=0).count()
-    assert untouched == 25
+    assert Message.objects.filter(mailing=mailing, attempts=0).count() >= 25
 
 
 def test_refused_token_pauses_sending_and_marks_nothing_failed(provider):
@@ -150,30 +148,31 @@ def test_refused_token_pauses_sending_and_marks_nothing_failed(provider):
     messages_of(mailing, 12)
     provider.script = lambda msg_id, attempt: (401, b"", 0)
 
-    report = dispatcher(mailing, provider, concurrency=4, auth_pause=60.0).run()
+    report = sender(provider, concurrency=4, auth_pause=60.0).run(seconds=2.5)
 
     assert statuses(mailing) == {Status.PENDING: 12}
-    assert report.failed == 0
+    assert report[Outcome.FAILED] == 0
     assert len(provider.requests) <= 4  # at most the requests already in flight
     paused_until = services.provider_paused_until(now=timezone.now())
     assert paused_until is not None and paused_until > timezone.now() + timedelta(seconds=50)
     assert not Message.objects.filter(mailing=mailing, attempts__gt=0).exists()
 
 
-def test_nothing_is_accepted_after_the_end_and_the_rest_expires(provider):
-    mailing = running_mailing(ends_in=1.0)
-    messages_of(mailing, 20)
+def test_nothing_is_accepted_after_the_end_and_what_was_cut_in_flight_is_unknown_not_expired(provider):
+    mailing = running_mailing(ends_in=1.5)
+    messages_of(mailing, 30)
     provider.script = lambda msg_id, attempt: (200, OK, 0.4)
 
-    dispatcher(mailing, provider, concurrency=5).run()
+    run_until_idle(provider, concurrency=5)
 
     end = mailing.end_at.timestamp()
     assert provider.accepted, "some messages fit before the end"
     assert all(at <= end for _, at in provider.accepted)
     found = statuses(mailing)
-    assert set(found) <= {Status.SENT, Status.EXPIRED}
+    assert set(found) <= {Status.SENT, Status.EXPIRED, Status.UNKNOWN}
     assert found[Status.SENT] == len(provider.accepted)
-    assert found[Status.EXPIRED] == 20 - len(provider.accepted)
+    # Requests that reached the provider are sent or unknown, never expired.
+    assert found.get(Status.SENT, 0) + found.get(Status.UNKNOWN, 0) == len(provider.requests)
 
 
 def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
@@ -182,19 +181,28 @@ def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
     provider.script = lambda msg_id, attempt: (200, OK, 3.0)
     new_end = timezone.now() + timedelta(seconds=1.2)
 
-    def move_end():
-        time.sleep(0.2)
-        Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end)
-
-    mover = threading.Thread(target=move_end)
-    mover.start()
+    mover = later(0.2, lambda: Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end))
     started = time.monotonic()
-    dispatcher(mailing, provider).run()
+    run_until_idle(provider)
     mover.join()
 
     assert time.monotonic() - started < 2.8
     assert provider.accepted == []
-    assert statuses(mailing) == {Status.EXPIRED: 3}
+    assert statuses(mailing) == {Status.UNKNOWN: 3}
+
+
+def test_moving_the_end_later_extends_requests_already_in_flight(provider):
+    mailing = running_mailing(ends_in=1.5)
+    messages_of(mailing, 3)
+    provider.script = lambda msg_id, attempt: (200, OK, 2.5)
+    new_end = timezone.now() + timedelta(seconds=30)
+
+    mover = later(0.3, lambda: Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end))
+    run_until_idle(provider)
+    mover.join()
+
+    assert len(provider.accepted) == 3
+    assert statuses(mailing) == {Status.SENT: 3}
 
 
 def test_message_of_a_deleted_client_fails_without_a_request(provider):
@@ -202,23 +210,23 @@ def test_message_of_a_deleted_client_fails_without_a_request(provider):
     (message,) = messages_of(mailing, 1)
     message.client.delete()
 
-    dispatcher(mailing, provider).run()
+    run_until_idle(provider)
 
     message.refresh_from_db()
     assert (message.status, message.client_id) == (Status.FAILED, None)
     assert provider.requests == []
 
 
-def test_two_dispatchers_share_a_mailing_without_sending_anything_twice(provider):
+def test_two_senders_share_a_mailing_without_sending_anything_twice(provider):
     mailing = running_mailing()
     messages_of(mailing, 60)
     provider.script = lambda msg_id, attempt: (200, OK, 0.01)
     reports = []
 
-    def run():
-        reports.append(dispatcher(mailing, provider, concurrency=5).run())
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: reports.append(run_until_idle(provider, concurrency=5)))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -226,8 +234,47 @@ def test_two_dispatchers_share_a_mailing_without_sending_anything_twice(provider
 
     accepted_ids = [msg_id for msg_id, _ in provider.accepted]
     assert len(accepted_ids) == len(set(accepted_ids)) == 60
-    assert sum(report.sent for report in reports) == 60
+    assert sum(report[Outcome.SENT] for report in reports) == 60
     assert statuses(mailing) == {Status.SENT: 60}
+
+
+def test_no_more_senders_on_a_mailing_than_its_slots(provider, settings):
+    settings.SENDER_DISPATCHERS_PER_MAILING = 2
+    mailing = running_mailing()
+    messages_of(mailing, 60)
+    provider.script = lambda msg_id, attempt: (200, OK, 0.2)
+    reports = []
+
+    threads = [
+        threading.Thread(target=lambda: reports.append(run_until_idle(provider, concurrency=4)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    senders = set(Message.objects.filter(mailing=mailing).values_list("claimed_by", flat=True))
+    assert 1 <= len(senders) <= 2
+    assert sorted(report[Outcome.SENT] for report in reports)[0] == 0  # the third never claimed
+    assert statuses(mailing) == {Status.SENT: 60}
+
+
+def test_a_new_small_mailing_is_served_beside_a_big_one(provider):
+    big = running_mailing()
+    messages_of(big, 200)
+    small = running_mailing()
+    provider.script = lambda msg_id, attempt: (200, OK, 0.05)
+
+    later(0.5, lambda: messages_of(small, 5))
+    run_until_idle(provider, concurrency=10)
+
+    small_ids = set(Message.objects.filter(mailing=small).values_list("id", flat=True))
+    order = [msg_id for msg_id, _ in provider.accepted]
+    last_small = max(order.index(msg_id) for msg_id in small_ids)
+    # The small one does not wait for the big one's queue: it is done well before the big one is.
+    assert last_small < 150
+    assert statuses(big) == {Status.SENT: 200} and statuses(small) == {Status.SENT: 5}
 
 
 def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
@@ -236,9 +283,52 @@ def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
     refusing_until = time.time() + 1.0
     provider.script = lambda msg_id, attempt: (401, b"", 0) if time.time() < refusing_until else (200, OK, 0)
 
-    dispatcher(mailing, provider, concurrency=10, auth_pause=0.3).run()
+    run_until_idle(provider, concurrency=10, auth_pause=0.3)
 
     refused = [at for msg_id, at in provider.requests if at < refusing_until]
     assert statuses(mailing) == {Status.SENT: 40}
     # The first wave, then about one probe per 0.3 s pause: not ten requests per pause.
     assert len(refused) <= 10 + 5
+
+
+def test_a_mailing_that_stops_being_sendable_is_no_longer_claimed_and_its_claims_go_back(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 40)
+    provider.script = lambda msg_id, attempt: (200, OK, 0.5)
+
+    later(0.3, lambda: Mailing.objects.filter(pk=mailing.pk).update(launched_at=None))
+    sender(provider, concurrency=5).run(seconds=3)
+
+    found = statuses(mailing)
+    assert set(found) == {Status.SENT, Status.PENDING}
+    assert found[Status.SENT] == len(provider.accepted) <= 15
+    assert not Message.objects.filter(mailing=mailing, status=Status.PENDING, attempts__gt=0).exists()
+
+
+def test_stop_lets_requests_in_flight_finish_and_gives_the_rest_back_at_once(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 30)
+    provider.script = lambda msg_id, attempt: (200, OK, 0.6)
+    stopping = sender(provider, concurrency=5)
+
+    later(0.3, stopping.request_stop)
+    report = stopping.run()
+
+    found = statuses(mailing)
+    assert found[Status.SENT] == report[Outcome.SENT] == len(provider.accepted) == len(provider.requests)
+    assert set(found) == {Status.SENT, Status.PENDING}
+    assert not Message.objects.filter(mailing=mailing, lease_until__isnull=False).exists()
+    assert not Message.objects.filter(mailing=mailing, attempts__gt=0, status=Status.PENDING).exists()
+
+
+def test_stop_cuts_what_outlives_its_grace_as_unknown(provider):
+    mailing = running_mailing()
+    messages_of(mailing, 3)
+    provider.script = lambda msg_id, attempt: (200, OK, 5.0)
+    stopping = sender(provider, stop_grace=0.5)
+
+    later(0.3, stopping.request_stop)
+    stopping.run()
+
+    assert statuses(mailing) == {Status.UNKNOWN: 3}
+    assert not SenderSlot.objects.filter(mailing=mailing).exclude(holder="").exists()

@@ -9,12 +9,11 @@ import time
 from datetime import timedelta
 
 import pytest
-import redis
 from django.utils import timezone
 
 from clients.models import Client
 from mailings.models import Mailing
-from messages_app.models import Message
+from messages_app.models import Message, SenderSlot
 
 from .e2e import (
     FakeProvider,
@@ -35,8 +34,6 @@ TOKEN = "e2e-token"
 @pytest.fixture
 def services_up(celery_test_broker):
     require_real_services(celery_test_broker)
-    connection = redis.Redis.from_url(celery_test_broker)
-    connection.delete(*connection.keys("*sender:paused-until*") or ["-"])
     return celery_test_broker
 
 
@@ -223,11 +220,16 @@ def test_worker_killed_mid_mailing_loses_nothing_and_duplicates_only_what_was_in
     in_flight_at_kill = Message.objects.filter(mailing_id=mailing_id, status="sending").count()
     assert Message.objects.filter(mailing_id=mailing_id, status="pending").exists()
     worker.start()
+    restarted = time.monotonic()
 
     wait_until(
-        lambda: all_final(mailing_id, 3000), timeout=90, what="the mailing to finish after the restart"
+        lambda: all_final(mailing_id, 3000), timeout=60, what="the mailing to finish after the restart"
     )
     stats = provider.control.stats()
+    print(
+        f"\nkill -9: {in_flight_at_kill} in flight, {stats['duplicates']} duplicates, "
+        f"last final {time.monotonic() - restarted:.1f} s after the restart"
+    )
     assert counts_by_status(mailing_id) == {"sent": 3000}
     assert stats["unique_accepted"] == 3000
     assert stats["duplicates"] <= in_flight_at_kill
@@ -256,3 +258,93 @@ def test_rabbitmq_as_broker_runs_a_scheduled_mailing(services_up, provider, api_
     finally:
         worker.stop()
         delete_queue(amqp_url, queue)
+
+
+def sent_count(mailing_id: int) -> int:
+    return Message.objects.filter(mailing_id=mailing_id, status="sent").count()
+
+
+def test_warm_shutdown_mid_mailing_sends_nothing_twice_and_leaves_no_claim_behind(
+    worker, provider, api_client
+):
+    provider.control.configure(latency=0.3)
+    make_clients(1500)
+    mailing_id = create_mailing(api_client)
+    wait_until(lambda: sent_count(mailing_id) > 200, timeout=30, what="sending to be under way", every=0.05)
+
+    worker.terminate()
+
+    counts = counts_by_status(mailing_id)
+    assert counts.get("sending", 0) == 0, counts  # every claim written back or given back
+    assert not Message.objects.filter(mailing_id=mailing_id, status="pending", lease_until__isnull=False)
+    assert counts.get("unknown", 0) == 0
+    worker.start()
+    wait_until(lambda: all_final(mailing_id, 1500), timeout=60, what="the rest after the restart")
+    stats = provider.control.stats()
+    print(f"\nSIGTERM at {counts.get('sent')} sent: duplicates {stats['duplicates']}")
+    assert counts_by_status(mailing_id) == {"sent": 1500}
+    assert (stats["unique_accepted"], stats["duplicates"]) == (1500, 0)
+
+
+def test_small_mailings_created_beside_a_big_one_are_delivered_before_it_ends(
+    services_up, provider, api_client, tmp_path
+):
+    provider.control.configure(latency=1.0)
+    # 2 senders x 20 requests in flight at 1 s: the big mailing alone takes about 20 s.
+    worker = Worker(
+        broker_url=services_up,
+        cache_url=services_up,
+        provider=provider,
+        workdir=tmp_path,
+        SENDER_CONCURRENCY="20",
+    ).start()
+    try:
+        make_clients(800, tag="big")
+        small_tags = [f"small{n}" for n in range(5)]
+        for tag in small_tags:
+            make_clients(10, tag=tag)
+        big = create_mailing(api_client, filter_tag="big")
+        wait_until(lambda: sent_count(big) > 100, timeout=30, what="the big mailing to be sending")
+        created = {create_mailing(api_client, filter_tag=tag): time.time() for tag in small_tags}
+
+        wait_until(lambda: all_final(big, 800), timeout=90, what="the big mailing to finish")
+    finally:
+        worker.stop()
+    accepted = provider.control.accepted()
+    big_done = max(at for msg_id, at in accepted)
+    delivered_after = {}
+    for mailing_id, at in created.items():
+        ids = set(Message.objects.filter(mailing_id=mailing_id).values_list("id", flat=True))
+        assert counts_by_status(mailing_id) == {"sent": 10}
+        delivered_after[mailing_id] = max(t for msg_id, t in accepted if msg_id in ids) - at
+    delays = sorted(round(seconds, 1) for seconds in delivered_after.values())
+    print(f"\nsmall mailings delivered after creation (s): {delays}")
+    assert all(created[mailing_id] + delay < big_done for mailing_id, delay in delivered_after.items())
+    assert provider.control.stats()["duplicates"] == 0
+
+
+def test_long_outage_never_puts_more_senders_on_a_mailing_than_its_slots(
+    services_up, provider, api_client, tmp_path
+):
+    # Four pool processes, hence four senders, for a mailing that allows two.
+    worker = Worker(
+        broker_url=services_up, cache_url=services_up, provider=provider, workdir=tmp_path, concurrency=4
+    ).start()
+    try:
+        make_clients(300)
+        provider.control.outage("503", 20)
+        mailing_id = create_mailing(api_client)
+        most_senders, deadline = 0, time.monotonic() + 20
+        while time.monotonic() < deadline:
+            claiming = Message.objects.filter(mailing_id=mailing_id, status="sending")
+            holders = set(claiming.values_list("claimed_by", flat=True))
+            slots = SenderSlot.objects.filter(mailing_id=mailing_id, lease_until__gt=timezone.now())
+            most_senders = max(most_senders, len(holders), slots.exclude(holder="").count())
+            time.sleep(0.1)
+        wait_until(lambda: all_final(mailing_id, 300), timeout=60, what="delivery after the outage")
+    finally:
+        worker.stop()
+    print(f"\nmost senders seen on one mailing during a 20 s outage: {most_senders}")
+    assert 1 <= most_senders <= 2
+    assert counts_by_status(mailing_id) == {"sent": 300}
+    assert provider.control.stats()["duplicates"] == 0

@@ -1,4 +1,4 @@
-"""The sweeper re-drives what a crash, a lost task or a broker restart left behind."""
+"""The sweeper releases what dead senders left behind and expires what ended mailings left unsent."""
 
 from datetime import timedelta
 
@@ -15,14 +15,7 @@ pytestmark = pytest.mark.django_db
 Status = Message.Status
 
 
-@pytest.fixture
-def doorbell(monkeypatch):
-    rung = []
-    monkeypatch.setattr(tasks, "start_dispatchers", rung.append)
-    return rung
-
-
-def launched(*, started_ago=timedelta(minutes=5), ends_in=timedelta(hours=1), heartbeat_ago=None) -> Mailing:
+def launched(*, started_ago=timedelta(minutes=5), ends_in=timedelta(hours=1)) -> Mailing:
     now = timezone.now()
     mailing = MailingFactory()
     Mailing.objects.filter(pk=mailing.pk).update(
@@ -30,14 +23,13 @@ def launched(*, started_ago=timedelta(minutes=5), ends_in=timedelta(hours=1), he
         end_at=now + ends_in,
         launched_at=now - started_ago,
         fanout_completed_at=now - started_ago,
-        dispatch_heartbeat_at=None if heartbeat_ago is None else now - heartbeat_ago,
     )
     mailing.refresh_from_db()
     return mailing
 
 
-def test_message_whose_dispatcher_died_goes_back_to_pending(doorbell):
-    mailing = launched(heartbeat_ago=timedelta(seconds=1))
+def test_message_whose_sender_died_goes_back_to_pending_due_at_once():
+    mailing = launched()
     orphan = MessageFactory(
         mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
     )
@@ -50,10 +42,11 @@ def test_message_whose_dispatcher_died_goes_back_to_pending(doorbell):
     orphan.refresh_from_db()
     in_flight.refresh_from_db()
     assert (orphan.status, orphan.lease_until, orphan.attempts) == (Status.PENDING, None, 1)
+    assert orphan.next_attempt_at <= timezone.now()
     assert in_flight.status == Status.SENDING
 
 
-def test_pending_and_orphaned_messages_of_an_ended_mailing_expire(doorbell):
+def test_pending_and_orphaned_messages_of_an_ended_mailing_expire():
     ended = launched(started_ago=timedelta(hours=2), ends_in=-timedelta(minutes=1))
     pending = MessageFactory(mailing=ended)
     orphan = MessageFactory(mailing=ended, status=Status.SENDING, lease_until=timezone.now() - timedelta(1))
@@ -66,33 +59,6 @@ def test_pending_and_orphaned_messages_of_an_ended_mailing_expire(doorbell):
         orphan.pk: Status.EXPIRED,
         sent.pk: Status.SENT,
     }
-    assert doorbell == []
-
-
-def test_mailing_with_long_due_messages_and_no_live_dispatcher_is_restarted(doorbell):
-    stalled = launched(heartbeat_ago=timedelta(minutes=2))
-    MessageFactory(mailing=stalled, next_attempt_at=timezone.now() - timedelta(minutes=1))
-    never_dispatched = launched()
-    MessageFactory(mailing=never_dispatched, next_attempt_at=timezone.now() - timedelta(minutes=1))
-
-    tasks.sweep_messages()
-
-    assert sorted(doorbell) == sorted([stalled.pk, never_dispatched.pk])
-    stalled.refresh_from_db()
-    assert stalled.dispatch_heartbeat_at > timezone.now() - timedelta(seconds=5)
-
-
-def test_live_dispatchers_and_messages_waiting_for_backoff_are_left_alone(doorbell):
-    alive = launched(heartbeat_ago=timedelta(seconds=3))
-    MessageFactory(mailing=alive, next_attempt_at=timezone.now() - timedelta(minutes=1))
-    backing_off = launched(heartbeat_ago=timedelta(minutes=5))
-    MessageFactory(mailing=backing_off, next_attempt_at=timezone.now() + timedelta(minutes=1))
-    just_due = launched(heartbeat_ago=timedelta(minutes=5))
-    MessageFactory(mailing=just_due, next_attempt_at=timezone.now() - timedelta(seconds=1))
-
-    tasks.sweep_messages()
-
-    assert doorbell == []
 
 
 def test_retry_delay_grows_exponentially_with_full_jitter_up_to_the_cap(settings):

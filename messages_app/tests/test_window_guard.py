@@ -13,7 +13,6 @@ from clients.tests.factories import ClientFactory
 from mailings import services as mailing_services
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
-from mailings.tests.test_launch import doorbell  # noqa: F401 (fixture: no dispatcher is enqueued)
 from messages_app import services
 from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.window_guard import WindowGuard
@@ -38,11 +37,10 @@ def clock():
 
 
 @pytest.fixture
-def launched(clock, settings, request):
+def launched(clock, settings):
     """A 09:00-18:00 mailing to two clients in each of five zones, fanned out at NOW."""
     settings.SENDER_WINDOW_MARGIN = 10
     settings.FANOUT_BATCH_SIZE = 3  # several batches
-    request.getfixturevalue("doorbell")
     for zone in ZONES:
         ClientFactory.create_batch(2, timezone=zone)
     mailing = MailingFactory(
@@ -66,8 +64,8 @@ def due_at_by_zone(mailing: Mailing) -> dict[str, set[datetime]]:
 
 def claim(guard: WindowGuard, now: datetime) -> list[str]:
     rows = services.messages_claim(
-        mailing_id=guard.mailing_id, limit=100, now=now, condition=guard.claim_condition(now)
-    )
+        mailing_id=guard.mailing_id, limit=100, now=now, where=guard.claim_condition(now)
+    ).rows
     return sorted(
         Client.objects.filter(pk__in=[row.client_id for row in rows]).values_list("timezone", flat=True)
     )
@@ -110,7 +108,7 @@ def test_a_deleted_clients_message_is_still_handed_out_to_be_failed(launched):
         mailing_id=launched.pk,
         limit=100,
         now=NOW,
-        condition=WindowGuard.for_mailing(launched).claim_condition(NOW),
+        where=WindowGuard.for_mailing(launched).claim_condition(NOW),
     )
 
     assert not Message.objects.filter(mailing=launched, client__isnull=True, status=Status.PENDING).exists()
@@ -137,23 +135,28 @@ def test_a_new_dispatcher_defers_a_zone_that_closed_just_before_it_started(launc
     assert due_at_by_zone(launched)["Asia/Tokyo"] == {at("Asia/Tokyo", 2026, 1, 11, 9)}
 
 
-def test_stragglers_found_due_in_closed_zones_are_deferred_when_nothing_is_claimable(launched):
+def test_stragglers_found_due_in_closed_zones_are_deferred_to_their_opening(launched):
     guard = WindowGuard.for_mailing(launched)
     claim(guard, NOW)  # the open zones' messages are taken
     london = Message.objects.filter(mailing=launched, client__timezone="Europe/London")
     london.update(next_attempt_at=NOW - timedelta(seconds=5), last_error="HTTP 503")  # a retry
 
-    assert guard.next_attempt_at(NOW) == at("Europe/London", 2026, 1, 10, 9)
-    assert set(london.values_list("next_attempt_at", flat=True)) == {at("Europe/London", 2026, 1, 10, 9)}
+    assert guard.defer_stragglers(NOW) == 2
+    assert set(london.values_list("next_attempt_at", "last_error")) == {
+        (at("Europe/London", 2026, 1, 10, 9), WAITING_FOR_WINDOW)
+    }
 
 
 def test_a_window_opening_after_the_mailing_ends_means_the_message_expires(launched, clock):
     Mailing.objects.filter(pk=launched.pk).update(end_at=NOW + timedelta(hours=2))  # before London's 09:00
     guard = WindowGuard.for_mailing(launched)
-    rows = services.messages_claim(
-        mailing_id=launched.pk, limit=100, now=NOW, condition=guard.claim_condition(NOW)
+    claimed = services.messages_claim(
+        mailing_id=launched.pk, limit=100, now=NOW, where=guard.claim_condition(NOW)
     )
-    services.messages_record(outcomes=services.Outcomes(sent=[row.id for row in rows]), now=NOW)
+    sent = [
+        services.Result(row.id, claimed.token, services.Outcome.SENT, row.attempt) for row in claimed.rows
+    ]
+    services.messages_record(results=sent, now=NOW)
 
     clock.move_to(NOW + timedelta(hours=2))
     services.messages_expire_pending(now=timezone.now())
@@ -165,8 +168,7 @@ def test_a_window_opening_after_the_mailing_ends_means_the_message_expires(launc
     }
 
 
-def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock, request):
-    request.getfixturevalue("doorbell")
+def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock):
     for zone in ZONES:
         ClientFactory(timezone=zone)
     mailing = MailingFactory(start_at=NOW - timedelta(minutes=1), end_at=NOW + timedelta(hours=1))
@@ -174,4 +176,4 @@ def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock, re
     guard = WindowGuard.for_mailing(mailing)
 
     assert guard.claim_condition(NOW) is None
-    assert len(services.messages_claim(mailing_id=mailing.pk, limit=100, now=NOW)) == len(ZONES)
+    assert len(services.messages_claim(mailing_id=mailing.pk, limit=100, now=NOW).rows) == len(ZONES)

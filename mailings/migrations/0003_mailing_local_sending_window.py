@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailings", "0001_initial"),
+        ("mailings", "0002_drop_dispatch_heartbeat"),
     ]
 
     operations = [

@@ -1,0 +1,27 @@
+"""The web never loads the sender: checked in a fresh interpreter, as a web process starts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+import django
+django.setup()
+import mailing_service.urls
+from django.urls import resolve
+resolve("/api/v1/mailings/")
+sender = ("aiohttp", "uvloop", "messages_app.dispatcher", "messages_app.transports.probe")
+print(json.dumps(sorted(name for name in sender if name in sys.modules)))
+"""
+
+
+def test_importing_the_urlconf_loads_no_sender_transport_aiohttp_or_uvloop():
+    found = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert json.loads(found.stdout.strip().splitlines()[-1]) == []

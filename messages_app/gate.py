@@ -1,0 +1,121 @@
+"""The provider gate: every request asks it before it starts and reports to it after it ends.
+
+It knows nothing of Django, the database or HTTP, and reads time only from the clock it is given
+(wall-clock seconds, so that a pause can be shared between processes), so tests drive it with a
+fake clock. What it holds today:
+
+- the circuit breaker: `breaker_threshold` retryable failures in a row pause sending for
+  `breaker_pause` seconds; a refused token pauses for `auth_pause`;
+- the shared pause: a pause this gate starts is offered to the other workers through
+  `take_pause_to_publish()`, and theirs arrive through `observe_shared_pause()`;
+- the half-open probe: after any pause one request goes alone, full speed only once it succeeds.
+
+Room for more (a shared rate limit, an adaptive in-flight limit): `capacity()` may return less than
+asked, `acquire()` may wait for a token, `record()` receives every answer with its latency.
+"""
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class ProviderAnswer(enum.Enum):
+    """What one request told us about the provider's health (not about the message)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # a permanent refusal of this message: the provider itself is fine
+    ERROR = "error"  # 5xx, 429, garbage, timeout, refused connection
+    AUTH_REFUSED = "auth_refused"
+    NO_ANSWER = "no_answer"  # cut by the mailing's end or a stopping worker: says nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    until: float  # wall-clock seconds
+    reason: str
+    critical: bool  # nothing can be sent until a person acts (refused token)
+
+
+class ProviderGate:
+    def __init__(
+        self,
+        *,
+        breaker_threshold: int,
+        breaker_pause: float,
+        auth_pause: float,
+        clock: Callable[[], float] = time.time,
+        latency_window: int = 200,
+    ):
+        self._clock = clock
+        self._breaker_threshold = breaker_threshold
+        self._breaker_pause = breaker_pause
+        self._auth_pause = auth_pause
+        self.paused_until = 0.0
+        self.probing = False  # after a pause: one request alone until one succeeds
+        self._failures_in_a_row = 0
+        self._to_publish: Pause | None = None
+        self._latencies: deque[float] = deque(maxlen=latency_window)
+
+    # --- before a request ----------------------------------------------------------------------
+
+    def paused(self) -> bool:
+        return self._clock() < self.paused_until
+
+    def capacity(self, wanted: int, in_flight: int) -> int:
+        """How many requests may be claimed for now: none while paused, one probe after a pause."""
+        if self.paused():
+            return 0
+        if self.probing:
+            return 1 if in_flight == 0 else 0
+        return wanted
+
+    async def acquire(self) -> bool:
+        """Called right before a request starts. False: the provider is paused, do not send."""
+        return not self.paused()
+
+    # --- after a request -----------------------------------------------------------------------
+
+    def record(self, answer: ProviderAnswer, latency: float) -> None:
+        if answer is ProviderAnswer.NO_ANSWER:
+            return
+        if answer is ProviderAnswer.AUTH_REFUSED:
+            self._pause(self._auth_pause, "the provider refused our token", critical=True)
+            return
+        self._latencies.append(latency)
+        if answer is ProviderAnswer.ERROR:
+            self._failures_in_a_row += 1
+            if self.probing or self._failures_in_a_row >= self._breaker_threshold:
+                self._pause(self._breaker_pause, f"{self._failures_in_a_row} failures in a row")
+            return
+        self._failures_in_a_row = 0
+        self.probing = False
+
+    def latency_percentile(self, share: float) -> float:
+        """A high percentile of recent request latencies (0 before any answer)."""
+        if not self._latencies:
+            return 0.0
+        ordered = sorted(self._latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+    # --- the pause shared with other workers ---------------------------------------------------
+
+    def observe_shared_pause(self, until: float | None) -> None:
+        if until is not None and until > self.paused_until:
+            self.paused_until = until
+            self.probing = True
+
+    def take_pause_to_publish(self) -> Pause | None:
+        """The pause this gate started since the last call, for the other workers to share."""
+        pause, self._to_publish = self._to_publish, None
+        return pause
+
+    def _pause(self, seconds: float, reason: str, *, critical: bool = False) -> None:
+        now = self._clock()
+        self._failures_in_a_row = 0
+        self.probing = True
+        if now < self.paused_until:
+            return  # already paused: one answer in flight during a pause does not extend it
+        self.paused_until = now + seconds
+        self._to_publish = Pause(self.paused_until, reason, critical)
