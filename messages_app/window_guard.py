@@ -1,4 +1,4 @@
-"""A mailing's local-time window (mailings.window) as its launcher and dispatchers apply it.
+"""A mailing's local-time window (mailings.window) as its launcher and senders apply it.
 
 - The launcher creates the messages of closed zones already due at their zone's next opening
   (messages_create_for_clients), so a message of a closed zone is not due.
