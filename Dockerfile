@@ -20,8 +20,9 @@ COPY . .
 # none is given), so collect with a throwaway key and start var/ empty, writable by the app user:
 # it holds the local secret key and beat's schedule, and is a volume in docker-compose.yml.
 RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
-    && rm -rf var && mkdir var && chown app:app var
+    && rm -rf var && mkdir var metrics && chown app:app var metrics
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "mailing_service.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+# No access log: ops.middleware logs each request once, with its id and without the query string.
+CMD ["gunicorn", "mailing_service.wsgi", "--bind", "0.0.0.0:8000"]

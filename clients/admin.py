@@ -1,12 +1,15 @@
 from django.contrib import admin
 
+from ops.audit import AuditLogAdminMixin
+
 from .models import Client
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """Lists show phones masked, as logs do; the change form shows the full phone."""
 
+    audit_name = "client"
     list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
     list_display_links = ["id", "masked_phone"]
     list_filter = ["operator_code", "tag", "timezone"]

@@ -3,6 +3,8 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 
+from ops.audit import AuditLogMixin
+
 from .filters import ClientFilter
 from .models import Client
 from .serializers import ClientSerializer
@@ -19,8 +21,10 @@ DUPLICATE_PHONE = "A client with this phone already exists."
     partial_update=extend_schema(summary="Change some fields of a client"),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
-class ClientViewSet(viewsets.ModelViewSet):
+class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
+
+    audit_name = "client"
 
     queryset = Client.objects.all()
     serializer_class = ClientSerializer

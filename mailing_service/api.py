@@ -1,17 +1,11 @@
-"""Pieces shared by the apps' REST APIs: strict serializers, the 409 error and the health check."""
+"""Pieces shared by the apps' REST APIs: strict serializers and the 409 error."""
 
-import logging
 from collections.abc import Mapping
 
-from django.db import DatabaseError, connection, models
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.db import models
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import AllowAny
-from rest_framework.response import Response
-from rest_framework.views import APIView
-
-logger = logging.getLogger(__name__)
 
 # Sent by HTML forms (the browsable API) beside the fields; never a typo of the caller.
 _FORM_KEYS = frozenset({"csrfmiddlewaretoken"})
@@ -66,29 +60,3 @@ class Conflict(APIException):
 
 
 DetailSerializer = inline_serializer("Detail", fields={"detail": serializers.CharField()})
-_HealthSerializer = inline_serializer("Health", fields={"status": serializers.CharField()})
-
-
-class HealthView(APIView):
-    """Liveness and database check for load balancers and orchestrators; needs no credentials."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(
-        summary="Check the service and its database",
-        responses={
-            200: OpenApiResponse(_HealthSerializer, description='`{"status": "ok"}`'),
-            503: OpenApiResponse(_HealthSerializer, description='`{"status": "unavailable"}`'),
-        },
-        tags=["health"],
-    )
-    def get(self, request):
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        except DatabaseError:
-            logger.exception("Health check: the database is unreachable")
-            return Response({"status": "unavailable"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response({"status": "ok"})

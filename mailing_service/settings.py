@@ -49,9 +49,12 @@ INSTALLED_APPS = [
     "clients",
     "mailings",
     "messages_app",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: its request id and duration cover everything below it.
+    "ops.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -216,7 +219,12 @@ CELERY_TIMEZONE = TIME_ZONE
 
 MAILING_SCAN_INTERVAL = env.float("MAILING_SCAN_INTERVAL", default=5.0)
 MESSAGE_SWEEP_INTERVAL = env.float("MESSAGE_SWEEP_INTERVAL", default=15.0)
+STATS_EMAIL_CHECK_INTERVAL = env.float("STATS_EMAIL_CHECK_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE = {
+    "send-daily-report": {
+        "task": "ops.tasks.send_daily_report",
+        "schedule": STATS_EMAIL_CHECK_INTERVAL,
+    },
     "launch-due-mailings": {
         "task": "mailings.tasks.launch_due_mailings",
         "schedule": MAILING_SCAN_INTERVAL,
@@ -227,20 +235,51 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# --- Logging --------------------------------------------------------------------------------
+# --- Operations: daily report, metrics, health, logs ---------------------------------------------
+# Email through django-environ's EMAIL_URL: consolemail:// prints it (local runs), smtp+tls://... sends.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="mailing-service@localhost")
+# The daily statistics report: who gets it (empty: nobody, no report) and when, in local time.
+STATS_EMAIL_RECIPIENTS = env.list("STATS_EMAIL_RECIPIENTS", default=[])
+STATS_EMAIL_TIME = env.str("STATS_EMAIL_TIME", default="09:00")
+STATS_EMAIL_TIMEZONE = env.str("STATS_EMAIL_TIMEZONE", default=TIME_ZONE)
+
+# Bearer token that /metrics asks for; empty: /metrics answers callers on this machine only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Shared folder where every process (gunicorn workers, Celery children) writes its metrics; empty:
+# single-process mode (runserver, tests). prometheus-client reads it from the environment itself.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Seconds the scrape-time database figures are shared between scrapes and web processes.
+METRICS_DB_CACHE_SECONDS = env.float("METRICS_DB_CACHE_SECONDS", default=30.0)
+# Seconds /health/ready waits for the broker.
+HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {
+            "()": "ops.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Requests are logged once, by ops.middleware; these would repeat them (runserver's with the
+        # query string). Server errors still come through, with their traceback.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

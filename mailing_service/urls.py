@@ -6,8 +6,7 @@ from rest_framework.routers import SimpleRouter
 from clients.views import ClientViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
-
-from .api import HealthView
+from ops import views as ops_views
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -21,5 +20,8 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("health/", HealthView.as_view(), name="health"),
+    path("health/", ops_views.HealthView.as_view(), name="health"),
+    path("health/live", ops_views.LiveView.as_view(), name="health-live"),
+    path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
+    path("metrics", ops_views.metrics, name="metrics"),
 ]

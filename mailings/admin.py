@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
+from ops.audit import AuditLogAdminMixin
 
 from .models import Mailing
 from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
@@ -64,7 +65,7 @@ class LaunchedListFilter(admin.SimpleListFilter):
 
 
 @admin.register(Mailing)
-class MailingAdmin(admin.ModelAdmin):
+class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """Mailings with their delivery counts; messages are reached through a filtered link, not an inline.
 
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
@@ -73,6 +74,8 @@ class MailingAdmin(admin.ModelAdmin):
     A mailing can be deleted here only before it is launched: afterwards it has messages (possibly
     millions), which the deletion page would list one by one and which nobody may delete by hand.
     """
+
+    audit_name = "mailing"
 
     list_display = [
         "id",

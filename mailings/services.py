@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from messages_app.services import messages_create_for_clients
 from messages_app.window_guard import WindowGuard
+from ops import metrics
 
 from .models import Mailing
 
@@ -103,16 +104,18 @@ def mailing_launch(*, mailing_id: int) -> bool:
             break
         with transaction.atomic():
             now = timezone.now()
-            created += messages_create_for_clients(
+            batch = messages_create_for_clients(
                 mailing_id=mailing.pk,
                 clients=remaining.filter(id__lte=last_id),
                 now=now,
                 openings=window.closed_zones(now),  # outside their local window: due at its opening
             )
+            created += batch
             cursor = last_id
             Mailing.objects.filter(pk=mailing.pk).update(
                 fanout_cursor=cursor, fanout_lease_until=timezone.now() + fanout_lease()
             )
+        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
     Mailing.objects.filter(pk=mailing.pk).update(fanout_completed_at=timezone.now(), fanout_lease_until=None)
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True

@@ -1,13 +1,16 @@
 from celery import shared_task
 from django.utils import timezone
 
+from ops.logging import log_context
+
 from .models import Mailing
 from .services import mailing_launch
 
 
 @shared_task
 def launch_mailing(mailing_id: int) -> None:
-    mailing_launch(mailing_id=mailing_id)
+    with log_context(mailing_id=mailing_id):
+        mailing_launch(mailing_id=mailing_id)
 
 
 @shared_task

@@ -10,6 +10,7 @@ from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.serializers import MessageSerializer
+from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
 from .models import Mailing
@@ -39,11 +40,13 @@ _LAUNCHED = OpenApiResponse(
     ),
     destroy=extend_schema(summary="Delete a mailing and its messages"),
 )
-class MailingViewSet(viewsets.ModelViewSet):
+class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
 
     Request bodies with fields not listed here are refused with 400 naming them.
     """
+
+    audit_name = "mailing"
 
     queryset = Mailing.objects.all()
     serializer_class = MailingSerializer

@@ -45,6 +45,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from ops import metrics
+from ops.logging import log_ids
+
 from . import services
 from .gate import ProviderAnswer, ProviderGate
 from .services import Claim, ClaimedRow, Outcome, Result
@@ -230,6 +233,7 @@ class Sender:
         pause = self._gate.take_pause_to_publish()
         if pause is None:
             return
+        metrics.PROVIDER_PAUSES.labels("auth" if pause.critical else "breaker").inc()
         log.log(
             logging.CRITICAL if pause.critical else logging.WARNING,
             "%sprovider paused for %.0f s: %s",
@@ -273,7 +277,7 @@ class Sender:
             return
         deadline = now_loop + (end_at - now_wall).total_seconds()
         if run.deadline:
-            log.info("mailing %s: end moved to %s", run.id, end_at.isoformat())
+            log.info("mailing=%s end moved to %s", run.id, end_at.isoformat(), extra=log_ids(mailing=run.id))
             for scope in run.scopes:
                 scope.reschedule(deadline)  # later extends requests in flight, earlier cuts them
         run.end_at, run.deadline = end_at, deadline
@@ -418,6 +422,7 @@ class Sender:
             row.attempt,
             outcome,
             f" error={detail!r}" if detail else "",
+            extra=log_ids(mailing=run.id, message=row.id, client=row.client_id),
         )
 
     # --- writing results -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ claims the row, the first sender's late results match no row.
 import enum
 import random
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +28,7 @@ from django.db.models.functions import Greatest
 
 from clients.models import Client
 from mailings.models import Mailing
+from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import WAITING_FOR_WINDOW, Message, ProviderPause, SenderSlot
 
@@ -246,6 +247,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                 # provider or for the mailing does not grow the message's backoff.
                 fields |= {"next_attempt_at": deferred_until or now, "attempts": F("attempts") - 1}
             changed += fenced.update(**fields)
+    provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
     return changed
 
 
@@ -338,6 +340,7 @@ def provider_pause(*, until: datetime) -> datetime:
 
     One atomic statement (GREATEST), so a short pause written after a long one never shortens it.
     """
+    provider_pause_record(until=until)
     ProviderPause.objects.get_or_create(provider=PROVIDER, defaults={"paused_until": until})
     ProviderPause.objects.filter(provider=PROVIDER).update(
         paused_until=Greatest(F("paused_until"), Value(until))

@@ -46,6 +46,11 @@ PROVIDER_URL=${PROVIDER_URL:-http://127.0.0.1:8070/v1}
 export PROVIDER_URL
 # Children write to pipes: without this, Python would hold their lines back in a buffer.
 export PYTHONUNBUFFERED=1
+# Web, worker and beat write their metrics to one folder, emptied at each start (old processes' files
+# would add their counts forever); http://127.0.0.1:8000/metrics adds them up.
+PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-var/metrics}
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+export PROMETHEUS_MULTIPROC_DIR
 
 # The fake provider runs only when PROVIDER_URL points at this machine, on that port.
 read -r provider_host provider_port < <("$PY" -c '
@@ -138,6 +143,7 @@ web_url="http://${WEB_ADDR}"
 say "API            $web_url/api/v1/"
 say "docs           $web_url/docs/"
 say "admin          $web_url/admin/"
+say "metrics        $web_url/metrics (health: /health/live, /health/ready)"
 if ((run_provider)); then
     say "provider stats http://$provider_host:$((provider_port + 1))/stats"
     # It reads the token from $PROVIDER_TOKEN, which keeps it out of `ps`.

@@ -9,6 +9,8 @@ import json
 
 import aiohttp
 
+from ops import metrics
+
 from .base import OutgoingMessage, TransportAuthError, TransportError
 
 RETRYABLE_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -67,11 +69,13 @@ class ProbeTransport:
             sock_connect=self._connect_timeout,
             sock_read=min(timeout, self._read_timeout),
         )
-        try:
-            async with self._session.post(
-                f"{self._base_url}/send/{message.id}", data=body, timeout=limits
-            ) as response:
-                status, answer = response.status, await response.read()
-        except RETRYABLE_ERRORS as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
-        classify_answer(status, answer)
+        with metrics.provider_call() as call:
+            try:
+                async with self._session.post(
+                    f"{self._base_url}/send/{message.id}", data=body, timeout=limits
+                ) as response:
+                    status, answer = response.status, await response.read()
+            except RETRYABLE_ERRORS as exc:
+                raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
+            call.status = status
+            classify_answer(status, answer)

@@ -1,0 +1,91 @@
+"""Gauges the database knows, computed when Prometheus scrapes (web only), from indexed queries.
+
+Shared by every web process through the cache for METRICS_DB_CACHE_SECONDS, so that several
+scrapers or web replicas do not multiply the database's work.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
+
+from messages_app.services import provider_paused_until
+
+from . import selectors
+from .metrics import NAMESPACE
+
+log = logging.getLogger(__name__)
+
+CACHE_KEY = "ops:metrics:database"
+
+
+def _figures() -> dict:
+    now = timezone.now()
+    backlog = selectors.message_backlog(now=now)
+    return {
+        "messages": selectors.messages_of_unfinished_mailings(now=now),
+        "pending": backlog.pending,
+        "due": backlog.due,
+        "oldest_due_age": backlog.oldest_due_age,
+        "mailings": selectors.mailing_state_counts(now=now),
+    }
+
+
+class DatabaseCollector:
+    def collect(self):
+        up = GaugeMetricFamily(f"{NAMESPACE}_database_up", "1 when the database answered this scrape.")
+        try:
+            figures = cache.get(CACHE_KEY)
+            if figures is None:
+                figures = _figures()
+                cache.set(CACHE_KEY, figures, timeout=settings.METRICS_DB_CACHE_SECONDS)
+        except DatabaseError:
+            log.exception("metrics: the database did not answer")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        messages = GaugeMetricFamily(
+            f"{NAMESPACE}_messages",
+            "Messages of mailings that have not ended yet, by status.",
+            labels=["status"],
+        )
+        for status, number in figures["messages"].items():
+            messages.add_metric([status], number)
+        yield messages
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_messages_pending", "Pending messages, due or not.", figures["pending"]
+        )
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_messages_due", "Pending messages whose next attempt is due now.", figures["due"]
+        )
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_oldest_due_message_age_seconds",
+            "How long the oldest due pending message has been due (0 when none is): the backlog's lag.",
+            figures["oldest_due_age"],
+        )
+        mailings = GaugeMetricFamily(
+            f"{NAMESPACE}_mailings", "Mailings by state (scheduled, running, finished).", labels=["state"]
+        )
+        for state, number in figures["mailings"].items():
+            mailings.add_metric([state], number)
+        yield mailings
+
+        remaining = 0.0
+        now = timezone.now()
+        until = provider_paused_until(now=now)
+        if until is not None:
+            remaining = (until - now).total_seconds()
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_provider_paused",
+            "1 while all sending is paused (breaker or refused token).",
+            float(remaining > 0),
+        )
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_provider_pause_remaining_seconds", "Seconds left of the current pause.", remaining
+        )

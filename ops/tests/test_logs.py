@@ -1,0 +1,189 @@
+"""Each kind of log line, as the configured handler writes it: ids present, phones masked, no tokens."""
+
+import io
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from pythonjsonlogger.json import JsonFormatter
+
+from clients.models import Client
+from clients.tests.factories import ClientFactory
+from messages_app.models import Message
+from messages_app.tests.factories import MessageFactory
+from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
+from ops.logging import log_context
+
+PHONE = "79161234567"
+MASKED = "7916***4567"
+
+
+def configured_handler(stream, fmt: str) -> logging.Handler:
+    """A handler writing to `stream` with the filter and formatter that settings.LOGGING configures."""
+    console = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(f.__class__.__name__ == "ContextFilter" for f in h.filters)
+    )
+    handler = logging.StreamHandler(stream)
+    handler.filters = list(console.filters)
+    handler.setFormatter(
+        console.formatter
+        if fmt == "text"
+        else JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
+    return handler
+
+
+@pytest.fixture(params=["text", "json"])
+def log_lines(request):
+    """Lines the root logger writes during the test, in the text or the JSON format."""
+    stream = io.StringIO()
+    handler = configured_handler(stream, request.param)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.INFO)
+
+    def read(containing: str = "") -> list:
+        lines = [line for line in stream.getvalue().splitlines() if containing in line]
+        return [json.loads(line) for line in lines] if request.param == "json" else lines
+
+    read.format = request.param
+    yield read
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def field(line, name):
+    """A field of a line, from JSON keys or text's key=value (`mailing=` in a text line's own words)."""
+    if isinstance(line, dict):
+        return line.get(name)
+    for word in line.split():
+        if word.startswith((f"{name}=", f"{name.removesuffix('_id')}=")):
+            return word.split("=", 1)[1]
+    return None
+
+
+@pytest.mark.django_db
+def test_each_api_request_is_logged_once_with_its_id_user_route_and_status(api_client, operator, log_lines):
+    client = ClientFactory(phone=PHONE)
+
+    response = api_client.get(f"/api/v1/clients/{client.pk}/?phone={PHONE}", HTTP_X_REQUEST_ID="req-42.a")
+
+    assert response["X-Request-ID"] == "req-42.a"
+    [line] = log_lines("GET /api/v1/clients/")
+    assert field(line, "request_id") == "req-42.a"
+    assert field(line, "user") == operator.username
+    assert PHONE not in str(line) and "Token" not in str(line)
+    if log_lines.format == "json":
+        assert line["route"] == "api/v1/clients/<pk>/"
+        assert line["status"] == 200 and line["method"] == "GET" and line["duration_ms"] >= 0
+
+
+@pytest.mark.django_db
+def test_a_request_id_that_is_not_sane_is_replaced(anonymous_client, log_lines):
+    response = anonymous_client.get("/api/v1/clients/", HTTP_X_REQUEST_ID="bad id\nwith newline")
+
+    assert response.status_code == 401
+    assert len(response["X-Request-ID"]) == 32
+    [line] = log_lines("GET /api/v1/clients/")
+    assert field(line, "request_id") == response["X-Request-ID"]
+
+
+@pytest.mark.django_db
+def test_admin_search_query_strings_are_not_logged(admin_client, log_lines):
+    admin_client.get(f"/admin/clients/client/?q={PHONE}")
+
+    assert log_lines("GET /admin/clients/client/")
+    assert (
+        PHONE not in json.dumps(log_lines())
+        if log_lines.format == "json"
+        else PHONE not in "\n".join(log_lines())
+    )
+
+
+@pytest.mark.django_db
+def test_creating_updating_and_deleting_is_logged_with_ids(api_client, log_lines):
+    created = api_client.post(
+        "/api/v1/clients/", {"phone": PHONE, "operator_code": "916", "timezone": "UTC"}, format="json"
+    )
+    client_id = created.json()["id"]
+    api_client.patch(f"/api/v1/clients/{client_id}/", {"tag": "vip"}, format="json")
+    now = timezone.now()
+    mailing = api_client.post(
+        "/api/v1/mailings/",
+        {
+            "start_at": (now + timedelta(days=1)).isoformat(),
+            "end_at": (now + timedelta(days=2)).isoformat(),
+            "text": "Hi",
+        },
+        format="json",
+    ).json()
+    api_client.delete(f"/api/v1/mailings/{mailing['id']}/")
+    api_client.delete(f"/api/v1/clients/{client_id}/")
+
+    for kind, id_field, object_id, actions in [
+        ("client", "client_id", client_id, ["created", "updated", "deleted"]),
+        ("mailing", "mailing_id", mailing["id"], ["created", "deleted"]),
+    ]:
+        for action in actions:
+            [line] = log_lines(f"{kind}={object_id} {action} by operator")
+            assert str(field(line, id_field)) == str(object_id)
+            assert field(line, "request_id")
+    assert PHONE not in str(log_lines())
+
+
+@pytest.mark.django_db
+def test_exceptions_are_logged_with_phones_masked(log_lines):
+    try:
+        raise ValueError(f"Key (phone)=({PHONE}) already exists")
+    except ValueError:
+        with log_context(mailing_id=5):
+            logging.getLogger("messages_app.test").exception("could not save client %s", PHONE)
+
+    [line] = log_lines("could not save client") if log_lines.format == "json" else log_lines("could not save")
+    text = json.dumps(line) if isinstance(line, dict) else "\n".join(log_lines())
+    assert PHONE not in text
+    assert MASKED in text and f"({MASKED}) already exists" in text
+    assert str(field(line, "mailing_id")) == "5"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_pipeline_line_carries_mailing_message_and_client_ids(provider, log_lines):
+    mailing = running_mailing()
+    sent = MessageFactory(mailing=mailing, client=ClientFactory(phone=PHONE))
+    gone = MessageFactory(mailing=mailing, client=None)  # its client was deleted: fails, no request
+
+    run_until_idle(provider)
+
+    assert Message.objects.get(pk=sent.pk).status == Message.Status.SENT
+    for message, outcome in ((sent, "sent"), (gone, "failed")):
+        [attempt] = log_lines(f"message={message.pk} ")
+        assert f"outcome={outcome}" in str(attempt)
+        assert str(field(attempt, "mailing_id")) == str(mailing.pk)
+        assert str(field(attempt, "message_id")) == str(message.pk)
+    [attempt] = log_lines(f"message={sent.pk} ")
+    assert str(field(attempt, "client_id")) == str(sent.client_id)
+    assert PHONE not in str(log_lines())
+
+
+@pytest.mark.django_db
+def test_changes_in_the_admin_are_logged_with_ids(admin_client, admin_user, log_lines):
+    admin_client.post(
+        "/admin/clients/client/add/", {"phone": PHONE, "operator_code": "916", "tag": "", "timezone": "UTC"}
+    )
+    client_id = Client.objects.get(phone=PHONE).pk
+    admin_client.post(
+        f"/admin/clients/client/{client_id}/change/",
+        {"phone": PHONE, "operator_code": "916", "tag": "vip", "timezone": "UTC"},
+    )
+    admin_client.post(f"/admin/clients/client/{client_id}/delete/", {"post": "yes"})
+
+    for done in ("created", "updated", "deleted"):
+        [line] = log_lines(f"client={client_id} {done} in the admin by {admin_user.username}")
+        assert str(field(line, "client_id")) == str(client_id)
+        assert field(line, "request_id")
+    assert PHONE not in str(log_lines())

@@ -1,0 +1,123 @@
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from clients.tests.factories import ClientFactory
+from mailings.models import Mailing
+from mailings.tests.factories import MailingFactory
+from messages_app.models import Message
+from messages_app.tests.factories import MessageFactory
+from ops import metrics
+from ops.collectors import CACHE_KEY
+
+pytestmark = pytest.mark.django_db
+
+Status = Message.Status
+
+
+@pytest.fixture(autouse=True)
+def fresh_database_figures():
+    cache.delete(CACHE_KEY)
+    yield
+    cache.delete(CACHE_KEY)
+
+
+def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(anonymous_client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+
+    assert anonymous_client.get("/metrics").status_code == 403
+    assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+
+
+def test_without_a_token_only_this_machine_may_scrape(anonymous_client, settings):
+    settings.METRICS_TOKEN = ""
+
+    assert anonymous_client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+    assert anonymous_client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_database_gauges_match_the_rows(anonymous_client):
+    now = timezone.now()
+    running = MailingFactory()
+    Mailing.objects.filter(pk=running.pk).update(
+        start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1)
+    )
+    MailingFactory()  # scheduled
+    for status in (Status.SENT, Status.SENT, Status.FAILED):
+        MessageFactory(mailing=running, client=ClientFactory(), status=status)
+    MessageFactory(mailing=running, client=ClientFactory(), next_attempt_at=now - timedelta(seconds=90))
+    MessageFactory(mailing=running, client=ClientFactory(), next_attempt_at=now + timedelta(minutes=5))
+
+    samples = scrape(anonymous_client)
+
+    assert samples[("sms_messages", (("status", "sent"),))] == 2
+    assert samples[("sms_messages", (("status", "failed"),))] == 1
+    assert samples[("sms_messages", (("status", "pending"),))] == 2
+    assert samples[("sms_messages_pending", ())] == 2
+    assert samples[("sms_messages_due", ())] == 1
+    assert 90 <= samples[("sms_oldest_due_message_age_seconds", ())] < 120
+    assert samples[("sms_mailings", (("state", "running"),))] == 1
+    assert samples[("sms_mailings", (("state", "scheduled"),))] == 1
+    assert samples[("sms_database_up", ())] == 1
+    assert samples[("sms_provider_paused", ())] == 0
+
+
+def test_api_requests_are_counted_by_route_pattern_not_path(api_client, anonymous_client):
+    mailing = MailingFactory()
+    route = "api/v1/mailings/<pk>/"
+    key = ("sms_http_requests_total", (("method", "GET"), ("route", route), ("status", "200")))
+    before = scrape(anonymous_client).get(key, 0)
+
+    api_client.get(f"/api/v1/mailings/{mailing.pk}/")
+    api_client.get(f"/api/v1/mailings/{mailing.pk}/")
+
+    samples = scrape(anonymous_client)
+    assert samples[key] == before + 2
+    assert not any(f"/{mailing.pk}/" in str(labels) for _, labels in samples)
+
+
+def test_celery_task_runs_and_failures_are_counted(anonymous_client):
+    from ops.tasks import send_daily_report
+
+    key = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
+    before = scrape(anonymous_client).get(key, 0)
+
+    send_daily_report.apply()
+
+    assert scrape(anonymous_client)[key] == before + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent", "expected"),
+    [
+        (200, False, "garbage"),
+        (200, True, "rejected"),
+        (401, False, "auth"),
+        (503, False, "5xx"),
+        (429, False, "429"),
+    ],
+)
+def test_answers_are_classed(status, permanent, expected):
+    from messages_app.transports.base import TransportError
+
+    assert metrics.answer_error_class(status, TransportError("x", permanent=permanent)) == expected
+
+
+def test_requests_without_an_answer_are_classed():
+    assert metrics.network_error_class(TimeoutError()) == "timeout"
+    assert metrics.network_error_class(ConnectionRefusedError()) == "refused"
+    assert metrics.network_error_class(OSError("reset")) == "network"
