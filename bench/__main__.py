@@ -1,22 +1,30 @@
 """The throughput benchmark: `make bench` (or `python -m bench --help`).
 
-It starts what it measures as deployed (PostgreSQL and Redis must answer; the fake provider, a
-Celery worker, beat and gunicorn are started here), in a database and Redis db of its own that it
-removes at the end. Three phases, each can be skipped with a size of 0:
+It starts what it measures as deployed (PostgreSQL and Redis must answer; the fake provider, Celery
+worker nodes, beat and gunicorn are started here), in a database and Redis db of its own that it
+removes at the end. Phases run in this order; `--skip NAME` leaves one out (or give it size 0):
 
-  send   N clients, one mailing to all of them, wait until every message is final; then the raw
-         limit: a plain aiohttp client with as many requests in flight against the same provider.
-  fanout a mailing to many clients with the provider down: how long the fan-out takes, and the
-         worker's memory meanwhile.
-  stats  p50/p95 of the statistics endpoints over many messages across many mailings.
+  send       N clients at 50 ms until every message is final; then the raw limit: a plain aiohttp
+             client with as many requests in flight against the same provider (the headline ratio).
+  latency    the same at 500 ms with default settings: what the adaptive in-flight limit reaches.
+  soak       a long send at 50 ms: throughput of the first and last tenth, memory, Celery queue.
+  baseline   the design card's shape: one Celery task per message with requests (same worker),
+             then a requests thread pool and the aiohttp client against the same provider.
+  ratelimit  a provider allowing R sends/s (429 above), 2 worker nodes, 4 dispatchers: with
+             PROVIDER_RATE_LIMIT=R and without it (learned from 429s).
+  scaleout   one mailing on one worker node, then on two nodes (``-n a@%h``, ``-n b@%h``), at 500 ms.
+  size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
+             messages in the database, database size per message.
+  stats      p50/p95 of the statistics endpoints over many messages across many mailings.
 
-With --window-zones N the clients of the send and fan-out phases live in N timezones and the
-mailings carry a local window: half of the zones are inside it, the other half share one UTC
-offset and their window opens --window-opens-in seconds after the mailing is created.
---without-window runs the same clients without the window, for comparison.
+With --window-zones N the send phase's clients live in N timezones and its mailing carries a local
+window: half of the zones are inside it, the other half share one UTC offset and their window opens
+--window-opens-in seconds after the mailing is created; every acceptance is checked against its
+client's window. --without-window runs the same clients without the window, for comparison.
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -36,36 +44,67 @@ import requests
 
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
 from fake_provider.rawload import measure as raw_measure
+from fake_provider.rawload import measure_threads as raw_measure_threads
 from mailings.window import LocalWindow, all_zones
 
 from . import processes
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PHASES = ("send", "latency", "soak", "baseline", "ratelimit", "scaleout", "size", "stats")
+RATE_WINDOW = 10.0  # seconds over which the rate limit must hold
+QUEUE = "celery"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=100_000, help="send phase size (0: skip)")
-    parser.add_argument("--latency", type=float, default=0.05, help="provider latency, seconds")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="provider 5xx share (send phase)")
-    parser.add_argument("--garbage-rate", type=float, default=0.0, help="provider garbage share")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=None, help="SENDER_CONCURRENCY per dispatcher")
-    parser.add_argument("--raw-seconds", type=float, default=10.0)
-    parser.add_argument("--fanout-clients", type=int, default=1_000_000, help="fan-out phase size (0: skip)")
-    parser.add_argument("--stats-messages", type=int, default=1_000_000, help="stats phase size (0: skip)")
-    parser.add_argument("--stats-mailings", type=int, default=1_000)
-    parser.add_argument("--stats-requests", type=int, default=200, help="requests per statistics endpoint")
+    parser.add_argument("--skip", action="append", choices=PHASES, default=[], help="leave a phase out")
     parser.add_argument(
-        "--window-zones", type=int, default=0, help="clients in this many timezones, with a window"
+        "--window-zones", type=int, default=0, help="send phase: clients in N zones, a window"
     )
     parser.add_argument(
         "--window-opens-in", type=float, default=10.0, help="seconds until half the zones open"
     )
     parser.add_argument("--without-window", action="store_true", help="--window-zones clients, no window")
+    parser.add_argument("--clients", type=int, default=100_000, help="send phase size")
+    parser.add_argument("--latency", type=float, default=0.05, help="provider latency, seconds")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="provider 5xx share (send phase)")
+    parser.add_argument("--garbage-rate", type=float, default=0.0, help="provider garbage share")
+    parser.add_argument("--workers", type=int, default=2, help="processes of a Celery worker node")
+    parser.add_argument("--concurrency", type=int, default=None, help="SENDER_CONCURRENCY per dispatcher")
+    parser.add_argument("--raw-seconds", type=float, default=10.0)
+    parser.add_argument("--slow-latency", type=float, default=0.5, help="latency and scaleout phases")
+    parser.add_argument("--slow-clients", type=int, default=30_000, help="latency phase size")
+    parser.add_argument("--soak-messages", type=int, default=1_000_000, help="soak phase size")
+    parser.add_argument("--baseline-messages", type=int, default=1_000, help="per-message Celery tasks")
+    parser.add_argument("--baseline-threads", type=int, default=200, help="requests thread pool size")
+    parser.add_argument("--rate-limit", type=float, default=300.0, help="provider allowance, sends/s")
+    parser.add_argument("--rate-seconds", type=float, default=40.0, help="length of each rate-limit run")
+    parser.add_argument("--scaleout-clients", type=int, default=16_000, help="scale-out phase size")
+    parser.add_argument(
+        "--scaleout-ceiling",
+        type=int,
+        default=200,
+        help="SENDER_CONCURRENCY_MAX per dispatcher in the scale-out phase: what one node can do",
+    )
+    parser.add_argument("--fanout-clients", type=int, default=10_000_000, help="size phase clients")
+    parser.add_argument("--stats-messages", type=int, default=1_000_000, help="stats phase size")
+    parser.add_argument("--stats-mailings", type=int, default=1_000)
+    parser.add_argument("--stats-requests", type=int, default=200, help="requests per statistics endpoint")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    return parser.parse_args()
+    args = parser.parse_args()
+    sizes = {
+        "send": args.clients,
+        "latency": args.slow_clients,
+        "soak": args.soak_messages,
+        "baseline": args.baseline_messages,
+        "ratelimit": args.rate_limit,
+        "scaleout": args.scaleout_clients,
+        "size": args.fanout_clients,
+        "stats": args.stats_messages,
+    }
+    args.phases = [phase for phase in PHASES if phase not in args.skip and sizes[phase]]
+    return args
 
 
 class Bench:
@@ -75,6 +114,7 @@ class Bench:
         self.logdir = Path(tempfile.mkdtemp(prefix="mailing-bench-"))
         self.token = secrets.token_urlsafe(16)
         self.results: dict = {"latency_s": args.latency, "worker_processes": args.workers}
+        self.rows: list[tuple[str, str, str]] = []  # the table: phase, measure, value
         self.env = os.environ | {
             "DJANGO_SETTINGS_MODULE": "mailing_service.settings",
             "DATABASE_URL": f"{PG_ADMIN_URL}/{self.db_name}",
@@ -83,14 +123,17 @@ class Bench:
             "PROVIDER_TOKEN": self.token,
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(32),
         }
+        self.env.pop("PROVIDER_RATE_LIMIT", None)
         if args.concurrency:
             self.env["SENDER_CONCURRENCY"] = str(args.concurrency)
-        self.opening_zones, self.inside_zones = window_zones(args.window_zones, datetime.now().astimezone())
-        self.zones = [*self.opening_zones, *self.inside_zones] or ["Europe/Moscow"]
+        self.workers: list = []
+        self._worker_runs = 0
+        self.opening_zones, inside_zones = window_zones(args.window_zones, datetime.now().astimezone())
+        self.zones = [*self.opening_zones, *inside_zones] or ["Europe/Moscow"]
         self.window: LocalWindow | None = None
-        if args.window_zones:
-            self.results["zones"] = len(self.zones)
-            self.results["local_window"] = not args.without_window
+
+    def row(self, phase: str, measure: str, value) -> None:
+        self.rows.append((phase, measure, str(value)))
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -109,11 +152,9 @@ class Bench:
             self.provider_port, control_port, self.token, latency=self.args.latency, seed=1
         )
         self.control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
-        self.worker = processes.start_worker(self.env, self.logdir, concurrency=self.args.workers)
         self.beat = processes.start_beat(self.env, self.logdir)
         self.web_port = free_port()
         self.web = processes.start_web(self.env, self.logdir, port=self.web_port)
-        processes.wait_for_log(self.logdir, "worker", " ready.")
         processes.wait_for_log(self.logdir, "web", "Booting worker")
         self.api = f"http://127.0.0.1:{self.web_port}/api/v1"
         from django.conf import settings
@@ -124,10 +165,42 @@ class Bench:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
         self.results["sender_concurrency"] = settings.SENDER_CONCURRENCY
+        self.results["sender_concurrency_max"] = settings.SENDER_CONCURRENCY_MAX
         self.results["dispatchers_per_mailing"] = settings.SENDER_DISPATCHERS_PER_MAILING
+        self.redis = redis.Redis.from_url(REDIS_URL)
+
+    def start_workers(
+        self, *, nodes: int = 1, concurrency: int | None = None, include: str | None = None, **overrides: str
+    ) -> None:
+        """(Re)start the worker: `nodes` separate Celery nodes, as on as many machines."""
+        self.stop_workers()
+        env = self.env | overrides
+        self._worker_runs += 1
+        for index in range(nodes):
+            name = f"worker-{self._worker_runs}-{'abcdefgh'[index]}"
+            self.workers.append(
+                processes.start_worker(
+                    env,
+                    self.logdir,
+                    concurrency=concurrency or self.args.workers,
+                    log_name=name,
+                    node=f"{'abcdefgh'[index]}@%h" if nodes > 1 else None,
+                    include=include,
+                )
+            )
+            processes.wait_for_log(self.logdir, name, " ready.")
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            processes.stop(worker)
+        self.workers = []
+        # Dispatch tasks a stopped worker left behind would start on the next one: drop them.
+        self.redis.delete(QUEUE, "unacked", "unacked_index", *self.redis.scan_iter("*sender:*"))
 
     def teardown(self) -> None:
-        for name in ("worker", "beat", "web"):
+        if hasattr(self, "redis"):
+            self.stop_workers()
+        for name in ("beat", "web"):
             if hasattr(self, name):
                 processes.stop(getattr(self, name))
         if hasattr(self, "provider"):
@@ -138,7 +211,7 @@ class Bench:
         self._admin_sql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         connection = redis.Redis.from_url(REDIS_URL)
         keys = [*connection.scan_iter("_kombu.*"), *connection.scan_iter("*sender:*")]
-        connection.delete("celery", "unacked", "unacked_index", *keys)
+        connection.delete(QUEUE, "unacked", "unacked_index", *keys)
         print(f"(logs of this run: {self.logdir})")
 
     def _admin_sql(self, sql: str) -> None:
@@ -167,18 +240,16 @@ class Bench:
         )
         self._sql("ANALYZE clients_client")
 
-    def _create_mailing(self, *, ends_in: float):
-        from datetime import timedelta
-
+    def _create_mailing(self, *, ends_in: float, starts_in: float = 0.0):
         from django.utils import timezone
 
         from mailings.models import Mailing
 
-        now = timezone.now()
+        start = timezone.now() + timedelta(seconds=starts_in)
         window = {}
         if self.opening_zones and not self.args.without_window:
             # Opens in the first zone group --window-opens-in seconds from now, for eight hours.
-            opens = (now + timedelta(seconds=self.args.window_opens_in)).replace(microsecond=0)
+            opens = (start + timedelta(seconds=self.args.window_opens_in)).replace(microsecond=0)
             zone = ZoneInfo(self.opening_zones[0])
             window = {
                 "local_window_start": opens.astimezone(zone).time(),
@@ -187,7 +258,7 @@ class Bench:
             self.window = LocalWindow(*window.values())
         # Saved inside its window: the post_save hook launches it, as an API call would.
         return Mailing.objects.create(
-            start_at=now, end_at=now + timedelta(seconds=ends_in), text="Bench", **window
+            start_at=start, end_at=start + timedelta(seconds=ends_in), text="Bench", **window
         )
 
     def _final_count(self, mailing_id: int) -> int:
@@ -197,55 +268,86 @@ class Bench:
             [mailing_id],
         )[0][0]
 
+    def _breaker_trips(self) -> int:
+        return sum(path.read_text().count("provider paused") for path in self.logdir.glob("worker-*.log"))
+
+    def _send(self, n: int, *, samplers=(), ends_in: float = 3600) -> dict:
+        """A mailing to `n` fresh clients, until every message is final: what the provider saw."""
+        self._reset_tables()
+        self._insert_clients(n)
+        breaker_before = self._breaker_trips()
+        with contextlib.ExitStack() as running:
+            rss = running.enter_context(processes.RssSampler(*self.workers))
+            for sampler in samplers:
+                running.enter_context(sampler)
+            created = time.time()
+            mailing = self._create_mailing(ends_in=ends_in)
+            while self._final_count(mailing.pk) < n:
+                time.sleep(0.25)
+        stats = self.control.stats(after=mailing.end_at.timestamp())
+        wall = stats["last_accept_at"] - created
+        return {
+            "mailing": mailing,
+            "created": created,
+            "clients": n,
+            "wall_s": round(wall, 2),
+            "messages_per_s": round(n / wall, 1),
+            "time_to_first_send_s": round(stats["first_accept_at"] - created, 3),
+            "duplicates": stats["duplicates"],
+            "sends_after_end": stats["accepted_after"],
+            "requests": stats["requests_total"],
+            "throttled": stats["outcomes"]["throttled"],
+            "breaker_trips": self._breaker_trips() - breaker_before,
+            "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
+            "worker_peak_rss_mb_total": round(rss.peak_total_mb, 1),
+            "rss_samples_mb": rss.totals_mb,
+        }
+
     # --- phases -------------------------------------------------------------------------------
 
     def send_phase(self) -> None:
         n = self.args.clients
-        self._reset_tables()
-        self._insert_clients(n)
-        self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
+        self.start_workers()
+        self.control.configure(
+            latency=self.args.latency, error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate
+        )
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
-        with processes.RssSampler(self.worker) as rss, probe:
-            created = time.time()
-            mailing = self._create_mailing(ends_in=3600)
-            while self._final_count(mailing.pk) < n:
-                time.sleep(0.25)
-        stats = self.control.stats(after=mailing.end_at.timestamp())
-        window_check = self._window_check(mailing, created) if self.window else None
-        (sent, lag_p50, lag_p99) = self._sql(
-            "SELECT count(*) FILTER (WHERE status = 'sent'), "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
+        run = self._send(n, samplers=[probe])
+        window_check = self._window_check(run["mailing"], run["created"]) if self.window else None
+        (lag_p50, lag_p99) = self._sql(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
             "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) "
             "FROM messages_app_message WHERE mailing_id = %s",
-            [mailing.pk],
+            [run["mailing"].pk],
         )[0]
-        wall = stats["last_accept_at"] - created
         in_flight = self.results["sender_concurrency"] * min(
             self.args.workers, self.results["dispatchers_per_mailing"]
         )
         self.control.configure(error_rate=0.0, garbage_rate=0.0)
         raw = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
-        rate = n / wall
-        self.results["send"] = {
-            "clients": n,
-            "sent": sent,
-            "wall_s": round(wall, 2),
-            "messages_per_s": round(rate, 1),
-            "time_to_first_send_s": round(stats["first_accept_at"] - created, 3),
+        ratio = round(run["messages_per_s"] / raw["rate"], 3)
+        self.results["send"] = _public(run) | {
             "delivery_lag_p50_s": round(lag_p50, 3),
             "delivery_lag_p99_s": round(lag_p99, 3),
-            "duplicates": stats["duplicates"],
-            "sends_after_end": stats["accepted_after"],
-            "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
-            "worker_peak_rss_mb_total": round(rss.peak_total_mb, 1),
             "raw_in_flight": in_flight,
             "raw_limit_per_s": raw["rate"],
-            "ratio_to_raw": round(rate / raw["rate"], 3),
+            "ratio_to_raw": ratio,
             "api_while_sending": probe.summary(),
         }
+        label = f"{n:,} clients at {self.args.latency * 1000:.0f} ms"
+        self.row("send", label, f"{run['wall_s']} s, {run['messages_per_s']:,} msg/s")
+        self.row("send", f"raw aiohttp, {in_flight} in flight", f"{raw['rate']:,} req/s -> ratio {ratio}")
+        self.row("send", "lag p50 / p99", f"{lag_p50:.1f} s / {lag_p99:.1f} s")
+        self.row("send", "duplicates; sends after end", f"{run['duplicates']}; {run['sends_after_end']}")
+        self.row("send", "worker peak RSS per process / total", _rss(run))
+        self.row("send", "API p95 while sending", f"{probe.summary()['p95_ms']} ms")
+        if self.args.window_zones:
+            self.results["send"]["zones"] = len(self.zones)
+            self.row("send", "timezones; local window", f"{len(self.zones)}; {bool(window_check)}")
         if window_check:
             self.results["send"]["window"] = window_check
+            self.row("send", "acceptances outside their window", window_check["accepted_outside_window"])
 
     def _window_check(self, mailing, created: float) -> dict:
         """Whether every acceptance lay inside its client's window, checked per zone group."""
@@ -272,41 +374,236 @@ class Bench:
             "opening_zones_first_send_after_opening_s": round(max(waited), 3) if waited else None,
         }
 
-    def fanout_phase(self) -> None:
+    def latency_phase(self) -> None:
+        n, latency = self.args.slow_clients, self.args.slow_latency
+        self.start_workers()
+        self.control.configure(latency=latency)
+        print(f"latency: {n} clients at {latency * 1000:.0f} ms, default settings ...", flush=True)
+        run = self._send(n)
+        self.results["latency"] = _public(run) | {"latency_s": latency}
+        self.row(
+            "latency",
+            f"{n:,} clients at {latency * 1000:.0f} ms, defaults",
+            f"{run['messages_per_s']:,} msg/s",
+        )
+        self.control.configure(latency=self.args.latency)
+
+    def soak_phase(self) -> None:
+        n = self.args.soak_messages
+        self.start_workers()
+        self.control.configure(latency=self.args.latency)
+        print(f"soak: {n} messages at {self.args.latency * 1000:.0f} ms ...", flush=True)
+        queue = QueueSampler(self.redis)
+        run = self._send(n, samplers=[queue])
+        tenth = max(1, n // 10)
+        first_end, last_start, last_end, first_start = self._sql(
+            "SELECT (array_agg(sent_at ORDER BY sent_at))[%s], (array_agg(sent_at ORDER BY sent_at))[%s], "
+            "max(sent_at), min(sent_at) FROM messages_app_message WHERE mailing_id = %s AND status = 'sent'",
+            [tenth, n - tenth + 1, run["mailing"].pk],
+        )[0]
+        first_rate = tenth / max(0.001, (first_end - first_start).total_seconds())
+        last_rate = tenth / max(0.001, (last_end - last_start).total_seconds())
+        samples = run["rss_samples_mb"]
+        rss_start = samples[len(samples) // 10] if samples else 0.0
+        self.results["soak"] = _public(run) | {
+            "first_tenth_per_s": round(first_rate, 1),
+            "last_tenth_per_s": round(last_rate, 1),
+            "rss_total_mb_at_10_percent": round(rss_start, 1),
+            "rss_total_mb_at_end": round(samples[-1] if samples else 0.0, 1),
+            "celery_queue_max": queue.peak,
+            "celery_queue_last": queue.last,
+        }
+        self.row(
+            "soak", f"{n:,} messages at {self.args.latency * 1000:.0f} ms", f"{run['messages_per_s']:,} msg/s"
+        )
+        self.row("soak", "first / last tenth", f"{first_rate:,.0f} / {last_rate:,.0f} msg/s")
+        self.row(
+            "soak",
+            "worker RSS total at 10 % / end / peak",
+            f"{rss_start:.0f} / {samples[-1]:.0f} / {run['worker_peak_rss_mb_total']:.0f} MB",
+        )
+        self.row("soak", "Celery queue length max / last", f"{queue.peak} / {queue.last}")
+
+    def baseline_phase(self) -> None:
+        from django.db import transaction
+
+        from mailing_service.celery import app
+
+        n = self.args.baseline_messages
+        self.start_workers(include="bench.card_tasks")
+        self.control.configure(latency=self.args.latency)
+        self._reset_tables()
+        self._insert_clients(n)
+        print(f"baseline: {n} per-message Celery tasks with requests ...", flush=True)
+        # A mailing that has not started: our dispatchers leave it alone, the card's tasks send it.
+        mailing = self._create_mailing(starts_in=86400, ends_in=86400)
+        with transaction.atomic():
+            self._sql(
+                "INSERT INTO messages_app_message (mailing_id, client_id, status, attempts, last_error, "
+                "created_at, next_attempt_at) "
+                "SELECT %s, id, 'pending', 0, '', now(), now() FROM clients_client",
+                [mailing.pk],
+            )
+        ids = [row[0] for row in self._sql("SELECT id FROM messages_app_message ORDER BY id")]
+        started = time.time()
+        for message_id in ids:
+            app.send_task("bench.card_tasks.card_send_message", args=(message_id,))
+        while self._final_count(mailing.pk) < n:
+            time.sleep(0.25)
+        card_rate = n / (time.time() - started)
+        self.stop_workers()
+        threads = raw_measure_threads(
+            self.env["PROVIDER_URL"], self.token, self.args.baseline_threads, self.args.raw_seconds
+        )
+        in_flight = self.results["sender_concurrency"] * self.args.workers
+        aiohttp_raw = raw_measure(
+            self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds, first_id=10**13
+        )
+        self.results["baseline"] = {
+            "messages": n,
+            "card_tasks_per_s": round(card_rate, 1),
+            "requests_threads": self.args.baseline_threads,
+            "requests_thread_pool_per_s": threads["rate"],
+            "aiohttp_in_flight": in_flight,
+            "aiohttp_per_s": aiohttp_raw["rate"],
+        }
+        latency = f"{self.args.latency * 1000:.0f} ms"
+        self.row(
+            "baseline",
+            f"card: one Celery task per message, requests ({n:,}, {latency})",
+            f"{card_rate:,.1f} msg/s",
+        )
+        self.row(
+            "baseline",
+            f"requests thread pool, {self.args.baseline_threads} threads",
+            f"{threads['rate']:,} req/s",
+        )
+        self.row("baseline", f"aiohttp, {in_flight} in flight", f"{aiohttp_raw['rate']:,} req/s")
+
+    def ratelimit_phase(self) -> None:
+        rate = self.args.rate_limit
+        n = int(rate * self.args.rate_seconds)
+        self.control.configure(latency=self.args.latency, rate_limit=rate)
+        self.results["ratelimit"] = {}
+        for label, configured in (("PROVIDER_RATE_LIMIT set", str(rate)), ("learned from 429s", "")):
+            overrides = {"SENDER_DISPATCHERS_PER_MAILING": "4", "PROVIDER_RATE_LIMIT": configured}
+            self.start_workers(nodes=2, **overrides)
+            print(f"ratelimit: provider allows {rate:.0f}/s, {label}, {n} clients ...", flush=True)
+            run = self._send(n)
+            accepted = sorted(at for _, at in self.control.accepted())
+            windows = _window_rates(accepted, RATE_WINDOW)
+            achieved = len(accepted) / (accepted[-1] - accepted[0])
+            share_429 = run["throttled"] / run["requests"]
+            self.results["ratelimit"][label] = _public(run) | {
+                "provider_allows_per_s": rate,
+                "achieved_per_s": round(achieved, 1),
+                "share_429": round(share_429, 4),
+                "window_rates": [round(r, 1) for r in windows],
+            }
+            within = all(abs(r - rate) <= 0.05 * rate for r in windows) if windows else None
+            self.row(
+                "ratelimit",
+                f"{label}: achieved of {rate:.0f}/s",
+                f"{achieved:,.1f} msg/s ({achieved / rate:.1%})",
+            )
+            self.row(
+                "ratelimit",
+                f"{label}: share of 429; breaker trips",
+                f"{share_429:.2%}; {run['breaker_trips']}",
+            )
+            self.row(
+                "ratelimit",
+                f"{label}: {RATE_WINDOW:.0f} s windows min / max (within +-5 %)",
+                f"{min(windows, default=0):,.0f} / {max(windows, default=0):,.0f} ({within})",
+            )
+        self.control.configure(rate_limit=0)
+
+    def scaleout_phase(self) -> None:
+        n, latency = self.args.scaleout_clients, self.args.slow_latency
+        self.control.configure(latency=latency)
+        overrides = {
+            "SENDER_DISPATCHERS_PER_MAILING": "2",
+            "SENDER_CONCURRENCY_MAX": str(self.args.scaleout_ceiling),
+        }
+        rates = {}
+        for nodes in (1, 2):
+            # One process per node, so that two nodes are two of what one node is.
+            self.start_workers(nodes=nodes, concurrency=1, **overrides)
+            print(f"scaleout: {n} clients at {latency * 1000:.0f} ms on {nodes} node(s) ...", flush=True)
+            run = self._send(n)
+            rates[nodes] = run["messages_per_s"]
+            self.results.setdefault("scaleout", {})[f"{nodes}_nodes"] = _public(run)
+            self.row(
+                "scaleout",
+                f"{nodes} node(s) x 1 process, {latency * 1000:.0f} ms",
+                f"{run['messages_per_s']:,} msg/s",
+            )
+        self.row("scaleout", "two nodes / one node", f"{rates[2] / rates[1]:.2f}x")
+        self.control.configure(latency=self.args.latency)
+
+    def size_phase(self) -> None:
         from mailings.models import Mailing
-        from messages_app.models import WAITING_FOR_WINDOW
 
         n = self.args.fanout_clients
+        self.start_workers()
         self._reset_tables()
         self._insert_clients(n)
         # The provider answers 503 throughout, so the breaker keeps dispatchers quiet and the
         # fan-out is what the worker spends itself on.
         self.control.outage("503", 3600)
-        print(f"fanout: {n} clients ...", flush=True)
+        print(f"size: fan-out of {n} clients ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/clients/")
-        with processes.RssSampler(self.worker) as rss, probe:
+        with processes.RssSampler(*self.workers) as rss, probe:
             mailing = self._create_mailing(ends_in=3600)
             while not Mailing.objects.filter(pk=mailing.pk, fanout_completed_at__isnull=False).exists():
                 time.sleep(0.25)
-        self.control.outage("none", 0)
         mailing.refresh_from_db()
-        created = self._sql("SELECT count(*) FROM messages_app_message WHERE mailing_id = %s", [mailing.pk])
-        waiting = self._sql(
-            "SELECT count(*) FROM messages_app_message WHERE mailing_id = %s AND last_error = %s",
-            [mailing.pk, WAITING_FOR_WINDOW],
+        self.stop_workers()
+        created = self._sql("SELECT count(*) FROM messages_app_message WHERE mailing_id = %s", [mailing.pk])[
+            0
+        ][0]
+        self._sql("VACUUM ANALYZE messages_app_message")
+        table_bytes = self._sql("SELECT pg_total_relation_size('messages_app_message')")[0][0]
+        requests_made = range(self.args.stats_requests)
+        general = _latencies(self.session, [f"{self.api}/mailings/statistics/"] * len(requests_made))
+        one = _latencies(
+            self.session,
+            [f"{self.api}/mailings/{mailing.pk}/statistics/?page={1 + i}" for i in requests_made],
         )
-        Mailing.objects.filter(pk=mailing.pk).delete()  # nothing of it may be sent later
-        self.results["fanout"] = {
+        self._reset_tables()  # nothing of it may be sent later
+        self.control.outage("none", 0)
+        seconds = (mailing.fanout_completed_at - mailing.launched_at).total_seconds()
+        self.results["size"] = {
             "clients": n,
-            "created_waiting_for_window": waiting[0][0],
-            "messages_created": created[0][0],
-            "seconds": round((mailing.fanout_completed_at - mailing.launched_at).total_seconds(), 2),
+            "messages_created": created,
+            "fanout_seconds": round(seconds, 2),
             "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
             "worker_peak_rss_mb_total": round(rss.peak_total_mb, 1),
-            "api_while_provider_down": probe.summary(),
+            "api_while_fanout": probe.summary(),
+            "statistics_list": general,
+            "statistics_one_mailing": one,
+            "messages_table_bytes": table_bytes,
+            "bytes_per_message": round(table_bytes / max(1, created)),
         }
+        self.row(
+            "size",
+            f"fan-out of {n:,} clients",
+            f"{seconds:.1f} s, worker {rss.peak_process_mb:.0f} MB per process",
+        )
+        self.row(
+            "size",
+            f"statistics list p50 / p95, {created:,} messages",
+            f"{general['p50_ms']} / {general['p95_ms']} ms",
+        )
+        self.row("size", "one mailing's statistics p50 / p95", f"{one['p50_ms']} / {one['p95_ms']} ms")
+        self.row(
+            "size",
+            "database size per message (table + indexes)",
+            f"{table_bytes / max(1, created):.0f} bytes",
+        )
 
     def stats_phase(self) -> None:
+        self.stop_workers()
         mailings, total = self.args.stats_mailings, self.args.stats_messages
         per_mailing = total // mailings
         self._reset_tables()
@@ -333,17 +630,30 @@ class Bench:
         first_id = self._sql("SELECT min(id) FROM mailings_mailing")[0][0]
         pages = max(1, mailings // 50)
         requests_made = range(self.args.stats_requests)
+        general = _latencies(
+            self.session, [f"{self.api}/mailings/statistics/?page={1 + i % pages}" for i in requests_made]
+        )
+        one = _latencies(
+            self.session,
+            [f"{self.api}/mailings/{first_id + (i * 7) % mailings}/statistics/" for i in requests_made],
+        )
         self.results["stats"] = {
             "messages": per_mailing * mailings,
             "mailings": mailings,
-            "general": _latencies(
-                self.session, [f"{self.api}/mailings/statistics/?page={1 + i % pages}" for i in requests_made]
-            ),
-            "per_mailing": _latencies(
-                self.session,
-                [f"{self.api}/mailings/{first_id + (i * 7) % mailings}/statistics/" for i in requests_made],
-            ),
+            "general": general,
+            "per_mailing": one,
         }
+        label = f"{per_mailing * mailings:,} messages in {mailings:,} mailings"
+        self.row("stats", f"list p50 / p95, {label}", f"{general['p50_ms']} / {general['p95_ms']} ms")
+        self.row("stats", "one mailing p50 / p95", f"{one['p50_ms']} / {one['p95_ms']} ms")
+
+    def table(self) -> str:
+        widths = [max(len(row[i]) for row in self.rows) for i in range(3)] if self.rows else [0, 0, 0]
+        lines = [f"| {'phase':<{widths[0]}} | {'measure':<{widths[1]}} | {'result':<{widths[2]}} |"]
+        lines.append(f"|{'-' * (widths[0] + 2)}|{'-' * (widths[1] + 2)}|{'-' * (widths[2] + 2)}|")
+        for phase, measure, value in self.rows:
+            lines.append(f"| {phase:<{widths[0]}} | {measure:<{widths[1]}} | {value:<{widths[2]}} |")
+        return "\n".join(lines)
 
 
 class ApiProbe(processes.PeriodicSampler):
@@ -365,6 +675,45 @@ class ApiProbe(processes.PeriodicSampler):
         return _percentiles(self._took)
 
 
+class QueueSampler(processes.PeriodicSampler):
+    """The Celery queue's length once a second: does work pile up in the broker?"""
+
+    interval = 1.0
+
+    def __init__(self, connection: redis.Redis):
+        super().__init__()
+        self._redis = connection
+        self.peak = self.last = 0
+
+    def sample(self) -> None:
+        self.last = self._redis.llen(QUEUE)
+        self.peak = max(self.peak, self.last)
+
+
+def _window_rates(times: list[float], window: float) -> list[float]:
+    """Rates over consecutive full windows, from the end of the first window (the ramp) on."""
+    if not times:
+        return []
+    rates, start, index = [], times[0] + window, 0
+    while start + window <= times[-1]:
+        while times[index] < start:
+            index += 1
+        end = index
+        while end < len(times) and times[end] < start + window:
+            end += 1
+        rates.append((end - index) / window)
+        start += window
+    return rates
+
+
+def _public(run: dict) -> dict:
+    return {key: value for key, value in run.items() if key not in ("mailing", "created", "rss_samples_mb")}
+
+
+def _rss(run: dict) -> str:
+    return f"{run['worker_peak_rss_mb_per_process']:.0f} / {run['worker_peak_rss_mb_total']:.0f} MB"
+
+
 def _latencies(session: requests.Session, urls: list[str]) -> dict[str, float]:
     for url in urls[:5]:  # warm-up: connections, caches
         session.get(url, timeout=30).raise_for_status()
@@ -377,6 +726,8 @@ def _latencies(session: requests.Session, urls: list[str]) -> dict[str, float]:
 
 
 def _percentiles(took_ms: list[float]) -> dict[str, float]:
+    if len(took_ms) < 2:
+        return {"p50_ms": 0.0, "p95_ms": 0.0, "requests": len(took_ms)}
     cuts = statistics.quantiles(took_ms, n=100)
     return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "requests": len(took_ms)}
 
@@ -404,16 +755,13 @@ def main() -> int:
     bench = Bench(args)
     try:
         bench.setup()
-        if args.clients:
-            bench.send_phase()
-        if args.fanout_clients:
-            bench.fanout_phase()
-        if args.stats_messages:
-            bench.stats_phase()
+        for phase in args.phases:
+            getattr(bench, f"{phase}_phase")()
     finally:
         bench.teardown()
     report = json.dumps(bench.results, indent=2)
     print(report)
+    print(bench.table())
     if args.json:
         args.json.write_text(report + "\n")
     return 0

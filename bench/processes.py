@@ -18,10 +18,24 @@ def start(name: str, command: list[str], env: dict[str, str], logdir: Path) -> s
     )
 
 
-def start_worker(env: dict[str, str], logdir: Path, *, concurrency: int) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str],
+    logdir: Path,
+    *,
+    concurrency: int,
+    log_name: str = "worker",
+    node: str | None = None,
+    include: str | None = None,
+) -> subprocess.Popen:
+    """A Celery worker; `node` names it (``a@%h``) as a worker on another machine would be,
+    `include` loads one more task module into it."""
     command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
     command += ["--concurrency", str(concurrency), "--loglevel", env.get("LOG_LEVEL", "INFO")]
-    return start("worker", command, env, logdir)
+    if node:
+        command += ["--hostname", node]
+    if include:
+        command += ["--include", include]
+    return start(log_name, command, env, logdir)
 
 
 def start_beat(env: dict[str, str], logdir: Path) -> subprocess.Popen:
@@ -104,15 +118,17 @@ class PeriodicSampler:
 
 
 class RssSampler(PeriodicSampler):
-    """The resident memory of a process tree, keeping the peaks."""
+    """The resident memory of process trees (the worker nodes), keeping the peaks and every sample."""
 
-    def __init__(self, process: subprocess.Popen):
+    def __init__(self, *processes: subprocess.Popen):
         super().__init__()
-        self._root = process.pid
+        self._roots = [process.pid for process in processes]
         self.peak_process_mb = 0.0
         self.peak_total_mb = 0.0
+        self.totals_mb: list[float] = []
 
     def sample(self) -> None:
-        sizes = [_rss_mb(pid) for pid in _tree(self._root)]
+        sizes = [_rss_mb(pid) for root in self._roots for pid in _tree(root)]
         self.peak_process_mb = max(self.peak_process_mb, *sizes)
         self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
+        self.totals_mb.append(sum(sizes))

@@ -32,6 +32,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hang-rate", type=float, default=0.0, help="share never answered")
     parser.add_argument("--hang-seconds", type=float, default=3600.0, help="how long a hang lasts")
     parser.add_argument("--reject-rate", type=float, default=0.0, help="share answered code 3, rejected")
+    parser.add_argument(
+        "--rate-limit", type=float, default=0.0, help="sends per second allowed, 429 above (0: no limit)"
+    )
+    parser.add_argument(
+        "--rate-limit-burst",
+        type=float,
+        default=0.0,
+        help="bucket size of the limit (0: a tenth of a second's)",
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=0.0, help="Retry-After seconds on a 429 (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the random draws")
     parser.add_argument("--access-log", action="store_true", help="log every request (slows the fake)")
     args = parser.parse_args(argv)
@@ -49,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             hang_rate=args.hang_rate,
             hang_seconds=args.hang_seconds,
             reject_rate=args.reject_rate,
+            rate_limit=args.rate_limit,
+            rate_limit_burst=args.rate_limit_burst,
+            retry_after=args.retry_after,
         )
     except ValueError as error:
         parser.error(str(error))

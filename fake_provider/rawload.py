@@ -4,6 +4,9 @@
 keeps `concurrency` valid sends in flight for `seconds` and prints
 ``{"requests": n, "seconds": s, "rate": r, "errors": e}``: `rate` is requests (errors included) per
 second; refused connections are retried after 10 ms and counted as errors.
+
+``--client requests`` does the same with `concurrency` threads, each with its own requests
+Session: the client the design card started from, measured against the same provider.
 """
 
 import argparse
@@ -11,9 +14,13 @@ import asyncio
 import itertools
 import json
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
+import requests
 
 from fake_provider import run_in_fast_loop
 
@@ -39,11 +46,8 @@ async def measure_async(
             ok = False
             try:
                 async with session.post(f"{send_url}{msg_id}", data=body, headers=headers) as response:
-                    answer = await response.read()
-                if response.status == 200:
-                    payload = json.loads(answer)
-                    ok = isinstance(payload, dict) and payload.get("code") == 0
-            except (aiohttp.ClientError, TimeoutError, ValueError):
+                    ok = _is_acceptance(response.status, await response.read())
+            except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(0.01)  # do not spin on refused connections
             counts["requests"] += 1
             counts["errors"] += not ok
@@ -55,12 +59,62 @@ async def measure_async(
         deadline = started + seconds
         await asyncio.gather(*(keep_sending(session, deadline) for _ in range(concurrency)))
         elapsed = loop.time() - started
+    return _summary(counts, elapsed)
+
+
+def _summary(counts: dict[str, int], elapsed: float) -> dict[str, Any]:
     return {
         "requests": counts["requests"],
         "seconds": round(elapsed, 3),
         "rate": round(counts["requests"] / elapsed, 1),
         "errors": counts["errors"],
     }
+
+
+def _is_acceptance(status: int, answer: bytes) -> bool:
+    if status != 200:
+        return False
+    try:
+        payload = json.loads(answer)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("code") == 0
+
+
+def measure_threads(
+    url: str, token: str, threads: int, seconds: float, *, first_id: int = ID_OFFSET
+) -> dict[str, Any]:
+    """`threads` threads, one requests Session each, sending back to back for `seconds`."""
+    send_url = url.rstrip("/") + "/send/"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    ids = itertools.count(first_id)
+    lock = threading.Lock()
+    counts = {"requests": 0, "errors": 0}
+
+    def keep_sending(deadline: float) -> None:
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                with lock:
+                    msg_id = next(ids)
+                body = b'{"id": %d, "phone": %d, "text": "load"}' % (msg_id, PHONE)
+                try:
+                    response = session.post(
+                        f"{send_url}{msg_id}", data=body, headers=headers, timeout=REQUEST_TIMEOUT
+                    )
+                    ok = _is_acceptance(response.status_code, response.content)
+                except requests.RequestException:
+                    ok = False
+                    time.sleep(0.01)
+                with lock:
+                    counts["requests"] += 1
+                    counts["errors"] += not ok
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(threads):
+            pool.submit(keep_sending, started + seconds)
+    elapsed = time.monotonic() - started
+    return _summary(counts, elapsed)
 
 
 def measure(
@@ -81,10 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--first-id", type=int, default=ID_OFFSET, help="ids count up from here")
+    parser.add_argument("--client", choices=("aiohttp", "requests"), default="aiohttp")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $PROVIDER_TOKEN) is required")
-    print(json.dumps(measure(args.url, args.token, args.concurrency, args.seconds, first_id=args.first_id)))
+    run = measure if args.client == "aiohttp" else measure_threads
+    print(json.dumps(run(args.url, args.token, args.concurrency, args.seconds, first_id=args.first_id)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,17 @@ logger = logging.getLogger(__name__)
 PHONE_MIN = 70_000_000_000
 PHONE_MAX = 79_999_999_999
 MSG_ID_MAX = 2**63 - 1
-OUTCOMES = ("ok", "rejected", "error_5xx", "garbage", "hang", "unauthorized", "bad_request", "abandoned")
+OUTCOMES = (
+    "ok",
+    "rejected",
+    "error_5xx",
+    "garbage",
+    "hang",
+    "unauthorized",
+    "bad_request",
+    "throttled",
+    "abandoned",
+)
 OUTAGE_MODES = ("refuse", "503", "none")
 
 OK_BODY = b'{"code": 0, "message": "OK"}'
@@ -49,6 +59,12 @@ class Config:
     hang_rate: float = 0.0
     reject_rate: float = 0.0
     hang_seconds: float = 3600.0
+    # Sends per second allowed across all connections, 429 above (0: no limit). A token bucket
+    # holding `rate_limit_burst` sends (0: a tenth of a second's worth, at least one).
+    rate_limit: float = 0.0
+    rate_limit_burst: float = 0.0
+    # Seconds announced in Retry-After on a 429, rounded up (0: no header).
+    retry_after: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or not self.token or self.token != self.token.strip():
@@ -77,6 +93,29 @@ class Config:
 
     def public(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"token": "<hidden>"}
+
+    @property
+    def bucket_size(self) -> float:
+        return self.rate_limit_burst or max(1.0, self.rate_limit / 10)
+
+
+class RateLimit:
+    """The provider's account limit: a token bucket over every connection, on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self._tokens: float | None = None  # None: full
+        self._at = 0.0
+
+    def allows(self, config: Config, now: float) -> bool:
+        if not config.rate_limit:
+            return True
+        size = config.bucket_size
+        tokens = size if self._tokens is None else self._tokens
+        tokens = min(size, tokens + (now - self._at) * config.rate_limit)
+        self._at = now
+        allowed = tokens >= 1
+        self._tokens = tokens - 1 if allowed else tokens
+        return allowed
 
 
 class Records:
@@ -137,6 +176,7 @@ class FakeProvider:
         self.control_port = port + 1 if control_port is None else control_port
         self.in_flight = 0
         self._rng = random.Random(seed)
+        self._rate_limit = RateLimit()
         self._access_log = access_log
         self._errors_answered = 0
         self._garbage_answered = 0
@@ -215,6 +255,8 @@ class FakeProvider:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError("seed must be an integer or null")
         config = self.config.updated(changes)
+        if (config.rate_limit, config.bucket_size) != (self.config.rate_limit, self.config.bucket_size):
+            self._rate_limit = RateLimit()
         self.config = config
         if reseed:
             self._rng.seed(seed)
@@ -282,6 +324,11 @@ class FakeProvider:
         else:
             msg_id = _valid_msg_id(request.match_info["msgId"], await request.read())
             outcome = "bad_request" if msg_id is None else self._draw_outcome(config)
+        # The account's limit counts every authenticated send, as a provider's would, and answers at once.
+        if outcome != "unauthorized" and not self._rate_limit.allows(config, time.monotonic()):
+            records.count("throttled")
+            headers = {"Retry-After": str(math.ceil(config.retry_after))} if config.retry_after else None
+            return web.json_response({"message": "too many requests"}, status=429, headers=headers)
 
         if outcome == "hang":
             records.count("hang")

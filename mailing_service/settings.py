@@ -71,7 +71,7 @@ WSGI_APPLICATION = "mailing_service.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "mailing_service" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -121,6 +121,27 @@ STORAGES = {
 # Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
 
+# --- OpenID Connect login for the admin (mailing_service/oidc.py) -----------------------------
+# Off by default: the admin's username and password login is always there; this adds a button.
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+# The claim listing a person's roles, and which role grants which Django group ("role=group,...").
+OIDC_ROLES_CLAIM = env.str("OIDC_ROLES_CLAIM", default="groups")
+OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={"operators": "operators", "viewers": "viewers"})
+LOGIN_REDIRECT_URL = "/admin/"
+LOGOUT_REDIRECT_URL = "/admin/"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("mailing_service.oidc.RoleMappingOIDCBackend")
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -136,6 +157,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Scopes of views that declare throttle_scope (ScopedRateThrottle); "N/second|minute|hour|day".
+    "DEFAULT_THROTTLE_RATES": {"test_send": env.str("TEST_SEND_RATE", default="10/minute")},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -152,6 +175,12 @@ SPECTACULAR_SETTINGS = {
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+# Client CSV import: rows written per transaction, and the largest file taken.
+CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
+CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+# Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
+TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
+TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
@@ -159,9 +188,24 @@ PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 
-# Requests one sender (one per worker pool process) keeps in flight, and senders working on one
-# mailing at once (each holds one of the mailing's slots under a lease).
+# Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
+# one mailing at once (each holds one of the mailing's slots under a lease).
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
+# The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
+# stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.
+SENDER_CONCURRENCY_MIN = env.int("SENDER_CONCURRENCY_MIN", default=20)
+SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
+# Sends per second the provider account allows, for the whole service (empty: no limit; the sender
+# then learns it from the provider's 429s). Shared through Redis: RATE_LIMIT_REDIS_URL, by default
+# CACHE_URL when that is Redis; without Redis, through a file under var/ (one machine).
+PROVIDER_RATE_LIMIT = (
+    env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
+)
+_CACHE_URL = env.str("CACHE_URL", default="")
+RATE_LIMIT_REDIS_URL = env.str(
+    "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
 SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
 # Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
 SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)

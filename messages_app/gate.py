@@ -8,10 +8,13 @@ fake clock. What it holds today:
   `breaker_pause` seconds; a refused token pauses for `auth_pause`;
 - the shared pause: a pause this gate starts is offered to the other workers through
   `take_pause_to_publish()`, and theirs arrive through `observe_shared_pause()`;
-- the half-open probe: after any pause one request goes alone, full speed only once it succeeds.
+- the half-open probe: after any pause one request goes alone, full speed only once it succeeds;
+- the pace (`pacing.Pacer`, optional): the adaptive in-flight limit, the shared PROVIDER_RATE_LIMIT
+  and the rate learned from 429s. `capacity()` claims no more than the pace can use, `acquire()`
+  waits for its turn, `record()` tells it every answer with its latency. Every `acquire()` that
+  returned True is followed by exactly one `record()` (NO_ANSWER when the request never went).
 
-Room for more (a shared rate limit, an adaptive in-flight limit): `capacity()` may return less than
-asked, `acquire()` may wait for a token, `record()` receives every answer with its latency.
+A 429 (THROTTLED) slows the pace down and never counts as a failure for the breaker.
 """
 
 import enum
@@ -20,15 +23,28 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .pacing import Feedback, Pacer
+
 
 class ProviderAnswer(enum.Enum):
     """What one request told us about the provider's health (not about the message)."""
 
     ACCEPTED = "accepted"
     REJECTED = "rejected"  # a permanent refusal of this message: the provider itself is fine
-    ERROR = "error"  # 5xx, 429, garbage, timeout, refused connection
+    ERROR = "error"  # 5xx, garbage, timeout, refused connection
+    THROTTLED = "throttled"  # 429: we go too fast; the provider is fine
     AUTH_REFUSED = "auth_refused"
     NO_ANSWER = "no_answer"  # cut by the mailing's end or a stopping worker: says nothing
+
+
+PACER_FEEDBACK = {
+    ProviderAnswer.ACCEPTED: Feedback.ANSWERED,
+    ProviderAnswer.REJECTED: Feedback.ANSWERED,
+    ProviderAnswer.AUTH_REFUSED: Feedback.ANSWERED,
+    ProviderAnswer.ERROR: Feedback.OVERLOADED,
+    ProviderAnswer.THROTTLED: Feedback.THROTTLED,
+    ProviderAnswer.NO_ANSWER: Feedback.ABANDONED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +63,10 @@ class ProviderGate:
         auth_pause: float,
         clock: Callable[[], float] = time.time,
         latency_window: int = 200,
+        pacer: Pacer | None = None,
     ):
         self._clock = clock
+        self.pacer = pacer
         self._breaker_threshold = breaker_threshold
         self._breaker_pause = breaker_pause
         self._auth_pause = auth_pause
@@ -69,16 +87,32 @@ class ProviderGate:
             return 0
         if self.probing:
             return 1 if in_flight == 0 else 0
+        if self.pacer is not None:
+            return max(0, min(wanted, self.pacer.backlog - in_flight))
         return wanted
 
     async def acquire(self) -> bool:
-        """Called right before a request starts. False: the provider is paused, do not send."""
-        return not self.paused()
+        """Called right before a request starts; waits for the pace. False: paused, do not send."""
+        if self.paused():
+            return False
+        if self.pacer is None:
+            return True
+        await self.pacer.acquire()
+        if self.paused():  # a pause began while this request waited for its turn
+            self.pacer.report(Feedback.ABANDONED)
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self.pacer is not None:
+            await self.pacer.aclose()
 
     # --- after a request -----------------------------------------------------------------------
 
-    def record(self, answer: ProviderAnswer, latency: float) -> None:
-        if answer is ProviderAnswer.NO_ANSWER:
+    def record(self, answer: ProviderAnswer, latency: float, *, retry_after: float | None = None) -> None:
+        if self.pacer is not None:
+            self.pacer.report(PACER_FEEDBACK[answer], latency=latency, retry_after=retry_after)
+        if answer in (ProviderAnswer.NO_ANSWER, ProviderAnswer.THROTTLED):
             return
         if answer is ProviderAnswer.AUTH_REFUSED:
             self._pause(self._auth_pause, "the provider refused our token", critical=True)

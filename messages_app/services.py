@@ -44,6 +44,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # it can never be sent (rejected, invalid, client deleted)
     RETRY = "retry"  # the attempt failed in a way a later attempt may not: back off, then again
     DEFERRED = "deferred"  # not attempted (pause, mailing not sendable, worker stopping): back at once
+    THROTTLED = "throttled"  # the provider answered 429: back at once, the attempt given back
     EXPIRED = "expired"  # not attempted: it could not have finished before the mailing's end
     UNKNOWN = "unknown"  # sent, but the answer never came (cut by the end or a stopping worker)
 
@@ -57,6 +58,7 @@ OUTCOME_TRANSITIONS: dict[Outcome, tuple[str, tuple[str, ...]]] = {
     Outcome.FAILED: (Status.FAILED, (Status.SENDING,)),
     Outcome.RETRY: (Status.PENDING, (Status.SENDING,)),
     Outcome.DEFERRED: (Status.PENDING, (Status.SENDING,)),
+    Outcome.THROTTLED: (Status.PENDING, (Status.SENDING,)),
     Outcome.EXPIRED: (Status.EXPIRED, (Status.SENDING,)),
 }
 
@@ -242,9 +244,9 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             fields = {"status": status, "lease_until": None, "last_error": detail}
             if outcome is Outcome.SENT:
                 fields["sent_at"] = now
-            elif outcome is Outcome.DEFERRED:
-                # Not attempted: the attempt taken at claim time is given back, so waiting for the
-                # provider or for the mailing does not grow the message's backoff.
+            elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
+                # Not attempted, or refused for our pace: the attempt taken at claim time is given
+                # back, so waiting for the provider or for the mailing does not grow its backoff.
                 fields |= {"next_attempt_at": deferred_until or now, "attempts": F("attempts") - 1}
             changed += fenced.update(**fields)
     provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
@@ -264,11 +266,23 @@ def messages_release_expired_leases(*, now: datetime) -> int:
 
 
 def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> int:
-    """Pending messages of ended mailings can never be sent in time: they expire."""
+    """Pending messages of ended mailings can never be sent in time: they expire; so do those of
+    cancelled mailings (a retry scheduled by a request that was in flight when it was cancelled)."""
     expiring = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED)
+    return expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
+
+
+CANCELLED_ERROR = "mailing cancelled"
+
+
+def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
+    """Pending messages of cancelled mailings expire, with last_error "mailing cancelled"."""
+    expiring = Message.objects.filter(status=Status.PENDING, mailing__cancelled_at__isnull=False)
+    if mailing_id is not None:
+        expiring = expiring.filter(mailing_id=mailing_id)
+    return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
 
 
 # --- what the senders work on --------------------------------------------------------------------

@@ -23,8 +23,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 SEND_ATTEMPTS = Counter(
     "send_attempts",
-    "Results written back, by outcome: sent, failed, retry, unknown (sent, answer lost), deferred and "
-    "expired (both not attempted).",
+    "Results written back, by outcome: sent, failed, retry, unknown (sent, answer lost), throttled "
+    "(429, given back), deferred and expired (both not attempted).",
     ["outcome"],
     namespace=NAMESPACE,
 )

@@ -9,7 +9,7 @@ import time
 import requests
 
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
-from fake_provider.rawload import ID_OFFSET, measure
+from fake_provider.rawload import ID_OFFSET, measure, measure_threads
 
 TOKEN = "test-token"
 
@@ -91,5 +91,20 @@ def test_raw_load_counts_errors():
         result = measure(f"http://127.0.0.1:{port}/v1", TOKEN, concurrency=2, seconds=0.2)
 
         assert result["requests"] == result["errors"] > 0
+    finally:
+        stop_fake_provider(process)
+
+
+def test_thread_pool_load_with_requests_sends_valid_requests_from_every_thread():
+    port, control_port = free_port(), free_port()
+    process = start_fake_provider(port, control_port, TOKEN, latency=0.01)
+    try:
+        result = measure_threads(f"http://127.0.0.1:{port}/v1", TOKEN, threads=4, seconds=0.5)
+
+        assert result["requests"] > 20
+        assert result["errors"] == 0
+        stats = FakeProviderControl(f"http://127.0.0.1:{control_port}").stats()
+        assert stats["accepted_total"] == result["requests"]
+        assert stats["duplicates"] == 0
     finally:
         stop_fake_provider(process)

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+from fake_provider.server import Config, RateLimit
 
 TOKEN = "test-token"
 PHONE = 79001234567
@@ -20,6 +21,9 @@ DEFAULTS = {
     "hang_rate": 0.0,
     "reject_rate": 0.0,
     "hang_seconds": 3600.0,
+    "rate_limit": 0.0,
+    "rate_limit_burst": 0.0,
+    "retry_after": 0.0,
 }
 
 
@@ -230,9 +234,13 @@ def test_every_request_ends_in_exactly_one_outcome(send_url, control):
     send(send_url, 3, body={})
     control.configure(reject_rate=1.0)
     send(send_url, 4)
+    control.configure(rate_limit=0.1, rate_limit_burst=1)
+    send(send_url, 5)
+    send(send_url, 6)
 
     stats = control.stats()
-    assert sum(stats["outcomes"].values()) == stats["requests_total"] == 4
+    assert sum(stats["outcomes"].values()) == stats["requests_total"] == 6
+    assert stats["outcomes"]["throttled"] == 1
 
 
 def test_latency_delays_the_answer(send_url, control):
@@ -362,6 +370,8 @@ def test_reset_clears_records_but_keeps_the_config(send_url, control):
         {"reject_rate": -0.1},
         {"latency": -1},
         {"latency": "fast"},
+        {"rate_limit": -5},
+        {"retry_after": "later"},
         {"token": ""},
         {"seed": "x"},
         {"colour": "blue"},
@@ -391,3 +401,78 @@ def test_the_same_seed_draws_the_same_misbehaviour(send_url, control):
 
 def test_config_does_not_show_the_token(control):
     assert TOKEN not in json.dumps(control.config())
+
+
+def test_rate_limit_answers_429_above_the_bucket_and_counts_them(send_url, control):
+    control.configure(rate_limit=0.1, rate_limit_burst=3)
+
+    statuses = [send(send_url, msg_id).status_code for msg_id in range(5)]
+
+    assert statuses == [200, 200, 200, 429, 429]
+    stats = control.stats()
+    assert stats["outcomes"]["throttled"] == 2
+    assert stats["accepted_total"] == 3
+    assert stats["requests_total"] == 5
+
+
+def test_rate_limit_refills_at_its_rate(send_url, control):
+    control.configure(rate_limit=2, rate_limit_burst=1)
+    assert send(send_url, 1).status_code == 200
+    assert send(send_url, 2).status_code == 429
+
+    time.sleep(0.6)  # half a second brings one send back
+
+    assert send(send_url, 3).status_code == 200
+
+
+def test_rate_limit_holds_across_connections(send_url, control):
+    control.configure(rate_limit=0.1, rate_limit_burst=2)
+    sessions = [requests.Session() for _ in range(4)]
+
+    statuses = [
+        send(send_url, msg_id, session=session).status_code for msg_id, session in enumerate(sessions)
+    ]
+
+    assert sorted(statuses) == [200, 200, 429, 429]
+
+
+def test_retry_after_is_announced_on_429_when_configured(send_url, control):
+    control.configure(rate_limit=0.1, rate_limit_burst=1, retry_after=1.5)
+    send(send_url, 1)
+
+    response = send(send_url, 2)
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+
+
+def test_a_429_without_retry_after_configured_has_no_header(send_url, control):
+    control.configure(rate_limit=0.1, rate_limit_burst=1)
+    send(send_url, 1)
+
+    response = send(send_url, 2)
+
+    assert response.status_code == 429
+    assert "Retry-After" not in response.headers
+
+
+def test_unauthorized_sends_do_not_spend_the_account_limit(send_url, control):
+    control.configure(rate_limit=0.1, rate_limit_burst=1)
+
+    assert send(send_url, 1, token="wrong").status_code == 401
+    assert send(send_url, 2).status_code == 200
+
+
+def test_rate_limit_bucket_on_its_own_clock():
+    config = Config(token=TOKEN, rate_limit=10, rate_limit_burst=2)
+    limit = RateLimit()
+
+    assert [limit.allows(config, 100.0) for _ in range(3)] == [True, True, False]
+    assert not limit.allows(config, 100.05)  # half a token
+    assert limit.allows(config, 100.125)
+    assert [limit.allows(config, 200.0) for _ in range(3)] == [True, True, False]  # full, not more
+
+
+def test_rate_limit_bucket_defaults_to_a_tenth_of_a_second():
+    assert Config(token=TOKEN, rate_limit=300).bucket_size == 30
+    assert Config(token=TOKEN, rate_limit=3).bucket_size == 1

@@ -2,7 +2,9 @@
 
 import asyncio
 
+from messages_app.adaptive import InFlightLimit
 from messages_app.gate import ProviderAnswer, ProviderGate
+from messages_app.pacing import Pacer
 
 
 class Clock:
@@ -72,3 +74,55 @@ def test_rejections_and_cut_requests_do_not_trip_the_breaker_and_latency_percent
     assert not provider.paused()
     assert provider.latency_percentile(0.99) == 2.0
     assert gate(Clock()).latency_percentile(0.99) == 0.0
+
+
+def paced_gate(clock: Clock, **limit_options) -> ProviderGate:
+    limit = InFlightLimit(**({"initial": 4, "minimum": 4, "maximum": 4} | limit_options))
+    return gate(clock, pacer=Pacer(limit=limit))
+
+
+def test_429s_never_trip_the_breaker():
+    clock = Clock()
+    provider = paced_gate(clock)
+
+    for _ in range(10):
+        assert asyncio.run(provider.acquire())
+        provider.record(ProviderAnswer.THROTTLED, 0.01)
+
+    assert not provider.paused()
+    assert provider.take_pause_to_publish() is None
+    assert provider.pacer.throttled == 10
+
+
+def test_the_pace_bounds_what_may_be_claimed_and_what_may_start():
+    clock = Clock()
+    provider = paced_gate(clock)
+
+    assert provider.capacity(50, in_flight=0) == 8  # twice the in-flight limit of 4
+
+    async def scenario():
+        for _ in range(4):
+            assert await provider.acquire()
+        fifth = asyncio.create_task(provider.acquire())
+        await asyncio.sleep(0)
+        assert not fifth.done()  # the limit holds it back
+        provider.record(ProviderAnswer.ACCEPTED, 0.05)
+        return await asyncio.wait_for(fifth, 1)
+
+    assert asyncio.run(scenario())
+
+
+def test_a_request_waiting_for_its_turn_when_a_pause_begins_does_not_go():
+    clock = Clock()
+    limit = InFlightLimit(initial=1, minimum=1, maximum=1)
+    provider = gate(clock, breaker_threshold=1, pacer=Pacer(limit=limit))
+
+    async def scenario():
+        assert await provider.acquire()
+        waiting = asyncio.create_task(provider.acquire())
+        await asyncio.sleep(0)
+        provider.record(ProviderAnswer.ERROR, 0.1)  # the breaker opens; the slot comes free
+        went = await asyncio.wait_for(waiting, 1)
+        return went, provider.pacer.in_flight
+
+    assert asyncio.run(scenario()) == (False, 0)

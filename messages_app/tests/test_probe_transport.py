@@ -13,8 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from messages_app.transports.base import OutgoingMessage, TransportAuthError, TransportError
-from messages_app.transports.probe import ProbeTransport, classify_answer
+from messages_app.transports.base import (
+    OutgoingMessage,
+    TransportAuthError,
+    TransportError,
+    TransportThrottled,
+)
+from messages_app.transports.probe import ProbeTransport, classify_answer, parse_retry_after
 
 MESSAGE = OutgoingMessage(id=42, phone="79001234567", text="Hello")
 
@@ -53,11 +58,37 @@ def test_refused_token_is_an_auth_error(status):
         classify_answer(status, b"")
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 404])
-def test_overload_server_errors_and_surprises_are_retried(status):
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 404])
+def test_server_errors_and_surprises_are_retried(status):
     with pytest.raises(TransportError) as caught:
         classify_answer(status, b'{"code": 0}')
     assert not caught.value.permanent
+    assert not isinstance(caught.value, TransportThrottled)
+
+
+def test_too_many_requests_is_throttling_not_a_failure_of_the_message():
+    with pytest.raises(TransportThrottled) as caught:
+        classify_answer(429, b"slow down")
+    assert not caught.value.permanent
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("Sun, 29 Nov 2026 07:00:30 GMT", 30.0),
+        ("Sun, 29 Nov 2026 06:59:00 GMT", 0.0),  # already past: go now
+        ("soon", None),
+        ("-3", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
+    now = 1_795_935_600.0  # Sun, 29 Nov 2026 07:00:00 GMT
+    assert parse_retry_after(header, now=now) == seconds
 
 
 def _transport(url: str) -> ProbeTransport:
@@ -164,3 +195,13 @@ def test_answer_body_is_parsed_as_json_not_by_content_type():
         return web.Response(body=json.dumps({"code": 0}).encode(), content_type="text/plain")
 
     assert against(handler, send_one) is None  # accepted: no TransportError
+
+
+def test_throttled_answer_over_the_wire_carries_its_retry_after():
+    async def handler(request):
+        return web.Response(status=429, text="too many", headers={"Retry-After": "3"})
+
+    error = against(handler, failure_of)
+
+    assert isinstance(error, TransportThrottled)
+    assert error.retry_after == 3.0

@@ -26,6 +26,17 @@ class TransportAuthError(TransportError):
     """The provider refused our credentials: no message can go out until they are fixed."""
 
 
+class TransportThrottled(TransportError):
+    """The provider asked us to slow down (HTTP 429): the message is fine, our pace is not.
+
+    `retry_after` is the provider's wait in seconds, None when it gave none.
+    """
+
+    def __init__(self, detail: str, *, retry_after: float | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Transport(Protocol):
     async def __aenter__(self) -> "Transport": ...
 

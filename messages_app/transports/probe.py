@@ -6,18 +6,41 @@ does about 3,700 req/s against the same fake provider (figures in the README).
 """
 
 import json
+import math
+import time
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
 from ops import metrics
 
-from .base import OutgoingMessage, TransportAuthError, TransportError
+from .base import OutgoingMessage, TransportAuthError, TransportError, TransportThrottled
 
 RETRYABLE_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
-def classify_answer(status: int, body: bytes) -> None:
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    seconds = moment.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def classify_answer(status: int, body: bytes, *, retry_after: str | None = None) -> None:
     """Return if the provider accepted the message, raise TransportError saying why not otherwise."""
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        raise TransportThrottled("throttled by the provider (HTTP 429)", retry_after=wait)
     if status == 200:
         try:
             answer = json.loads(body)
@@ -33,7 +56,7 @@ def classify_answer(status: int, body: bytes) -> None:
         raise TransportAuthError(f"provider refused our token (HTTP {status})")
     if status == 400:
         raise TransportError("provider rejected the request as invalid (HTTP 400)", permanent=True)
-    # 429, 5xx and anything unexpected: the provider may take it later, so never drop the message.
+    # 5xx and anything unexpected: the provider may take it later, so never drop the message.
     raise TransportError(f"HTTP {status}")
 
 
@@ -75,7 +98,8 @@ class ProbeTransport:
                     f"{self._base_url}/send/{message.id}", data=body, timeout=limits
                 ) as response:
                     status, answer = response.status, await response.read()
+                    retry_after = response.headers.get("Retry-After") if status == 429 else None
             except RETRYABLE_ERRORS as exc:
                 raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
             call.status = status
-            classify_answer(status, answer)
+            classify_answer(status, answer, retry_after=retry_after)

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("clients", "0002_client_timezone_idx"),
-        ("mailings", "0003_mailing_local_sending_window"),
-        ("messages_app", "0002_claim_tokens_slots_pause_unknown"),
+        ("mailings", "0007_mailing_local_sending_window"),
+        ("messages_app", "0003_message_progress_index"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailings", "0002_drop_dispatch_heartbeat"),
+        ("mailings", "0006_test_send"),
     ]
 
     operations = [

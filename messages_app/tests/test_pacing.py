@@ -1,0 +1,296 @@
+"""The adaptive in-flight limit, the learned rate and the pacer that combines them, on a fake clock."""
+
+import asyncio
+import math
+
+import pytest
+
+from messages_app.adaptive import InFlightLimit, LearnedRate
+from messages_app.pacing import Feedback, Pacer, pacer_for
+from messages_app.ratelimit import FileBucket, RedisBucket
+from messages_app.tests.test_ratelimit import FakeClock
+
+
+def limit(clock, **options) -> InFlightLimit:
+    """A limit already past its slow start, at its initial value (100 unless options say otherwise)."""
+    adaptive = InFlightLimit(**({"initial": 100, "minimum": 10, "maximum": 1000, "clock": clock} | options))
+    adaptive.value = adaptive.slow_start_until
+    return adaptive
+
+
+def test_limit_starts_low_and_doubles_every_round_trip_up_to_its_initial_value():
+    adaptive = InFlightLimit(initial=100, minimum=10, maximum=1000, clock=FakeClock())
+    assert adaptive.limit == 10
+
+    for expected in (20, 40, 80):
+        for _ in range(adaptive.limit):  # one round trip: every request in flight answers
+            adaptive.on_answer(0.5, in_flight=adaptive.limit)
+        assert adaptive.limit == expected
+    for _ in range(80):
+        adaptive.on_answer(0.5, in_flight=adaptive.limit)
+
+    assert 100 <= adaptive.limit <= 106  # then a tenth per round trip
+
+
+def test_limit_grows_by_about_a_tenth_per_round_trip_while_latency_is_flat():
+    clock = FakeClock()
+    adaptive = limit(clock)
+
+    for _ in range(100):
+        adaptive.on_answer(0.5, in_flight=100)
+
+    assert adaptive.value == pytest.approx(110)
+
+
+def test_limit_does_not_grow_when_it_is_not_used():
+    adaptive = limit(FakeClock())
+
+    for _ in range(100):
+        adaptive.on_answer(0.5, in_flight=20)
+
+    assert adaptive.limit == 100
+
+
+def test_limit_stops_at_its_ceiling():
+    adaptive = limit(FakeClock(), maximum=120)
+
+    for _ in range(1000):
+        adaptive.on_answer(0.5, in_flight=120)
+
+    assert adaptive.limit == 120
+
+
+def answered_at(adaptive: InFlightLimit, latency: float, times: int) -> None:
+    for _ in range(times):
+        adaptive.on_answer(latency, in_flight=100)
+
+
+def test_climbing_latency_cuts_the_limit_once_per_round_trip():
+    clock = FakeClock()
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.05, 20)
+    before = adaptive.value
+
+    answered_at(adaptive, 0.5, 200)  # the provider is queueing our requests
+
+    # The average takes a few answers to climb (the limit grows meanwhile), then one cut per instant.
+    once = adaptive.value
+    assert before * 0.9 <= once < before * 0.9 + 1
+    clock.now += 1.0
+    adaptive.on_answer(0.5, in_flight=100)
+    assert adaptive.value == pytest.approx(once * 0.9)
+
+
+def test_overload_cuts_down_to_the_floor_and_no_further():
+    clock = FakeClock()
+    adaptive = limit(clock, initial=500)
+
+    for _ in range(100):
+        adaptive.on_overload()
+        clock.now += 1.0
+
+    assert adaptive.limit == 10
+
+
+def test_a_provider_slower_for_good_becomes_the_new_baseline_and_the_limit_grows_again():
+    clock = FakeClock()
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.05, 20)
+    for _ in range(60):  # a minute at ten times the latency
+        clock.now += 1.0
+        adaptive.on_answer(0.5, in_flight=100)
+    assert adaptive.baseline == pytest.approx(0.5, rel=0.05)
+    before = adaptive.value
+
+    for _ in range(10):
+        adaptive.on_answer(0.5, in_flight=100)
+
+    assert adaptive.value == pytest.approx(before + 1)
+
+
+def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_accepted():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    for _ in range(300):
+        clock.now += 1 / 300
+        learned.on_accepted()
+    assert learned.rate is None
+
+    learned.on_throttled()
+
+    assert learned.rate == pytest.approx(270, rel=0.02)
+
+
+def learned_after_a_second_at_100_per_s(clock: FakeClock) -> LearnedRate:
+    learned = LearnedRate(clock=clock)
+    for _ in range(100):
+        clock.now += 0.01
+        learned.on_accepted()
+    learned.on_throttled()
+    return learned
+
+
+def test_learned_rate_ignores_the_429s_of_requests_already_on_their_way():
+    clock = FakeClock()
+    learned = learned_after_a_second_at_100_per_s(clock)
+    first = learned.rate
+
+    learned.on_throttled()
+    learned.on_throttled()
+
+    assert learned.rate == first
+
+
+def test_learned_rate_grows_a_tenth_a_second_without_429():
+    clock = FakeClock()
+    learned = learned_after_a_second_at_100_per_s(clock)
+    start = learned.rate
+
+    for _ in range(90 * 10):  # ten seconds at 90/s
+        clock.now += 1 / 90
+        learned.on_accepted()
+
+    assert learned.rate == pytest.approx(start * math.exp(0.1 * 10), rel=0.01)
+
+
+def pacer(clock, **limit_options) -> Pacer:
+    return Pacer(limit=limit(clock, **limit_options), clock=clock, sleep=clock.sleep)
+
+
+def test_pacer_holds_requests_over_the_in_flight_limit_until_one_returns():
+    clock = FakeClock()
+    gate = pacer(clock, initial=2, minimum=1, maximum=2)
+
+    async def scenario():
+        await gate.acquire()
+        await gate.acquire()
+        third = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0)
+        assert not third.done()
+        gate.report(Feedback.ANSWERED, latency=0.1)
+        await asyncio.wait_for(third, 1)
+        return gate.in_flight
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_cancelled_acquire_holds_no_slot():
+    clock = FakeClock()
+    gate = pacer(clock, initial=1, minimum=1, maximum=1)
+
+    async def scenario():
+        await gate.acquire()
+        waiting = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        gate.report(Feedback.ABANDONED)
+        await asyncio.wait_for(gate.acquire(), 1)
+        return gate.in_flight
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_retry_after_holds_every_request_of_the_pacer_that_long():
+    clock = FakeClock()
+    gate = pacer(clock)
+
+    async def scenario():
+        await gate.acquire()
+        gate.report(Feedback.THROTTLED, retry_after=3.0)
+        started = clock.now
+        await gate.acquire()
+        return clock.now - started
+
+    assert asyncio.run(scenario()) == pytest.approx(3.0)
+
+
+def test_after_a_429_the_pacer_sends_at_the_learned_rate():
+    clock = FakeClock()
+    gate = pacer(clock, initial=50)
+
+    async def scenario():
+        for _ in range(200):  # 200/s accepted for a second
+            await gate.acquire()
+            clock.now += 0.005
+            gate.report(Feedback.ANSWERED, latency=0.005)
+        await gate.acquire()
+        gate.report(Feedback.THROTTLED)
+        started = clock.now
+        for _ in range(360):
+            await gate.acquire()
+            gate.report(Feedback.ANSWERED, latency=0.0)
+        return 360 / (clock.now - started)
+
+    rate = asyncio.run(scenario())
+
+    assert 170 <= rate <= 210  # 9/10 of 200, grown a tenth a second meanwhile
+
+
+def test_429s_shrink_the_in_flight_limit_until_a_rate_is_learned_and_timeouts_always():
+    clock = FakeClock()
+    gate = pacer(clock)
+
+    async def scenario():
+        await gate.acquire()
+        gate.report(Feedback.THROTTLED)  # nothing accepted yet: fewer in flight
+        after_first_429 = gate.limit.value
+        clock.now += 1
+        await gate.acquire()
+        gate.report(Feedback.ANSWERED, latency=0.05)
+        clock.now += 1
+        await gate.acquire()
+        gate.report(Feedback.THROTTLED)  # a rate is learned: it slows us down instead
+        after_learning = gate.limit.value
+        clock.now += 1
+        await gate.acquire()
+        gate.report(Feedback.OVERLOADED)
+        return after_first_429, after_learning, gate.limit.value
+
+    after_first_429, after_learning, after_timeout = asyncio.run(scenario())
+
+    assert after_first_429 == pytest.approx(90)
+    assert after_learning == pytest.approx(90)
+    assert after_timeout == pytest.approx(81)
+
+
+def test_configured_rate_is_shared_through_redis_when_there_is_one_else_a_file(tmp_path):
+    options = {"initial": 200, "minimum": 8, "maximum": 1000, "file_path": tmp_path / "bucket"}
+    assert pacer_for(rate=None, redis_url="redis://x", **options).shared is None
+    assert isinstance(pacer_for(rate=300.0, redis_url="redis://x", **options).shared.bucket, RedisBucket)
+
+    bucket = pacer_for(rate=300.0, redis_url="", **options).shared.bucket
+
+    assert isinstance(bucket, FileBucket)
+    assert (bucket.rate, bucket.burst) == (300.0, 15.0)
+
+
+def test_with_a_tolerance_stray_429s_teach_nothing_and_a_steady_share_does():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    learned.tolerance = 0.02
+    for _ in range(200):
+        clock.now += 0.01
+        learned.on_accepted()
+
+    learned.on_throttled()
+    assert learned.rate is None
+
+    for _ in range(5):
+        learned.on_throttled()
+    assert learned.rate == pytest.approx(90, rel=0.05)
+
+
+def test_a_pacer_given_a_learned_rate_paces_from_its_first_request():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    learned.rate = 10.0
+    gate = Pacer(limit=limit(clock), learned=learned, clock=clock, sleep=clock.sleep)
+
+    async def scenario():
+        started = clock.now
+        for _ in range(21):
+            await gate.acquire()
+        return clock.now - started
+
+    assert asyncio.run(scenario()) == pytest.approx(2.0, rel=0.1)
