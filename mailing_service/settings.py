@@ -11,11 +11,13 @@ import environ
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _local_secret_key() -> str:
@@ -239,7 +241,8 @@ FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# "localhost" only keeps kombu from warning that no host was given: the folder is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
     _BROKER_DIR.mkdir(exist_ok=True)
@@ -303,18 +306,24 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "ops.logging.ContextFilter"},
+        "routine_tasks": {
+            "()": "mailing_service.log_filters.RoutineTaskFilter",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+        },
+    },
     "formatters": {
         "text": {
             "()": "ops.logging.TextFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "ops.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    # The context filter adds the request's or the task's ids and masks phones, for every logger's records.
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
     },
@@ -325,5 +334,10 @@ LOGGING = {
         # query string). Server errors still come through, with their traceback.
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
+        **{
+            name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

@@ -65,15 +65,15 @@ def services_up(celery_test_broker):
 
 @pytest.fixture
 def sending(services_up, tmp_path):
-    """The fake provider (0.3 s per answer, 3 % rejected) and a worker with 2 x 10 requests in
-    flight: about 60 messages a second, so the mailing runs long enough to be paused mid-way."""
-    provider = FakeProvider(TOKEN, latency=0.3, reject_rate=0.03)
+    """The fake provider (0.5 s per answer, 3 % rejected) and a worker with few requests in flight,
+    so that the mailing runs long enough (tens of seconds) to be paused mid-way on a busy machine."""
+    provider = FakeProvider(TOKEN, latency=0.5, reject_rate=0.03)
     worker = Worker(
         broker_url=services_up,
         cache_url=services_up,
         provider=provider,
         workdir=tmp_path,
-        SENDER_CONCURRENCY="10",
+        SENDER_CONCURRENCY="5",
     ).start()
     yield provider
     worker.stop()
@@ -132,7 +132,7 @@ def test_operator_watches_a_mailing_made_in_the_admin_through_pause_and_resume_t
 
     # The page is not reloaded from here on: only its polling script moves the figures.
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
-    wait.until(lambda driver: percent_shown(driver) >= 10)
+    wait.until(lambda driver: percent_shown(driver) >= 5)
     browser.find_element(By.CSS_SELECTOR, "[data-action=pause]").click()
     wait.until(lambda driver: driver.find_element(By.CSS_SELECTOR, "[data-progress-state]").text == "Paused")
     mailing.refresh_from_db()
@@ -150,7 +150,7 @@ def test_operator_watches_a_mailing_made_in_the_admin_through_pause_and_resume_t
     browser.find_element(By.CSS_SELECTOR, "[data-action=resume]").click()
     wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[data-action=pause]"))
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
-    WebDriverWait(browser, 60, poll_frequency=0.5).until(lambda driver: percent_shown(driver) == 100)
+    WebDriverWait(browser, 120, poll_frequency=0.5).until(lambda driver: percent_shown(driver) == 100)
     assert browser.execute_script("return document.body.dataset.loadedOnce") == "yes"
     bar = browser.find_element(By.CSS_SELECTOR, "[data-progress-bar] svg")
     assert bar.get_attribute("data-percent") == "100"

@@ -175,8 +175,8 @@ def test_refused_token_pauses_sending_and_marks_nothing_failed(provider):
 
 
 def test_nothing_is_accepted_after_the_end_and_what_was_cut_in_flight_is_unknown_not_expired(provider):
-    mailing = running_mailing(ends_in=1.5)
-    messages_of(mailing, 30)
+    mailing = running_mailing(ends_in=3)
+    messages_of(mailing, 60)  # 5 in flight at 0.4 s: far more than fit before the end
     provider.script = lambda msg_id, attempt: (200, OK, 0.4)
 
     run_until_idle(provider, concurrency=5)
