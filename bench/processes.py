@@ -1,5 +1,6 @@
 """The processes a benchmark runs, as deployed, and the memory they use."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,14 +71,13 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, parents first (children started by any thread)."""
     pids, index = [pid], 0
     while index < len(pids):
-        try:
-            children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children").read_text().split()
-        except OSError:
-            children = []
-        pids.extend(int(child) for child in children)
+        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                pids.extend(int(child) for child in (task / "children").read_text().split())
         index += 1
     return pids
 
@@ -128,7 +128,7 @@ class RssSampler(PeriodicSampler):
         self.totals_mb: list[float] = []
 
     def sample(self) -> None:
-        sizes = [_rss_mb(pid) for root in self._roots for pid in _tree(root)]
+        sizes = [_rss_mb(pid) for root in self._roots for pid in process_tree(root)]
         self.peak_process_mb = max(self.peak_process_mb, *sizes)
         self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
         self.totals_mb.append(sum(sizes))

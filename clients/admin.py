@@ -1,8 +1,25 @@
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from ops.audit import AuditLogAdminMixin
 
 from .models import Client
+from .serializers import csv_too_large
+from .services import ImportBatchFailed, MalformedCSV, clients_import
+
+
+class ClientImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row: phone,operator_code,tag,timezone.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.CLIENT_IMPORT_MAX_BYTES:
+            raise forms.ValidationError(csv_too_large())
+        return upload
 
 
 @admin.register(Client)
@@ -21,3 +38,24 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     @admin.display(description="phone", ordering="phone")
     def masked_phone(self, client: Client) -> str:
         return client.masked_phone
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="clients_client_import"), *super().get_urls()]
+
+    def import_view(self, request):
+        """The API's import (clients.services.clients_import) behind an upload form."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        form = ClientImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = clients_import(data=form.cleaned_data["file"].read(), user=request.user)
+            except MalformedCSV as error:
+                form.add_error("file", str(error))
+            except ImportBatchFailed as error:
+                self.message_user(request, str(error), messages.ERROR)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form}
+        context |= {"report": report, "title": "Import clients from CSV"}
+        return TemplateResponse(request, "admin/clients/client/import.html", context)

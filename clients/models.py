@@ -1,4 +1,5 @@
 import zoneinfo
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,6 +9,7 @@ from django.db.models import Q
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
+TAG_MAX_LENGTH = 64
 
 validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7: 7XXXXXXXXXX.")
 validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
@@ -23,13 +25,13 @@ def default_timezone() -> str:
 
 
 class ClientQuerySet(models.QuerySet):
-    def matching(self, *, operator_code: str = "", tag: str = "") -> "ClientQuerySet":
-        """Clients a mailing with this filter goes to; an empty filter part matches everyone."""
+    def matching(self, *, operator_codes: Iterable[str] = (), tags: Iterable[str] = ()) -> "ClientQuerySet":
+        """Clients with any of the operator codes and any of the tags; an empty part matches everyone."""
         queryset = self
-        if operator_code:
-            queryset = queryset.filter(operator_code=operator_code)
-        if tag:
-            queryset = queryset.filter(tag=tag)
+        if operator_codes := sorted(set(operator_codes) - {""}):
+            queryset = queryset.filter(operator_code__in=operator_codes)
+        if tags := sorted(set(tags) - {""}):
+            queryset = queryset.filter(tag__in=tags)
         return queryset
 
 
@@ -40,7 +42,9 @@ class Client(models.Model):
         validators=[validate_operator_code],
         help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
     )
-    tag = models.CharField(max_length=64, blank=True, help_text="Free label used by mailing filters.")
+    tag = models.CharField(
+        max_length=TAG_MAX_LENGTH, blank=True, help_text="Free label used by mailing filters."
+    )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

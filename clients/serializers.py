@@ -1,6 +1,7 @@
 from django.conf import settings
+from rest_framework import serializers
 
-from mailing_service.api import StrictModelSerializer
+from mailing_service.api import RejectUnknownFieldsMixin, StrictModelSerializer
 
 from .models import Client
 
@@ -36,3 +37,40 @@ class ClientSerializer(StrictModelSerializer):
         if phone_set_alone or attrs.get("operator_code") == "":
             attrs["operator_code"] = Client.operator_code_of(phone)
         return attrs
+
+
+def csv_too_large() -> str:
+    return f"The file is larger than CLIENT_IMPORT_MAX_BYTES ({settings.CLIENT_IMPORT_MAX_BYTES} bytes)."
+
+
+class CSVFileField(serializers.FileField):
+    """An uploaded file or the raw body (CSVParser), as bytes, up to CLIENT_IMPORT_MAX_BYTES."""
+
+    default_error_messages = {"invalid": "Send a CSV file."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bytes):
+            return data
+        if not hasattr(data, "read"):
+            self.fail("invalid")
+        if data.size > settings.CLIENT_IMPORT_MAX_BYTES:
+            raise serializers.ValidationError(csv_too_large())
+        return data.read()
+
+
+class ClientImportUploadSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    file = CSVFileField(help_text="CSV with a header row: phone,operator_code,tag,timezone.")
+
+
+class InvalidRowSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Row number in the file; the header is row 1.")
+    errors = serializers.DictField(
+        child=serializers.CharField(), help_text="Reason by column (or `row` for the row as a whole)."
+    )
+
+
+class ClientImportReportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    invalid_count = serializers.IntegerField(help_text="Rows skipped.")
+    invalid = InvalidRowSerializer(many=True, help_text="The first 1,000 rows skipped, with reasons.")

@@ -11,11 +11,13 @@ import environ
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _local_secret_key() -> str:
@@ -71,7 +73,7 @@ WSGI_APPLICATION = "mailing_service.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "mailing_service" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -121,6 +123,27 @@ STORAGES = {
 # Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
 
+# --- OpenID Connect login for the admin (mailing_service/oidc.py) -----------------------------
+# Off by default: the admin's username and password login is always there; this adds a button.
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+# The claim listing a person's roles, and which role grants which Django group ("role=group,...").
+OIDC_ROLES_CLAIM = env.str("OIDC_ROLES_CLAIM", default="groups")
+OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={"operators": "operators", "viewers": "viewers"})
+LOGIN_REDIRECT_URL = "/admin/"
+LOGOUT_REDIRECT_URL = "/admin/"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("mailing_service.oidc.RoleMappingOIDCBackend")
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -136,6 +159,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Scopes of views that declare throttle_scope (ScopedRateThrottle); "N/second|minute|hour|day".
+    "DEFAULT_THROTTLE_RATES": {"test_send": env.str("TEST_SEND_RATE", default="10/minute")},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -152,6 +177,12 @@ SPECTACULAR_SETTINGS = {
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
+# Client CSV import: rows written per transaction, and the largest file taken.
+CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
+CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+# Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
+TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
+TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
@@ -206,7 +237,8 @@ FANOUT_LEASE = env.float("FANOUT_LEASE", default=120.0)
 
 # --- Celery ---------------------------------------------------------------------------------
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# "localhost" only keeps kombu from warning that no host was given: the folder is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
     _BROKER_DIR.mkdir(exist_ok=True)
@@ -270,18 +302,24 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ops.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "ops.logging.ContextFilter"},
+        "routine_tasks": {
+            "()": "mailing_service.log_filters.RoutineTaskFilter",
+            "tasks": [entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()],
+        },
+    },
     "formatters": {
         "text": {
             "()": "ops.logging.TextFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "ops.logging.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
     },
-    # The filter adds the request's or the task's ids and masks phones, for every logger's records.
+    # The context filter adds the request's or the task's ids and masks phones, for every logger's records.
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
     },
@@ -292,5 +330,10 @@ LOGGING = {
         # query string). Server errors still come through, with their traceback.
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
+        **{
+            name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

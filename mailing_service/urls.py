@@ -1,9 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from clients.views import ClientViewSet
+from mailings.console import dashboard_view
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 from ops import views as ops_views
@@ -14,14 +16,21 @@ router.register("mailings", MailingViewSet, basename="mailing")
 router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="console-dashboard"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     # Open without credentials, like the two documentation pages that read it.
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="redoc_offline.html"),
+        name="redoc",
+    ),
     path("health/", ops_views.HealthView.as_view(), name="health"),
     path("health/live", ops_views.LiveView.as_view(), name="health-live"),
     path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
     path("metrics", ops_views.metrics, name="metrics"),
 ]
+if settings.OIDC_ENABLED:
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

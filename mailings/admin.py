@@ -1,46 +1,64 @@
+from urllib.parse import urlencode
+
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from messages_app.models import MessageStatus
 from ops.audit import AuditLogAdminMixin
+from ops.logging import mask_phones
 
-from .models import Mailing
-from .selectors import MESSAGE_COUNT_KEYS, attach_message_counts
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
+from . import charts
+from .console import (
+    LIVE_STATES,
+    mailing_action_view,
+    mailing_progress_view,
+    mailing_resend_view,
+    mailing_test_send_view,
+    offered_actions,
+    progress,
+    resend_offer,
+    test_send_panel,
+)
+from .models import Mailing, MailingState, TestSend
+from .selectors import (
+    RATE_WINDOW,
+    SENT_SINCE,
+    acceptances_per_minute,
+    attach_message_counts,
+    audience_timezones,
+    top_errors,
+)
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
 
-# Read-only columns and form fields: the launcher and the dispatchers write these, never a person.
+# The admin's front page links to the dashboard (mailing_service/urls.py mounts it); its login page
+# offers single sign-on when OIDC is on.
+admin.site.index_template = "admin/console_index.html"
+admin.site.login_template = "admin/console_login.html"
+# The admin's app sidebar takes 300 px: without it the mailing list fits a 1366 px screen.
+admin.site.enable_nav_sidebar = False
+
+AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
+
+# Read-only in forms: the pipeline and the operators' actions (pause, cancel) write these.
 PIPELINE_FIELDS = [
     "launched_at",
     "fanout_cursor",
     "fanout_lease_until",
     "fanout_completed_at",
+    "audience_size",
+    "paused_at",
+    "cancelled_at",
 ]
 
 
-# The changelist's count columns, one per message status plus the total, in this order.
-COUNT_COLUMNS = {key: f"messages_{key}" for key in MESSAGE_COUNT_KEYS}
-
-
-def _count_column(key: str):
-    """A changelist column showing the page's count of messages with this status (or "total").
-
-    Not sortable: the counts are taken after the changelist paginates (MailingChangeList), so the
-    database has nothing to order the mailings by.
-    """
-
-    @admin.display(description=key)
-    def column(self, mailing: Mailing) -> int:
-        return mailing.message_counts[key]
-
-    column.__name__ = COUNT_COLUMNS[key]
-    return column
-
-
 class MailingChangeList(ChangeList):
-    """Counts the messages of the page's mailings only, in one grouped query, once it is paginated.
+    """Counts the messages of the page's mailings only, once it is paginated: one grouped query for
+    the counts by status and those sent in the last RATE_WINDOW.
 
     result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
     holds the mailings with their `message_counts` when the template iterates it.
@@ -48,7 +66,46 @@ class MailingChangeList(ChangeList):
 
     def get_results(self, request):
         super().get_results(request)
-        attach_message_counts(self.result_list)
+        mailings = attach_message_counts(self.result_list, sent_since=timezone.now() - RATE_WINDOW)
+        for mailing in mailings:
+            # What Mailing.state_at asks of the messages, known from the counts without a query.
+            mailing.has_unsent = mailing.message_counts["pending"] + mailing.message_counts["sending"] > 0
+
+
+class StateListFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return MailingState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in MailingState.values:
+            return queryset.in_state(self.value(), timezone.now())
+        return queryset
+
+
+class CommaSeparatedField(forms.CharField):
+    """A list of values typed as "a, b, c"; the model field's validators check each value."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class MailingForm(forms.ModelForm):
+    filter_operator_codes = CommaSeparatedField(
+        required=False, help_text="Any of these operator codes, comma-separated (and filter operator code)."
+    )
+    filter_tags = CommaSeparatedField(
+        required=False, help_text="Any of these tags, comma-separated (and filter tag)."
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS]
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -71,40 +128,86 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
     the mailing is launched, and a save never writes the launcher's bookkeeping columns.
 
-    A mailing can be deleted here only before it is launched: afterwards it has messages (possibly
-    millions), which the deletion page would list one by one and which nobody may delete by hand.
+    Deletion follows the API's rule (mailings.services.mailing_delete): never launched, or finished
+    or cancelled; the confirmation page counts the messages that go with it (confirming is asking
+    for the history to go) instead of listing them, as there may be millions.
     """
 
     audit_name = "mailing"
 
-    list_display = [
-        "id",
-        "start_at",
-        "end_at",
-        "audience",
-        "launched_at",
-        *COUNT_COLUMNS.values(),
-        "messages_link",
-    ]
-    list_filter = ["start_at", LaunchedListFilter]
+    list_display = ["id", "window", "state", "progress", "audience", "size", "send_rate"]
+    list_display_links = ["id", "window"]
+    form = MailingForm
+    # start_at's filter is the period one: today, the past 7 days, this month, this year.
+    list_filter = [StateListFilter, "start_at", LaunchedListFilter]
     search_fields = ["text", "filter_tag"]
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
-        ("Audience", {"fields": ["filter_operator_code", "filter_tag"]}),
-        ("Delivery", {"fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"]}),
+        ("Audience", {"fields": AUDIENCE_FIELDS}),
+        (
+            "Internal bookkeeping",
+            {
+                "classes": ["collapse"],
+                "fields": ["messages_link", *PIPELINE_FIELDS, "created_at", "updated_at"],
+            },
+        ),
     ]
 
-    messages_pending = _count_column(MessageStatus.PENDING)
-    messages_sending = _count_column(MessageStatus.SENDING)
-    messages_sent = _count_column(MessageStatus.SENT)
-    messages_failed = _count_column(MessageStatus.FAILED)
-    messages_expired = _count_column(MessageStatus.EXPIRED)
-    messages_unknown = _count_column(MessageStatus.UNKNOWN)
-    messages_total = _count_column("total")
+    class Media:
+        css = {"all": ["mailings/console.css"]}
 
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
+
+    def get_urls(self):
+        progress_view = self.admin_site.admin_view(mailing_progress_view)
+        action_view = self.admin_site.admin_view(mailing_action_view)
+        resend_view = self.admin_site.admin_view(mailing_resend_view)
+        test_send_view = self.admin_site.admin_view(mailing_test_send_view)
+        return [
+            path("<int:mailing_id>/test-send/", test_send_view, name="mailings_mailing_test_send"),
+            path("<int:mailing_id>/resend/", resend_view, name="mailings_mailing_resend"),
+            path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
+            path("<int:mailing_id>/action/<str:action>/", action_view, name="mailings_mailing_action"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        mailing = self.get_object(request, object_id)
+        if mailing is not None:
+            extra_context = {**(extra_context or {}), **self.console_context(request, mailing)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def console_context(self, request: HttpRequest, mailing: Mailing) -> dict:
+        """The pictures, figures and buttons above a mailing's form."""
+        live = progress(mailing)
+        counts = live["counts"]
+        spread = audience_timezones(mailing)
+        audience = sum(number for _, number in spread)
+        messages_url = reverse("admin:messages_app_message_changelist")
+        return {
+            "progress": live,
+            "actions": offered_actions(request, mailing, live["state"]),
+            "resend": resend_offer(request, mailing, live["state"], counts),
+            "segments": mailing.segments,
+            "test_send": test_send_panel(request, mailing),
+            "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
+            "acceptances": charts.bar_chart(
+                acceptances_per_minute(mailing),
+                charts.PROGRESS_SERIES[:1],
+                title="Accepted per minute",
+                label_every=10,
+            ),
+            "top_errors": [(mask_phones(error), number) for error, number in top_errors(mailing)],
+            "failed_url": messages_url
+            + "?"
+            + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
+            "timezones": [(name, number, 100 * number / audience) for name, number in spread],
+            "poll_url": reverse("admin:mailings_mailing_progress", args=[mailing.pk])
+            if live["state"] in LIVE_STATES
+            else "",
+        }
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -132,13 +235,79 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         return actions
 
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_launched)
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.may_be_deleted(timezone.now())
+        )
+
+    def get_deleted_objects(self, objs, request):
+        mailings = list(objs)
+        summary = [str(mailing) for mailing in mailings]
+        counts = attach_message_counts(mailings)
+        messages = sum(mailing.message_counts["total"] for mailing in counts)
+        return summary, {"mailings": len(mailings), "messages": messages}, set(), []
+
+    def delete_model(self, request, obj):
+        mailing_delete(mailing=obj, user=request.user, with_history=True)
+
+    @admin.display(description="window", ordering="start_at")
+    def window(self, mailing: Mailing) -> str:
+        start, end = timezone.localtime(mailing.start_at), timezone.localtime(mailing.end_at)
+        end_format = "%H:%M" if start.date() == end.date() else "%b %d %H:%M"
+        return f"{start:%b %d %H:%M} – {end.strftime(end_format)}"
+
+    @admin.display(description="state")
+    def state(self, mailing: Mailing) -> str:
+        state = mailing.state_at(timezone.now())
+        return format_html('<span class="state state-{}">{}</span>', state, state.label)
+
+    @admin.display(description="progress")
+    def progress(self, mailing: Mailing) -> str:
+        counts = mailing.message_counts
+        return format_html(
+            '<div class="progress-cell">{}<span>{} %</span></div>',
+            charts.progress_bar(counts),
+            charts.percent_done(counts),
+        )
 
     @admin.display(description="audience")
     def audience(self, mailing: Mailing) -> str:
         return mailing.audience_description
 
+    @admin.display(description="size")
+    def size(self, mailing: Mailing) -> str:
+        """The messages the fan-out made (so far); unknown before the launch fixes the audience."""
+        return mailing.message_counts["total"] if mailing.is_launched else "–"
+
+    @admin.display(description="sent/min")
+    def send_rate(self, mailing: Mailing) -> int:
+        return mailing.message_counts[SENT_SINCE]
+
     @admin.display(description="messages")
     def messages_link(self, mailing: Mailing) -> str:
         url = reverse("admin:messages_app_message_changelist")
         return format_html('<a href="{}?mailing__id__exact={}">Messages</a>', url, mailing.pk)
+
+
+@admin.register(TestSend)
+class TestSendAdmin(admin.ModelAdmin):
+    """The audit trail of test sends: who tried which mailing's text on whom, and what came of it.
+    Read-only: test sends are made through the API (POST /api/v1/mailings/{id}/test/)."""
+
+    list_display = [
+        "id",
+        "mailing",
+        "client",
+        "requested_by",
+        "status",
+        "detail",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["mailing", "client", "requested_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

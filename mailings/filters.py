@@ -1,6 +1,7 @@
 import django_filters
+from django.utils import timezone
 
-from .models import Mailing
+from .models import Mailing, MailingState
 
 
 class MailingFilter(django_filters.FilterSet):
@@ -16,6 +17,12 @@ class MailingFilter(django_filters.FilterSet):
     start_at_before = django_filters.IsoDateTimeFilter(
         field_name="start_at", lookup_expr="lt", label="Starting before this moment (ISO 8601)."
     )
+    state = django_filters.ChoiceFilter(
+        choices=MailingState.choices, method="filter_state", label="In this state now."
+    )
+
+    def filter_state(self, queryset, name, value):
+        return queryset.in_state(value, timezone.now())
 
     class Meta:
         model = Mailing

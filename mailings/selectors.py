@@ -5,15 +5,25 @@ mailings, then `attach_message_counts` counts that page's messages in one groupe
 """
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Max, Q, Value
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
 
+from clients.models import Client
 from messages_app.models import Message, MessageStatus
 
-from .models import Mailing
+from .charts import Bucket
+from .models import UNSENT_STATUSES, Mailing, MailingState, describe_audience
+
+AUDIENCE_SAMPLE_SIZE = 5
 
 # The keys of every counts dict here: one per message status, then "total".
 MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
+# The extra key of counts taken with `sent_since`, and the window the send rate is measured over.
+SENT_SINCE = "sent_since"
+RATE_WINDOW = timedelta(minutes=1)
 
 # Why count after pagination: annotating the mailing queryset with one count subquery per status
 # (plus a total, which Django built by inlining those subqueries again, so every row was counted
@@ -23,35 +33,139 @@ MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
 # page's mailings, in one query grouped on the (mailing, status) index.
 
 
-def message_counts_by_mailing(mailing_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+def message_counts_by_mailing(
+    mailing_ids: Iterable[int], *, sent_since: datetime | None = None
+) -> dict[int, dict[str, int]]:
     """Messages of each given mailing by status value (every status present, 0 when none) plus
     `total`: one query whatever the number of mailings, none when there are no ids.
+
+    With `sent_since`, the same query also counts under SENT_SINCE the messages sent from then on,
+    on the (mailing, status, sent_at) index.
     """
     ids = list(dict.fromkeys(mailing_ids))
     if not ids:
         return {}
     counts = {mailing_id: dict.fromkeys(MessageStatus.values, 0) for mailing_id in ids}
-    grouped = (
-        Message.objects.filter(mailing_id__in=ids)
-        .order_by()
-        .values_list("mailing_id", "status")
-        .annotate(n=Count("*"))
-    )
-    for mailing_id, status, number in grouped:
+    grouped = Message.objects.filter(mailing_id__in=ids).order_by().values_list("mailing_id", "status")
+    if sent_since is None:
+        grouped = grouped.annotate(n=Count("*"), recent=Value(0))
+    else:
+        grouped = grouped.annotate(n=Count("*"), recent=Count("sent_at", filter=Q(sent_at__gte=sent_since)))
+    recent = dict.fromkeys(ids, 0)
+    for mailing_id, status, number, sent_recently in grouped:
         counts[mailing_id][status] = number
-    for by_status in counts.values():
+        recent[mailing_id] += sent_recently
+    for mailing_id, by_status in counts.items():
         by_status["total"] = sum(by_status.values())
+        if sent_since is not None:
+            by_status[SENT_SINCE] = recent[mailing_id]
     return counts
 
 
-def attach_message_counts(mailings: Iterable[Mailing]) -> list[Mailing]:
+def attach_message_counts(
+    mailings: Iterable[Mailing], *, sent_since: datetime | None = None
+) -> list[Mailing]:
     """Sets `message_counts` (as `message_counts_by_mailing` gives them) on each mailing.
 
     One query for the whole list. A queryset given here is evaluated and keeps the objects in its
     result cache, so iterating it again yields the mailings with their counts.
     """
     mailings = list(mailings)
-    counts = message_counts_by_mailing(mailing.pk for mailing in mailings)
+    counts = message_counts_by_mailing((mailing.pk for mailing in mailings), sent_since=sent_since)
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
+
+
+# The acceptances chart covers at most this many minutes, up to the mailing's last acceptance.
+ACCEPTANCE_CHART_MINUTES = 60
+
+
+def acceptances_per_minute(mailing: Mailing) -> list[Bucket]:
+    """Accepted messages per minute over the last ACCEPTANCE_CHART_MINUTES of the mailing's sending."""
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).order_by()
+    last = sent.aggregate(last=Max("sent_at"))["last"]
+    if last is None:
+        return []
+    first = last.replace(second=0, microsecond=0) - timedelta(minutes=ACCEPTANCE_CHART_MINUTES - 1)
+    per_minute = dict(
+        sent.filter(sent_at__gte=first)
+        .annotate(minute=TruncMinute("sent_at"))
+        .values_list("minute")
+        .annotate(n=Count("*"))
+    )
+    start = min(per_minute, default=first)
+    buckets = []
+    minute = start
+    while minute <= last:
+        label = timezone.localtime(minute).strftime("%H:%M")
+        buckets.append(Bucket(label, {"sent": per_minute.get(minute, 0)}))
+        minute += timedelta(minutes=1)
+    return buckets
+
+
+def top_errors(mailing: Mailing, *, limit: int = 5) -> list[tuple[str, int]]:
+    """The commonest last errors of the mailing's failed messages, with how many failed so."""
+    return list(
+        Message.objects.filter(mailing=mailing, status=MessageStatus.FAILED)
+        .order_by()
+        .values_list("last_error")
+        .annotate(n=Count("*"))
+        .order_by("-n", "last_error")[:limit]
+    )
+
+
+def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, int]]:
+    """How the audience spreads over timezones: the messages' clients once launched, else the
+    clients the filter matches now. The largest `limit` timezones, then "other" for the rest.
+    """
+    if mailing.is_launched:
+        rows = Message.objects.filter(mailing=mailing, client__isnull=False).values_list("client__timezone")
+    else:
+        rows = mailing.recipients().values_list("timezone")
+    spread = list(rows.order_by().annotate(n=Count("*")).order_by("-n"))
+    if len(spread) > limit:
+        spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
+    return spread
+
+
+def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:
+    """Percent done, send rate over the last RATE_WINDOW and, while running, the estimated finish.
+
+    Reads the `message_counts` attach_message_counts(..., sent_since=now - RATE_WINDOW) set: no query.
+    """
+    counts = mailing.message_counts
+    unsent = sum(counts[status] for status in UNSENT_STATUSES)
+    total = counts["total"]
+    rate = counts[SENT_SINCE] / RATE_WINDOW.total_seconds()
+    running = mailing.state_at(now) == MailingState.RUNNING
+    return {
+        "percent_done": round(100 * (total - unsent) / total, 1) if total else None,
+        "rate_per_second": round(rate, 2),
+        "estimated_finish_at": now + timedelta(seconds=unsent / rate)
+        if running and rate and unsent
+        else None,
+    }
+
+
+def message_totals(mailings) -> dict[str, int]:
+    """Messages of all these mailings (a queryset) by status and in total: one grouped query."""
+    totals = dict.fromkeys(MessageStatus.values, 0)
+    grouped = Message.objects.filter(mailing__in=mailings.order_by().values("pk")).order_by()
+    for status, number in grouped.values_list("status").annotate(n=Count("*")):
+        totals[status] = number
+    totals["total"] = sum(totals.values())
+    return totals
+
+
+def audience_preview(*, operator_codes: list[str], tags: list[str]) -> dict:
+    """How many clients a filter reaches now, with a few of them: two queries on the clients'
+    (operator_code, tag) and (tag) indexes. The sample is in no particular order, so that
+    PostgreSQL takes the first matching rows it finds rather than sorting them all."""
+    clients = Client.objects.matching(operator_codes=operator_codes, tags=tags)
+    matched = sorted(set(operator_codes) - {""}), sorted(set(tags) - {""})
+    return {
+        "audience": describe_audience(operator_codes=matched[0], tags=matched[1]),
+        "count": clients.count(),
+        "sample": list(clients.order_by()[:AUDIENCE_SAMPLE_SIZE]),
+    }

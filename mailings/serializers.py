@@ -1,13 +1,55 @@
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from mailing_service.api import StrictModelSerializer
+from clients.models import TAG_MAX_LENGTH, validate_operator_code
+from mailing_service.api import RejectUnknownFieldsMixin, StrictCharField, StrictModelSerializer
 from messages_app.serializers import MessageSerializer
 
-from .models import TEXT_MAX_LENGTH, Mailing
+from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
 from .selectors import MESSAGE_COUNT_KEYS
 
-EVERY_CLIENT_NOTE = "Leave both filter_operator_code and filter_tag empty to send to every client."
+EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
+
+
+def operator_codes_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(validators=[validate_operator_code]),
+        max_length=FILTER_VALUES_MAX,
+        help_text="Clients with any of these 3-digit operator codes (or filter_operator_code); "
+        "empty: any. With tags too, a client needs one of each.",
+        **kwargs,
+    )
+
+
+def tags_field(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=TAG_MAX_LENGTH),
+        max_length=FILTER_VALUES_MAX,
+        help_text="Clients with any of these tags (or filter_tag); empty: any.",
+        **kwargs,
+    )
+
+
+class SegmentsSerializer(serializers.Serializer):
+    """What a text costs: operators pay per SMS segment."""
+
+    encoding = serializers.ChoiceField(
+        choices=["GSM-7", "UCS-2"],
+        help_text="GSM-7 unless a character is outside it (Cyrillic, emoji...), then UCS-2.",
+    )
+    count = serializers.IntegerField(help_text="SMS segments the text is sent as.")
+    units = serializers.IntegerField(
+        help_text="Septets (GSM-7, extension-table characters such as € count two) or UTF-16 code "
+        "units (UCS-2, an emoji counts two)."
+    )
+    per_segment = serializers.IntegerField(
+        help_text="What one segment holds: 160 / 70 alone, 153 / 67 each when the text is split."
+    )
+
+
+class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
 
 class MailingSerializer(StrictModelSerializer):
@@ -22,6 +64,17 @@ class MailingSerializer(StrictModelSerializer):
         help_text='Who the mailing goes to, from its filter; "all clients" when the filter is empty.',
     )
 
+    filter_operator_codes = operator_codes_field(required=False)
+    filter_tags = tags_field(required=False)
+    segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
+    state = serializers.ChoiceField(
+        choices=MailingState.choices,
+        read_only=True,
+        help_text="scheduled: start not reached; running: sending; paused: held by an operator, unsent "
+        "messages pending; cancelled: stopped for good, unsent messages expired; finished: end passed, "
+        "or launched with nothing left to send.",
+    )
+
     class Meta:
         model = Mailing
         fields = [
@@ -30,13 +83,30 @@ class MailingSerializer(StrictModelSerializer):
             "end_at",
             "text",
             "filter_operator_code",
+            "filter_operator_codes",
             "filter_tag",
+            "filter_tags",
             "audience",
+            "audience_size",
+            "resend_of",
+            "segments",
+            "state",
             "launched_at",
+            "paused_at",
+            "cancelled_at",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "launched_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "audience_size",
+            "resend_of",
+            "launched_at",
+            "paused_at",
+            "cancelled_at",
+            "created_at",
+            "updated_at",
+        ]
         extra_kwargs = {
             "end_at": {
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
@@ -50,17 +120,40 @@ class MailingSerializer(StrictModelSerializer):
             "launched_at": {
                 "help_text": "When its messages were created; from then on only end_at can change (409)."
             },
+            "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
+            "resend_of": {
+                "help_text": "A resend goes to the clients whose messages of this mailing failed or "
+                "expired, whatever its filter fields; null for an ordinary mailing."
+            },
         }
 
     def validate(self, attrs):
         start_at = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end_at = attrs.get("end_at", getattr(self.instance, "end_at", None))
-        if end_at <= start_at:
-            raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
-        if self.instance is None and end_at <= timezone.now():
-            raise serializers.ValidationError(
-                {"end_at": ["Must be in the future: the mailing would send nothing."]}
-            )
+        validate_window(start_at, end_at, new=self.instance is None)
+        return attrs
+
+
+def validate_window(start_at, end_at, *, new: bool) -> None:
+    if end_at <= start_at:
+        raise serializers.ValidationError({"end_at": ["Must be after start_at."]})
+    if new and end_at <= timezone.now():
+        raise serializers.ValidationError(
+            {"end_at": ["Must be in the future: the mailing would send nothing."]}
+        )
+
+
+class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """The window of the new mailing, and optionally another text."""
+
+    start_at = serializers.DateTimeField(help_text="The new mailing starts sending at this moment.")
+    end_at = serializers.DateTimeField(help_text="Nothing is sent from this moment on; after start_at.")
+    text = StrictCharField(
+        required=False, max_length=TEXT_MAX_LENGTH, help_text="Another text; left out: the same text."
+    )
+
+    def validate(self, attrs):
+        validate_window(attrs["start_at"], attrs["end_at"], new=True)
         return attrs
 
 
@@ -100,13 +193,112 @@ class MessagePageSerializer(serializers.Serializer):
     results = MessageSerializer(many=True)
 
 
+class ProgressSerializer(serializers.Serializer):
+    percent_done = serializers.FloatField(
+        allow_null=True, help_text="Messages final (sent, failed, expired) per 100; null without messages."
+    )
+    rate_per_second = serializers.FloatField(help_text="Messages sent per second over the last minute.")
+    estimated_finish_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the unsent messages would be sent at that rate, while running; null otherwise. "
+        "Later than end_at means what is left will not all fit.",
+    )
+
+
+class MessageTotalsSerializer(serializers.Serializer):
+    message_counts = MessageCountsSerializer(read_only=True)
+
+
 class MailingStatisticsDetailSerializer(MailingStatisticsSerializer):
-    """A mailing, its messages counted by status, and one page of the messages themselves."""
+    """A mailing, its messages counted by status, its progress, and one page of the messages."""
+
+    progress = ProgressSerializer(read_only=True)
 
     messages = MessagePageSerializer(
         read_only=True, help_text="One page of the mailing's messages, filtered by ?status= when given."
     )
 
     class Meta(MailingStatisticsSerializer.Meta):
-        fields = [*MailingStatisticsSerializer.Meta.fields, "messages"]
+        fields = [*MailingStatisticsSerializer.Meta.fields, "progress", "messages"]
         read_only_fields = fields
+
+
+class MailingDeleteQuerySerializer(serializers.Serializer):
+    with_history = serializers.BooleanField(
+        default=False, help_text="Delete the mailing's messages with it; needed once it has any."
+    )
+
+
+class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """A mailing's filter fields, as query parameters; list values repeated or comma-separated."""
+
+    filter_operator_code = StrictCharField(
+        required=False, allow_blank=True, validators=[validate_operator_code], help_text="One operator code."
+    )
+    filter_operator_codes = operator_codes_field(required=False)
+    filter_tag = StrictCharField(
+        required=False, allow_blank=True, max_length=TAG_MAX_LENGTH, help_text="One tag."
+    )
+    filter_tags = tags_field(required=False)
+
+    LIST_FIELDS = ("filter_operator_codes", "filter_tags")
+
+    @classmethod
+    def from_query(cls, query_params) -> "AudienceQuerySerializer":
+        data = {name: query_params.get(name) for name in query_params if name not in cls.LIST_FIELDS}
+        for name in cls.LIST_FIELDS:
+            values = [value for raw in query_params.getlist(name) for value in raw.split(",") if value]
+            if values:
+                data[name] = values
+        return cls(data=data)
+
+    def merged(self) -> dict[str, list[str]]:
+        """The filter as Client.objects.matching takes it."""
+        data = self.validated_data
+        return {
+            "operator_codes": [*data.get("filter_operator_codes", []), data.get("filter_operator_code", "")],
+            "tags": [*data.get("filter_tags", []), data.get("filter_tag", "")],
+        }
+
+
+class AudienceClientSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone = serializers.CharField(source="masked_phone", help_text="Masked: operator code and last digits.")
+    operator_code = serializers.CharField()
+    tag = serializers.CharField()
+    timezone = serializers.CharField()
+
+
+class AudienceSerializer(serializers.Serializer):
+    audience = serializers.CharField(help_text="The filter in words.")
+    count = serializers.IntegerField(help_text="Clients matching the filter now.")
+    sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
+
+
+class TestSendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    __test__ = False
+
+    client_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=settings.TEST_SEND_MAX_CLIENTS,
+        help_text=f"Clients to send the text to now; at most {settings.TEST_SEND_MAX_CLIENTS}.",
+    )
+
+    def validate_client_ids(self, value):
+        return list(dict.fromkeys(value))
+
+
+class TestSendSerializer(serializers.ModelSerializer):
+    __test__ = False
+
+    class Meta:
+        model = TestSend
+        fields = ["id", "client", "status", "detail", "created_at", "finished_at"]
+        read_only_fields = fields
+        extra_kwargs = {
+            "status": {
+                "help_text": "pending until the provider answered; sent: accepted; failed: see detail."
+            },
+            "detail": {"help_text": "Why it failed."},
+        }

@@ -1,3 +1,7 @@
+import time
+
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -5,7 +9,9 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 
+from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
@@ -13,16 +19,65 @@ from messages_app.serializers import MessageSerializer
 from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
-from .models import Mailing
-from .selectors import attach_message_counts
-from .serializers import MailingSerializer, MailingStatisticsDetailSerializer, MailingStatisticsSerializer
-from .services import MailingLaunchedError, mailing_update
+from .models import Mailing, TestSend
+from .segments import sms_segments
+from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
+from .serializers import (
+    AudienceQuerySerializer,
+    AudienceSerializer,
+    MailingDeleteQuerySerializer,
+    MailingSerializer,
+    MailingStatisticsDetailSerializer,
+    MailingStatisticsSerializer,
+    MessageTotalsSerializer,
+    ProgressSerializer,
+    ResendSerializer,
+    SegmentsDraftSerializer,
+    SegmentsSerializer,
+    TestSendRequestSerializer,
+    TestSendSerializer,
+)
+from .services import (
+    MailingHistoryError,
+    MailingLaunchedError,
+    MailingNothingToResendError,
+    MailingStateError,
+    mailing_cancel,
+    mailing_delete,
+    mailing_pause,
+    mailing_resend,
+    mailing_resume,
+    mailing_test_send,
+    mailing_update,
+)
 
 _LAUNCHED = OpenApiResponse(
     DetailSerializer,
     description="The mailing is launched and the change touches text, filter_operator_code, "
     "filter_tag or start_at, which its messages were made from. Only end_at can still change.",
 )
+
+
+class TestSendThrottle(UserRateThrottle):
+    """Test sends cost money and reach real phones: TEST_SEND_RATE requests per user."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    scope = "test_send"
+
+
+_WRONG_STATE = OpenApiResponse(
+    DetailSerializer, description="The action makes no sense in the mailing's state, which the detail names."
+)
+
+
+def _state_action(summary: str, description: str):
+    return extend_schema(
+        summary=summary,
+        description=description,
+        request=None,
+        responses={200: MailingSerializer, 404: OpenApiResponse(DetailSerializer), 409: _WRONG_STATE},
+        filters=False,
+    )
 
 
 @extend_schema(tags=["mailings"])
@@ -38,7 +93,26 @@ _LAUNCHED = OpenApiResponse(
     partial_update=extend_schema(
         summary="Change some fields of a mailing", responses={200: MailingSerializer, 409: _LAUNCHED}
     ),
-    destroy=extend_schema(summary="Delete a mailing and its messages"),
+    destroy=extend_schema(
+        summary="Delete a mailing",
+        description="A mailing never launched can always be deleted. A launched one only once finished "
+        "or cancelled (409 otherwise: cancel it first), and only with ?with_history=true, since its "
+        "messages are deleted with it (409 without).",
+        parameters=[
+            OpenApiParameter(
+                "with_history",
+                OpenApiTypes.BOOL,
+                description="Delete the mailing's messages with it; needed once it has any.",
+            )
+        ],
+        responses={
+            204: None,
+            400: OpenApiResponse(DetailSerializer, description="with_history is not a boolean."),
+            404: OpenApiResponse(DetailSerializer),
+            409: _WRONG_STATE,
+        },
+        filters=False,
+    ),
 )
 class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
@@ -48,15 +122,20 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
 
     audit_name = "mailing"
 
-    queryset = Mailing.objects.all()
+    queryset = Mailing.objects.with_unsent()  # its `state` needs to know, in the same query
     serializer_class = MailingSerializer
     filterset_class = MailingFilter
     ordering_fields = ["id", "start_at", "end_at"]
 
     def get_serializer_class(self):
-        if self.action in ("statistics", "statistics_detail"):
+        if self.action in ("statistics", "statistics_detail", "statistics_totals"):
             return MailingStatisticsSerializer
         return super().get_serializer_class()
+
+    def get_throttles(self):
+        if self.action == "test_send":  # the POST only: listing them (GET, test_sends) is free
+            return [*super().get_throttles(), TestSendThrottle()]
+        return super().get_throttles()
 
     def perform_update(self, serializer):
         try:
@@ -65,6 +144,149 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
             raise Conflict(str(exc)) from exc
         except Mailing.DoesNotExist as exc:
             raise NotFound() from exc
+
+    def perform_destroy(self, instance):
+        query = MailingDeleteQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            mailing_delete(mailing=instance, user=self.request.user, **query.validated_data)
+        except (MailingStateError, MailingHistoryError) as exc:
+            raise Conflict(str(exc)) from exc
+
+    def _act(self, service) -> Response:
+        try:
+            mailing = service(mailing=self.get_object(), user=self.request.user)
+        except MailingStateError as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(self.get_serializer(mailing).data)
+
+    @_state_action(
+        "Pause a mailing",
+        "Scheduled or running: no new request starts within about 2 s on any worker; unsent messages "
+        "stay pending. 409 in any other state.",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def pause(self, request, pk=None):
+        return self._act(mailing_pause)
+
+    @_state_action(
+        "Resume a paused mailing",
+        "Sending continues where it stopped, never after end_at. 409 unless paused (a paused mailing "
+        "whose end has passed is finished).",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resume(self, request, pk=None):
+        return self._act(mailing_resume)
+
+    @_state_action(
+        "Cancel a mailing",
+        'Final: unsent messages expire with last_error "mailing cancelled"; it never sends again. '
+        "409 when already finished or cancelled.",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request, pk=None):
+        return self._act(mailing_cancel)
+
+    @extend_schema(
+        summary="Send again what failed or expired",
+        description="Creates a new mailing, in the window given, to the clients whose messages of this "
+        "one failed or expired; same text unless another is given. 409 unless this mailing is finished "
+        "or cancelled, or when none of its messages failed or expired.",
+        request=ResendSerializer,
+        responses={
+            201: MailingSerializer,
+            400: OpenApiResponse(description="Field errors."),
+            404: OpenApiResponse(DetailSerializer),
+            409: _WRONG_STATE,
+        },
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def resend(self, request, pk=None):
+        mailing = self.get_object()
+        window = ResendSerializer(data=request.data)
+        window.is_valid(raise_exception=True)
+        try:
+            resend = mailing_resend(mailing=mailing, user=request.user, **window.validated_data)
+        except (MailingStateError, MailingNothingToResendError) as exc:
+            raise Conflict(str(exc)) from exc
+        return Response(MailingSerializer(resend).data, status=201)
+
+    @extend_schema(
+        summary="Try the text on a few clients",
+        description="Sends the mailing's text now to each client given (any state, outside the "
+        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
+        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
+        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
+        request=TestSendRequestSerializer,
+        responses={
+            200: TestSendSerializer(many=True),
+            202: TestSendSerializer(many=True),
+            400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
+            404: OpenApiResponse(DetailSerializer),
+            429: OpenApiResponse(DetailSerializer, description="Too many test sends; retry later."),
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test",
+        url_name="test",
+        filter_backends=[],
+    )
+    def test_send(self, request, pk=None):
+        mailing = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
+        except Client.DoesNotExist as exc:
+            raise APIValidationError({"client_ids": [str(exc)]}) from exc
+        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
+        done = all(send.status != TestSend.Status.PENDING for send in sends)
+        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
+
+    @extend_schema(
+        summary="Test sends of a mailing",
+        description="Every test send of this mailing, newest first, with its outcome.",
+        responses={200: TestSendSerializer(many=True), 404: OpenApiResponse(DetailSerializer)},
+        filters=False,
+    )
+    @test_send.mapping.get
+    def test_sends(self, request, pk=None):
+        mailing = self.get_object()
+        page = self.paginate_queryset(mailing.test_sends.all())
+        return self.get_paginated_response(TestSendSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Clients a filter reaches",
+        description="The number of clients matching these filter fields now, and a few of them, "
+        "before a mailing is created with the filter. List values repeat the parameter or are "
+        "comma-separated: ?filter_tags=vip,new&filter_operator_codes=916.",
+        parameters=[AudienceQuerySerializer],
+        responses={200: AudienceSerializer, 400: OpenApiResponse(description="Field errors.")},
+        filters=False,
+    )
+    @action(detail=False, filter_backends=[], pagination_class=None)
+    def audience(self, request):
+        query = AudienceQuerySerializer.from_query(request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(AudienceSerializer(audience_preview(**query.merged())).data)
+
+    @extend_schema(
+        summary="SMS segments of a draft text",
+        description="The encoding and the number of segments a text would be sent as, before a "
+        "mailing is created with it.",
+        request=SegmentsDraftSerializer,
+        responses={200: SegmentsSerializer, 400: OpenApiResponse(description="Field errors.")},
+        filters=False,
+    )
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def segments(self, request):
+        draft = SegmentsDraftSerializer(data=request.data)
+        draft.is_valid(raise_exception=True)
+        return Response(SegmentsSerializer(sms_segments(draft.validated_data["text"])).data)
 
     @extend_schema(
         summary="Message counts of every mailing",
@@ -83,6 +305,19 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
             return Response(self.get_serializer(attach_message_counts(mailings), many=True).data)
         data = self.get_serializer(attach_message_counts(page), many=True).data
         return self.get_paginated_response(data)
+
+    @extend_schema(
+        summary="Message totals across mailings",
+        tags=["statistics"],
+        description="The messages of every mailing matching the filters (the mailing list's: state, "
+        "period through start_at_after / start_at_before, tag, operator code, launched), counted by "
+        "status and in total.",
+        responses=MessageTotalsSerializer,
+    )
+    @action(detail=False, url_path="statistics/totals", pagination_class=None)
+    def statistics_totals(self, request):
+        mailings = self.filter_queryset(self.get_queryset())
+        return Response(MessageTotalsSerializer({"message_counts": message_totals(mailings)}).data)
 
     @extend_schema(
         summary="Statistics of one mailing",
@@ -104,11 +339,23 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     @action(detail=True, url_path="statistics", filter_backends=[])
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
-        attach_message_counts([mailing])
+        now = timezone.now()
+        attach_message_counts([mailing], sent_since=now - RATE_WINDOW)
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)
         page = self.paginate_queryset(messages.qs)
         data = self.get_serializer(mailing).data
+        data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
+
+
+def _wait_for_outcomes(ids: list[int], *, seconds: float) -> list[TestSend]:
+    """The rows, re-read until none is pending or `seconds` have passed (the worker writes them)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sends = list(TestSend.objects.filter(pk__in=ids).order_by("id"))
+        if time.monotonic() >= deadline or all(send.status != TestSend.Status.PENDING for send in sends):
+            return sends
+        time.sleep(0.1)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import uvloop
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from ops import metrics
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 FEED_TICK = 0.02  # seconds between the feeder's looks at the free request places
 REFRESH_EVERY = 1.0  # seconds between re-reads of the mailings (and lease renewals)
 RELEASE_EVERY = 2.0  # seconds between looks for leases that dead senders left behind
-FLUSH_PAUSE = 0.01  # seconds between two result writes: lets a few results gather
+FLUSH_PAUSE = 0.03  # seconds between two result writes: lets results gather, keeps them fresh
 DRY_FOR = 0.5  # seconds a mailing whose claim came back short is not asked again
 END_PERCENTILE = 0.99  # of recent latencies: a request must have this long left before the end
 
@@ -203,7 +203,8 @@ class Sender:
             log.info("sender %s stopping: %s requests in flight", self.holder, len(self._in_flight))
         while self._in_flight and loop.time() < give_up_at:
             await asyncio.wait(list(self._in_flight), timeout=min(REFRESH_EVERY, give_up_at - loop.time()))
-            await self._refresh()
+            with contextlib.suppress(DatabaseError):  # the requests in flight matter more
+                await self._refresh()
         still_running = list(self._in_flight)
         for task in still_running:
             task.cancel()
@@ -211,12 +212,7 @@ class Sender:
 
     def _in_db(self, function, /, **kwargs):
         """Database work runs in the sender's own thread (and connection), never on the event loop."""
-
-        def call():
-            close_old_connections()
-            return function(**kwargs)
-
-        return self._loop.run_in_executor(self._db, call)
+        return self._loop.run_in_executor(self._db, lambda: function(**kwargs))
 
     # --- the feeder ------------------------------------------------------------------------------
 
@@ -226,21 +222,27 @@ class Sender:
         last_claim = 0.0
         while not self._stop.is_set() and loop.time() < stop_at:
             now = loop.time()
-            if now >= next_release:
-                await self._in_db(services.messages_release_expired_leases, now=timezone.now())
-                next_release = now + RELEASE_EVERY
-            if now >= next_refresh:
-                await self._refresh()
-                next_refresh = loop.time() + REFRESH_EVERY
-                if until_idle and not self._runs and not self._in_flight and not self._results:
-                    return
-            await self._publish_pause()
-            free = self._concurrency - len(self._in_flight)
-            wanted = self._gate.capacity(free, len(self._in_flight))
-            # Claim in batches at high throughput, but never leave a place idle for long.
-            if wanted and (wanted >= max(1, self._concurrency // 8) or now - last_claim > 0.1):
-                last_claim = now
-                await self._claim(wanted)
+            try:
+                if now >= next_release:
+                    await self._in_db(services.messages_release_expired_leases, now=timezone.now())
+                    next_release = now + RELEASE_EVERY
+                if now >= next_refresh:
+                    await self._refresh()
+                    next_refresh = loop.time() + REFRESH_EVERY
+                    if until_idle and not self._runs and not self._in_flight and not self._results:
+                        return
+                await self._publish_pause()
+                free = self._concurrency - len(self._in_flight)
+                wanted = self._gate.capacity(free, len(self._in_flight))
+                # Claim in batches at high throughput, but never leave a place idle for long.
+                if wanted and (wanted >= max(1, self._concurrency // 8) or now - last_claim > 0.1):
+                    last_claim = now
+                    await self._claim(wanted)
+            except DatabaseError:
+                # The database is away (restart, failover): requests in flight go on, and so do we.
+                log.exception("sender %s: database error, trying again in a second", self.holder)
+                await asyncio.sleep(REFRESH_EVERY)
+                continue
             self._room.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), FEED_TICK if self._any_claimable() else 0.2)
@@ -301,6 +303,7 @@ class Sender:
 
     def _read_and_hold(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> "SenderView":
         """One visit to the database per second: everything the refresher needs, in its thread."""
+        close_old_connections()  # a connection broken by a database restart is replaced here
         now = timezone.now()
         sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
@@ -448,10 +451,16 @@ class Sender:
     async def _flush_until_stopped(self) -> None:
         while True:
             await self._results_ready.wait()
-            if self._flushed_last:
+            last = self._flushed_last
+            try:
                 await self._flush()
+            except DatabaseError:
+                log.exception("sender %s: results not written yet, trying again in a second", self.holder)
+                await asyncio.sleep(REFRESH_EVERY)
+                self._results_ready.set()
+                continue
+            if last:
                 return
-            await self._flush()
             await asyncio.sleep(FLUSH_PAUSE)
 
     async def _flush(self) -> None:
@@ -461,9 +470,13 @@ class Sender:
         results, self._results = self._results, []
         # Deferred by a pause: due again when the pause ends, not before.
         deferred_until = datetime.fromtimestamp(max(self._gate.paused_until, time.time()), tz=UTC)
-        await self._in_db(
-            services.messages_record, results=results, now=timezone.now(), deferred_until=deferred_until
-        )
+        try:
+            await self._in_db(
+                services.messages_record, results=results, now=timezone.now(), deferred_until=deferred_until
+            )
+        except DatabaseError:
+            self._results[:0] = results  # kept, in order, for the next write
+            raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,11 +238,23 @@ def messages_release_expired_leases(*, now: datetime) -> int:
 
 
 def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> int:
-    """Pending messages of ended mailings can never be sent in time: they expire."""
+    """Pending messages of ended mailings can never be sent in time: they expire; so do those of
+    cancelled mailings (a retry scheduled by a request that was in flight when it was cancelled)."""
     expiring = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED)
+    return expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
+
+
+CANCELLED_ERROR = "mailing cancelled"
+
+
+def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
+    """Pending messages of cancelled mailings expire, with last_error "mailing cancelled"."""
+    expiring = Message.objects.filter(status=Status.PENDING, mailing__cancelled_at__isnull=False)
+    if mailing_id is not None:
+        expiring = expiring.filter(mailing_id=mailing_id)
+    return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
 
 
 # --- what the senders work on --------------------------------------------------------------------

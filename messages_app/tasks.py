@@ -21,31 +21,51 @@ from . import services
 
 log = logging.getLogger(__name__)
 
+_stopping = threading.Event()
 _sender = None
 _sender_thread: threading.Thread | None = None
 
 
-@worker_process_init.connect
-def start_sender(**kwargs) -> None:
-    global _sender, _sender_thread
-    if not settings.SENDER_ENABLED:
-        return
+def _send_until_stopped() -> None:
+    """A sender that fails for good (a bug, a database gone for long) is replaced after a second."""
+    global _sender
     from .dispatcher import Sender  # only pool processes load aiohttp and uvloop
 
-    _sender = Sender.from_settings()
-    _sender_thread = threading.Thread(target=_sender.run, name="sender", daemon=True)
+    while not _stopping.is_set():
+        _sender = Sender.from_settings()
+        if _stopping.is_set():
+            break
+        log.info("sender %s started", _sender.holder)
+        try:
+            _sender.run()
+        except Exception:
+            log.exception("sender %s failed; a new one starts in a second", _sender.holder)
+            _stopping.wait(1.0)
+
+
+def _request_stop(*args) -> None:
+    _stopping.set()
+    if _sender is not None:
+        _sender.request_stop()
+
+
+@worker_process_init.connect
+def start_sender(**kwargs) -> None:
+    global _sender_thread
+    if not settings.SENDER_ENABLED:
+        return
+    _sender_thread = threading.Thread(target=_send_until_stopped, name="sender", daemon=True)
     _sender_thread.start()
-    signal.signal(signal.SIGTERM, lambda signum, frame: _sender.request_stop())
-    log.info("sender %s started", _sender.holder)
+    signal.signal(signal.SIGTERM, _request_stop)
 
 
 @worker_process_shutdown.connect
 def stop_sender(**kwargs) -> None:
     if _sender_thread is None:
         return
-    _sender.request_stop()
+    _request_stop()
     _sender_thread.join(settings.SENDER_STOP_GRACE + 5)
-    log.info("sender %s stopped", _sender.holder)
+    log.info("sender stopped")
 
 
 @shared_task(soft_time_limit=60)
@@ -56,3 +76,11 @@ def sweep_messages() -> None:
     expired = services.messages_expire_pending(now=now)
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)
+
+
+@shared_task
+def send_test_messages(test_send_ids: list[int]) -> None:
+    """Enqueued by name from mailings.services.mailing_test_send; the rows hold the outcomes."""
+    from .testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
+
+    testsends_deliver(test_send_ids=test_send_ids)

@@ -14,6 +14,9 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 # Routes polled by machines: counted in metrics, logged at DEBUG only, so idle logs stay quiet.
 QUIET_ROUTES = frozenset({"metrics", "health/", "health/live", "health/ready"})
 UNMATCHED = "<unmatched>"
+# Any token is a valid HTTP method to Django (answered 405): a label per method would let any caller
+# add series to every scrape.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_of(request) -> str:
@@ -49,8 +52,9 @@ class RequestLogMiddleware:
             response = self.get_response(request)
             duration = time.perf_counter() - started
             route = route_of(request)
-            metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-            metrics.HTTP_REQUEST_SECONDS.labels(request.method, route).observe(duration)
+            method = request.method if request.method in KNOWN_METHODS else "other"
+            metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+            metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(duration)
             level = logging.ERROR if response.status_code >= 500 else logging.INFO
             if route in QUIET_ROUTES and level < logging.ERROR:
                 level = logging.DEBUG

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, Sum
 
-from mailings.models import Mailing
+from mailings.models import Mailing, MailingState
 from mailings.selectors import message_counts_by_mailing
 from messages_app.models import Message, MessageStatus
 
@@ -52,11 +52,9 @@ def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
 
 
 def mailing_state_counts(*, now: datetime) -> dict[str, int]:
-    return Mailing.objects.order_by().aggregate(
-        scheduled=Count("id", filter=Q(start_at__gt=now)),
-        running=Count("id", filter=Q(start_at__lte=now, end_at__gt=now)),
-        finished=Count("id", filter=Q(end_at__lte=now)),
-    )
+    """Mailings by state, as Mailing.state tells it (paused and cancelled included): one count each."""
+    mailings = Mailing.objects.with_unsent().order_by()
+    return {state: mailings.in_state(state, now).count() for state in MailingState.values}
 
 
 # --- the statistics report ---------------------------------------------------------------------

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 def _metrics_allowed(request) -> bool:
     """With METRICS_TOKEN, a matching bearer token; without, only callers on this machine."""
     if settings.METRICS_TOKEN:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), settings.METRICS_TOKEN.encode()
+        )
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:

@@ -6,8 +6,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.tests.factories import ClientFactory
 from mailings.admin import MailingAdmin
-from mailings.models import Mailing
+from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -54,14 +55,32 @@ def test_changelist_shows_message_counts_per_status(admin_client):
     assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0]
 
 
-def test_changelist_renders_the_counts_as_columns(admin_client):
-    mailing_with_messages(sent=3, failed=1)
+def test_changelist_draws_a_progress_bar_with_the_numbers_on_hover(admin_client):
+    mailing_with_messages(sent=3, failed=1, pending=4)
 
     content = admin_client.get(CHANGELIST).content.decode()
 
-    assert '<td class="field-messages_sent">3</td>' in content
-    assert '<td class="field-messages_failed">1</td>' in content
-    assert '<td class="field-messages_total">4</td>' in content
+    assert '<td class="field-progress"><div class="progress-cell"><svg class="progress-bar"' in content
+    assert "<title>sent: 3</title>" in content
+    assert "<title>failed: 1</title>" in content
+    assert "<title>waiting: 4</title>" in content
+    assert "<span>50 %</span>" in content
+    assert '<td class="field-size">8</td>' in content
+
+
+def test_changelist_shows_the_send_rate_of_the_last_minute(admin_client):
+    mailing = mailing_with_messages(pending=1)
+    now = timezone.now()
+    MessageFactory.create_batch(
+        4, mailing=mailing, status=MessageStatus.SENT, sent_at=now - timedelta(seconds=20)
+    )
+    MessageFactory.create_batch(
+        2, mailing=mailing, status=MessageStatus.SENT, sent_at=now - timedelta(minutes=5)
+    )
+
+    content = admin_client.get(CHANGELIST).content.decode()
+
+    assert '<td class="field-send_rate">4</td>' in content
 
 
 def test_changelist_query_count_does_not_grow_with_mailings(admin_client, django_assert_num_queries):
@@ -84,9 +103,9 @@ def test_count_columns_are_not_sortable(admin_client):
 
     content = admin_client.get(CHANGELIST).content.decode()
 
-    assert 'class="sortable column-start_at' in content
-    assert 'class="column-messages_sent"' in content
-    assert 'class="column-messages_total"' in content
+    assert 'class="sortable column-window' in content
+    assert 'class="column-progress"' in content
+    assert 'class="column-send_rate"' in content
 
 
 def test_change_form_renders_pipeline_fields_read_only_with_a_link_to_its_messages(admin_client):
@@ -237,3 +256,31 @@ def test_a_mailing_not_yet_launched_can_be_deleted(admin_client):
 
     assert response.status_code == 302
     assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_a_finished_mailing_is_deleted_here_with_its_messages_counted_not_listed(admin_client):
+    mailing = mailing_with_messages(sent=3)
+    Mailing.objects.filter(pk=mailing.pk).update(
+        start_at=timezone.now() - timedelta(hours=2), end_at=timezone.now() - timedelta(hours=1)
+    )
+    url = reverse("admin:mailings_mailing_delete", args=[mailing.pk])
+
+    confirmation = admin_client.get(url)
+    response = admin_client.post(url, {"post": "yes"})
+
+    assert confirmation.status_code == 200
+    assert dict(confirmation.context["model_count"]) == {"mailings": 1, "messages": 3}
+    assert response.status_code == 302
+    assert not Mailing.objects.filter(pk=mailing.pk).exists()
+
+
+def test_test_sends_are_listed_read_only(admin_client):
+    send = TestSend.objects.create(mailing=MailingFactory(), client=ClientFactory(), status="sent")
+
+    response = admin_client.get(reverse("admin:mailings_testsend_changelist"))
+    add = admin_client.get(reverse("admin:mailings_testsend_add"))
+
+    assert response.status_code == 200
+    assert [row.pk for row in response.context["cl"].result_list] == [send.pk]
+    assert send.client.phone not in response.content.decode()  # a client shows masked
+    assert add.status_code == 403

@@ -12,6 +12,8 @@ from rest_framework.authtoken.models import Token
 
 from clients.models import Client
 from mailings.models import Mailing
+from messages_app.models import Message
+from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -171,3 +173,53 @@ def test_seed_demo_starts_a_new_mailing_once_the_last_one_ended():
         run("seed_demo")
         assert Mailing.objects.count() == 2
         assert Mailing.objects.filter(start_at__lte=timezone.now(), end_at__gt=timezone.now()).count() == 1
+
+
+# --- demo_summary --------------------------------------------------------------------------------
+
+
+def test_demo_summary_counts_the_demo_mailing_and_prints_the_login_on_the_given_address(var_dir):
+    run("seed_demo")
+    mailing = Mailing.objects.get()
+    MessageFactory(mailing=mailing, status=Message.Status.SENT)
+    MessageFactory(mailing=mailing, status=Message.Status.FAILED)
+
+    lines = run(
+        "demo_summary",
+        "--base-url",
+        "http://127.0.0.1:8001/",
+        "--provider-stats-url",
+        "http://127.0.0.1:8081/stats",
+    )
+
+    statistics = f"http://127.0.0.1:8001/api/v1/mailings/{mailing.pk}/statistics/"
+    assert lines[0] == f"Demo mailing {mailing.pk}: 1 of 2 messages sent ({statistics})"
+    assert "API docs: http://127.0.0.1:8001/docs/  (Authorize with: Token <API token>)" in lines
+    assert "API root: http://127.0.0.1:8001/api/v1/" in lines
+    assert "Fake provider's counts: http://127.0.0.1:8081/stats" in lines
+    password = (var_dir / "demo_admin_password").read_text().strip()
+    assert f"Admin: http://127.0.0.1:8001/admin/  user: admin  password: {password}" in lines
+    assert lines[-1] == f"API token: {Token.objects.get(user__username='admin').key}"
+
+
+def test_demo_summary_waits_no_longer_than_asked_for_messages_still_pending(var_dir):
+    run("seed_demo")
+    mailing = Mailing.objects.get()
+    MessageFactory(mailing=mailing, status=Message.Status.PENDING)
+
+    [demo_line, *_] = run("demo_summary", "--wait", "0")
+
+    assert demo_line.startswith(f"Demo mailing {mailing.pk}: 0 of 1 messages sent")
+
+
+def test_demo_summary_says_when_no_demo_mailing_runs(var_dir):
+    [demo_line, *_] = run("demo_summary", "--wait", "0")
+
+    assert demo_line == "No demo mailing is running (python manage.py seed_demo starts one)."
+
+
+def test_setup_demo_migrates_then_seeds(var_dir):
+    lines = run("setup_demo")
+
+    assert lines[0] == "Operations to perform:"
+    assert lines[-1].startswith(f"Demo mailing {Mailing.objects.get().pk} created")

@@ -1,11 +1,15 @@
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
-from mailings.models import Mailing
+from mailings.models import Mailing, MailingState
 from mailings.selectors import attach_message_counts, message_counts_by_mailing
-from mailings.tests.factories import MailingFactory
-from messages_app.models import MessageStatus
+from mailings.tests.factories import MailingFactory, mailing_in
+from messages_app.models import Message, MessageStatus
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -254,3 +258,64 @@ def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
         counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
 
     assert counts == mailings_with_messages[mailing.pk]
+
+
+def test_mailing_statistics_show_progress_rate_and_finish_while_running(api_client):
+    mailing = mailing_in(MailingState.RUNNING, pending=60, sent=20, failed=20)
+    now = timezone.now()
+    # 30 sent within the last minute, the rest long ago: 0.5 messages/s.
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT)
+    sent.update(sent_at=now - timedelta(hours=1))
+    MessageFactory.create_batch(
+        30, mailing=mailing, status=MessageStatus.SENT, sent_at=now - timedelta(seconds=5)
+    )
+
+    with time_machine.travel(now, tick=False):
+        response = api_client.get(statistics_url(mailing))
+
+    progress = response.data["progress"]
+    assert progress["percent_done"] == round(100 * 70 / 130, 1)
+    assert progress["rate_per_second"] == 0.5
+    assert progress["estimated_finish_at"] == (now + timedelta(seconds=120)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+@pytest.mark.parametrize("state", [MailingState.PAUSED, MailingState.FINISHED, MailingState.SCHEDULED])
+def test_no_finish_is_estimated_unless_running(api_client, state):
+    mailing = mailing_in(state, pending=1)
+    MessageFactory(mailing=mailing, status=MessageStatus.SENT, sent_at=timezone.now())
+
+    progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["estimated_finish_at"] is None
+    assert progress["percent_done"] == 50.0
+
+
+def test_totals_count_the_messages_of_the_filtered_mailings_by_status(
+    api_client, mailings_with_messages, django_assert_num_queries
+):
+    mailing_in(MailingState.CANCELLED, expired=7)
+
+    with django_assert_num_queries(2):  # token, totals
+        everything = api_client.get(reverse("mailing-statistics-totals"))
+    only_cancelled = api_client.get(reverse("mailing-statistics-totals"), {"state": "cancelled"})
+
+    assert everything.status_code == 200
+    fixture_counts = mailings_with_messages.values()
+    assert everything.data["message_counts"]["total"] == sum(c["total"] for c in fixture_counts) + 7
+    assert everything.data["message_counts"]["expired"] == sum(c["expired"] for c in fixture_counts) + 7
+    assert only_cancelled.data["message_counts"] == {**zero_counts(), "expired": 7, "total": 7}
+
+
+def test_statistics_list_filters_by_state_and_period(api_client):
+    running = mailing_in(MailingState.RUNNING, pending=1)
+    mailing_in(MailingState.FINISHED)
+
+    by_state = api_client.get(LIST_URL, {"state": "running"})
+    by_period = api_client.get(
+        LIST_URL, {"start_at_after": (timezone.now() - timedelta(minutes=6)).isoformat()}
+    )
+
+    assert [row["id"] for row in by_state.data["results"]] == [running.pk]
+    assert [row["id"] for row in by_period.data["results"]] == [running.pk]

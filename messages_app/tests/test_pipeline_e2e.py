@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from clients.models import Client
 from mailings.models import Mailing
-from messages_app.models import Message, SenderSlot
+from messages_app.models import Message
 
 from .e2e import (
     FakeProvider,
@@ -138,10 +138,15 @@ def test_faulty_provider_still_gets_every_message_exactly_once(worker, provider,
     provider.control.configure(error_rate=0.3, garbage_rate=0.1, latency=0.01)
     make_clients(size)
 
+    created = time.monotonic()
     mailing_id = create_mailing(api_client, ends_in=900)
 
     wait_until(lambda: all_final(mailing_id, size), timeout=60 + size / 50, what="every message to be final")
     stats = provider.control.stats()
+    print(
+        f"\n30 % 5xx + 10 % garbage: {size} final {time.monotonic() - created:.1f} s after creation, "
+        f"{stats['requests_total'] / size:.2f} requests per message"
+    )
     assert counts_by_status(mailing_id) == {"sent": size}
     assert (stats["accepted_total"], stats["unique_accepted"], stats["duplicates"]) == (size, size, 0)
     assert stats["outcomes"]["error_5xx"] > 0 and stats["outcomes"]["garbage"] > 0
@@ -173,10 +178,13 @@ def test_slow_provider_and_an_end_time_leave_no_send_after_the_end(worker, provi
     end = Mailing.objects.get(pk=mailing_id).end_at
     wait_until(lambda: all_final(mailing_id, 600), timeout=30, what="the rest to expire")
     counts = counts_by_status(mailing_id)
-    assert set(counts) == {"sent", "expired"}
+    assert set(counts) <= {"sent", "expired", "unknown"} and counts["sent"] and counts["expired"]
     stats = provider.control.stats(after=end.timestamp())
     assert stats["accepted_after"] == 0
     assert counts["sent"] == stats["accepted_total"] == stats["unique_accepted"]
+    # Every request that reached the provider is sent or unknown (cut at the end), never expired.
+    assert counts["sent"] + counts.get("unknown", 0) == stats["requests_total"]
+    print(f"\nslow provider past the end: {counts}")
     assert not Message.objects.filter(mailing_id=mailing_id, status="sent", sent_at__gt=end).exists()
 
 
@@ -289,62 +297,44 @@ def test_warm_shutdown_mid_mailing_sends_nothing_twice_and_leaves_no_claim_behin
 def test_small_mailings_created_beside_a_big_one_are_delivered_before_it_ends(
     services_up, provider, api_client, tmp_path
 ):
-    provider.control.configure(latency=1.0)
-    # 2 senders x 20 requests in flight at 1 s: the big mailing alone takes about 20 s.
+    """E2E_FAIR="latency,big,small mailings,their clients,in flight per sender" sizes the run; the
+    issue's figure: E2E_FAIR=5,3000,10,20,200 (and E2E_FAIR=5,3000,0,20,200 for the big one alone).
+    """
+    latency, big_size, small_count, small_size, in_flight = map(
+        float, os.environ.get("E2E_FAIR", "1,800,5,10,20").split(",")
+    )
+    big_size, small_count, small_size = int(big_size), int(small_count), int(small_size)
+    provider.control.configure(latency=latency)
     worker = Worker(
         broker_url=services_up,
         cache_url=services_up,
         provider=provider,
         workdir=tmp_path,
-        SENDER_CONCURRENCY="20",
+        SENDER_CONCURRENCY=str(int(in_flight)),
+        PROVIDER_READ_TIMEOUT=str(latency + 2),
     ).start()
     try:
-        make_clients(800, tag="big")
-        small_tags = [f"small{n}" for n in range(5)]
+        make_clients(big_size, tag="big")
+        small_tags = [f"small{n}" for n in range(small_count)]
         for tag in small_tags:
-            make_clients(10, tag=tag)
+            make_clients(small_size, tag=tag)
         big = create_mailing(api_client, filter_tag="big")
-        wait_until(lambda: sent_count(big) > 100, timeout=30, what="the big mailing to be sending")
+        time.sleep(latency)  # the big one's first wave is in flight
         created = {create_mailing(api_client, filter_tag=tag): time.time() for tag in small_tags}
 
-        wait_until(lambda: all_final(big, 800), timeout=90, what="the big mailing to finish")
+        wait_until(lambda: all_final(big, big_size), timeout=120, what="the big mailing to finish")
     finally:
         worker.stop()
     accepted = provider.control.accepted()
-    big_done = max(at for msg_id, at in accepted)
+    big_ids = set(Message.objects.filter(mailing_id=big).values_list("id", flat=True))
+    big_times = [at for msg_id, at in accepted if msg_id in big_ids]
     delivered_after = {}
     for mailing_id, at in created.items():
         ids = set(Message.objects.filter(mailing_id=mailing_id).values_list("id", flat=True))
-        assert counts_by_status(mailing_id) == {"sent": 10}
+        assert counts_by_status(mailing_id) == {"sent": small_size}
         delivered_after[mailing_id] = max(t for msg_id, t in accepted if msg_id in ids) - at
     delays = sorted(round(seconds, 1) for seconds in delivered_after.values())
-    print(f"\nsmall mailings delivered after creation (s): {delays}")
-    assert all(created[mailing_id] + delay < big_done for mailing_id, delay in delivered_after.items())
-    assert provider.control.stats()["duplicates"] == 0
-
-
-def test_long_outage_never_puts_more_senders_on_a_mailing_than_its_slots(
-    services_up, provider, api_client, tmp_path
-):
-    # Four pool processes, hence four senders, for a mailing that allows two.
-    worker = Worker(
-        broker_url=services_up, cache_url=services_up, provider=provider, workdir=tmp_path, concurrency=4
-    ).start()
-    try:
-        make_clients(300)
-        provider.control.outage("503", 20)
-        mailing_id = create_mailing(api_client)
-        most_senders, deadline = 0, time.monotonic() + 20
-        while time.monotonic() < deadline:
-            claiming = Message.objects.filter(mailing_id=mailing_id, status="sending")
-            holders = set(claiming.values_list("claimed_by", flat=True))
-            slots = SenderSlot.objects.filter(mailing_id=mailing_id, lease_until__gt=timezone.now())
-            most_senders = max(most_senders, len(holders), slots.exclude(holder="").count())
-            time.sleep(0.1)
-        wait_until(lambda: all_final(mailing_id, 300), timeout=60, what="delivery after the outage")
-    finally:
-        worker.stop()
-    print(f"\nmost senders seen on one mailing during a 20 s outage: {most_senders}")
-    assert 1 <= most_senders <= 2
-    assert counts_by_status(mailing_id) == {"sent": 300}
+    big_rate = big_size / (max(big_times) - Mailing.objects.get(pk=big).created_at.timestamp())
+    print(f"\nsmall mailings delivered after creation (s): {delays}; big one: {big_rate:.1f} msg/s")
+    assert all(created[mailing_id] + delay < max(big_times) for mailing_id, delay in delivered_after.items())
     assert provider.control.stats()["duplicates"] == 0

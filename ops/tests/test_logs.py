@@ -7,14 +7,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from pythonjsonlogger.json import JsonFormatter
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
-from ops.logging import log_context
+from ops.logging import JsonFormatter, log_context
 
 PHONE = "79161234567"
 MASKED = "7916***4567"
@@ -133,6 +132,22 @@ def test_creating_updating_and_deleting_is_logged_with_ids(api_client, log_lines
             [line] = log_lines(f"{kind}={object_id} {action} by operator")
             assert str(field(line, id_field)) == str(object_id)
             assert field(line, "request_id")
+    assert PHONE not in str(log_lines())
+
+
+@pytest.mark.django_db
+def test_phones_in_paths_users_and_extra_fields_are_masked(anonymous_client, log_lines):
+    anonymous_client.get(f"/api/v1/lookup/{PHONE}/")
+    failure = f"IntegrityError('Key (phone)=({PHONE}) already exists')"
+    with log_context(user=PHONE):
+        # As Celery's tracer logs a failed task: the context again as an extra field.
+        logging.getLogger("celery.app.trace").error(
+            "Task %(name)s raised unexpected: %(exc)s",
+            {"name": "clients.tasks.x", "exc": failure},
+            extra={"data": {"name": "clients.tasks.x", "exc": failure}},
+        )
+
+    assert log_lines(f"/api/v1/lookup/{MASKED}/") and log_lines("raised unexpected")
     assert PHONE not in str(log_lines())
 
 

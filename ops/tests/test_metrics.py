@@ -1,7 +1,9 @@
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -11,7 +13,7 @@ from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from ops import metrics
-from ops.collectors import CACHE_KEY
+from ops.collectors import cache_key
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +22,9 @@ Status = Message.Status
 
 @pytest.fixture(autouse=True)
 def fresh_database_figures():
-    cache.delete(CACHE_KEY)
+    cache.delete(cache_key())
     yield
-    cache.delete(CACHE_KEY)
+    cache.delete(cache_key())
 
 
 def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -40,6 +42,7 @@ def test_metrics_need_the_bearer_token_when_one_is_set(anonymous_client, setting
 
     assert anonymous_client.get("/metrics").status_code == 403
     assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="scrape-secret").status_code == 403
     assert anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
 
 
@@ -57,6 +60,8 @@ def test_database_gauges_match_the_rows(anonymous_client):
         start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1)
     )
     MailingFactory()  # scheduled
+    MailingFactory(paused_at=now)
+    MailingFactory(cancelled_at=now)
     for status in (Status.SENT, Status.SENT, Status.FAILED):
         MessageFactory(mailing=running, client=ClientFactory(), status=status)
     MessageFactory(mailing=running, client=ClientFactory(), next_attempt_at=now - timedelta(seconds=90))
@@ -72,8 +77,35 @@ def test_database_gauges_match_the_rows(anonymous_client):
     assert 90 <= samples[("sms_oldest_due_message_age_seconds", ())] < 120
     assert samples[("sms_mailings", (("state", "running"),))] == 1
     assert samples[("sms_mailings", (("state", "scheduled"),))] == 1
+    assert samples[("sms_mailings", (("state", "paused"),))] == 1
+    assert samples[("sms_mailings", (("state", "cancelled"),))] == 1
     assert samples[("sms_database_up", ())] == 1
     assert samples[("sms_provider_paused", ())] == 0
+
+
+def test_figures_cached_for_another_database_are_not_served(anonymous_client):
+    mailing = MailingFactory()
+    Mailing.objects.filter(pk=mailing.pk).update(end_at=timezone.now() + timedelta(days=1))
+    MessageFactory(mailing=mailing, client=ClientFactory(), status=Status.SENT)
+    assert scrape(anonymous_client)[("sms_messages", (("status", "sent"),))] == 1  # now in the cache
+
+    MessageFactory(mailing=mailing, client=ClientFactory(), status=Status.SENT)
+    with mock.patch.dict(connection.settings_dict, NAME="another_database"):
+        assert scrape(anonymous_client)[("sms_messages", (("status", "sent"),))] == 2
+
+
+def test_a_cache_that_does_not_answer_costs_queries_not_the_scrape(anonymous_client, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nobody listens on port 1
+        }
+    }
+
+    samples = scrape(anonymous_client)
+
+    assert samples[("sms_database_up", ())] == 1
+    assert ("sms_messages", (("status", "sent"),)) in samples
 
 
 def test_api_requests_are_counted_by_route_pattern_not_path(api_client, anonymous_client):
@@ -90,15 +122,37 @@ def test_api_requests_are_counted_by_route_pattern_not_path(api_client, anonymou
     assert not any(f"/{mailing.pk}/" in str(labels) for _, labels in samples)
 
 
-def test_celery_task_runs_and_failures_are_counted(anonymous_client):
-    from ops.tasks import send_daily_report
-
-    key = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
+def test_unknown_http_methods_share_one_label(anonymous_client):
+    key = ("sms_http_requests_total", (("method", "other"), ("route", "api/v1/clients/"), ("status", "401")))
     before = scrape(anonymous_client).get(key, 0)
 
-    send_daily_report.apply()
+    anonymous_client.generic("FOO1", "/api/v1/clients/")
+    anonymous_client.generic("FOO2", "/api/v1/clients/")
 
-    assert scrape(anonymous_client)[key] == before + 1
+    samples = scrape(anonymous_client)
+    assert samples[key] == before + 2
+    assert not any("FOO" in str(labels) for _, labels in samples)
+
+
+def test_celery_task_runs_and_failures_are_counted(anonymous_client):
+    from celery import shared_task
+
+    from ops.tasks import send_daily_report
+
+    @shared_task(name="ops.tests.failing_task")
+    def failing_task():
+        raise ValueError("boom")
+
+    succeeded = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
+    failed = ("sms_celery_tasks_total", (("state", "failed"), ("task", "ops.tests.failing_task")))
+    before = scrape(anonymous_client)
+
+    send_daily_report.apply()
+    failing_task.apply()
+
+    samples = scrape(anonymous_client)
+    assert samples[succeeded] == before.get(succeeded, 0) + 1
+    assert samples[failed] == before.get(failed, 0) + 1
 
 
 @pytest.mark.parametrize(

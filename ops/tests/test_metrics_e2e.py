@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from messages_app.models import Message
 from messages_app.tests.e2e import FakeProvider, Worker, all_final, require_real_services, wait_until
 from messages_app.tests.test_pipeline_e2e import create_mailing, make_clients
-from ops.collectors import CACHE_KEY
+from ops.collectors import cache_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -55,7 +55,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     finally:
         worker.stop()
     settings.PROMETHEUS_MULTIPROC_DIR = str(metrics_dir)
-    cache.delete(CACHE_KEY)
+    cache.delete(cache_key())
 
     response = anonymous_client.get("/metrics")
 

@@ -25,6 +25,10 @@ def demo_clients() -> list[dict[str, str]]:
     ]
 
 
+def running_demo_mailing(now) -> Mailing | None:
+    return Mailing.objects.filter(text=DEMO_TEXT, start_at__lte=now, end_at__gt=now).order_by("-pk").first()
+
+
 class Command(BaseCommand):
     help = (
         f"Create {CLIENT_COUNT} demo clients (tags vip and new, two operator codes) and, unless one is "
@@ -39,7 +43,7 @@ class Command(BaseCommand):
             for values in demo_clients():
                 phone = values.pop("phone")
                 created += Client.objects.get_or_create(phone=phone, defaults=values)[1]
-            running = Mailing.objects.filter(text=DEMO_TEXT, start_at__lte=now, end_at__gt=now).first()
+            running = running_demo_mailing(now)
             if running is None:
                 mailing = Mailing.objects.create(start_at=now, end_at=now + DEMO_DURATION, text=DEMO_TEXT)
         self.stdout.write(f"Demo clients: {created} created, {CLIENT_COUNT - created} already there.")

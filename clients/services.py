@@ -1,0 +1,177 @@
+"""Client import from CSV: parse, validate row by row, upsert by phone in batches.
+
+Each batch (CLIENT_IMPORT_BATCH_SIZE valid rows) is written in one transaction: a failure while
+writing leaves every earlier batch written and nothing of the failing one.
+"""
+
+import csv
+import io
+import logging
+import zoneinfo
+from dataclasses import dataclass, field
+from functools import cache
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from .models import TAG_MAX_LENGTH, Client, validate_operator_code, validate_phone
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("phone", "operator_code", "tag", "timezone")
+INVALID_ROWS_LISTED = 1000  # a file of garbage should not answer with a response as large
+
+
+class MalformedCSV(Exception):
+    """The file cannot be read as the expected CSV at all (encoding, header, quoting)."""
+
+
+class ImportBatchFailed(Exception):
+    """Writing one batch failed: it was rolled back, the batches before it are written."""
+
+    def __init__(self, report: "ImportReport", first_row: int, last_row: int):
+        self.report = report
+        super().__init__(
+            f"Writing rows {first_row} to {last_row} failed and none of them was written; rows before "
+            f"{first_row} were ({report.created} created, {report.updated} updated). Send the rest again."
+        )
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    invalid_count: int = 0
+    # Row numbers count the header as row 1, as a spreadsheet shows them.
+    invalid: list[dict] = field(default_factory=list)
+
+    def reject(self, row: int, errors: dict[str, str]) -> None:
+        self.invalid_count += 1
+        if len(self.invalid) < INVALID_ROWS_LISTED:
+            self.invalid.append({"row": row, "errors": errors})
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    # available_timezones() walks the tz database on every call: far too slow for every row.
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _client_from_row(values: dict[str, str], now) -> tuple[Client | None, dict[str, str]]:
+    errors = {}
+    phone = values["phone"].strip()
+    operator_code = values.get("operator_code", "").strip() or Client.operator_code_of(phone)
+    tag = values.get("tag", "").strip()
+    zone = values.get("timezone", "").strip() or settings.DEFAULT_CLIENT_TIMEZONE
+    for name, validator, value in (
+        ("phone", validate_phone, phone),
+        ("operator_code", validate_operator_code, operator_code),
+    ):
+        try:
+            validator(value)
+        except ValidationError as error:
+            errors[name] = error.messages[0]
+    if "phone" in errors:
+        errors.pop("operator_code", None)  # derived from the phone: its error says it already
+    if len(tag) > TAG_MAX_LENGTH:
+        errors["tag"] = f"At most {TAG_MAX_LENGTH} characters."
+    if zone not in _timezones():
+        errors["timezone"] = f"{zone!r} is not an IANA timezone name, such as Europe/Moscow."
+    if errors:
+        return None, errors
+    client = Client(phone=phone, operator_code=operator_code, tag=tag, timezone=zone)
+    client.created_at = client.updated_at = now
+    return client, {}
+
+
+def _reader(data: bytes) -> csv.DictReader:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise MalformedCSV(f"The file is not UTF-8 text (byte {error.start}).") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames
+    except csv.Error as error:
+        raise MalformedCSV(f"Row 1: {error}.") from None
+    if not header:
+        raise MalformedCSV("The file is empty: a header row is expected (phone,operator_code,tag,timezone).")
+    names = [name.strip() for name in header]
+    unknown = sorted(set(names) - set(COLUMNS))
+    if "phone" not in names or unknown or len(set(names)) != len(names):
+        raise MalformedCSV(
+            f"The header row must name the columns {', '.join(COLUMNS)} (phone required, each once); "
+            f"it is {','.join(header)}."
+        )
+    reader.fieldnames = names
+    return reader
+
+
+def clients_import(*, data: bytes, user) -> ImportReport:
+    """Creates or updates (by phone) a client for each valid row of a CSV file with a header row.
+
+    Rows with a bad value are skipped and reported with their row number and reasons; a phone seen
+    earlier in the file is reported too (the first one counts). The whole file is read and checked
+    before anything is written. Raises MalformedCSV when the file cannot be read (nothing written),
+    ImportBatchFailed when writing a batch fails.
+    """
+    reader = _reader(data)
+    report, valid, seen = ImportReport(), [], {}
+    now = timezone.now()
+    try:
+        for values in reader:
+            row = reader.line_num
+            if None in values or any(value is None for value in values.values()):
+                report.reject(row, {"row": f"Expected {len(reader.fieldnames)} columns."})
+                continue
+            client, errors = _client_from_row(values, now)
+            if client is not None and client.phone in seen:
+                errors = {"phone": f"Repeats row {seen[client.phone]}; the first one counts."}
+            if errors:
+                report.reject(row, errors)
+                continue
+            seen[client.phone] = row
+            valid.append((row, client))
+    except csv.Error as error:
+        raise MalformedCSV(f"Row {reader.line_num}: {error}.") from None
+    size = settings.CLIENT_IMPORT_BATCH_SIZE
+    for start in range(0, len(valid), size):
+        batch = valid[start : start + size]
+        _write([client for _, client in batch], report, batch[0][0], batch[-1][0])
+    log.info(
+        "clients import by user=%s: %s created, %s updated, %s invalid rows",
+        user.pk,
+        report.created,
+        report.updated,
+        report.invalid_count,
+    )
+    return report
+
+
+def _write(batch: list[Client], report: ImportReport, first_row: int, last_row: int) -> None:
+    phones = [client.phone for client in batch]
+    try:
+        with transaction.atomic():
+            existing = Client.objects.filter(phone__in=phones).count()
+            _upsert(batch)
+    except DatabaseError as error:
+        log.error("clients import: rows %s-%s rolled back: %s", first_row, last_row, error)
+        raise ImportBatchFailed(report, first_row, last_row) from error
+    report.updated += existing
+    report.created += len(batch) - existing
+
+
+def _upsert(batch: list[Client]) -> None:
+    """One multi-row INSERT ... ON CONFLICT (phone) DO UPDATE (SQLite and PostgreSQL alike).
+
+    Measured against psycopg's pipelined executemany of a one-row statement: this was 1.3 to 2 times
+    faster for batches of 2,000.
+    """
+    Client.objects.bulk_create(
+        batch,
+        update_conflicts=True,
+        unique_fields=["phone"],
+        update_fields=["operator_code", "tag", "timezone", "updated_at"],
+    )

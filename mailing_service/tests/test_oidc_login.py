@@ -1,0 +1,141 @@
+"""OpenID Connect login to the admin, through the whole redirect flow, against a provider on loopback."""
+
+import importlib
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.contrib.auth.models import Group, Permission
+from django.test import override_settings
+from django.urls import clear_url_caches, reverse
+
+import mailing_service.urls
+
+from .oidc_provider import TinyOIDCProvider
+
+pytestmark = pytest.mark.django_db
+
+CLIENT_ID, CLIENT_SECRET = "mailing-console", "console-secret"
+
+
+def reload_urls() -> None:
+    """urls.py mounts /oidc/ only when OIDC_ENABLED: re-read it under the settings in force."""
+    importlib.reload(mailing_service.urls)
+    clear_url_caches()
+
+
+@pytest.fixture
+def provider():
+    with TinyOIDCProvider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+def oidc_on(provider):
+    with override_settings(
+        OIDC_ENABLED=True,
+        AUTHENTICATION_BACKENDS=[
+            "django.contrib.auth.backends.ModelBackend",
+            "mailing_service.oidc.RoleMappingOIDCBackend",
+        ],
+        OIDC_RP_CLIENT_ID=CLIENT_ID,
+        OIDC_RP_CLIENT_SECRET=CLIENT_SECRET,
+        OIDC_ROLE_GROUPS={"mail-ops": "operators", "mail-readers": "viewers"},
+        **provider.endpoints(),
+    ):
+        reload_urls()
+        yield provider
+    reload_urls()
+
+
+@pytest.fixture
+def roles():
+    """The deployment's groups; viewers may look at mailings, operators may also change them."""
+    view = Permission.objects.get(codename="view_mailing")
+    change = Permission.objects.get(codename="change_mailing")
+    Group.objects.create(name="viewers").permissions.add(view)
+    Group.objects.create(name="operators").permissions.add(view, change)
+
+
+def log_in_through_the_provider(client, provider) -> str:
+    """Follow the flow from the admin's login page: our redirect to the provider, its redirect
+    back with a code, our callback (which calls its token, JWKS and userinfo endpoints). Returns
+    where the callback sent the browser.
+    """
+    login_page = client.get(reverse("admin:login"), {"next": "/admin/"}).content.decode()
+    start = reverse("oidc_authentication_init")
+    assert f'href="{start}?next=/admin/"' in login_page
+
+    to_provider = client.get(start, {"next": "/admin/"})
+    assert to_provider.status_code == 302
+    assert to_provider.url.startswith(f"{provider.url}/authorize?")
+    back = requests.get(to_provider.url, allow_redirects=False, timeout=5)
+    assert back.status_code == 302
+    callback = urlsplit(back.headers["Location"])
+    assert callback.path == reverse("oidc_authentication_callback")
+
+    done = client.get(f"{callback.path}?{callback.query}")
+    assert done.status_code == 302
+    return done.url
+
+
+def test_a_person_with_the_operator_role_logs_in_as_staff_in_the_operators_group(
+    client, oidc_on, roles, django_user_model
+):
+    oidc_on.claims = {
+        "sub": "u-1",
+        "email": "olga@example.com",
+        "preferred_username": "olga",
+        "groups": ["mail-ops"],
+    }
+
+    assert log_in_through_the_provider(client, oidc_on) == "/admin/"
+
+    user = django_user_model.objects.get(email="olga@example.com")
+    assert (user.username, user.is_staff, user.is_superuser) == ("olga", True, False)
+    assert [group.name for group in user.groups.all()] == ["operators"]
+    assert client.get("/admin/").status_code == 200
+    assert client.get(reverse("console-dashboard")).status_code == 200
+
+
+def test_the_next_login_follows_a_role_changed_at_the_provider(client, oidc_on, roles, django_user_model):
+    oidc_on.claims = {"sub": "u-2", "email": "ivan@example.com", "groups": ["mail-ops"]}
+    log_in_through_the_provider(client, oidc_on)
+    client.logout()
+
+    oidc_on.claims = {"sub": "u-2", "email": "ivan@example.com", "groups": ["mail-readers", "unrelated"]}
+    log_in_through_the_provider(client, oidc_on)
+
+    user = django_user_model.objects.get(email="ivan@example.com")
+    assert [group.name for group in user.groups.all()] == ["viewers"]
+    assert client.get(reverse("admin:mailings_mailing_changelist")).status_code == 200
+    assert client.get(reverse("admin:mailings_mailing_add")).status_code == 403
+
+
+def test_a_person_without_a_mapped_role_is_refused(client, oidc_on, roles, django_user_model):
+    oidc_on.claims = {"sub": "u-3", "email": "guest@example.com", "groups": ["marketing"]}
+
+    landing = log_in_through_the_provider(client, oidc_on)
+
+    assert landing == "/"  # the library's failure URL
+    assert not django_user_model.objects.filter(email="guest@example.com").exists()
+    assert client.get("/admin/").status_code == 302  # still sent to the login page
+
+
+def test_a_forged_code_logs_nobody_in(client, oidc_on, roles):
+    client.get(reverse("oidc_authentication_init"))
+    state = client.session["oidc_states"]
+    response = client.get(
+        reverse("oidc_authentication_callback"), {"code": "forged", "state": next(iter(state))}
+    )
+
+    assert response.status_code == 302 and response.url == "/"
+    assert "_auth_user_id" not in client.session
+
+
+def test_password_login_is_the_default_and_single_sign_on_is_off(client, admin_user):
+    login_page = client.get(reverse("admin:login")).content.decode()
+
+    assert "single sign-on" not in login_page
+    assert client.get("/oidc/authenticate/").status_code == 404
+    assert client.login(username="admin", password="password")

@@ -1,0 +1,146 @@
+"""Test send: the mailing's text to a few clients now, through a worker task and the fake provider
+over real HTTP, outside the mailing's messages, throttled per user."""
+
+import pytest
+from celery import current_app
+from django.core.cache import cache
+from django.urls import reverse
+
+from clients.models import Client
+from clients.tests.factories import ClientFactory
+from mailings.models import TestSend
+from mailings.tests.factories import MailingFactory
+from mailings.views import TestSendThrottle
+from messages_app.models import Message
+from messages_app.tasks import send_test_messages
+from messages_app.tests.e2e import FakeProvider
+
+pytestmark = pytest.mark.django_db(transaction=True)  # outcomes are enqueued after a real commit
+
+
+@pytest.fixture(scope="module")
+def fake_provider():
+    provider = FakeProvider("test-send-token")
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(autouse=True)
+def provider_settings(settings, fake_provider):
+    settings.PROVIDER_URL, settings.PROVIDER_TOKEN = fake_provider.url, fake_provider.token
+    settings.TEST_SEND_WAIT = 3.0
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle(operator):
+    key = TestSendThrottle.cache_format % {"scope": "test_send", "ident": operator.pk}
+    cache.delete(key)
+    yield
+    cache.delete(key)
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Tasks enqueued by name, recorded instead of sent to a broker."""
+    calls = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args=(), **kw: calls.append((name, args)))
+    return calls
+
+
+@pytest.fixture
+def worker_runs_at_once(monkeypatch):
+    """The worker's side, run in this process as soon as the task is enqueued after commit."""
+    tasks = {"messages_app.tasks.send_test_messages": send_test_messages}
+    monkeypatch.setattr(current_app, "send_task", lambda name, args=(), **kw: tasks[name](*args))
+
+
+def url(mailing) -> str:
+    return reverse("mailing-test", args=[mailing.pk])
+
+
+def test_each_client_gets_the_text_and_its_outcome_comes_back(api_client, fake_provider, monkeypatch):
+    mailing = MailingFactory(text="Try me")
+    reached, gone = ClientFactory(), ClientFactory()
+    gone_id = gone.pk
+    fake_provider.control.reset()
+
+    # The deleted client is known when the request is made, gone when the worker sends.
+    def delete_before_sending(name, args=(), **kw):
+        Client.objects.filter(pk=gone_id).delete()
+        send_test_messages(*args)
+
+    monkeypatch.setattr(current_app, "send_task", delete_before_sending)
+    response = api_client.post(url(mailing), {"client_ids": [reached.pk, gone_id]})
+
+    assert response.status_code == 200, response.data
+    outcomes = {row["client"]: (row["status"], row["detail"]) for row in response.data}
+    assert outcomes == {reached.pk: ("sent", ""), None: ("failed", "client was deleted")}
+    accepted = [msg_id for msg_id, _ in fake_provider.control.accepted()]
+    assert accepted == [TestSend.objects.get(client=reached).provider_id]
+    assert not Message.objects.exists()  # outside the mailing's messages and statistics
+
+
+def test_a_refusal_is_the_outcome(api_client, fake_provider, settings, worker_runs_at_once):
+    settings.PROVIDER_TOKEN = "wrong"
+    mailing, client = MailingFactory(), ClientFactory()
+
+    response = api_client.post(url(mailing), {"client_ids": [client.pk]})
+
+    assert response.status_code == 200
+    assert response.data[0]["status"] == "failed"
+    assert "token" in response.data[0]["detail"]
+
+
+def test_without_an_answer_in_time_it_is_202_with_what_is_pending(api_client, settings, enqueued):
+    settings.TEST_SEND_WAIT = 0
+    mailing, client = MailingFactory(), ClientFactory()
+
+    response = api_client.post(url(mailing), {"client_ids": [client.pk]})
+    listed = api_client.get(url(mailing))
+
+    assert response.status_code == 202
+    assert [row["status"] for row in response.data] == ["pending"]
+    assert enqueued == [("messages_app.tasks.send_test_messages", ([response.data[0]["id"]],))]
+    assert listed.status_code == 200
+    assert [row["id"] for row in listed.data["results"]] == [response.data[0]["id"]]
+
+
+def test_a_redelivered_task_does_not_send_again(api_client, fake_provider, enqueued, settings):
+    settings.TEST_SEND_WAIT = 0
+    fake_provider.control.reset()
+    ids = api_client.post(url(MailingFactory()), {"client_ids": [ClientFactory().pk]}).data
+
+    send_test_messages([ids[0]["id"]])
+    send_test_messages([ids[0]["id"]])
+
+    assert len(fake_provider.control.accepted()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"client_ids": []},
+        {"client_ids": list(range(1, 12))},
+        {"client_ids": [999999]},
+        {"client_ids": "1"},
+    ],
+)
+def test_bad_client_lists_are_field_errors(api_client, body, enqueued):
+    response = api_client.post(url(MailingFactory()), body)
+
+    assert response.status_code == 400
+    assert "client_ids" in response.data
+    assert not TestSend.objects.exists()
+    assert enqueued == []
+
+
+def test_test_sends_are_throttled_per_user(api_client, enqueued, settings, monkeypatch):
+    settings.TEST_SEND_WAIT = 0
+    monkeypatch.setattr(TestSendThrottle, "THROTTLE_RATES", {"test_send": "2/minute"})
+    mailing, client = MailingFactory(), ClientFactory()
+
+    answers = [api_client.post(url(mailing), {"client_ids": [client.pk]}).status_code for _ in range(3)]
+
+    assert answers == [202, 202, 429]
+    assert api_client.get(url(mailing)).status_code == 200  # listing is not throttled
