@@ -16,10 +16,16 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
              messages in the database, database size per message.
   stats      p50/p95 of the statistics endpoints over many messages across many mailings.
+
+With --window-zones N the send phase's clients live in N timezones and its mailing carries a local
+window: half of the zones are inside it, the other half share one UTC offset and their window opens
+--window-opens-in seconds after the mailing is created; every acceptance is checked against its
+client's window. --without-window runs the same clients without the window, for comparison.
 """
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -28,7 +34,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import redis
 import requests
@@ -36,6 +45,7 @@ import requests
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
 from fake_provider.rawload import measure as raw_measure
 from fake_provider.rawload import measure_threads as raw_measure_threads
+from mailings.window import LocalWindow, all_zones
 
 from . import processes
 
@@ -49,6 +59,13 @@ QUEUE = "celery"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip", action="append", choices=PHASES, default=[], help="leave a phase out")
+    parser.add_argument(
+        "--window-zones", type=int, default=0, help="send phase: clients in N zones, a window"
+    )
+    parser.add_argument(
+        "--window-opens-in", type=float, default=10.0, help="seconds until half the zones open"
+    )
+    parser.add_argument("--without-window", action="store_true", help="--window-zones clients, no window")
     parser.add_argument("--clients", type=int, default=100_000, help="send phase size")
     parser.add_argument("--latency", type=float, default=0.05, help="provider latency, seconds")
     parser.add_argument("--error-rate", type=float, default=0.0, help="provider 5xx share (send phase)")
@@ -115,6 +132,9 @@ class Bench:
             self.env["SENDER_CONCURRENCY"] = str(args.concurrency)
         self.workers: list = []
         self._worker_runs = 0
+        self.opening_zones, inside_zones = window_zones(args.window_zones, datetime.now().astimezone())
+        self.zones = [*self.opening_zones, *inside_zones] or ["Europe/Moscow"]
+        self.window: LocalWindow | None = None
 
     def row(self, phase: str, measure: str, value) -> None:
         self.rows.append((phase, measure, str(value)))
@@ -223,21 +243,31 @@ class Bench:
         self._sql(
             "INSERT INTO clients_client (phone, operator_code, tag, timezone, created_at, updated_at) "
             "SELECT '79' || lpad(n::text, 9, '0'), '9' || lpad((n %% 100)::text, 2, '0'), "
-            "'', 'Europe/Moscow', now(), now() FROM generate_series(1, %s) AS n",
-            [count],
+            "'', (%s::text[])[1 + n %% %s], now(), now() FROM generate_series(1, %s) AS n",
+            [self.zones, len(self.zones), count],
         )
         self._sql("ANALYZE clients_client")
 
     def _create_mailing(self, *, ends_in: float, starts_in: float = 0.0):
-        from datetime import timedelta
-
         from django.utils import timezone
 
         from mailings.models import Mailing
 
         start = timezone.now() + timedelta(seconds=starts_in)
+        window = {}
+        if self.opening_zones and not self.args.without_window:
+            # Opens in the first zone group --window-opens-in seconds from now, for eight hours.
+            opens = (start + timedelta(seconds=self.args.window_opens_in)).replace(microsecond=0)
+            zone = ZoneInfo(self.opening_zones[0])
+            window = {
+                "local_window_start": opens.astimezone(zone).time(),
+                "local_window_end": (opens + timedelta(hours=8)).astimezone(zone).time(),
+            }
+            self.window = LocalWindow(*window.values())
         # Saved inside its window: the post_save hook launches it, as an API call would.
-        return Mailing.objects.create(start_at=start, end_at=start + timedelta(seconds=ends_in), text="Bench")
+        return Mailing.objects.create(
+            start_at=start, end_at=start + timedelta(seconds=ends_in), text="Bench", **window
+        )
 
     def _final_count(self, mailing_id: int) -> int:
         return self._sql(
@@ -292,6 +322,7 @@ class Bench:
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
         run = self._send(n, samplers=[probe])
+        window_check = self._window_check(run["mailing"], run["created"]) if self.window else None
         (lag_p50, lag_p99) = self._sql(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
             "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) "
@@ -319,6 +350,37 @@ class Bench:
         self.row("send", "duplicates; sends after end", f"{run['duplicates']}; {run['sends_after_end']}")
         self.row("send", "worker peak RSS per process / total", _rss(run))
         self.row("send", "API p95 while sending", f"{probe.summary()['p95_ms']} ms")
+        if self.args.window_zones:
+            self.results["send"]["zones"] = len(self.zones)
+            self.row("send", "timezones; local window", f"{len(self.zones)}; {bool(window_check)}")
+        if window_check:
+            self.results["send"]["window"] = window_check
+            self.row("send", "acceptances outside their window", window_check["accepted_outside_window"])
+
+    def _window_check(self, mailing, created: float) -> dict:
+        """Whether every acceptance lay inside its client's window, checked per zone group."""
+        zone_of = dict(
+            self._sql(
+                "SELECT m.id, c.timezone FROM messages_app_message m "
+                "JOIN clients_client c ON c.id = m.client_id WHERE m.mailing_id = %s",
+                [mailing.pk],
+            )
+        )
+        start = datetime.fromtimestamp(created).astimezone()
+        occurrence = {zone: next(self.window.occurrences(zone, start)) for zone in set(zone_of.values())}
+        outside, first_after_opening = 0, {}
+        for msg_id, accepted_at in self.control.accepted():
+            zone = zone_of[msg_id]
+            opens, closes = occurrence[zone]
+            outside += not opens.timestamp() <= accepted_at < closes.timestamp()
+            first_after_opening[zone] = min(
+                first_after_opening.get(zone, 1e18), accepted_at - opens.timestamp()
+            )
+        waited = [first_after_opening[zone] for zone in self.opening_zones if zone in first_after_opening]
+        return {
+            "accepted_outside_window": outside,
+            "opening_zones_first_send_after_opening_s": round(max(waited), 3) if waited else None,
+        }
 
     def latency_phase(self) -> None:
         n, latency = self.args.slow_clients, self.args.slow_latency
@@ -676,6 +738,22 @@ def _percentiles(took_ms: list[float]) -> dict[str, float]:
         return {"p50_ms": 0.0, "p95_ms": 0.0, "requests": len(took_ms)}
     cuts = statistics.quantiles(took_ms, n=100)
     return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "requests": len(took_ms)}
+
+
+def window_zones(count: int, now: datetime) -> tuple[list[str], list[str]]:
+    """`count` timezones for a window run: half share one UTC offset (the window opens there soon),
+    the others are one to seven hours ahead of it (inside an eight-hour window already)."""
+    if not count:
+        return [], []
+    by_offset = defaultdict(list)
+    for zone in all_zones():
+        if "/" in zone and not zone.startswith(("Etc/", "SystemV/")):
+            by_offset[now.astimezone(ZoneInfo(zone)).utcoffset()].append(zone)
+    base = max(by_offset, key=lambda offset: len(by_offset[offset]))
+    opening = by_offset[base][: count // 2]
+    ahead = [by_offset.get(base + timedelta(hours=hours), []) for hours in range(1, 8)]
+    spread = [zone for group in itertools.zip_longest(*ahead) for zone in group if zone]
+    return opening, spread[: count - len(opening)]
 
 
 def main() -> int:

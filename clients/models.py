@@ -91,6 +91,8 @@ class Client(models.Model):
         indexes = [
             models.Index(fields=["operator_code", "tag"], name="client_filter_idx"),
             models.Index(fields=["tag"], name="client_tag_idx"),
+            # A mailing's local window defers and counts messages per timezone group.
+            models.Index(fields=["timezone", "id"], name="client_timezone_idx"),
         ]
 
     def __str__(self) -> str:

@@ -297,6 +297,10 @@ SENDER_LEASE_SECONDS = env.float("SENDER_LEASE_SECONDS", default=5.0)
 SENDER_STOP_GRACE = env.float("SENDER_STOP_GRACE", default=10.0)
 # No request starts with less than this (or the recent p99 latency, if longer) left before the end.
 SENDER_END_MARGIN = env.float("SENDER_END_MARGIN", default=0.2)
+# No message is handed out for a client whose local window closes within this many seconds: more
+# than a request can take (connect + read timeouts) from its claim, so that no acceptance lands
+# after the close. A provider gate that makes requests wait (a rate limit) needs it longer.
+SENDER_WINDOW_MARGIN = env.float("SENDER_WINDOW_MARGIN", default=15.0)
 # Retry backoff: full jitter over min(cap, base * 2 ** (attempt - 1)) seconds. Small: random
 # failures are best retried soon; a provider that is down is the breaker's job.
 SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=0.5)

@@ -105,7 +105,7 @@ class MailingForm(forms.ModelForm):
 
     class Meta:
         model = Mailing
-        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS]
+        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS, "local_window_start", "local_window_end"]
 
 
 class LaunchedListFilter(admin.SimpleListFilter):
@@ -145,6 +145,14 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
         ("Audience", {"fields": AUDIENCE_FIELDS}),
+        (
+            "Local-time window",
+            {
+                "fields": ["local_window_start", "local_window_end"],
+                "description": "Each client gets the message only between these times of day in "
+                "their own timezone; both or neither.",
+            },
+        ),
         (
             "Internal bookkeeping",
             {
@@ -225,7 +233,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             # Nothing has been delivered yet for a mailing being added.
-            return self.fieldsets[:2]
+            return self.fieldsets[:3]
         return self.fieldsets
 
     def get_actions(self, request):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from clients.models import TAG_MAX_LENGTH, Client, ClientQuerySet, validate_operator_code
 
 from .segments import Segments, sms_segments
+from .window import LocalWindow
 
 TEXT_MAX_LENGTH = 1000
 FILTER_VALUES_MAX = 100  # values in one multi-value filter
@@ -129,6 +130,17 @@ class Mailing(models.Model):
         validators=[validate_tags],
         help_text="Clients with any of these tags (and filter_tag).",
     )
+    # Both or neither (mailing_local_window_both_or_neither); see mailings.window for the rules.
+    local_window_start = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="Messages go out only from this time of day in each client's own timezone.",
+    )
+    local_window_end = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="...and only until this time of day; before the start: the window crosses midnight.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -166,6 +178,15 @@ class Mailing(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="mailing_end_after_start"),
             models.CheckConstraint(condition=~Q(text=""), name="mailing_text_not_empty"),
+            models.CheckConstraint(
+                condition=Q(local_window_start__isnull=True, local_window_end__isnull=True)
+                | (
+                    Q(local_window_start__isnull=False, local_window_end__isnull=False)
+                    & ~Q(local_window_start=F("local_window_end"))
+                ),
+                name="mailing_local_window_both_or_neither",
+                violation_error_message="Set both ends of the local window (two different times) or neither.",
+            ),
         ]
         indexes = [
             models.Index(
@@ -212,6 +233,13 @@ class Mailing(models.Model):
     @has_unsent.setter
     def has_unsent(self, value: bool) -> None:
         self.__dict__["has_unsent"] = value
+
+    @property
+    def local_window(self) -> LocalWindow | None:
+        """The daily window of the clients' local time the messages go out in; None: any time."""
+        if self.local_window_start is None or self.local_window_end is None:
+            return None
+        return LocalWindow(self.local_window_start, self.local_window_end)
 
     @property
     def is_launched(self) -> bool:

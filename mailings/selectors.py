@@ -1,7 +1,8 @@
 """Read-side queries over mailings, shared by the API and the admin.
 
 Message counts are taken after pagination: the API and the admin first fetch one page of plain
-mailings, then `attach_message_counts` counts that page's messages in one grouped query.
+mailings, then `attach_message_counts` counts that page's messages in one grouped query, and the
+messages waiting for their local window in one more when a mailing of the page has a window.
 """
 
 from collections.abc import Iterable
@@ -12,15 +13,17 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from clients.models import Client
-from messages_app.models import Message, MessageStatus
+from messages_app.models import WAITING_FOR_WINDOW, Message, MessageStatus
 
 from .charts import Bucket
 from .models import UNSENT_STATUSES, Mailing, MailingState, describe_audience
 
 AUDIENCE_SAMPLE_SIZE = 5
 
-# The keys of every counts dict here: one per message status, then "total".
-MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total")
+WAITING = "waiting_for_window"
+# The keys of every counts dict here: one per message status, "total", then how many of the pending
+# ones wait for their client's local window to open (part of "pending", not added to "total").
+MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total", WAITING)
 # The extra key of counts taken with `sent_since`, and the window the send rate is measured over.
 SENT_SINCE = "sent_since"
 RATE_WINDOW = timedelta(minutes=1)
@@ -34,10 +37,16 @@ RATE_WINDOW = timedelta(minutes=1)
 
 
 def message_counts_by_mailing(
-    mailing_ids: Iterable[int], *, sent_since: datetime | None = None
+    mailing_ids: Iterable[int],
+    *,
+    sent_since: datetime | None = None,
+    with_window: Iterable[int] = (),
+    now: datetime | None = None,
 ) -> dict[int, dict[str, int]]:
     """Messages of each given mailing by status value (every status present, 0 when none) plus
-    `total`: one query whatever the number of mailings, none when there are no ids.
+    `total`, and `waiting_for_window` for those in `with_window` (the mailings with a local window;
+    0 for the others): one query whatever the number of mailings, two when some have a window, none
+    when there are no ids.
 
     With `sent_since`, the same query also counts under SENT_SINCE the messages sent from then on,
     on the (mailing, status, sent_at) index.
@@ -59,6 +68,22 @@ def message_counts_by_mailing(
         by_status["total"] = sum(by_status.values())
         if sent_since is not None:
             by_status[SENT_SINCE] = recent[mailing_id]
+        by_status[WAITING] = 0
+    windowed = [mailing_id for mailing_id in dict.fromkeys(with_window) if mailing_id in counts]
+    if windowed:
+        waiting = (
+            Message.objects.filter(
+                mailing_id__in=windowed,
+                status=MessageStatus.PENDING,
+                next_attempt_at__gt=now or timezone.now(),
+                last_error=WAITING_FOR_WINDOW,
+            )
+            .order_by()
+            .values_list("mailing_id")
+            .annotate(n=Count("*"))
+        )
+        for mailing_id, number in waiting:
+            counts[mailing_id][WAITING] = number
     return counts
 
 
@@ -67,14 +92,33 @@ def attach_message_counts(
 ) -> list[Mailing]:
     """Sets `message_counts` (as `message_counts_by_mailing` gives them) on each mailing.
 
-    One query for the whole list. A queryset given here is evaluated and keeps the objects in its
-    result cache, so iterating it again yields the mailings with their counts.
+    One query for the whole list (two when some mailing has a local window). A queryset given here
+    is evaluated and keeps the objects in its result cache, so iterating it again yields the
+    mailings with their counts.
     """
     mailings = list(mailings)
-    counts = message_counts_by_mailing((mailing.pk for mailing in mailings), sent_since=sent_since)
+    counts = message_counts_by_mailing(
+        [mailing.pk for mailing in mailings],
+        sent_since=sent_since,
+        with_window=[mailing.pk for mailing in mailings if mailing.local_window is not None],
+    )
     for mailing in mailings:
         mailing.message_counts = counts[mailing.pk]
     return mailings
+
+
+def audience_zones_missing_the_window(mailing: Mailing, *, now: datetime) -> tuple[list[str], list[str]]:
+    """The timezones of the clients the mailing would go to now, and those of them in which its
+    local window never opens between its start (or now, if later) and its end.
+
+    Per timezone group: one DISTINCT query, then the window rules once per zone.
+    """
+    window = mailing.local_window
+    zones = sorted(mailing.recipients().order_by().values_list("timezone", flat=True).distinct())
+    if window is None:
+        return zones, []
+    start = max(mailing.start_at, now)
+    return zones, [zone for zone in zones if not window.opens_between(zone, start, mailing.end_at)]
 
 
 # The acceptances chart covers at most this many minutes, up to the mailing's last acceptance.
@@ -152,9 +196,17 @@ def message_totals(mailings) -> dict[str, int]:
     """Messages of all these mailings (a queryset) by status and in total: one grouped query."""
     totals = dict.fromkeys(MessageStatus.values, 0)
     grouped = Message.objects.filter(mailing__in=mailings.order_by().values("pk")).order_by()
-    for status, number in grouped.values_list("status").annotate(n=Count("*")):
+    waiting = Q(
+        status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW, next_attempt_at__gt=timezone.now()
+    )
+    waiting_total = 0
+    for status, number, waiting_number in grouped.values_list("status").annotate(
+        n=Count("*"), waiting=Count("id", filter=waiting)
+    ):
         totals[status] = number
+        waiting_total += waiting_number
     totals["total"] = sum(totals.values())
+    totals[WAITING] = waiting_total
     return totals
 
 

@@ -1,3 +1,5 @@
+import copy
+
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
@@ -13,7 +15,9 @@ from mailing_service.api import (
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
-from .selectors import MESSAGE_COUNT_KEYS
+from .selectors import MESSAGE_COUNT_KEYS, WAITING, audience_zones_missing_the_window
+
+WINDOW_FIELDS = ("local_window_start", "local_window_end")
 
 EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
 
@@ -92,6 +96,8 @@ class MailingSerializer(StrictModelSerializer):
             "filter_operator_codes",
             "filter_tag",
             "filter_tags",
+            "local_window_start",
+            "local_window_end",
             "audience",
             "audience_size",
             "resend_of",
@@ -126,6 +132,15 @@ class MailingSerializer(StrictModelSerializer):
             "launched_at": {
                 "help_text": "When its messages were created; from then on only end_at can change (409)."
             },
+            "local_window_start": {
+                "help_text": "With local_window_end, or both null: each client gets the message only "
+                "between these times of day in their own timezone (HH:MM[:SS]). Outside it a message "
+                "waits for the client's next opening, and expires if the mailing ends first."
+            },
+            "local_window_end": {
+                "help_text": "End of the local window, not included; earlier than local_window_start: "
+                "the window crosses midnight (22:00 to 06:00). Must differ from local_window_start."
+            },
             "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
             "resend_of": {
                 "help_text": "A resend goes to the clients whose messages of this mailing failed or "
@@ -148,7 +163,42 @@ class MailingSerializer(StrictModelSerializer):
                 }
             )
         validate_window(start_at, end_at, new=self.instance is None)
+        self._validate_local_window(attrs)
         return attrs
+
+    def _validate_local_window(self, attrs) -> None:
+        start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)
+        if start is None and end is None:
+            return
+        if start is None or end is None:
+            missing, given = WINDOW_FIELDS if start is None else reversed(WINDOW_FIELDS)
+            raise serializers.ValidationError(
+                {missing: [f"Required with {given}: set both ends of the local window, or neither."]}
+            )
+        if start == end:
+            raise serializers.ValidationError({"local_window_end": ["Must differ from local_window_start."]})
+        if self.instance is not None and self.instance.is_launched:
+            return  # its messages exist: only end_at may change, and what the window misses expires
+        zones, missed = audience_zones_missing_the_window(self._mailing_as_saved(attrs), now=timezone.now())
+        if zones and len(missed) == len(zones):
+            listed = ", ".join(missed[:5]) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
+            raise serializers.ValidationError(
+                {
+                    "local_window_start": [
+                        f"The window {start:%H:%M}-{end:%H:%M} never opens between start_at and end_at in "
+                        f"the timezone of any client the mailing goes to ({listed}): it would send nothing."
+                    ]
+                }
+            )
+
+    def _mailing_as_saved(self, attrs) -> Mailing:
+        """The mailing as it would be with these values, unsaved, to ask it about its audience."""
+        mailing = Mailing() if self.instance is None else copy.copy(self.instance)
+        columns = {field.name for field in Mailing._meta.concrete_fields}
+        for name, value in attrs.items():
+            if name in columns:
+                setattr(mailing, name, value)
+        return mailing
 
 
 def validate_window(start_at, end_at, *, new: bool) -> None:
@@ -174,6 +224,12 @@ class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         return attrs
 
 
+COUNT_HELP = {
+    "total": "All messages.",
+    WAITING: "Pending messages waiting for their client's local window to open (counted in pending).",
+}
+
+
 class MessageCountsSerializer(serializers.Serializer):
     """Messages by status, every status present (0 when none), and their total."""
 
@@ -184,7 +240,7 @@ class MessageCountsSerializer(serializers.Serializer):
         return {
             key: serializers.IntegerField(
                 read_only=True,
-                help_text="All messages." if key == "total" else f"Messages in status {key}.",
+                help_text=COUNT_HELP.get(key, f"Messages in status {key}."),
             )
             for key in MESSAGE_COUNT_KEYS
         }

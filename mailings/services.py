@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clients.models import Client
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
+from messages_app.window_guard import WindowGuard
 from ops import metrics
 
 from .models import Mailing, MailingState, TestSend
@@ -19,7 +20,16 @@ log = logging.getLogger(__name__)
 
 # Its messages were created from these, so they are frozen once the mailing is launched.
 FROZEN_AFTER_LAUNCH = frozenset(
-    {"text", "filter_operator_code", "filter_tag", "filter_operator_codes", "filter_tags", "start_at"}
+    {
+        "text",
+        "filter_operator_code",
+        "filter_tag",
+        "filter_operator_codes",
+        "filter_tags",
+        "start_at",
+        "local_window_start",
+        "local_window_end",
+    }
 )
 EDITABLE_FIELDS = FROZEN_AFTER_LAUNCH | {"end_at"}
 
@@ -95,6 +105,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
         mailing.fanout_cursor,
     )
     recipients = mailing.recipients().order_by("id")
+    window = WindowGuard.for_mailing(mailing)
     cursor, created = mailing.fanout_cursor, 0
     while timezone.now() < mailing.end_at:
         remaining = recipients.filter(id__gt=cursor)
@@ -103,8 +114,12 @@ def mailing_launch(*, mailing_id: int) -> bool:
         if last_id is None:
             break
         with transaction.atomic():
+            now = timezone.now()
             batch = messages_create_for_clients(
-                mailing_id=mailing.pk, clients=remaining.filter(id__lte=last_id), now=timezone.now()
+                mailing_id=mailing.pk,
+                clients=remaining.filter(id__lte=last_id),
+                now=now,
+                openings=window.closed_zones(now),  # outside their local window: due at its opening
             )
             created, cursor = created + batch, last_id
             still_live = Mailing.objects.filter(pk=mailing.pk, cancelled_at__isnull=True).update(
@@ -243,7 +258,14 @@ def mailing_resend(
     state = mailing.state_at(now)
     if state not in (MailingState.FINISHED, MailingState.CANCELLED):
         raise MailingStateError(mailing, state, "resent", "finished or cancelled")
-    resend = Mailing(resend_of=mailing, start_at=start_at, end_at=end_at, text=text or mailing.text)
+    resend = Mailing(
+        resend_of=mailing,
+        start_at=start_at,
+        end_at=end_at,
+        text=text or mailing.text,
+        local_window_start=mailing.local_window_start,  # still nobody's night
+        local_window_end=mailing.local_window_end,
+    )
     if not resend.recipients().exists():
         raise MailingNothingToResendError(f"Mailing {mailing.pk} has no failed or expired message to resend.")
     resend.save()  # launches at once when its window holds the present (mailings.signals)

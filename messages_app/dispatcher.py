@@ -62,6 +62,7 @@ from .transports.base import (
     TransportThrottled,
 )
 from .transports.probe import ProbeTransport
+from .window_guard import WindowGuards
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Sender:
         self._flushed_last = False  # set when stopping: the flusher writes what is left and ends
         self._room: asyncio.Event | None = None  # a request ended: the feeder may claim again
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
+        self._windows = WindowGuards()  # the mailings' local-time windows; database thread only
         self._loop: asyncio.AbstractEventLoop | None = None
         self.report = SenderReport()
 
@@ -307,6 +309,7 @@ class Sender:
         now = timezone.now()
         sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
+        self._windows.keep_only(wanted)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
         services.messages_renew_leases(tokens=tokens, now=now)
         paused_until = services.provider_paused_until(now=now)
@@ -347,9 +350,8 @@ class Sender:
             claimed += len(claim.rows)
         return claimed
 
-    @staticmethod
     def _claim_in_db(
-        *, asks: list[tuple[int, int]], wanted: int, holder: str
+        self, *, asks: list[tuple[int, int]], wanted: int, holder: str
     ) -> tuple[list[Claim], float | None]:
         """Claims in turn; none while another sender's pause holds (read first, one primary-key read)."""
         now, claims = timezone.now(), []
@@ -360,7 +362,13 @@ class Sender:
             limit = min(share, wanted)
             if limit <= 0:
                 break
-            claim = services.messages_claim(mailing_id=mailing_id, limit=limit, now=now, holder=holder)
+            window = self._windows[mailing_id]  # only clients whose local window is open now
+            where = window.claim_condition(now)
+            claim = services.messages_claim(
+                mailing_id=mailing_id, limit=limit, now=now, holder=holder, where=where
+            )
+            if len(claim.rows) < limit:
+                window.defer_stragglers(now)
             wanted -= len(claim.rows)
             claims.append(claim)
         return claims, None

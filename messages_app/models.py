@@ -5,6 +5,10 @@ from django.utils import timezone
 from clients.models import Client
 from mailings.models import Mailing
 
+# last_error of a pending message deferred because its client's local window is closed; the
+# statistics count these while their next attempt is ahead (mailings.selectors).
+WAITING_FOR_WINDOW = "waiting for the client's local sending window"
+
 
 class MessageStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # waiting for its next attempt
@@ -57,6 +61,12 @@ class Message(models.Model):
             ),
             models.Index(
                 fields=["claim_token"], condition=Q(status=MessageStatus.SENDING), name="message_claim_idx"
+            ),
+            # Statistics count the messages waiting for their local window by index only.
+            models.Index(
+                fields=["mailing", "next_attempt_at"],
+                condition=Q(status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW),
+                name="message_waiting_window_idx",
             ),
         ]
 

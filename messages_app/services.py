@@ -17,7 +17,7 @@ import enum
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,10 +26,11 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 
+from clients.models import Client
 from mailings.models import Mailing
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import Message, ProviderPause, SenderSlot
+from .models import WAITING_FOR_WINDOW, Message, ProviderPause, SenderSlot
 
 Status = Message.Status
 
@@ -103,13 +104,18 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0, ceiling))
 
 
-def messages_create_for_clients(*, mailing_id: int, clients: QuerySet, now: datetime) -> int:
+def messages_create_for_clients(
+    *, mailing_id: int, clients: QuerySet, now: datetime, openings: Mapping[str, datetime] | None = None
+) -> int:
     """Create one pending message per client in `clients`, in one statement inside the database.
 
     INSERT ... SELECT, because building the rows in Python was most of the fan-out's time; the
     client filter is the ORM's own SQL. Rows that already exist (a replayed batch) are skipped.
+    `openings` (each closed timezone: its next opening; a mailing with a local window): messages of
+    clients in those zones are created waiting for it, by a join in the same statement, rather than
+    updated afterwards, which would write each of them twice.
     """
-    select_sql, select_params = clients.values("id").query.sql_with_params()
+    select_sql, select_params = clients.values("id", "timezone").query.sql_with_params()
     quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     columns = ", ".join(
@@ -125,14 +131,36 @@ def messages_create_for_clients(*, mailing_id: int, clients: QuerySet, now: date
             "claimed_by",
         )
     )
+    cte, params = _openings_cte(openings or {})
+    params += [mailing_id, Status.PENDING]
+    if openings:
+        last_error, due = (
+            "CASE WHEN opening.zone IS NULL THEN '' ELSE %s END",
+            "COALESCE(opening.opens_at, %s)",
+        )
+        joined = " LEFT JOIN opening ON opening.zone = batch.timezone"
+        params.append(WAITING_FOR_WINDOW)
+    else:
+        last_error, due, joined = "''", "%s", ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"SELECT %s, batch.id, %s, 0, '', %s, %s, '' FROM ({select_sql}) AS batch WHERE true "
-            "ON CONFLICT DO NOTHING",
-            [mailing_id, Status.PENDING, moment, moment, *select_params],
+            f"{cte}INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
+            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due}, '' FROM ({select_sql}) AS batch{joined} "
+            "WHERE true ON CONFLICT DO NOTHING",
+            [*params, moment, moment, *select_params],
         )
         return cursor.rowcount
+
+
+def _openings_cte(openings: Mapping[str, datetime]) -> tuple[str, list]:
+    """`WITH opening (zone, opens_at) AS (VALUES ...) `: a table of zones and their next opening."""
+    if not openings:
+        return "", []
+    params = []
+    for zone, opens_at in openings.items():
+        params += [zone, connection.ops.adapt_datetimefield_value(opens_at)]
+    rows = ", ".join(["(%s, %s)"] * len(openings))
+    return f"WITH opening (zone, opens_at) AS (VALUES {rows}) ", params
 
 
 # --- claim, renew, record -------------------------------------------------------------------------
@@ -337,3 +365,34 @@ def provider_pause(*, until: datetime) -> datetime:
 def provider_paused_until(*, now: datetime) -> datetime | None:
     until = ProviderPause.objects.filter(provider=PROVIDER).values_list("paused_until", flat=True).first()
     return until if until is not None and until > now else None
+
+
+def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:
+    """Defer the mailing's messages due by `due_by` whose client is in a closed zone to that zone's
+    next opening (`openings`, mailings.window): those of a zone whose window has just closed, or a
+    retry or a released lease that came due while its zone was closed.
+
+    One UPDATE for all those zone groups: the openings travel as a VALUES list joined on the
+    client's timezone, so the database does the work per zone group and no client passes through
+    Python. It reads the mailing's due messages by index (message_due_idx).
+    """
+    if not openings:
+        return 0
+    quote = connection.ops.quote_name
+    message, client = quote(Message._meta.db_table), quote(Client._meta.db_table)
+    cte, params = _openings_cte(openings)
+    params += [
+        WAITING_FOR_WINDOW,
+        mailing_id,
+        Status.PENDING,
+        connection.ops.adapt_datetimefield_value(due_by),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{cte}UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
+            f"FROM {client} AS c, opening "
+            "WHERE m.mailing_id = %s AND m.status = %s AND m.next_attempt_at <= %s "
+            "AND c.id = m.client_id AND c.timezone = opening.zone",
+            params,
+        )
+        return cursor.rowcount

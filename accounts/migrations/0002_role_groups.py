@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         ("accounts", "0001_token_expiry"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("authtoken", "0004_alter_tokenproxy_options"),
-        ("clients", "0002_view_phone_permission"),
+        ("clients", "0003_view_phone_permission"),
         ("mailings", "0001_initial"),
         ("messages_app", "0001_initial"),
     ]

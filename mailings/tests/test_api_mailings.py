@@ -42,6 +42,8 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "filter_operator_codes": [],
         "filter_tag": "",
         "filter_tags": [],
+        "local_window_start": None,
+        "local_window_end": None,
         "audience": "all clients",
         "audience_size": None,
         "resend_of": None,

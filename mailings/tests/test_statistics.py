@@ -7,9 +7,9 @@ from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing, MailingState
-from mailings.selectors import attach_message_counts, message_counts_by_mailing
+from mailings.selectors import MESSAGE_COUNT_KEYS, attach_message_counts, message_counts_by_mailing
 from mailings.tests.factories import MailingFactory, mailing_in
-from messages_app.models import Message, MessageStatus
+from messages_app.models import WAITING_FOR_WINDOW, Message, MessageStatus
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def statistics_url(mailing: Mailing) -> str:
 
 
 def zero_counts() -> dict[str, int]:
-    return dict.fromkeys([*STATUSES, "total"], 0)
+    return dict.fromkeys(MESSAGE_COUNT_KEYS, 0)
 
 
 def create_messages(mailing: Mailing, per_status: dict[str, int]) -> dict[str, int]:
@@ -258,6 +258,49 @@ def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
         counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
 
     assert counts == mailings_with_messages[mailing.pk]
+
+
+def windowed_mailing_with_waiting_messages() -> Mailing:
+    """A mailing with a local window: 3 messages wait for it, 2 are due, 1 waits for a retry."""
+    mailing = MailingFactory(local_window_start="09:00", local_window_end="21:00")
+    later = timezone.now() + timedelta(hours=3)
+    MessageFactory.create_batch(
+        3, mailing=mailing, status="pending", next_attempt_at=later, last_error=WAITING_FOR_WINDOW
+    )
+    MessageFactory.create_batch(2, mailing=mailing, status="pending")
+    MessageFactory(mailing=mailing, status="pending", next_attempt_at=later, last_error="HTTP 503")
+    # Deferred for the window, but the window has opened since: due, no longer waiting for it.
+    MessageFactory(mailing=mailing, status="pending", last_error=WAITING_FOR_WINDOW)
+    return mailing
+
+
+def test_statistics_count_the_messages_waiting_for_their_local_window(api_client):
+    windowed = windowed_mailing_with_waiting_messages()
+    plain = MailingFactory()
+    create_messages(plain, {"pending": 2})
+
+    listed = {row["id"]: row["message_counts"] for row in api_client.get(LIST_URL).data["results"]}
+    detail = api_client.get(statistics_url(windowed)).data["message_counts"]
+
+    assert listed[windowed.pk] == {**zero_counts(), "pending": 7, "total": 7, "waiting_for_window": 3}
+    assert listed[plain.pk]["waiting_for_window"] == 0
+    assert detail == listed[windowed.pk]
+
+
+@pytest.mark.parametrize("mailings", [1, 20])
+def test_statistics_list_with_windows_takes_a_constant_number_of_queries(
+    api_client, django_assert_num_queries, mailings
+):
+    for _ in range(mailings):
+        windowed_mailing_with_waiting_messages()
+        MailingFactory()
+
+    # token, count, page of mailings, their message counts, the waiting ones of those with a window
+    with django_assert_num_queries(5):
+        response = api_client.get(LIST_URL)
+
+    waiting = sorted(row["message_counts"]["waiting_for_window"] for row in response.data["results"])
+    assert waiting == [0] * mailings + [3] * mailings
 
 
 def test_mailing_statistics_show_progress_rate_and_finish_while_running(api_client):

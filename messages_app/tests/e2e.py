@@ -32,6 +32,7 @@ WORKER_SETTINGS = {
     "SENDER_LEASE_SECONDS": "3",
     "SENDER_STOP_GRACE": "5",
     "SENDER_END_MARGIN": "0.2",
+    "SENDER_WINDOW_MARGIN": "4",  # more than a request can take: connect + read timeouts below
     "PROVIDER_CONNECT_TIMEOUT": "1",
     "PROVIDER_READ_TIMEOUT": "2",
     "MAILING_SCAN_INTERVAL": "1",
