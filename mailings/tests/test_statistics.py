@@ -295,8 +295,8 @@ def test_statistics_list_with_windows_takes_a_constant_number_of_queries(
         windowed_mailing_with_waiting_messages()
         MailingFactory()
 
-    # token, count, page of mailings, their message counts, the waiting ones of those with a window
-    with django_assert_num_queries(5):
+    # token, role permissions (2), count, page of mailings, their message counts, the waiting ones
+    with django_assert_num_queries(7):
         response = api_client.get(LIST_URL)
 
     waiting = sorted(row["message_counts"]["waiting_for_window"] for row in response.data["results"])
