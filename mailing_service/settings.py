@@ -413,6 +413,8 @@ LOGGING = {
         # query string). Server errors still come through, with their traceback.
         "django.request": {"level": "ERROR"},
         "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # django-axes announces its version at INFO on every start of Django (each manage.py call).
+        "axes": {"level": "WARNING"},
         # Where Celery logs "Sending due task", "Task ... received" and "Task ... succeeded".
         **{
             name: {"filters": [] if LOG_LEVEL.upper() == "DEBUG" else ["routine_tasks"]}
