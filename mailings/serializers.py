@@ -305,13 +305,12 @@ class MailingDeleteQuerySerializer(serializers.Serializer):
 class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """A mailing's filter fields, as query parameters; list values repeated or comma-separated."""
 
+    # An empty value is refused, as by every filter of the API (leave the parameter out instead).
     filter_operator_code = StrictCharField(
-        required=False, allow_blank=True, validators=[validate_operator_code], help_text="One operator code."
+        required=False, validators=[validate_operator_code], help_text="One operator code."
     )
     filter_operator_codes = operator_codes_field(required=False)
-    filter_tag = StrictCharField(
-        required=False, allow_blank=True, max_length=TAG_MAX_LENGTH, help_text="One tag."
-    )
+    filter_tag = StrictCharField(required=False, max_length=TAG_MAX_LENGTH, help_text="One tag.")
     filter_tags = tags_field(required=False)
 
     LIST_FIELDS = ("filter_operator_codes", "filter_tags")

@@ -65,6 +65,8 @@ def test_audience_keeps_the_one_value_fields_and_merges_them_with_the_lists(api_
         ({"filter_operator_code": "abc"}, "filter_operator_code"),
         ({"filter_tags": "x" * 65}, "filter_tags"),
         ({"filter_tagz": "vip"}, "filter_tagz"),
+        ({"filter_operator_code": ""}, "filter_operator_code"),
+        ({"filter_tag": ""}, "filter_tag"),
     ],
 )
 def test_audience_answers_bad_filters_with_field_errors(api_client, query, field):
