@@ -1,7 +1,10 @@
 import copy
+import re
 
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clients.models import TAG_MAX_LENGTH, validate_operator_code
@@ -20,6 +23,20 @@ from .selectors import MESSAGE_COUNT_KEYS, WAITING, audience_zones_missing_the_w
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
 
 EVERY_CLIENT_NOTE = "Leave every filter field empty to send to every client."
+
+
+LOCAL_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": LOCAL_TIME_PATTERN, "example": "09:00"})
+class LocalTimeField(serializers.TimeField):
+    """A time of day on the client's own clock, without a UTC offset: JSON Schema's `time` format
+    needs one, hence the pattern; Django would drop an offset silently, so it is refused."""
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not re.fullmatch(LOCAL_TIME_PATTERN, value):
+            self.fail("invalid", format="hh:mm[:ss[.uuuuuu]], without a UTC offset")
+        return super().to_internal_value(value)
 
 
 def operator_codes_field(**kwargs) -> FlatListField:
@@ -67,6 +84,11 @@ class MailingSerializer(StrictModelSerializer):
 
     A request body with a field not listed here is refused with 400.
     """
+
+    serializer_field_mapping = {
+        **StrictModelSerializer.serializer_field_mapping,
+        models.TimeField: LocalTimeField,
+    }
 
     audience = serializers.CharField(
         source="audience_description",

@@ -70,7 +70,7 @@ def test_a_window_starting_where_it_ends_is_a_field_error(api_client):
     assert response.data == {"local_window_end": ["Must differ from local_window_start."]}
 
 
-@pytest.mark.parametrize("value", ["25:00", "9am", "", 900, "09:00+03:00x"])
+@pytest.mark.parametrize("value", ["25:00", "9am", "", 900, "09:00+03:00x", "09:00+03:00", "09:00:00Z"])
 def test_a_malformed_time_is_a_field_error(api_client, value):
     response = api_client.post(LIST_URL, body(local_window_start=value, local_window_end="21:00"))
 
