@@ -13,9 +13,18 @@ WRONG_TOKEN = "Token 0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache(settings):
-    """A cache of this test's own, so that counts start at zero and leave nothing behind."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+def fresh_cache(settings, request):
+    """A cache of this test's own, so that counts start at zero and leave nothing behind.
+
+    Its own LOCATION: locmem caches of one location share their store, and on SQLite a rolled-back
+    test's user id comes back in the next test, which would then find the earlier test's counts.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": request.node.nodeid,
+        }
+    }
 
 
 def rates(settings, **scopes):

@@ -1,0 +1,64 @@
+"""End to end: a provider that allows so many sends a second and answers 429 above it, a real worker
+with two pool processes (two senders on the mailing), Redis and PostgreSQL.
+
+Whether the service learns the rate from the 429s or is told it (`PROVIDER_RATE_LIMIT`), every message
+ends sent exactly once: a 429 is a signal to slow down, never a failure of the message or of the
+provider, so no message fails and the breaker never pauses sending.
+"""
+
+import pytest
+
+from messages_app.models import ProviderPause
+
+from .e2e import FakeProvider, Worker, all_final, counts_by_status, require_real_services, wait_until
+from .test_pipeline_e2e import TOKEN, accepted_ids, create_mailing, make_clients
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ALLOWANCE = 40  # sends per second the provider accepts
+CLIENTS = 200  # five seconds of the allowance
+
+
+@pytest.fixture
+def rate_limited_provider(celery_test_broker):
+    require_real_services(celery_test_broker)
+    fake = FakeProvider(TOKEN, rate_limit=ALLOWANCE)
+    yield fake
+    fake.stop()
+
+
+@pytest.mark.parametrize(
+    "configured_rate",
+    # A little under the allowance, as an operator would set it: the provider's own bucket and ours
+    # do not start at the same instant.
+    ["", str(ALLOWANCE * 0.9)],
+    ids=["learned-from-429s", "PROVIDER_RATE_LIMIT"],
+)
+def test_a_rate_limited_provider_gets_every_message_once_without_failures_or_pauses(
+    configured_rate, rate_limited_provider, celery_test_broker, api_client, tmp_path
+):
+    make_clients(CLIENTS)
+    worker = Worker(
+        broker_url=celery_test_broker,
+        cache_url=celery_test_broker,
+        provider=rate_limited_provider,
+        workdir=tmp_path,
+        PROVIDER_RATE_LIMIT=configured_rate,
+    ).start()
+    try:
+        mailing_id = create_mailing(api_client)
+        wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, what="every message to be final")
+    finally:
+        worker.stop()
+
+    assert counts_by_status(mailing_id) == {"sent": CLIENTS}
+    assert len(accepted_ids(rate_limited_provider)) == CLIENTS  # none sent twice
+    assert not ProviderPause.objects.exists()  # the breaker never tripped on the 429s
+    stats = rate_limited_provider.control.stats()
+    throttled = stats["outcomes"].get("throttled", 0)
+    if configured_rate:
+        # Paced below the allowance from the first request: 429s are the rare collision of two buckets.
+        assert throttled <= 0.05 * stats["requests_total"], stats
+    else:
+        # Nobody told the senders the rate: they met the limit, and learned it from there.
+        assert throttled > 0, stats
