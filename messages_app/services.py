@@ -131,38 +131,40 @@ def messages_create_for_clients(
             "claimed_by",
         )
     )
-    cte, params = _openings_cte(openings or {})
-    params += [mailing_id, Status.PENDING]
+    params = [mailing_id, Status.PENDING]
     if openings:
         last_error, due = (
             "CASE WHEN opening.zone IS NULL THEN '' ELSE %s END",
             "COALESCE(opening.opens_at, %s)",
         )
-        joined = " LEFT JOIN opening ON opening.zone = batch.timezone"
         params.append(WAITING_FOR_WINDOW)
+        opening_sql, opening_params = _openings_table(openings)
+        joined = f" LEFT JOIN {opening_sql} ON opening.zone = batch.timezone"
     else:
-        last_error, due, joined = "''", "%s", ""
+        last_error, due, joined, opening_params = "''", "%s", "", []
     with connection.cursor() as cursor:
         cursor.execute(
-            # WITH after INSERT: Python's sqlite3 (before 3.12) reports no rowcount for a statement
-            # that starts with WITH, and the fan-out adds that count to the audience size.
             f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"{cte}SELECT %s, batch.id, %s, 0, {last_error}, %s, {due}, '' "
+            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due}, '' "
             f"FROM ({select_sql}) AS batch{joined} WHERE true ON CONFLICT DO NOTHING",
-            [*params, moment, moment, *select_params],
+            [*params, moment, moment, *select_params, *opening_params],
         )
         return cursor.rowcount
 
 
-def _openings_cte(openings: Mapping[str, datetime]) -> tuple[str, list]:
-    """`WITH opening (zone, opens_at) AS (VALUES ...) `: a table of zones and their next opening."""
-    if not openings:
-        return "", []
+def _openings_table(openings: Mapping[str, datetime]) -> tuple[str, list]:
+    """`(... FROM (VALUES ...)) AS opening`: a table of zones (`zone`) and their next opening (`opens_at`).
+
+    A derived table rather than WITH: Python's sqlite3 (before 3.12) reports no rowcount for a
+    statement that starts with WITH, and both callers return that count (the fan-out's is added to
+    the audience size). VALUES rather than UNION ALL, which SQLite caps at 500 terms (there are more
+    zones); both databases name its columns column1, column2.
+    """
     params = []
     for zone, opens_at in openings.items():
         params += [zone, connection.ops.adapt_datetimefield_value(opens_at)]
     rows = ", ".join(["(%s, %s)"] * len(openings))
-    return f"WITH opening (zone, opens_at) AS (VALUES {rows}) ", params
+    return f"(SELECT column1 AS zone, column2 AS opens_at FROM (VALUES {rows}) AS zones) AS opening", params
 
 
 # --- claim, renew, record -------------------------------------------------------------------------
@@ -382,17 +384,18 @@ def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime
         return 0
     quote = connection.ops.quote_name
     message, client = quote(Message._meta.db_table), quote(Client._meta.db_table)
-    cte, params = _openings_cte(openings)
-    params += [
+    opening_sql, opening_params = _openings_table(openings)
+    params = [
         WAITING_FOR_WINDOW,
+        *opening_params,
         mailing_id,
         Status.PENDING,
         connection.ops.adapt_datetimefield_value(due_by),
     ]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{cte}UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
-            f"FROM {client} AS c, opening "
+            f"UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
+            f"FROM {client} AS c, {opening_sql} "
             "WHERE m.mailing_id = %s AND m.status = %s AND m.next_attempt_at <= %s "
             "AND c.id = m.client_id AND c.timezone = opening.zone",
             params,
