@@ -341,9 +341,8 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     def from_query(cls, query_params) -> "AudienceQuerySerializer":
         data = {name: query_params.get(name) for name in query_params if name not in cls.LIST_FIELDS}
         for name in cls.LIST_FIELDS:
-            values = [value for raw in query_params.getlist(name) for value in raw.split(",") if value]
-            if values:
-                data[name] = values
+            if name in query_params:  # empty pieces stay, for the child field to refuse them
+                data[name] = [value for raw in query_params.getlist(name) for value in raw.split(",")]
         return cls(data=data)
 
     def merged(self) -> dict[str, list[str]]:
