@@ -3,11 +3,18 @@ import os
 import pytest
 import redis
 from django.contrib.auth.models import Group
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.roles import OPERATORS, VIEWERS
 from mailing_service.celery import app as celery_app
+
+# Two threads writing at once: the tests' in-memory SQLite (shared cache) locks whole tables across
+# threads and ignores the busy timeout; PostgreSQL and a file SQLite do not.
+concurrent_writers = pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="in-memory SQLite cannot take two writing threads"
+)
 
 
 def user_with_role(django_user_model, username: str, group: str):

@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from conftest import concurrent_writers
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import Message
@@ -79,6 +80,7 @@ def test_an_acceptance_that_arrives_after_its_lease_was_released_still_counts_if
     assert message.status == Status.SENT  # not sent twice
 
 
+@concurrent_writers
 def test_two_concurrent_claims_take_disjoint_rows():
     mailing = MailingFactory()
     for _ in range(20):

@@ -9,10 +9,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
+from conftest import concurrent_writers
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
@@ -65,13 +65,6 @@ def sender(
 
 def run_until_idle(provider, *, seconds: float = 20, **overrides):
     return sender(provider, **overrides).run(until_idle=True, seconds=seconds)
-
-
-# Two senders are two threads writing at once: the tests' in-memory SQLite (shared cache) locks
-# whole tables across threads and ignores the busy timeout; PostgreSQL and a file SQLite do not.
-concurrent_writers = pytest.mark.skipif(
-    connection.vendor == "sqlite", reason="in-memory SQLite cannot take two writing threads"
-)
 
 
 def statuses(mailing: Mailing) -> dict[str, int]:
@@ -282,6 +275,7 @@ def test_no_more_senders_on_a_mailing_than_its_slots(provider, settings):
     assert statuses(mailing) == {Status.SENT: 60}
 
 
+@concurrent_writers  # the small mailing's messages are written while the sender writes
 def test_a_new_small_mailing_is_served_beside_a_big_one(provider):
     big = running_mailing()
     messages_of(big, 600)

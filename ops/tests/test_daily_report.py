@@ -9,6 +9,7 @@ import time_machine
 from django.core.management import call_command
 
 from clients.tests.factories import ClientFactory
+from conftest import concurrent_writers
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
@@ -123,6 +124,7 @@ def test_nothing_is_sent_before_the_time_nor_without_recipients(smtp_inbox, sett
     assert not DailyReport.objects.exists()
 
 
+@concurrent_writers
 def test_two_beats_at_the_same_moment_send_one_email(smtp_inbox, day_of_mailings):
     results = []
     start = threading.Barrier(2)
