@@ -134,6 +134,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     """
 
     audit_name = "mailing"
+    deletions_audited_in_services = True  # delete_model: mailing_delete
 
     list_display = ["id", "window", "state", "progress", "audience", "size", "send_rate"]
     list_display_links = ["id", "window"]

@@ -13,6 +13,7 @@ from clients.models import Client
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
 from messages_app.window_guard import WindowGuard
 from ops import metrics
+from ops.audit import audit
 
 from .models import Mailing, MailingState, TestSend
 
@@ -178,7 +179,7 @@ def mailing_pause(*, mailing: Mailing, user) -> Mailing:
         _require_state(mailing, now, "paused", MailingState.SCHEDULED, MailingState.RUNNING)
         mailing.paused_at = now
         mailing.save(update_fields=["paused_at", "updated_at"])
-    log.info("mailing=%s paused by user=%s", mailing.pk, user.pk)
+    audit(name="mailing", pk=mailing.pk, done="paused", user=user)
     return mailing
 
 
@@ -192,7 +193,7 @@ def mailing_resume(*, mailing: Mailing, user) -> Mailing:
         _require_state(mailing, now, "resumed", MailingState.PAUSED)
         mailing.paused_at = None
         mailing.save(update_fields=["paused_at", "updated_at"])  # sendable again: senders see it in ~1 s
-    log.info("mailing=%s resumed by user=%s", mailing.pk, user.pk)
+    audit(name="mailing", pk=mailing.pk, done="resumed", user=user)
     return mailing
 
 
@@ -210,7 +211,7 @@ def mailing_cancel(*, mailing: Mailing, user) -> Mailing:
         mailing.cancelled_at = now
         mailing.save(update_fields=["cancelled_at", "updated_at"])
         expired = messages_expire_cancelled(mailing_id=mailing.pk)
-    log.info("mailing=%s cancelled by user=%s: %s unsent messages expired", mailing.pk, user.pk, expired)
+    audit(name="mailing", pk=mailing.pk, done=f"cancelled ({expired} unsent messages expired)", user=user)
     return mailing
 
 
@@ -239,7 +240,12 @@ def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
             )
         mailing_id = mailing.pk
         mailing.delete()
-    log.info("mailing=%s deleted by user=%s with %s messages", mailing_id, user.pk, messages)
+    audit(
+        name="mailing",
+        pk=mailing_id,
+        done=f"deleted with its {messages} messages" if messages else "deleted",
+        user=user,
+    )
 
 
 class MailingNothingToResendError(Exception):
@@ -269,7 +275,7 @@ def mailing_resend(
     if not resend.recipients().exists():
         raise MailingNothingToResendError(f"Mailing {mailing.pk} has no failed or expired message to resend.")
     resend.save()  # launches at once when its window holds the present (mailings.signals)
-    log.info("mailing=%s resent as mailing=%s by user=%s", mailing.pk, resend.pk, user.pk)
+    audit(name="mailing", pk=mailing.pk, done=f"resent as mailing {resend.pk}", user=user)
     return resend
 
 
@@ -289,5 +295,7 @@ def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[
         transaction.on_commit(
             lambda: current_app.send_task("messages_app.tasks.send_test_messages", args=(ids,))
         )
-    log.info("mailing=%s test send %s to clients %s by user=%s", mailing.pk, ids, client_ids, user.pk)
+    audit(
+        name="mailing", pk=mailing.pk, done=f"test-sent to clients {client_ids} (test sends {ids})", user=user
+    )
     return sends

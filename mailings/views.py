@@ -116,6 +116,7 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """
 
     audit_name = "mailing"
+    audited_in_services = frozenset({"destroy", "pause", "resume", "cancel", "resend", "test_send"})
 
     queryset = Mailing.objects.with_unsent()  # its `state` needs to know, in the same query
     serializer_class = MailingSerializer

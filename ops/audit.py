@@ -28,12 +28,17 @@ def audit(*, name: str, pk: int | None, done: str, user) -> None:
 class AuditLogMixin:
     """For API viewsets: logs create, update, delete and any other action that is not a read (a
     mailing's lifecycle actions). In finalize_response, so that the viewset's perform_* methods and
-    actions need not remember to. Set `audit_name` ("client", "mailing")."""
+    actions need not remember to. Set `audit_name` ("client", "mailing"), and list in
+    `audited_in_services` the actions whose service writes the line itself (with what it did, and
+    for the admin too): those are not logged twice."""
 
     audit_name: str
+    audited_in_services: frozenset[str] = frozenset()
 
     def finalize_response(self, request, response, *args, **kwargs):
         action = getattr(self, "action", None)
+        if action in self.audited_in_services:
+            return super().finalize_response(request, response, *args, **kwargs)
         done = _API_ACTIONS.get(action) or (action if request.method not in SAFE_METHODS else None)
         if done and 200 <= response.status_code < 300:
             pk = self.kwargs.get("pk")
@@ -45,9 +50,11 @@ class AuditLogMixin:
 
 
 class AuditLogAdminMixin:
-    """For ModelAdmins: logs additions, changes and deletions. Set `audit_name`."""
+    """For ModelAdmins: logs additions, changes and deletions. Set `audit_name`; set
+    `deletions_audited_in_services` when delete_model calls a service that logs the deletion."""
 
     audit_name: str
+    deletions_audited_in_services = False
 
     def log_addition(self, request, obj, message):
         audit(name=self.audit_name, pk=obj.pk, done="created in the admin", user=request.user)
@@ -58,6 +65,6 @@ class AuditLogAdminMixin:
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
-        for obj in queryset:  # a queryset (bulk action) or a list (delete view)
+        for obj in [] if self.deletions_audited_in_services else queryset:  # a queryset or a list
             audit(name=self.audit_name, pk=obj.pk, done="deleted in the admin", user=request.user)
         return super().log_deletions(request, queryset)

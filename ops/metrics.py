@@ -11,13 +11,26 @@ client, phone or mailing id.
 """
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 
 NAMESPACE = "sms"
+
+
+def process_identifier() -> str:
+    """Names a process's metric files. Multiprocess mode uses the pid alone, but containers sharing the
+    folder (compose's web, worker and beat) reuse pids, and two processes writing one file corrupt
+    each other's counts; host name and pid together are unique across them."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before any metric is created
+    values.ValueClass = values.MultiProcessValue(process_identifier)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

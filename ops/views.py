@@ -23,13 +23,23 @@ from .collectors import DatabaseCollector
 log = logging.getLogger(__name__)
 
 
+# Set by a reverse proxy: a request with one came from elsewhere, whatever address it arrives from.
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
 def _metrics_allowed(request) -> bool:
-    """With METRICS_TOKEN, a matching bearer token; without, only callers on this machine."""
+    """With METRICS_TOKEN, a matching bearer token; without, only callers on this machine.
+
+    "On this machine" means a loopback address and no forwarding header: a proxy on the same host
+    connects from loopback too, on behalf of anyone.
+    """
     if settings.METRICS_TOKEN:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
             given.strip().encode(), settings.METRICS_TOKEN.encode()
         )
+    if any(header in request.headers for header in FORWARDING_HEADERS):
+        return False
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:

@@ -1,4 +1,9 @@
+import os
+import socket
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -52,6 +57,16 @@ def test_without_a_token_only_this_machine_may_scrape(anonymous_client, settings
 
     assert anonymous_client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     assert anonymous_client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
+def test_without_a_token_a_proxy_on_this_machine_is_not_trusted(anonymous_client, settings, header):
+    settings.METRICS_TOKEN = ""
+
+    assert (
+        anonymous_client.get("/metrics", REMOTE_ADDR="127.0.0.1", **{header: "203.0.113.9"}).status_code
+        == 403
+    )
 
 
 def test_database_gauges_match_the_rows(anonymous_client):
@@ -175,3 +190,19 @@ def test_requests_without_an_answer_are_classed():
     assert metrics.network_error_class(TimeoutError()) == "timeout"
     assert metrics.network_error_class(ConnectionRefusedError()) == "refused"
     assert metrics.network_error_class(OSError("reset")) == "network"
+
+
+def test_metric_files_are_named_by_host_and_pid_so_containers_sharing_the_folder_never_share_one(tmp_path):
+    count_once = "from ops import metrics; metrics.FANOUT_MESSAGES.inc(); print(metrics.process_identifier())"
+    result = subprocess.run(
+        [sys.executable, "-c", count_once],
+        env=os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    identifier = result.stdout.strip()
+    assert identifier == f"{socket.gethostname()}-{identifier.rsplit('-', 1)[1]}"
+    assert [path.name for path in tmp_path.iterdir()] == [f"counter_{identifier}.db"]
