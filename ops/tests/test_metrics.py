@@ -193,7 +193,7 @@ def test_requests_without_an_answer_are_classed():
 
 
 def test_metric_files_are_named_by_host_and_pid_so_containers_sharing_the_folder_never_share_one(tmp_path):
-    count_once = "from ops import metrics; metrics.FANOUT_MESSAGES.inc(); print(metrics.process_identifier())"
+    count_once = "import os; from ops import metrics; metrics.FANOUT_MESSAGES.inc(); print(os.getpid())"
     result = subprocess.run(
         [sys.executable, "-c", count_once],
         env=os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
@@ -203,6 +203,8 @@ def test_metric_files_are_named_by_host_and_pid_so_containers_sharing_the_folder
         check=True,
     )
 
-    identifier = result.stdout.strip()
-    assert identifier == f"{socket.gethostname()}-{identifier.rsplit('-', 1)[1]}"
-    assert [path.name for path in tmp_path.iterdir()] == [f"counter_{identifier}.db"]
+    identifier = f"{socket.gethostname()}-{result.stdout.strip()}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"counter_{identifier}.db",  # the counter it counted
+        f"histogram_{identifier}.db",  # histograms without labels exist from the start
+    ]
