@@ -65,6 +65,7 @@ class AuditLogAdminMixin:
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
-        for obj in [] if self.deletions_audited_in_services else queryset:  # a queryset or a list
-            audit(name=self.audit_name, pk=obj.pk, done="deleted in the admin", user=request.user)
+        if not self.deletions_audited_in_services:
+            for obj in queryset:  # a queryset (bulk action) or a list (delete view)
+                audit(name=self.audit_name, pk=obj.pk, done="deleted in the admin", user=request.user)
         return super().log_deletions(request, queryset)
