@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 from accounts.roles import OPERATORS, VIEWERS
 from mailing_service.celery import app as celery_app
 
-# Two threads writing at once: the tests' in-memory SQLite (shared cache) locks whole tables across
-# threads and ignores the busy timeout; PostgreSQL and a file SQLite do not.
+# Two threads writing at once: the tests' SQLite database (in memory, shared cache) locks whole tables
+# across threads and ignores the busy timeout; PostgreSQL does not.
 concurrent_writers = pytest.mark.skipif(
     connection.vendor == "sqlite", reason="in-memory SQLite cannot take two writing threads"
 )

@@ -155,10 +155,10 @@ def messages_create_for_clients(
 def _openings_table(openings: Mapping[str, datetime]) -> tuple[str, list]:
     """`(... FROM (VALUES ...)) AS opening`: a table of zones (`zone`) and their next opening (`opens_at`).
 
-    A derived table rather than WITH: Python's sqlite3 (before 3.12) reports no rowcount for a
-    statement that starts with WITH, and both callers return that count (the fan-out's is added to
-    the audience size). VALUES rather than UNION ALL, which SQLite caps at 500 terms (there are more
-    zones); both databases name its columns column1, column2.
+    A derived table rather than WITH, which would have to open the window's UPDATE: Python's sqlite3
+    (before 3.12) reports no rowcount for a statement that starts with WITH, and the caller returns
+    that count. VALUES rather than UNION ALL, which SQLite caps at 500 terms (there are more zones);
+    both databases name its columns column1, column2.
     """
     params = []
     for zone, opens_at in openings.items():
