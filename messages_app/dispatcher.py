@@ -437,10 +437,19 @@ class Sender:
                 self._settle(run, row, token, Outcome.RETRY, error.detail)
         else:
             self._gate.record(ProviderAnswer.ACCEPTED, loop.time() - started)
-            self._settle(run, row, token, Outcome.SENT, "")
+            self._settle(run, row, token, Outcome.SENT, "", answered_at=timezone.now())
 
-    def _settle(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID, outcome: Outcome, detail: str):
-        self._results.append(Result(row.id, token, outcome, row.attempt, detail))
+    def _settle(
+        self,
+        run: MailingRun,
+        row: ClaimedRow,
+        token: uuid.UUID,
+        outcome: Outcome,
+        detail: str,
+        *,
+        answered_at: datetime | None = None,
+    ):
+        self._results.append(Result(row.id, token, outcome, row.attempt, detail, answered_at))
         self._results_ready.set()
         self.report.outcomes[outcome] += 1
         log.info(

@@ -87,6 +87,9 @@ class Result:
     outcome: Outcome
     attempt: int
     detail: str = ""
+    # When the provider's answer came: an acceptance's sent_at, which the write may follow by a
+    # flush interval (past the mailing's end, for an answer that came just before it).
+    answered_at: datetime | None = None
 
 
 def lease_duration() -> timedelta:
@@ -247,7 +250,8 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                 continue
             fields = {"status": status, "lease_until": None, "last_error": detail}
             if outcome is Outcome.SENT:
-                fields["sent_at"] = now
+                # One UPDATE for the group: its latest answer, which no row's answer follows.
+                fields["sent_at"] = max((result.answered_at or now for result in group), default=now)
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.

@@ -166,3 +166,22 @@ def test_slots_bound_the_senders_of_a_mailing_and_a_dead_ones_slot_frees_after_i
     assert services.sender_slots_hold(holder="c", mailing_ids=[mailing.pk], now=later) == {mailing.pk}
     services.sender_slots_release(holder="b")
     assert services.sender_slots_hold(holder="a", mailing_ids=[mailing.pk], now=later) == {mailing.pk}
+
+
+def test_an_acceptance_is_stamped_with_its_answer_not_with_the_later_write():
+    mailing = MailingFactory()
+    messages = [MessageFactory(mailing=mailing), MessageFactory(mailing=mailing)]
+    now = timezone.now()
+    claim = services.messages_claim(mailing_id=mailing.pk, limit=2, now=now)
+    answered = [now + timedelta(seconds=1), now + timedelta(seconds=2)]
+
+    services.messages_record(
+        results=[
+            Result(message.id, claim.token, Outcome.SENT, 1, answered_at=at)
+            for message, at in zip(messages, answered, strict=True)
+        ],
+        now=now + timedelta(seconds=5),  # written after the mailing's end, say
+    )
+
+    # The group's latest answer: no message of it was answered later, none is stamped with the write.
+    assert set(Message.objects.filter(mailing=mailing).values_list("sent_at", flat=True)) == {answered[1]}

@@ -56,9 +56,13 @@ def test_a_rate_limited_provider_gets_every_message_once_without_failures_or_pau
     assert not ProviderPause.objects.exists()  # the breaker never tripped on the 429s
     stats = rate_limited_provider.control.stats()
     throttled = stats["outcomes"].get("throttled", 0)
+    rate = configured_rate or "learned"
+    print(f"\nrate-limited provider, rate {rate}: {throttled} of {stats['requests_total']} answers 429")
     if configured_rate:
         # Paced below the allowance from the first request: 429s are the rare collision of two buckets.
         assert throttled <= 0.05 * stats["requests_total"], stats
     else:
-        # Nobody told the senders the rate: they met the limit, and learned it from there.
-        assert throttled > 0, stats
+        # Nobody told the senders the rate: they met the limit, and learned it from there. Most of
+        # the 429s come in the first second, before anything is learned (65 of 265 answers in one
+        # run); senders that retried into the limit without slowing down would get most answers 429.
+        assert 0 < throttled < 0.5 * stats["requests_total"], stats
