@@ -22,11 +22,14 @@ from prometheus_client import Counter, Histogram, values
 NAMESPACE = "sms"
 
 
+HOST = socket.gethostname()  # read once: prometheus-client asks for the identifier on every update
+
+
 def process_identifier() -> str:
     """Names a process's metric files. Multiprocess mode uses the pid alone, but containers sharing the
     folder (compose's web, worker and beat) reuse pids, and two processes writing one file corrupt
     each other's counts; host name and pid together are unique across them."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{HOST}-{os.getpid()}"
 
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before any metric is created
