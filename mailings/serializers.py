@@ -341,8 +341,14 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     def from_query(cls, query_params) -> "AudienceQuerySerializer":
         data = {name: query_params.get(name) for name in query_params if name not in cls.LIST_FIELDS}
         for name in cls.LIST_FIELDS:
-            if name in query_params:  # empty pieces stay, for the child field to refuse them
-                data[name] = [value for raw in query_params.getlist(name) for value in raw.split(",")]
+            if name in query_params:
+                # "vip," is "vip" (the schema allows the value); an empty value stays one, for the
+                # child field to refuse it rather than read it as no filter at all.
+                data[name] = [
+                    piece
+                    for raw in query_params.getlist(name)
+                    for piece in ([part for part in raw.split(",") if part] or [raw])
+                ]
         return cls(data=data)
 
     def merged(self) -> dict[str, list[str]]:

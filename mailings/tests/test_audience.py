@@ -68,7 +68,6 @@ def test_audience_keeps_the_one_value_fields_and_merges_them_with_the_lists(api_
         ({"filter_operator_code": ""}, "filter_operator_code"),
         ({"filter_tag": ""}, "filter_tag"),
         ({"filter_tags": ""}, "filter_tags"),  # not "no filter", which would be every client
-        ({"filter_operator_codes": "916,"}, "filter_operator_codes"),
     ],
 )
 def test_audience_answers_bad_filters_with_field_errors(api_client, query, field):
