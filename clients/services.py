@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from ops.audit import audit
+
 from .models import TAG_MAX_LENGTH, Client, validate_operator_code, validate_phone
 
 log = logging.getLogger(__name__)
@@ -140,13 +142,8 @@ def clients_import(*, data: bytes, user) -> ImportReport:
     for start in range(0, len(valid), size):
         batch = valid[start : start + size]
         _write([client for _, client in batch], report, batch[0][0], batch[-1][0])
-    log.info(
-        "clients import by user=%s: %s created, %s updated, %s invalid rows",
-        user.pk,
-        report.created,
-        report.updated,
-        report.invalid_count,
-    )
+    counts = f"{report.created} created, {report.updated} updated, {report.invalid_count} invalid rows"
+    audit(name="client", pk=None, done=f"imported ({counts})", user=user)
     return report
 
 

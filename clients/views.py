@@ -71,6 +71,7 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
 
     audit_name = "client"
+    audited_in_services = frozenset({"import_csv"})
 
     queryset = Client.objects.all()
     serializer_class = ClientSerializer
