@@ -146,6 +146,12 @@ class Worker:
         wait_until(lambda: " ready." in self.log_path.read_text(), timeout=30, what="the worker to start")
         return self
 
+    def __enter__(self) -> "Worker":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def terminate(self, timeout: float = 30) -> None:
         """SIGTERM to the main process only, as `docker stop` or Kubernetes does: a warm shutdown."""
         self.process.send_signal(signal.SIGTERM)

@@ -38,18 +38,15 @@ def test_a_rate_limited_provider_gets_every_message_once_without_failures_or_pau
     configured_rate, rate_limited_provider, celery_test_broker, api_client, tmp_path
 ):
     make_clients(CLIENTS)
-    worker = Worker(
+    with Worker(
         broker_url=celery_test_broker,
         cache_url=celery_test_broker,
         provider=rate_limited_provider,
         workdir=tmp_path,
         PROVIDER_RATE_LIMIT=configured_rate,
-    ).start()
-    try:
+    ):
         mailing_id = create_mailing(api_client)
         wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, what="every message to be final")
-    finally:
-        worker.stop()
 
     assert counts_by_status(mailing_id) == {"sent": CLIENTS}
     assert len(accepted_ids(rate_limited_provider)) == CLIENTS  # none sent twice
@@ -64,5 +61,5 @@ def test_a_rate_limited_provider_gets_every_message_once_without_failures_or_pau
     else:
         # Nobody told the senders the rate: they met the limit, and learned it from there. Most of
         # the 429s come in the first second, before anything is learned (65 of 265 answers in one
-        # run); senders that retried into the limit without slowing down would get most answers 429.
+        # run); senders that ignored the 429s and only retried got 2,232 of 2,432 answers 429.
         assert 0 < throttled < 0.5 * stats["requests_total"], stats
