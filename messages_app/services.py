@@ -251,7 +251,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             fields = {"status": status, "lease_until": None, "last_error": detail}
             if outcome is Outcome.SENT:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
-                fields["sent_at"] = max((result.answered_at or now for result in group), default=now)
+                fields["sent_at"] = max(result.answered_at or now for result in group)
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.

@@ -39,12 +39,10 @@ def keep_mailing_window_in_order(case) -> None:
     start_at (in the body, or against the stored mailing's other one) and, for a new mailing, end_at
     in the future. The API refuses such bodies with 400 or 409 (tested in mailings/tests); here the
     generated body is made to keep them, so that schemathesis checks everything else about it."""
-    body = case.body
-    if not (case.meta.generation.mode.is_positive and "mailings" in case.path and isinstance(body, dict)):
+    if (found := _positive_mailing_body(case)) is None:
         return
-    stored = Mailing.objects.filter(pk=(case.path_parameters or {}).get("id")).first()
-    start = _moment(body.get("start_at")) or (stored and stored.start_at)
-    end = _moment(body.get("end_at")) or (stored and stored.end_at)
+    body, stored = found
+    start, end = _span(body, stored)
     if start is None or end is None:
         return
     later_than = max(start, timezone.now()) if case.method == "POST" else start
@@ -64,18 +62,16 @@ def keep_local_window_whole(case) -> None:
     """The local window's rules JSON Schema cannot say either: both ends or neither, different
     ends, and a mailing long enough for the window to open (refused with 400, tested in
     mailings/tests). A body that would break them is sent without a window instead."""
-    body = case.body
-    if not (case.meta.generation.mode.is_positive and "mailings" in case.path and isinstance(body, dict)):
+    if (found := _positive_mailing_body(case)) is None:
         return
-    stored = Mailing.objects.filter(pk=(case.path_parameters or {}).get("id")).first()
+    body, stored = found
     ends = [
         _time(body[key]) if key in body else (stored and getattr(stored, key))
         for key in ("local_window_start", "local_window_end")
     ]
     if ends == [None, None]:
         return
-    start = _moment(body.get("start_at")) or (stored and stored.start_at)
-    end = _moment(body.get("end_at")) or (stored and stored.end_at)
+    start, end = _span(body, stored)
     # Any span of a day and more holds one opening of every window in every zone.
     long_enough = start and end and end - max(start, timezone.now()) > timedelta(days=1, hours=1)
     if None in ends or ends[0] == ends[1] or not long_enough:
@@ -89,6 +85,21 @@ def name_every_form_field(case) -> None:
     body = case.body
     if (case.media_type or "").startswith("multipart/") and isinstance(body, dict) and "" in body:
         body["unnamed"] = body.pop("")
+
+
+def _positive_mailing_body(case) -> tuple[dict, Mailing | None] | None:
+    """A schema-valid mailing body, and the mailing it changes (None when it creates one)."""
+    body = case.body
+    if not (case.meta.generation.mode.is_positive and "mailings" in case.path and isinstance(body, dict)):
+        return None
+    return body, Mailing.objects.filter(pk=(case.path_parameters or {}).get("id")).first()
+
+
+def _span(body: dict, stored: Mailing | None) -> tuple[datetime | None, datetime | None]:
+    """The mailing's start and end once the body applies: its own, else the stored mailing's."""
+    start = _moment(body.get("start_at")) or (stored and stored.start_at)
+    end = _moment(body.get("end_at")) or (stored and stored.end_at)
+    return start, end
 
 
 def _time(value) -> time | None:
