@@ -351,7 +351,9 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)
-        page = self.paginate_queryset(messages.qs)
+        # The counts just read give the page count: no COUNT(*) over the mailing's messages.
+        listed = mailing.message_counts[messages.form.cleaned_data.get("status") or "total"]
+        page = self.paginator.paginate_queryset(messages.qs, request, view=self, count=listed)
         data = self.get_serializer(mailing).data
         data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data

@@ -115,3 +115,26 @@ class ProviderPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} paused until {self.paused_until:%H:%M:%S}"
+
+
+class MessageTally(models.Model):
+    """A change in how many messages of a mailing are in a status: the statistics' counts.
+
+    Rows are appended by database triggers on the message table (migration 0006), in the
+    transaction that changed the messages, one row per (mailing, status) a statement changed; the
+    count of a status is the sum of its rows. Counting 10,000,000 messages took a second a request;
+    summing these takes a millisecond. `messages_tallies_fold` folds the rows into one per
+    (mailing, status) from time to time, so that their number stays small.
+
+    No foreign key: the rows of a deleted mailing's messages sum to zero and are folded away.
+    """
+
+    mailing_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+    messages = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["mailing_id", "status"], name="message_tally_mailing_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.messages:+} {self.status} in mailing {self.mailing_id}"

@@ -30,7 +30,7 @@ from clients.models import Client
 from mailings.models import Mailing
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import WAITING_FOR_WINDOW, Message, ProviderPause, SenderSlot
+from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
 
 Status = Message.Status
 
@@ -291,6 +291,29 @@ def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
     return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
+
+
+def message_tallies_fold() -> int:
+    """Folds the tally rows the triggers appended into one per (mailing, status), none where they
+    sum to zero (a deleted mailing's). Returns how many rows fewer there are.
+
+    DELETE ... RETURNING reads and removes the same rows in one statement, so rows that concurrent
+    writes append meanwhile are neither summed nor removed; readers see the old rows or the folded
+    ones, never both, since both change in one transaction.
+    """
+    sums: Counter[tuple[int, str]] = Counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {MessageTally._meta.db_table} RETURNING mailing_id, status, messages")
+        removed = 0
+        for mailing_id, status, messages in cursor.fetchall():
+            sums[mailing_id, status] += messages
+            removed += 1
+        kept = MessageTally.objects.bulk_create(
+            MessageTally(mailing_id=mailing_id, status=status, messages=messages)
+            for (mailing_id, status), messages in sums.items()
+            if messages
+        )
+    return removed - len(kept)
 
 
 # --- what the senders work on --------------------------------------------------------------------

@@ -70,10 +70,12 @@ def stop_sender(**kwargs) -> None:
 
 @shared_task(soft_time_limit=60)
 def sweep_messages() -> None:
-    """Re-drive what a crash left behind, and expire what ended mailings left unsent."""
+    """Re-drive what a crash left behind, expire what ended mailings left unsent, and fold the
+    message tallies the statistics sum."""
     now = timezone.now()
     released = services.messages_release_expired_leases(now=now)
     expired = services.messages_expire_pending(now=now)
+    services.message_tallies_fold()
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)
 

@@ -1,0 +1,115 @@
+"""Message counts kept by triggers (MessageTally): every INSERT, UPDATE and DELETE of messages
+appends the (mailing, status) changes it made, in its own transaction, whichever code ran it (the
+fan-out's INSERT ... SELECT, claims, results, the sweeper, a cascade).
+
+PostgreSQL: statement triggers with transition tables, one tally row per (mailing, status) a
+statement changed, so a claim of 500 messages appends two rows, not a thousand. SQLite has row
+triggers only: one row per message changed, which the embedded defaults' sizes afford.
+
+Creating a trigger locks the table against writes until the migration commits, so the backfill
+counts exactly the messages the triggers did not see.
+"""
+
+from django.db import migrations, models
+
+POSTGRESQL_FUNCTION = """
+CREATE FUNCTION messages_app_message_tally() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        SELECT mailing_id, status, count(*) FROM new_rows GROUP BY mailing_id, status;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        SELECT mailing_id, status, -count(*) FROM old_rows GROUP BY mailing_id, status;
+    ELSE
+        -- An UPDATE that left the status alone nets to zero and appends nothing.
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        SELECT mailing_id, status, sum(change) FROM (
+            SELECT mailing_id, status, 1 AS change FROM new_rows
+            UNION ALL
+            SELECT mailing_id, status, -1 FROM old_rows
+        ) AS changes
+        GROUP BY mailing_id, status
+        HAVING sum(change) <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+"""
+# A trigger with transition tables takes one event only, hence three.
+POSTGRESQL_TRIGGERS = [
+    f"""CREATE TRIGGER messages_app_message_tally_{event.lower()} AFTER {event} ON messages_app_message
+    REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION messages_app_message_tally()"""
+    for event, tables in (
+        ("INSERT", "NEW TABLE AS new_rows"),
+        ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("DELETE", "OLD TABLE AS old_rows"),
+    )
+]
+SQLITE_TRIGGERS = [
+    """CREATE TRIGGER messages_app_message_tally_insert AFTER INSERT ON messages_app_message
+    BEGIN
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        VALUES (NEW.mailing_id, NEW.status, 1);
+    END""",
+    """CREATE TRIGGER messages_app_message_tally_update AFTER UPDATE OF mailing_id, status ON messages_app_message
+    WHEN OLD.status IS NOT NEW.status OR OLD.mailing_id IS NOT NEW.mailing_id
+    BEGIN
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        VALUES (OLD.mailing_id, OLD.status, -1), (NEW.mailing_id, NEW.status, 1);
+    END""",
+    """CREATE TRIGGER messages_app_message_tally_delete AFTER DELETE ON messages_app_message
+    BEGIN
+        INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+        VALUES (OLD.mailing_id, OLD.status, -1);
+    END""",
+]
+BACKFILL = """
+INSERT INTO messages_app_messagetally (mailing_id, status, messages)
+SELECT mailing_id, status, count(*) FROM messages_app_message GROUP BY mailing_id, status
+"""
+
+
+def create_triggers(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        statements = [POSTGRESQL_FUNCTION, *POSTGRESQL_TRIGGERS]
+    else:
+        statements = SQLITE_TRIGGERS
+    for statement in [*statements, BACKFILL]:
+        schema_editor.execute(statement)
+
+
+def drop_triggers(apps, schema_editor):
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    on_table = " ON messages_app_message" if postgresql else ""
+    for event in ("insert", "update", "delete"):
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS messages_app_message_tally_{event}{on_table}")
+    if postgresql:
+        schema_editor.execute("DROP FUNCTION IF EXISTS messages_app_message_tally()")
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("messages_app", "0005_mailing_fk_without_own_index"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="MessageTally",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("mailing_id", models.BigIntegerField()),
+                ("status", models.CharField(max_length=16)),
+                ("messages", models.BigIntegerField()),
+            ],
+            options={
+                "indexes": [models.Index(fields=["mailing_id", "status"], name="message_tally_mailing_idx")],
+            },
+        ),
+        migrations.RunPython(create_triggers, drop_triggers),
+    ]
