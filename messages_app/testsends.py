@@ -44,7 +44,6 @@ async def _send_all(sends: list[TestSend]) -> list[tuple[str, str]]:
         base_url=settings.PROVIDER_URL,
         token=settings.PROVIDER_TOKEN,
         connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
-        read_timeout=settings.PROVIDER_READ_TIMEOUT,
         max_connections=len(sends) or 1,
     )
     async with transport:
@@ -57,7 +56,10 @@ async def _send_one(transport: ProbeTransport, send: TestSend) -> tuple[str, str
     message = OutgoingMessage(send.provider_id, send.client.phone, send.mailing.text)
     timeout = settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT
     try:
-        await transport.send(message, timeout=timeout)
+        async with asyncio.timeout(timeout):
+            await transport.send(message)
+    except TimeoutError:
+        return TestSend.Status.FAILED, f"no answer within {timeout:g} s"
     except TransportError as error:
         return TestSend.Status.FAILED, error.detail
     return TestSend.Status.SENT, ""

@@ -91,6 +91,21 @@ def test_a_refusal_is_the_outcome(api_client, fake_provider, settings, worker_ru
     assert "token" in response.data[0]["detail"]
 
 
+def test_a_provider_slower_than_the_request_timeout_is_the_outcome(
+    api_client, fake_provider, settings, worker_runs_at_once
+):
+    settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT = 0.1, 0.2
+    fake_provider.control.configure(latency=2.0)
+    mailing, client = MailingFactory(), ClientFactory()
+    try:
+        response = api_client.post(url(mailing), {"client_ids": [client.pk]})
+    finally:
+        fake_provider.control.configure(latency=0)
+
+    assert response.status_code == 200
+    assert (response.data[0]["status"], response.data[0]["detail"]) == ("failed", "no answer within 0.3 s")
+
+
 def test_without_an_answer_in_time_it_is_202_with_what_is_pending(api_client, settings, enqueued):
     settings.TEST_SEND_WAIT = 0
     mailing, client = MailingFactory(), ClientFactory()

@@ -54,9 +54,7 @@ def sender(
 ) -> Sender:
     options = {"concurrency": 10, "end_margin": 0.05, "stop_grace": 5.0, "request_timeout": 6.0}
     options.update(overrides)
-    transport = ProbeTransport(
-        base_url=provider.url, token="t", connect_timeout=1.0, read_timeout=5.0, max_connections=50
-    )
+    transport = ProbeTransport(base_url=provider.url, token="t", connect_timeout=1.0, max_connections=50)
     gate = ProviderGate(
         breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause, pacer=pacer
     )
@@ -203,7 +201,7 @@ def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
 def test_moving_the_end_later_extends_requests_already_in_flight(provider):
     mailing = running_mailing(ends_in=2.5)
     messages_of(mailing, 3)
-    provider.script = lambda msg_id, attempt: (200, OK, 3.5)  # the transport reads for up to 5 s
+    provider.script = lambda msg_id, attempt: (200, OK, 3.5)  # a request may take 6 s (request_timeout)
     new_end = timezone.now() + timedelta(seconds=60)
 
     mover = later(
@@ -216,6 +214,25 @@ def test_moving_the_end_later_extends_requests_already_in_flight(provider):
 
     assert len(provider.accepted) == 3
     assert statuses(mailing) == {Status.SENT: 3}
+
+
+def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(provider):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    provider.script = lambda msg_id, attempt: (200, OK, 3.0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        started = time.monotonic()
+        sender(provider, request_timeout=0.3).run(seconds=1.5)
+
+    assert time.monotonic() - started < 2.5  # given up at its own limit, not at the provider's answer
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == (
+        Status.PENDING,
+        1,
+        "no answer within 0.3 s",
+    )
 
 
 def test_message_of_a_deleted_client_fails_without_a_request(provider):

@@ -42,5 +42,6 @@ class Transport(Protocol):
 
     async def __aexit__(self, *exc_info) -> None: ...
 
-    async def send(self, message: OutgoingMessage, *, timeout: float) -> None:
-        """Deliver one message, giving up after `timeout` seconds at the most."""
+    async def send(self, message: OutgoingMessage) -> None:
+        """Deliver one message. The caller bounds how long it may take (asyncio.timeout): a
+        transport bounds only the connecting."""
