@@ -121,10 +121,14 @@ class MessageTally(models.Model):
     """A change in how many messages of a mailing are in a status: the statistics' counts.
 
     Rows are appended by database triggers on the message table (migration 0006), in the
-    transaction that changed the messages, one row per (mailing, status) a statement changed; the
-    count of a status is the sum of its rows. Counting 10,000,000 messages took a second a request;
-    summing these takes a millisecond. `messages_tallies_fold` folds the rows into one per
-    (mailing, status) from time to time, so that their number stays small.
+    transaction that changed the messages: on PostgreSQL one row per (mailing, status) a statement
+    changed, on SQLite one per message. The count of a status is the sum of its rows. Counting
+    10,000,000 messages took over a second a request; summing these takes a millisecond.
+    `message_tallies_fold` folds them into one row per (mailing, status) at each sweep.
+
+    SQLite rebuilds a table to alter it and its triggers go with the old one: a migration that
+    alters Message must create them again (test_tally checks they exist). After loading messages
+    with triggers off (a data-only restore), `manage.py reconcile_message_tallies` repairs them.
 
     No foreign key: the rows of a deleted mailing's messages sum to zero and are folded away.
     """

@@ -1,13 +1,13 @@
 """Message counts kept by triggers (MessageTally): every INSERT, UPDATE and DELETE of messages
 appends the (mailing, status) changes it made, in its own transaction, whichever code ran it (the
-fan-out's INSERT ... SELECT, claims, results, the sweeper, a cascade).
+fan-out's INSERT ... SELECT, claims, results, the sweeper, a cascade); a TRUNCATE empties them.
 
 PostgreSQL: statement triggers with transition tables, one tally row per (mailing, status) a
 statement changed, so a claim of 500 messages appends two rows, not a thousand. SQLite has row
 triggers only: one row per message changed, which the embedded defaults' sizes afford.
 
-Creating a trigger locks the table against writes until the migration commits, so the backfill
-counts exactly the messages the triggers did not see.
+Creating the triggers locks the message table against writes only until this short migration
+commits; the messages already there are counted by the next one (0007), without a lock.
 """
 
 from django.db import migrations, models
@@ -36,6 +36,14 @@ BEGIN
 END
 $$;
 """
+POSTGRESQL_TRUNCATE_FUNCTION = """
+CREATE FUNCTION messages_app_message_tally_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM messages_app_messagetally;
+    RETURN NULL;
+END
+$$;
+"""
 # A trigger with transition tables takes one event only, hence three.
 POSTGRESQL_TRIGGERS = [
     f"""CREATE TRIGGER messages_app_message_tally_{event.lower()} AFTER {event} ON messages_app_message
@@ -45,6 +53,9 @@ POSTGRESQL_TRIGGERS = [
         ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         ("DELETE", "OLD TABLE AS old_rows"),
     )
+] + [
+    """CREATE TRIGGER messages_app_message_tally_truncate AFTER TRUNCATE ON messages_app_message
+    FOR EACH STATEMENT EXECUTE FUNCTION messages_app_message_tally_truncate()"""
 ]
 SQLITE_TRIGGERS = [
     """CREATE TRIGGER messages_app_message_tally_insert AFTER INSERT ON messages_app_message
@@ -64,28 +75,25 @@ SQLITE_TRIGGERS = [
         VALUES (OLD.mailing_id, OLD.status, -1);
     END""",
 ]
-BACKFILL = """
-INSERT INTO messages_app_messagetally (mailing_id, status, messages)
-SELECT mailing_id, status, count(*) FROM messages_app_message GROUP BY mailing_id, status
-"""
 
 
 def create_triggers(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        statements = [POSTGRESQL_FUNCTION, *POSTGRESQL_TRIGGERS]
+        statements = [POSTGRESQL_FUNCTION, POSTGRESQL_TRUNCATE_FUNCTION, *POSTGRESQL_TRIGGERS]
     else:
         statements = SQLITE_TRIGGERS
-    for statement in [*statements, BACKFILL]:
+    for statement in statements:
         schema_editor.execute(statement)
 
 
 def drop_triggers(apps, schema_editor):
     postgresql = schema_editor.connection.vendor == "postgresql"
     on_table = " ON messages_app_message" if postgresql else ""
-    for event in ("insert", "update", "delete"):
+    for event in ("insert", "update", "delete", "truncate"):
         schema_editor.execute(f"DROP TRIGGER IF EXISTS messages_app_message_tally_{event}{on_table}")
     if postgresql:
         schema_editor.execute("DROP FUNCTION IF EXISTS messages_app_message_tally()")
+        schema_editor.execute("DROP FUNCTION IF EXISTS messages_app_message_tally_truncate()")
 
 
 class Migration(migrations.Migration):

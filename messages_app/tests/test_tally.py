@@ -4,7 +4,9 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -68,56 +70,128 @@ def test_the_tallies_follow_every_transition_and_a_deleted_mailing_nets_to_nothi
     assert tallied(mailing_id) == {}
 
 
+def rows_of(*mailings) -> list[tuple]:
+    """The tally rows of these mailings (not of other tests' mailings), in a stable order."""
+    rows = MessageTally.objects.filter(mailing_id__in=[mailing.pk for mailing in mailings])
+    return sorted(rows.values_list("mailing_id", "status", "messages"))
+
+
+def audience(count: int):
+    return Client.objects.filter(pk__in=[client.pk for client in ClientFactory.create_batch(count)])
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's triggers are per row")
 def test_on_postgresql_a_statement_appends_one_row_per_mailing_and_status_it_changed():
     mailing = MailingFactory()
-    clients = Client.objects.filter(pk__in=[c.pk for c in ClientFactory.create_batch(50)])
     now = timezone.now()
-    services.messages_create_for_clients(mailing_id=mailing.pk, clients=clients, now=now)
-    assert list(MessageTally.objects.values_list("status", "messages")) == [(Status.PENDING, 50)]
+    services.messages_create_for_clients(mailing_id=mailing.pk, clients=audience(50), now=now)
+    assert rows_of(mailing) == [(mailing.pk, Status.PENDING, 50)]
 
     services.messages_claim(mailing_id=mailing.pk, limit=30, now=now)
-    assert Counter(MessageTally.objects.values_list("status", "messages")) == Counter(
-        {(Status.PENDING, 50): 1, (Status.PENDING, -30): 1, (Status.SENDING, 30): 1}
+    assert Counter(rows_of(mailing)) == Counter(
+        {
+            (mailing.pk, Status.PENDING, 50): 1,
+            (mailing.pk, Status.PENDING, -30): 1,
+            (mailing.pk, Status.SENDING, 30): 1,
+        }
     )
 
     Message.objects.filter(mailing=mailing).update(last_error="no status changed")
-    assert MessageTally.objects.count() == 3
+    assert len(rows_of(mailing)) == 3
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no TRUNCATE")
+def test_on_postgresql_truncating_the_messages_empties_the_tallies():
+    mailing = MailingFactory()
+    services.messages_create_for_clients(mailing_id=mailing.pk, clients=audience(3), now=timezone.now())
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {Message._meta.db_table}")
+
+    assert not MessageTally.objects.exists()
+
+
+def test_the_triggers_are_there():
+    """SQLite drops a table's triggers when a migration rebuilds it: one altering Message must make
+    them again, or every count would silently stop moving."""
+    if connection.vendor == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'messages_app_message'::regclass"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'messages_app_message'"
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        names = {name for (name,) in cursor.fetchall() if name.startswith("messages_app_message_tally_")}
+    events = {"insert", "update", "delete"} | ({"truncate"} if connection.vendor == "postgresql" else set())
+    assert names == {f"messages_app_message_tally_{event}" for event in events}
 
 
 def test_folding_keeps_the_sums_in_one_row_per_mailing_and_status_and_drops_deleted_mailings():
-    kept, deleted = MailingFactory(), MailingFactory()
-    clients = Client.objects.filter(pk__in=[c.pk for c in ClientFactory.create_batch(5)])
+    kept, deleted, untouched = MailingFactory(), MailingFactory(), MailingFactory()
+    clients = audience(5)
     now = timezone.now()
-    for mailing in (kept, deleted):
+    for mailing in (kept, deleted, untouched):
         services.messages_create_for_clients(mailing_id=mailing.pk, clients=clients, now=now)
+    services.message_tallies_fold()  # one row each (SQLite's triggers wrote one per message)
     claim = services.messages_claim(mailing_id=kept.pk, limit=3, now=now)
     services.messages_record(results=[Result(claim.rows[0].id, claim.token, Outcome.SENT, 1)], now=now)
     deleted_id = deleted.pk
     deleted.delete()
-    before = MessageTally.objects.count()
+    before = rows_of(kept, deleted, untouched)
+    untouched_row = MessageTally.objects.get(mailing_id=untouched.pk)
 
-    assert services.message_tallies_fold() == before - 3
+    assert services.message_tallies_fold() == len(before) - 4
 
-    assert sorted(MessageTally.objects.values_list("mailing_id", "status", "messages")) == [
+    assert rows_of(kept, untouched) == [
         (kept.pk, Status.PENDING, 2),
         (kept.pk, Status.SENDING, 2),
         (kept.pk, Status.SENT, 1),
+        (untouched.pk, Status.PENDING, 5),
     ]
     assert tallied(kept.pk) == counted(kept.pk)
     assert not MessageTally.objects.filter(mailing_id=deleted_id).exists()
+    # A (mailing, status) already in one row is not rewritten.
+    assert MessageTally.objects.get(mailing_id=untouched.pk).pk == untouched_row.pk
 
 
 def test_the_sweep_folds_the_tallies():
     mailing = MailingFactory()
-    clients = Client.objects.filter(pk__in=[c.pk for c in ClientFactory.create_batch(3)])
     now = timezone.now()
-    services.messages_create_for_clients(mailing_id=mailing.pk, clients=clients, now=now)
+    services.messages_create_for_clients(mailing_id=mailing.pk, clients=audience(3), now=now)
     services.messages_claim(mailing_id=mailing.pk, limit=2, now=now)
 
     tasks.sweep_messages()
 
-    assert sorted(MessageTally.objects.values_list("status", "messages")) == [
-        (Status.PENDING, 1),
-        (Status.SENDING, 2),
-    ]
+    assert rows_of(mailing) == [(mailing.pk, Status.PENDING, 1), (mailing.pk, Status.SENDING, 2)]
+
+
+def test_reconciling_repairs_tallies_that_missed_or_doubled_messages(capsys):
+    missed, doubled, right = MailingFactory(), MailingFactory(), MailingFactory()
+    now = timezone.now()
+    for mailing in (missed, doubled, right):
+        services.messages_create_for_clients(mailing_id=mailing.pk, clients=audience(4), now=now)
+    # As after loading messages with the triggers off, and after loading both tables.
+    MessageTally.objects.filter(mailing_id=missed.pk).delete()
+    MessageTally.objects.create(mailing_id=doubled.pk, status=Status.PENDING, messages=4)
+
+    call_command("reconcile_message_tallies")
+
+    assert "2 (mailing, status) counts corrected" in capsys.readouterr().out
+    for mailing in (missed, doubled, right):
+        assert tallied(mailing.pk) == counted(mailing.pk) == {Status.PENDING: 4}
+    assert services.message_tallies_reconcile() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_counts_the_messages_that_were_there_before_the_triggers():
+    executor = MigrationExecutor(connection)
+    executor.migrate([("messages_app", "0005_mailing_fk_without_own_index")])
+    try:
+        mailing = MailingFactory()
+        for client in ClientFactory.create_batch(3):
+            Message.objects.create(mailing=mailing, client=client, status=Status.SENT)
+        Message.objects.create(mailing=mailing, client=ClientFactory())
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes("messages_app"))
+
+    assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 3, Status.PENDING: 1}
