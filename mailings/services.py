@@ -16,6 +16,7 @@ from ops import metrics
 from ops.audit import audit
 
 from .models import Mailing, MailingState, TestSend
+from .selectors import message_counts_by_mailing
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
             raise MailingStateError(
                 mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
             )
-        messages = mailing.messages.count() if mailing.is_launched else 0
+        messages = message_counts_by_mailing([mailing.pk])[mailing.pk]["total"] if mailing.is_launched else 0
         if messages and not with_history:
             raise MailingHistoryError(
                 f"Mailing {mailing.pk} has {messages} messages, which would be deleted with it; "

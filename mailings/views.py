@@ -304,11 +304,11 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     )
     @action(detail=False, url_path="statistics")
     def statistics(self, request):
-        # The same plain mailings as the list, paginated first; then one grouped query counts the
-        # messages of this page only (see mailings.selectors).
+        # The same plain mailings as the list, paginated first; then one grouped query sums the
+        # message tallies of this page only (see mailings.selectors).
         mailings = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(mailings)
-        if page is None:  # pagination switched off: every mailing, still one counting query
+        if page is None:  # pagination switched off: every mailing, still one summing query
             return Response(self.get_serializer(attach_message_counts(mailings), many=True).data)
         data = self.get_serializer(attach_message_counts(page), many=True).data
         return self.get_paginated_response(data)
