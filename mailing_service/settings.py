@@ -268,6 +268,8 @@ PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")
 PROVIDER_TOKEN = env.str("PROVIDER_TOKEN", default="")
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
+# How long one request may take in all, connecting included: then it is given up and retried.
+PROVIDER_REQUEST_TIMEOUT = PROVIDER_CONNECT_TIMEOUT + PROVIDER_READ_TIMEOUT
 
 # Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
 # one mailing at once (each holds one of the mailing's slots under a lease).

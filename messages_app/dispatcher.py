@@ -60,6 +60,7 @@ from .transports.base import (
     TransportAuthError,
     TransportError,
     TransportThrottled,
+    no_answer_within,
 )
 from .transports.probe import ProbeTransport
 from .window_guard import WindowGuards
@@ -114,6 +115,8 @@ class Sender:
         self._transport = transport
         self._gate = gate
         self._concurrency = concurrency
+        # Free places worth a claim of their own at high throughput (fewer, larger claims).
+        self._claim_batch = max(1, concurrency // 8)
         self._end_margin = end_margin
         self._stop_grace = stop_grace
         self._request_timeout = request_timeout
@@ -124,7 +127,7 @@ class Sender:
         self._results: list[Result] = []
         self._results_ready: asyncio.Event | None = None
         self._flushed_last = False  # set when stopping: the flusher writes what is left and ends
-        self._room: asyncio.Event | None = None  # a request ended: the feeder may claim again
+        self._room: asyncio.Event | None = None  # a batch of places is free: the feeder may claim
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; database thread only
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,7 +159,7 @@ class Sender:
             concurrency=settings.SENDER_CONCURRENCY_MAX,
             end_margin=settings.SENDER_END_MARGIN,
             stop_grace=settings.SENDER_STOP_GRACE,
-            request_timeout=settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT,
+            request_timeout=settings.PROVIDER_REQUEST_TIMEOUT,
         )
 
     # --- running and stopping --------------------------------------------------------------------
@@ -237,7 +240,7 @@ class Sender:
                 free = self._concurrency - len(self._in_flight)
                 wanted = self._gate.capacity(free, len(self._in_flight))
                 # Claim in batches at high throughput, but never leave a place idle for long.
-                if wanted and (wanted >= max(1, self._concurrency // 8) or now - last_claim > 0.1):
+                if wanted and (wanted >= self._claim_batch or now - last_claim > 0.1):
                     last_claim = now
                     await self._claim(wanted)
             except DatabaseError:
@@ -300,8 +303,10 @@ class Sender:
         if run.deadline:
             log.info("mailing=%s end moved to %s", run.id, end_at.isoformat(), extra=log_ids(mailing=run.id))
             for scope, own_limit in run.scopes.items():
-                # Later extends requests in flight (up to their own limit), earlier cuts them.
-                scope.reschedule(min(deadline, own_limit))
+                # Later extends requests in flight (up to their own limit), earlier cuts them. A
+                # scope that has just fired (its request not yet woken) can no longer be moved.
+                if not scope.expired():
+                    scope.reschedule(min(deadline, own_limit))
         run.end_at, run.deadline = end_at, deadline
 
     def _read_and_hold(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> "SenderView":
@@ -386,11 +391,15 @@ class Sender:
 
     def _finished(self, task: asyncio.Task) -> None:
         del self._in_flight[task]
-        self._room.set()
+        # Not on every answer: each wake-up costs the feeder a wait_for (a task and a timer); fewer
+        # free places are picked up by its next tick (FEED_TICK) anyway.
+        if self._concurrency - len(self._in_flight) >= self._claim_batch:
+            self._room.set()
 
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
         loop = asyncio.get_running_loop()
         started: float | None = None
+        scope: asyncio.Timeout | None = None
         try:
             if row.phone is None:
                 return self._settle(run, row, token, Outcome.FAILED, "client was deleted")
@@ -412,10 +421,13 @@ class Sender:
                 finally:
                     del run.scopes[scope]
         except TimeoutError:
-            if loop.time() < run.deadline:  # the request's own limit: no answer in time, try again
+            # Which limit fired, told by the scope's own time: the end may have moved since.
+            if scope is not None and scope.when() >= own_limit:  # no answer in time: try again
+                metrics.PROVIDER_ERRORS.labels("timeout").inc()
                 self._gate.record(ProviderAnswer.ERROR, loop.time() - started)
-                self._settle(run, row, token, Outcome.RETRY, f"no answer within {self._request_timeout:g} s")
+                self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
             else:
+                metrics.PROVIDER_ERRORS.labels("cut").inc()
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
         except asyncio.CancelledError:
@@ -423,6 +435,7 @@ class Sender:
             if started is None:
                 self._settle(run, row, token, Outcome.DEFERRED, "sender stopped")
             else:
+                metrics.PROVIDER_ERRORS.labels("cut").inc()
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut by a stopping worker")
         except TransportThrottled as error:

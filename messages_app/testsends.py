@@ -9,8 +9,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from mailings.models import TestSend
+from ops import metrics
 
-from .transports.base import OutgoingMessage, TransportError
+from .transports.base import OutgoingMessage, TransportError, no_answer_within
 from .transports.probe import ProbeTransport
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,12 @@ async def _send_one(transport: ProbeTransport, send: TestSend) -> tuple[str, str
     if send.client is None:
         return TestSend.Status.FAILED, "client was deleted"
     message = OutgoingMessage(send.provider_id, send.client.phone, send.mailing.text)
-    timeout = settings.PROVIDER_CONNECT_TIMEOUT + settings.PROVIDER_READ_TIMEOUT
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(settings.PROVIDER_REQUEST_TIMEOUT):
             await transport.send(message)
     except TimeoutError:
-        return TestSend.Status.FAILED, f"no answer within {timeout:g} s"
+        metrics.PROVIDER_ERRORS.labels("timeout").inc()
+        return TestSend.Status.FAILED, no_answer_within(settings.PROVIDER_REQUEST_TIMEOUT)
     except TransportError as error:
         return TestSend.Status.FAILED, error.detail
     return TestSend.Status.SENT, ""

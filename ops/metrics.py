@@ -54,7 +54,7 @@ PROVIDER_ERRORS = Counter(
     "provider_errors",
     "Provider requests that did not end in acceptance, by class: timeout, refused, network, 5xx, "
     "429, auth (401/403), invalid (400), rejected (code != 0), garbage (not the expected JSON), "
-    "other_status, cut (the mailing's end cut the request).",
+    "other_status, cut (the mailing's end or a stopping worker cut the request).",
     ["error_class"],
     namespace=NAMESPACE,
 )
@@ -153,8 +153,12 @@ def provider_call():
             error_class = answer_error_class(call.status, error)
         elif error.__context__ is not None:  # the transport re-raised the client's error as its own
             error_class = network_error_class(error.__context__)
-        else:  # cancelled from outside: the mailing's end cut the request short
-            error_class = "cut" if isinstance(error, asyncio.CancelledError) else "network"
+        elif isinstance(error, asyncio.CancelledError):
+            # Cancelled from outside: the caller knows why (its timeout, the mailing's end, a
+            # stopping worker) and counts it as `timeout` or `cut`.
+            raise
+        else:
+            error_class = "network"
         PROVIDER_ERRORS.labels(error_class).inc()
         raise
     finally:

@@ -6,10 +6,12 @@ of its own, so two senders in one test are two real database sessions.
 
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from clients.tests.factories import ClientFactory
 from conftest import concurrent_writers
@@ -182,10 +184,24 @@ def test_nothing_is_accepted_after_the_end_and_what_was_cut_in_flight_is_unknown
     assert found.get(Status.SENT, 0) + found.get(Status.UNKNOWN, 0) == len(provider.requests)
 
 
+def provider_errors() -> Counter:
+    """The provider errors counted so far, by class (this process's registry)."""
+    return Counter(
+        {
+            sample.labels["error_class"]: sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "sms_provider_errors"
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
+    )
+
+
 def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
     mailing = running_mailing()
     messages_of(mailing, 3)
     provider.script = lambda msg_id, attempt: (200, OK, 4.0)
+    errors_before = provider_errors()
 
     def end_soon():
         Mailing.objects.filter(pk=mailing.pk).update(end_at=timezone.now() + timedelta(seconds=0.5))
@@ -196,6 +212,7 @@ def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
 
     assert provider.accepted == []  # cut before the provider's answer
     assert statuses(mailing) == {Status.UNKNOWN: 3}
+    assert provider_errors() - errors_before == Counter(cut=3)
 
 
 def test_moving_the_end_later_extends_requests_already_in_flight(provider):
@@ -221,6 +238,8 @@ def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(provider):
     (message,) = messages_of(mailing, 1)
     provider.script = lambda msg_id, attempt: (200, OK, 3.0)
 
+    errors_before = provider_errors()
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
         started = time.monotonic()
@@ -233,6 +252,27 @@ def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(provider):
         1,
         "no answer within 0.3 s",
     )
+    assert provider_errors() - errors_before == Counter(timeout=1)
+
+
+def test_moving_the_end_later_extends_a_request_only_up_to_its_own_limit(provider):
+    mailing = running_mailing(ends_in=2.0)  # moved before it comes: the sender re-reads ends every second
+    (message,) = messages_of(mailing, 1)
+    provider.script = lambda msg_id, attempt: (200, OK, 5.0)
+    new_end = timezone.now() + timedelta(seconds=60)
+
+    mover = later(
+        0,
+        lambda: Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end),
+        once=lambda: provider.requests,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        sender(provider, request_timeout=3.0).run(seconds=4.0)
+    mover.join()
+
+    message.refresh_from_db()
+    assert (message.status, message.last_error) == (Status.PENDING, "no answer within 3 s")
 
 
 def test_message_of_a_deleted_client_fails_without_a_request(provider):

@@ -37,6 +37,11 @@ class TransportThrottled(TransportError):
         self.retry_after = retry_after
 
 
+def no_answer_within(seconds: float) -> str:
+    """The error of a request given up after `seconds` without an answer."""
+    return f"no answer within {seconds:g} s"
+
+
 class Transport(Protocol):
     async def __aenter__(self) -> "Transport": ...
 
