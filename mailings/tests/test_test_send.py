@@ -94,7 +94,7 @@ def test_a_refusal_is_the_outcome(api_client, fake_provider, settings, worker_ru
 def test_a_provider_slower_than_the_request_timeout_is_the_outcome(
     api_client, fake_provider, settings, worker_runs_at_once
 ):
-    settings.PROVIDER_CONNECT_TIMEOUT, settings.PROVIDER_READ_TIMEOUT = 0.1, 0.2
+    settings.PROVIDER_REQUEST_TIMEOUT = 0.3
     fake_provider.control.configure(latency=2.0)
     mailing, client = MailingFactory(), ClientFactory()
     try:
