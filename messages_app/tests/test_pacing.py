@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from messages_app.adaptive import InFlightLimit, LearnedRate
+from messages_app.adaptive import GROWTH_PER_ANSWER, InFlightLimit, LearnedRate
 from messages_app.pacing import Feedback, Pacer, pacer_for
 from messages_app.ratelimit import FileBucket, RedisBucket
 from messages_app.tests.test_ratelimit import FakeClock
@@ -29,17 +29,17 @@ def test_limit_starts_low_and_doubles_every_round_trip_up_to_its_initial_value()
     for _ in range(80):
         adaptive.on_answer(0.5, in_flight=adaptive.limit)
 
-    assert 100 <= adaptive.limit <= 106  # then a tenth per round trip
+    assert 100 <= adaptive.limit <= 116  # then a quarter per round trip
 
 
-def test_limit_grows_by_about_a_tenth_per_round_trip_while_latency_is_flat():
+def test_limit_grows_by_about_a_quarter_per_round_trip_while_latency_is_flat():
     clock = FakeClock()
     adaptive = limit(clock)
 
     for _ in range(100):
         adaptive.on_answer(0.5, in_flight=100)
 
-    assert adaptive.value == pytest.approx(110)
+    assert adaptive.value == pytest.approx(125)
 
 
 def test_limit_does_not_grow_when_it_is_not_used():
@@ -105,7 +105,7 @@ def test_a_provider_slower_for_good_becomes_the_new_baseline_and_the_limit_grows
     for _ in range(10):
         adaptive.on_answer(0.5, in_flight=100)
 
-    assert adaptive.value == pytest.approx(before + 1)
+    assert adaptive.value == pytest.approx(before + 10 * GROWTH_PER_ANSWER)
 
 
 def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_accepted():
