@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 
@@ -35,6 +35,7 @@ from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, Se
 Status = Message.Status
 
 PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
+RECONCILE_LOCK = 0x7A11E5  # PostgreSQL advisory lock key: one tally reconcile at a time
 
 
 class Outcome(enum.StrEnum):
@@ -295,8 +296,8 @@ def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
 
 def message_tallies_fold() -> int:
     """Folds each (mailing, status) with more than one tally row into one, or none where they sum to
-    zero (a deleted mailing's). Returns how many rows fewer there are. Groups already folded are
-    left alone, so a sweep costs what changed since the last one, not every mailing ever sent.
+    zero (a deleted mailing's). Returns how many rows fewer there are. Groups already in one row are
+    read (an index-only GROUP BY) but not rewritten, so a sweep writes only what changed.
 
     DELETE ... RETURNING reads and removes the same rows in one statement, so rows that concurrent
     writes append meanwhile are neither summed nor removed; readers see the old rows or the folded
@@ -322,16 +323,22 @@ def message_tallies_fold() -> int:
     return removed - len(kept)
 
 
-def message_tallies_reconcile() -> int:
+def message_tallies_reconcile(*, using: str = DEFAULT_DB_ALIAS) -> int:
     """Adds to the tallies, per (mailing, status), the messages they are missing (or have too many
     of): after messages were written with the triggers off (their migration, a data-only restore,
     loaddata of both tables). Returns how many (mailing, status) it corrected.
 
     One statement, hence one snapshot of both tables: a change committed after it is not in its
-    count and is tallied by the triggers, so this needs no lock and sending goes on.
+    count and is tallied by the triggers, so writers are not locked out and sending goes on. Two
+    reconciles at once would each add the same gap: on PostgreSQL an advisory lock queues the
+    second, whose statement then starts after the first committed and finds nothing to add
+    (SQLite's single writer does the same).
     """
     table, messages = MessageTally._meta.db_table, Message._meta.db_table
-    with connection.cursor() as cursor:
+    database = connections[using]
+    with transaction.atomic(using=using), database.cursor() as cursor:
+        if database.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RECONCILE_LOCK])
         cursor.execute(
             f"INSERT INTO {table} (mailing_id, status, messages) "
             "SELECT mailing_id, status, sum(messages) FROM ("

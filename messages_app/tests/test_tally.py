@@ -1,17 +1,20 @@
 """The message tallies, kept by database triggers, agree with the messages whatever changed them."""
 
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Sum
 from django.utils import timezone
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
+from conftest import concurrent_writers
 from mailings.tests.factories import MailingFactory
 from messages_app import services, tasks
 from messages_app.models import Message, MessageTally
@@ -193,6 +196,32 @@ def test_migrating_counts_the_messages_that_were_there_before_the_triggers():
         Message.objects.create(mailing=mailing, client=ClientFactory())
     finally:
         executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes("messages_app"))
+        executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 3, Status.PENDING: 1}
+
+
+@concurrent_writers
+@pytest.mark.django_db(transaction=True)
+def test_two_reconciles_at_once_add_the_missing_messages_once():
+    mailing = MailingFactory()
+    services.messages_create_for_clients(mailing_id=mailing.pk, clients=audience(4), now=timezone.now())
+    MessageTally.objects.filter(mailing_id=mailing.pk).delete()  # as if written with the triggers off
+    first_added = threading.Event()
+
+    def first():
+        try:
+            with transaction.atomic():
+                services.message_tallies_reconcile()
+                first_added.set()
+                time.sleep(0.5)  # the second one starts meanwhile: it must not count the gap again
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_added.wait(10)
+    services.message_tallies_reconcile()
+    thread.join()
+
+    assert tallied(mailing.pk) == counted(mailing.pk) == {Status.PENDING: 4}

@@ -7,7 +7,7 @@ class Command(BaseCommand):
     help = (
         "Make the statistics' message tallies agree with the messages again, after messages were "
         "loaded with the database's triggers off (a data-only restore, loaddata of both tables). "
-        "Safe while the service runs: one statement, no lock."
+        "Safe while the service runs: one statement, writers are not locked out."
     )
 
     def handle(self, *args, **options):
