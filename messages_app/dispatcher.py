@@ -20,7 +20,7 @@ sending never holds a pool slot and launch, scan and sweep tasks never wait behi
 The mailing's end is a hard deadline: no request starts unless it can finish before it (margin:
 a high percentile of recent latencies), a request still in flight at the end is cut and recorded
 as UNKNOWN (it reached the provider, its answer did not reach us), and moving the end moves the
-deadline of requests in flight, later or earlier.
+deadline of requests in flight, earlier or later (later only up to the request's own timeout).
 
 Stopping (`request_stop`, SIGTERM in a worker): no more claims, requests in flight get up to
 `stop_grace` seconds, those still running are cut (UNKNOWN), every result is written and the
@@ -115,8 +115,6 @@ class Sender:
         self._transport = transport
         self._gate = gate
         self._concurrency = concurrency
-        # Free places worth a claim of their own at high throughput (fewer, larger claims).
-        self._claim_batch = max(1, concurrency // 8)
         self._end_margin = end_margin
         self._stop_grace = stop_grace
         self._request_timeout = request_timeout
@@ -127,7 +125,7 @@ class Sender:
         self._results: list[Result] = []
         self._results_ready: asyncio.Event | None = None
         self._flushed_last = False  # set when stopping: the flusher writes what is left and ends
-        self._room: asyncio.Event | None = None  # a batch of places is free: the feeder may claim
+        self._room: asyncio.Event | None = None  # a request ended: the feeder may claim again
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; database thread only
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -240,7 +238,7 @@ class Sender:
                 free = self._concurrency - len(self._in_flight)
                 wanted = self._gate.capacity(free, len(self._in_flight))
                 # Claim in batches at high throughput, but never leave a place idle for long.
-                if wanted and (wanted >= self._claim_batch or now - last_claim > 0.1):
+                if wanted and (wanted >= max(1, self._concurrency // 8) or now - last_claim > 0.1):
                     last_claim = now
                     await self._claim(wanted)
             except DatabaseError:
@@ -391,10 +389,7 @@ class Sender:
 
     def _finished(self, task: asyncio.Task) -> None:
         del self._in_flight[task]
-        # Not on every answer: each wake-up costs the feeder a wait_for (a task and a timer); fewer
-        # free places are picked up by its next tick (FEED_TICK) anyway.
-        if self._concurrency - len(self._in_flight) >= self._claim_batch:
-            self._room.set()
+        self._room.set()
 
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
         loop = asyncio.get_running_loop()
@@ -422,14 +417,14 @@ class Sender:
                     del run.scopes[scope]
         except TimeoutError:
             # Which limit fired, told by the scope's own time: the end may have moved since.
-            if scope is not None and scope.when() >= own_limit:  # no answer in time: try again
-                metrics.PROVIDER_ERRORS.labels("timeout").inc()
-                self._gate.record(ProviderAnswer.ERROR, loop.time() - started)
-                self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
-            else:
+            if scope is not None and scope.expired() and scope.when() < own_limit:
                 metrics.PROVIDER_ERRORS.labels("cut").inc()
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
+            else:  # its own limit: no answer in time, try again
+                metrics.PROVIDER_ERRORS.labels("timeout").inc()
+                self._gate.record(ProviderAnswer.ERROR, loop.time() - (started or loop.time()))
+                self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
         except asyncio.CancelledError:
             # Our own wind-down: a request that started may have reached the provider.
             if started is None:

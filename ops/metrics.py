@@ -149,14 +149,14 @@ def provider_call():
     try:
         yield call
     except BaseException as error:
+        if isinstance(error, asyncio.CancelledError):
+            # Cancelled from outside: the caller knows why (its timeout, the mailing's end, a
+            # stopping worker) and counts it as `timeout` or `cut`.
+            raise
         if call.status is not None:
             error_class = answer_error_class(call.status, error)
         elif error.__context__ is not None:  # the transport re-raised the client's error as its own
             error_class = network_error_class(error.__context__)
-        elif isinstance(error, asyncio.CancelledError):
-            # Cancelled from outside: the caller knows why (its timeout, the mailing's end, a
-            # stopping worker) and counts it as `timeout` or `cut`.
-            raise
         else:
             error_class = "network"
         PROVIDER_ERRORS.labels(error_class).inc()
