@@ -57,8 +57,8 @@ PIPELINE_FIELDS = [
 
 
 class MailingChangeList(ChangeList):
-    """Counts the messages of the page's mailings only, once it is paginated: one grouped query for
-    the counts by status and those sent in the last RATE_WINDOW.
+    """Counts the messages of the page's mailings only, once it is paginated: one grouped query sums
+    their tallies by status, one counts those sent in the last RATE_WINDOW (one more with a window).
 
     result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
     holds the mailings with their `message_counts` when the template iterates it.

@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from clients.models import Client
 from mailing_service.tests.test_docs_browser import CHROMIUM, OFFLINE_RESOLVER
 from mailings.models import Mailing
-from messages_app.tests.e2e import REPO_ROOT, FakeProvider, Worker, require_real_services
+from messages_app.tests.e2e import REPO_ROOT, FakeProvider, Worker, in_flight_pinned_at, require_real_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -73,7 +73,7 @@ def sending(services_up, tmp_path):
         cache_url=services_up,
         provider=provider,
         workdir=tmp_path,
-        SENDER_CONCURRENCY="5",
+        **in_flight_pinned_at(5),
     ).start()
     yield provider
     worker.stop()

@@ -22,6 +22,16 @@ from messages_app.models import Message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+
+def in_flight_pinned_at(requests: int) -> dict[str, str]:
+    """Worker settings that hold each sender at `requests` in flight: a slow mailing on purpose. Left
+    to adapt, the limit starts at SENDER_CONCURRENCY_MIN and grows a quarter per round trip."""
+    return {
+        name: str(requests)
+        for name in ("SENDER_CONCURRENCY", "SENDER_CONCURRENCY_MIN", "SENDER_CONCURRENCY_MAX")
+    }
+
+
 # Short pauses and leases, so recoveries show within seconds; retries keep their defaults.
 WORKER_SETTINGS = {
     "SENDER_CONCURRENCY": "50",

@@ -15,20 +15,21 @@ from clients.models import Client
 from mailings.models import Mailing
 from messages_app.models import Message
 
-from .e2e import FakeProvider, Worker, counts_by_status, require_real_services, wait_until
+from .e2e import (
+    FakeProvider,
+    Worker,
+    counts_by_status,
+    in_flight_pinned_at,
+    require_real_services,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 TOKEN = "e2e-lifecycle-token"
 CLIENTS = 600
-# Slow enough to pause halfway: 4 senders x 5 requests in flight at 0.2 s is about 100 msg/s. The
-# in-flight limit is pinned: left to adapt, it grows a quarter per round trip and sends 600 in seconds.
-SLOW = {
-    "SENDER_CONCURRENCY": "5",
-    "SENDER_CONCURRENCY_MIN": "5",
-    "SENDER_CONCURRENCY_MAX": "5",
-    "SENDER_DISPATCHERS_PER_MAILING": "4",
-}
+# Slow enough to pause halfway: 4 senders x 5 requests in flight at 0.2 s is about 100 msg/s.
+SLOW = {**in_flight_pinned_at(5), "SENDER_DISPATCHERS_PER_MAILING": "4"}
 PAUSE_WITHIN = 2.0  # seconds: the promise
 
 
