@@ -342,12 +342,14 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         data = {name: query_params.get(name) for name in query_params if name not in cls.LIST_FIELDS}
         for name in cls.LIST_FIELDS:
             if name in query_params:
-                # "vip," is "vip" (the schema allows the value); an empty value stays one, for the
-                # child field to refuse it rather than read it as no filter at all.
+                # "vip," and "vip, " are "vip" (the schema allows those values: a piece between
+                # commas may be empty or whitespace, which the field would trim to a refused blank);
+                # an empty value stays one, for the child field to refuse it rather than read it as
+                # no filter at all.
                 data[name] = [
                     piece
                     for raw in query_params.getlist(name)
-                    for piece in ([part for part in raw.split(",") if part] or [raw])
+                    for piece in ([part for part in raw.split(",") if part.strip()] or [raw])
                 ]
         return cls(data=data)
 

@@ -50,10 +50,13 @@ def test_audience_counts_any_of_several_tags_and_codes(api_client, clients, djan
 def test_audience_keeps_the_one_value_fields_and_merges_them_with_the_lists(api_client, clients):
     one = api_client.get(AUDIENCE_URL, {"filter_tag": "vip", "filter_operator_code": "999"})
     merged = api_client.get(AUDIENCE_URL, {"filter_tag": "vip", "filter_tags": "new"})
+    # Pieces between commas that are empty or whitespace (str.strip's, \x1e included) are left out.
+    spaced = api_client.get(AUDIENCE_URL, {"filter_tags": "new, ,\x1e,"})
     everyone = api_client.get(AUDIENCE_URL)
 
     assert one.data["count"] == 2
     assert merged.data["count"] == 12
+    assert (spaced.status_code, spaced.data["count"]) == (200, 6)
     assert everyone.data["count"] == 18
     assert everyone.data["audience"] == "all clients"
 
