@@ -19,8 +19,9 @@ VALIDATION_ERROR = {
 
 # Django refuses NUL characters in any text it takes (form fields and DRF's CharField alike).
 NO_NUL = "^[^\\x00]*$"
-# DRF strips a CharField's value before refusing it blank: "\r" is as blank as "".
-NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+# DRF strips a CharField's value before refusing it blank: "\r" is as blank as "". Python's strip
+# also takes \x1c-\x1f and \x85, which JSON Schema's \s (ECMA-262's) does not name.
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00\\x1c-\\x1f\\x85][^\\x00]*$"
 
 
 def _detail(description: str) -> OpenApiResponse:

@@ -1,3 +1,5 @@
+import re
+
 import django_filters
 from django import forms
 
@@ -6,10 +8,20 @@ from mailing_service.filters import StrictFilterSet
 from .models import Message, MessageStatus
 
 
+class WholeNumberField(forms.IntegerField):
+    """Digits only: Django's IntegerField also takes "1.0" and "0.0", which the schema's integer
+    does not."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and not re.fullmatch(r"\s*-?[0-9]+\s*", str(value)):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class IdFilter(django_filters.NumberFilter):
     """Matches a related row by id without loading it: a deleted one gives an empty page, no error."""
 
-    field_class = forms.IntegerField
+    field_class = WholeNumberField
 
 
 class MessageStatusFilter(StrictFilterSet):

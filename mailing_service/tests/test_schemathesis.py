@@ -6,7 +6,7 @@ Marked `schemathesis`: `pytest -m schemathesis` runs it alone, `-m "not schemath
 
 import csv
 import io
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import schemathesis
@@ -114,6 +114,22 @@ def _parses_as_strict_csv(text: str) -> bool:
     return True
 
 
+def keep_filter_moments_in_range(case) -> None:
+    """A date-time filter near year 1 or 9999 whose offset takes it out of datetime's range in UTC is
+    refused with 400 naming it (mailing_service/tests/test_bad_input.py); the schema's date-time
+    cannot say so. A positive case sends a moment in range instead."""
+    if not case.meta.generation.mode.is_positive or not case.query:
+        return
+    for name, value in case.query.items():
+        moment = _moment(value) if isinstance(value, str) else None
+        if moment is None:
+            continue
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            case.query[name] = "2000-01-01T00:00:00+00:00"
+
+
 def _positive_mailing_body(case) -> tuple[dict, Mailing | None] | None:
     """A schema-valid mailing body, and the mailing it changes (None when it creates one)."""
     body = case.body
@@ -151,4 +167,5 @@ def test_api_keeps_its_schema(case, token):
     keep_local_window_whole(case)
     name_every_form_field(case)
     keep_csv_well_formed(case)
+    keep_filter_moments_in_range(case)
     case.call_and_validate(headers={"Authorization": f"Token {token}"})

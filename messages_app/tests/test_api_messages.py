@@ -79,7 +79,12 @@ def test_filter_by_a_deleted_mailing_gives_an_empty_page(api_client):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"status": "delivered"}, "status"), ({"mailing": "abc"}, "mailing"), ({"client": "1.5"}, "client")],
+    [
+        ({"status": "delivered"}, "status"),
+        ({"mailing": "abc"}, "mailing"),
+        ({"client": "1.5"}, "client"),
+        ({"mailing": "0.0"}, "mailing"),  # Django's IntegerField alone takes it as 0
+    ],
 )
 def test_bad_filter_value_is_a_field_error(api_client, params, field):
     response = api_client.get(LIST_URL, params)
