@@ -89,9 +89,8 @@ def attach_message_counts(
     """Sets `message_counts` (as `message_counts_by_mailing` gives them) on each mailing.
 
     One query for the whole list, one more with `sent_since`, one more when some mailing has a local
-    window. A queryset given here
-    is evaluated and keeps the objects in its result cache, so iterating it again yields the
-    mailings with their counts.
+    window. A queryset given here is evaluated and keeps the objects in its result cache, so
+    iterating it again yields the mailings with their counts.
     """
     mailings = list(mailings)
     counts = message_counts_by_mailing(

@@ -311,16 +311,15 @@ def message_tallies_fold() -> int:
             f"SELECT mailing_id, status FROM {table} GROUP BY mailing_id, status HAVING count(*) > 1"
             ") RETURNING mailing_id, status, messages"
         )
-        removed = 0
-        for mailing_id, status, messages in cursor.fetchall():
+        removed = cursor.fetchall()
+        for mailing_id, status, messages in removed:
             sums[mailing_id, status] += messages
-            removed += 1
         kept = MessageTally.objects.bulk_create(
             MessageTally(mailing_id=mailing_id, status=status, messages=messages)
             for (mailing_id, status), messages in sums.items()
             if messages
         )
-    return removed - len(kept)
+    return len(removed) - len(kept)
 
 
 def message_tallies_reconcile(*, using: str = DEFAULT_DB_ALIAS) -> int:
