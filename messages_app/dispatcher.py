@@ -423,7 +423,8 @@ class Sender:
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
             else:  # its own limit: no answer in time, try again
                 metrics.PROVIDER_ERRORS.labels("timeout").inc()
-                self._gate.record(ProviderAnswer.ERROR, loop.time() - (started or loop.time()))
+                latency = 0.0 if started is None else loop.time() - started
+                self._gate.record(ProviderAnswer.ERROR, latency)
                 self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
         except asyncio.CancelledError:
             # Our own wind-down: a request that started may have reached the provider.
