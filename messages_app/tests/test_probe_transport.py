@@ -20,7 +20,7 @@ from messages_app.transports.base import (
 )
 from messages_app.transports.probe import ProbeTransport, classify_answer, parse_retry_after
 
-MESSAGE = OutgoingMessage(id=42, phone="79001234567", text="Hello")
+MESSAGE = OutgoingMessage(id=42, phone="79001234567", text='Привет, "друг"\n\\ 1 < 2')
 
 
 def test_code_zero_is_accepted():
@@ -125,12 +125,20 @@ def test_request_carries_the_contract_path_token_and_body():
     seen = []
 
     async def handler(request):
-        seen.append((request.match_info["msg_id"], request.headers["Authorization"], await request.json()))
+        headers = request.headers
+        seen.append((request.path, headers["Authorization"], headers["Content-Type"], await request.json()))
         return web.json_response({"code": 0, "message": "OK"})
 
     against(handler, send_one)
 
-    assert seen == [("42", "Bearer secret-token", {"id": 42, "phone": 79001234567, "text": "Hello"})]
+    assert seen == [
+        (
+            "/v1/send/42",
+            "Bearer secret-token",
+            "application/json",
+            {"id": 42, "phone": 79001234567, "text": MESSAGE.text},
+        )
+    ]
 
 
 def test_requests_reuse_pooled_keep_alive_connections():

@@ -5,18 +5,26 @@ process, and on two cores a requests thread pool of 200 made 332 req/s where aio
 req/s against the same fake provider (`make bench`, figures in the README).
 """
 
+import functools
 import json
 import math
 import time
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from yarl import URL
 
 from ops import metrics
 
 from .base import OutgoingMessage, TransportAuthError, TransportError, TransportThrottled
 
 RETRYABLE_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+@functools.lru_cache(maxsize=64)
+def json_text(text: str) -> bytes:
+    """A mailing's text as a JSON string, encoded once for all of its messages."""
+    return json.dumps(text).encode()
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -70,30 +78,38 @@ class ProbeTransport:
         connect_timeout: float,
         max_connections: int,
     ):
-        self._base_url = base_url.rstrip("/")
+        self._send_url = URL(base_url.rstrip("/") + "/send/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._connect_timeout = connect_timeout
+        # Connecting only: the caller's single timer bounds the whole request (aiohttp's total and
+        # read timers beside it cost the sender a tenth of its CPU).
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "ProbeTransport":
         connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        # No cookie jar: the provider's API has no use for one, and it is looked up on every request.
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, cookie_jar=aiohttp.DummyCookieJar()
+        )
         return self
 
     async def __aexit__(self, *exc_info) -> None:
         await self._session.close()
 
     async def send(self, message: OutgoingMessage) -> None:
-        body = json.dumps({"id": message.id, "phone": int(message.phone), "text": message.text})
-        # Connecting only: the caller's single timer bounds the whole request (aiohttp's total and
-        # read timers beside it cost the sender a tenth of its CPU).
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-        with metrics.provider_call() as call:
+        # Built by hand, not by json.dumps and URL parsing: both showed in the sender's profile.
+        body = b'{"id": %d, "phone": %d, "text": %s}' % (
+            message.id,
+            int(message.phone),
+            json_text(message.text),
+        )
+        url = self._send_url.with_path(f"{self._send_url.raw_path}{message.id}", encoded=True)
+        with metrics.ProviderCall() as call:
             try:
                 # A redirect is not followed: it would hand the phone and text to whatever host it names.
                 async with self._session.post(
-                    f"{self._base_url}/send/{message.id}", data=body, timeout=limits, allow_redirects=False
+                    url, data=body, timeout=self._timeout, allow_redirects=False
                 ) as response:
                     status, answer = response.status, await response.read()
                     retry_after = response.headers.get("Retry-After") if status == 429 else None
