@@ -75,6 +75,8 @@ class ProviderGate:
         self._failures_in_a_row = 0
         self._to_publish: Pause | None = None
         self._latencies: deque[float] = deque(maxlen=latency_window)
+        self._latencies_sorted: list[float] = []
+        self._latencies_new = 0  # appended since they were last sorted
 
     # --- before a request ----------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class ProviderGate:
             self._pause(self._auth_pause, "the provider refused our token", critical=True)
             return
         self._latencies.append(latency)
+        self._latencies_new += 1
         if answer is ProviderAnswer.ERROR:
             self._failures_in_a_row += 1
             if self.probing or self._failures_in_a_row >= self._breaker_threshold:
@@ -127,10 +130,15 @@ class ProviderGate:
         self.probing = False
 
     def latency_percentile(self, share: float) -> float:
-        """A high percentile of recent request latencies (0 before any answer)."""
-        if not self._latencies:
+        """A high percentile of recent request latencies (0 before any answer).
+
+        Asked before every request: the window is sorted again only once a tenth of it is new.
+        """
+        if self._latencies_new * 10 >= len(self._latencies_sorted) and self._latencies_new:
+            self._latencies_sorted, self._latencies_new = sorted(self._latencies), 0
+        ordered = self._latencies_sorted
+        if not ordered:
             return 0.0
-        ordered = sorted(self._latencies)
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
     # --- the pause shared with other workers ---------------------------------------------------

@@ -76,6 +76,20 @@ def test_rejections_and_cut_requests_do_not_trip_the_breaker_and_latency_percent
     assert gate(Clock()).latency_percentile(0.99) == 0.0
 
 
+def test_latency_percentile_follows_the_window_within_a_tenth_of_it():
+    provider = gate(Clock())  # a window of the last 200 latencies
+    for _ in range(200):
+        provider.record(ProviderAnswer.ACCEPTED, 0.1)
+    assert provider.latency_percentile(0.9) == 0.1
+    for _ in range(19):
+        provider.record(ProviderAnswer.ACCEPTED, 5.0)
+    stale = provider.latency_percentile(0.9)  # sorted again only once a tenth of the window is new
+    provider.record(ProviderAnswer.ACCEPTED, 5.0)
+
+    assert stale == 0.1
+    assert provider.latency_percentile(0.9) == 5.0  # the slowest tenth of the window
+
+
 def paced_gate(clock: Clock, **limit_options) -> ProviderGate:
     limit = InFlightLimit(**({"initial": 4, "minimum": 4, "maximum": 4} | limit_options))
     return gate(clock, pacer=Pacer(limit=limit))
