@@ -15,7 +15,6 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram, values
 
@@ -104,15 +103,6 @@ def attempts_recorded(outcomes: Mapping[str, int]) -> None:
             SEND_ATTEMPTS.labels(str(outcome)).inc(number)
 
 
-class ProviderCall:
-    """What one request to the provider became; the transport fills in the status it got."""
-
-    __slots__ = ("status",)
-
-    def __init__(self):
-        self.status: int | None = None
-
-
 def answer_error_class(status: int, error) -> str:
     """Error class of an answer the transport refused (`error` is its TransportError)."""
     if status == 200:
@@ -137,29 +127,33 @@ def network_error_class(error: BaseException) -> str:
     return "network"
 
 
-@contextmanager
-def provider_call():
+class ProviderCall:
     """Times one provider request and counts its error class. In the transport:
 
-    with metrics.provider_call() as call:
+    with metrics.ProviderCall() as call:
         ...  # on an answer: call.status = status
+
+    A class rather than a @contextmanager: it runs for every message, and a generator's machinery
+    cost more than the timing itself.
     """
-    call = ProviderCall()
-    started = time.perf_counter()
-    try:
-        yield call
-    except BaseException as error:
-        if isinstance(error, asyncio.CancelledError):
-            # Cancelled from outside: the caller knows why (its timeout, the mailing's end, a
-            # stopping worker) and counts it as `timeout` or `cut`.
-            raise
-        if call.status is not None:
-            error_class = answer_error_class(call.status, error)
+
+    __slots__ = ("status", "_started")
+
+    def __enter__(self) -> "ProviderCall":
+        self.status: int | None = None
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        PROVIDER_REQUEST_SECONDS.observe(time.perf_counter() - self._started)
+        # Cancelled from outside: the caller knows why (its timeout, the mailing's end, a stopping
+        # worker) and counts it as `timeout` or `cut`.
+        if error is None or isinstance(error, asyncio.CancelledError):
+            return
+        if self.status is not None:
+            error_class = answer_error_class(self.status, error)
         elif error.__context__ is not None:  # the transport re-raised the client's error as its own
             error_class = network_error_class(error.__context__)
         else:
             error_class = "network"
         PROVIDER_ERRORS.labels(error_class).inc()
-        raise
-    finally:
-        PROVIDER_REQUEST_SECONDS.observe(time.perf_counter() - started)
