@@ -14,8 +14,8 @@ app.autodiscover_tasks()
 def use_django_logging(**kwargs) -> None:
     """Worker and beat log through settings.LOGGING (ids as fields, phones masked, JSON when asked)
     instead of the handlers Celery would install on the root logger."""
-    from logging.config import dictConfig
-
     from django.conf import settings
 
-    dictConfig(settings.LOGGING)
+    from ops.logging import configure
+
+    configure(settings.LOGGING)

@@ -8,7 +8,9 @@ one line, or for a whole block with `log_context(...)`, whose fields every line 
 
 import contextvars
 import logging
+import logging.config
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +23,18 @@ PHONE_PATTERN = re.compile(r"(?<!\d)(\+?[78]\d{3})\d{3}(\d{4})(?!\d)")
 FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id")
 
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("log_context", default={})  # noqa: B039
+
+
+def configure(config: dict) -> None:
+    """settings.LOGGING_CONFIG, and the worker's and beat's logging (mailing_service.celery).
+
+    The sender logs a line per attempt, thousands a second: records skip what our formats never
+    show (the caller's file and line, thread and process names), as the logging HOWTO's
+    "Optimization" section suggests.
+    """
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.config.dictConfig(config)
 
 
 def mask_phones(text: str) -> str:
@@ -68,7 +82,21 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class TextFormatter(logging.Formatter):
+class SecondStampMixin:
+    """The date and time of a record's second are formatted once for all the records of that second."""
+
+    _stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._stamp[0] != second:
+            self._stamp = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return self.default_msec_format % (self._stamp[1], record.msecs)
+
+
+class TextFormatter(SecondStampMixin, logging.Formatter):
     """The plain format for people, with the id fields a record carries appended as key=value."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -85,7 +113,7 @@ class TextFormatter(logging.Formatter):
         return f"{head} {mask_phones(fields)}{newline}{traceback}"  # a user name may be a phone
 
 
-class JsonFormatter(json_logger.JsonFormatter):
+class JsonFormatter(SecondStampMixin, json_logger.JsonFormatter):
     """JSON lines with phones masked in extra fields too (a request's path, the task context Celery
     adds to its failure lines), not only in the text and traceback the filter masks. Only strings are
     searched, so the per-attempt line, whose fields are ids, pays nothing more."""

@@ -14,7 +14,7 @@ from clients.tests.factories import ClientFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
-from ops.logging import JsonFormatter, log_context
+from ops.logging import JsonFormatter, TextFormatter, log_context
 
 PHONE = "79161234567"
 MASKED = "7916***4567"
@@ -223,3 +223,13 @@ def test_changes_in_the_admin_are_logged_with_ids(admin_client, admin_user, log_
         assert str(field(line, "client_id")) == str(client_id)
         assert field(line, "request_id")
     assert PHONE not in str(log_lines())
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter("%(asctime)s"), JsonFormatter("%(asctime)s")])
+def test_the_time_of_a_line_is_the_standard_one_though_formatted_once_a_second(formatter):
+    standard = logging.Formatter()
+    moments = [1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_000.25]
+    for moment in moments:
+        record = logging.makeLogRecord({"msg": "m", "created": moment, "msecs": (moment % 1) * 1000})
+        assert formatter.formatTime(record) == standard.formatTime(record)
+        assert formatter.formatTime(record, "%H:%M") == standard.formatTime(record, "%H:%M")
