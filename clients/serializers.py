@@ -31,6 +31,7 @@ class ClientSerializer(StrictModelSerializer):
                 # The unique constraint answers (409 from the view): a duplicate is a conflict with the
                 # stored clients, not malformed input.
                 "validators": [validate_phone],
+                "trimmed_length": True,  # " 79161234567 " pasted with spaces is taken, trimmed
             },
             "operator_code": {
                 "required": False,

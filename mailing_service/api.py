@@ -45,11 +45,22 @@ class RejectUnknownFieldsMixin:
 
 class StrictCharField(serializers.CharField):
     """Takes JSON strings only: DRF's CharField turns numbers into strings, which hides client bugs
-    (a phone sent as a number, an operator code that lost its leading zero)."""
+    (a phone sent as a number, an operator code that lost its leading zero).
+
+    `max_length` counts the string as sent, whitespace around it included, as the schema's maxLength
+    says (DRF would count it after trimming). `trimmed_length=True` counts it after trimming, for a
+    field whose surrounding whitespace is a documented convenience (a pasted phone).
+    """
+
+    def __init__(self, *, trimmed_length: bool = False, **kwargs):
+        self.trimmed_length = trimmed_length
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        if not self.trimmed_length and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 

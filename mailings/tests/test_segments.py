@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from mailings.models import TEXT_MAX_LENGTH
 from mailings.segments import sms_segments
 from mailings.tests.factories import MailingFactory
 
@@ -50,6 +51,17 @@ def test_segments_endpoint_wants_a_text(api_client):
 
     assert response.status_code == 400
     assert set(response.data) == {"text", "txt"}
+
+
+@pytest.mark.parametrize("padding", [" ", "\n", "\x85"])
+def test_a_draft_longer_than_the_schema_allows_is_refused_whitespace_included(api_client, padding):
+    limit = TEXT_MAX_LENGTH
+    fits = api_client.post(reverse("mailing-segments"), {"text": "a" * (limit - 1) + padding}, format="json")
+    too_long = api_client.post(reverse("mailing-segments"), {"text": "a" * limit + padding}, format="json")
+
+    assert fits.status_code == 200
+    assert too_long.status_code == 400
+    assert too_long.data == {"text": [f"Ensure this field has no more than {limit} characters."]}
 
 
 @pytest.mark.django_db
