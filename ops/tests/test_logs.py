@@ -14,7 +14,7 @@ from clients.tests.factories import ClientFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
-from ops.logging import JsonFormatter, TextFormatter, log_context
+from ops.logging import JsonFormatter, TextFormatter, log_context, mask_phones
 
 PHONE = "79161234567"
 MASKED = "7916***4567"
@@ -233,3 +233,17 @@ def test_the_time_of_a_line_is_the_standard_one_though_formatted_once_a_second(f
         record = logging.makeLogRecord({"msg": "m", "created": moment, "msecs": (moment % 1) * 1000})
         assert formatter.formatTime(record) == standard.formatTime(record)
         assert formatter.formatTime(record, "%H:%M") == standard.formatTime(record, "%H:%M")
+
+
+@pytest.mark.parametrize(
+    ("text", "logged"),
+    [
+        ("phone=79161234567.", "phone=7916***4567."),
+        ("+79161234567 and 89161234567", "+7916***4567 and 8916***4567"),
+        ("id 791612345678 is twelve digits", "id 791612345678 is twelve digits"),
+        ("69161234567 starts with 6", "69161234567 starts with 6"),
+        ("mailing=1 message=123456 client=654321", "mailing=1 message=123456 client=654321"),
+    ],
+)
+def test_phones_are_masked_and_other_numbers_are_not(text, logged):
+    assert mask_phones(text) == logged
