@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from clients.models import Client
+from mailing_service.lookups import AnyOf
 from mailings.models import Mailing
 
 # last_error of a pending message deferred because its client's local window is closed; the
@@ -78,6 +79,9 @@ class Message(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+
+Message._meta.pk.register_lookup(AnyOf)  # id__any: the sender names ids by the hundred
 
 
 class SenderSlot(models.Model):

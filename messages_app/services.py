@@ -198,7 +198,7 @@ def messages_claim(
             .values_list("id", "client_id", "client__phone", "attempts")[:limit]
         )
         if rows:
-            Message.objects.filter(id__in=[row[0] for row in rows]).update(
+            Message.objects.filter(id__any=[row[0] for row in rows]).update(
                 status=Status.SENDING,
                 claimed_by=holder,
                 lease_until=now + lease_duration(),
@@ -232,7 +232,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
         for (outcome, token, detail), group in groups.items():
             status, from_statuses = OUTCOME_TRANSITIONS[outcome]
             fenced = Message.objects.filter(
-                id__in=[result.id for result in group], claim_token=token, status__in=from_statuses
+                id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
             )
             if outcome is Outcome.RETRY:
                 retries = [
