@@ -33,12 +33,12 @@ _context: contextvars.ContextVar[dict] = contextvars.ContextVar("log_context", d
 def configure(config: dict) -> None:
     """settings.LOGGING_CONFIG, and the worker's and beat's logging (mailing_service.celery).
 
-    The sender logs a line per attempt, thousands a second: records skip what our formats never
-    show (the caller's file and line, thread and process names), as the logging HOWTO's
-    "Optimization" section suggests.
+    The sender logs a line per attempt, thousands a second: records skip what no format here shows
+    (the caller's file and line, the thread), as the logging HOWTO's "Optimization" section suggests.
+    The process id stays: gunicorn's own lines show it.
     """
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logThreads = False
     logging.config.dictConfig(config)
 
 

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import os
 from datetime import timedelta
 
 import pytest
@@ -247,3 +248,19 @@ def test_the_time_of_a_line_is_the_standard_one_though_formatted_once_a_second(f
 )
 def test_phones_are_masked_and_other_numbers_are_not(text, logged):
     assert mask_phones(text) == logged
+
+
+def test_gunicorn_lines_still_show_their_process_once_django_configured_logging():
+    from gunicorn.glogging import CONFIG_DEFAULTS
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(CONFIG_DEFAULTS["formatters"]["generic"]["format"]))
+    gunicorn_log = logging.getLogger("gunicorn.error.test")
+    gunicorn_log.addHandler(handler)
+    try:
+        gunicorn_log.warning("Worker exiting")
+    finally:
+        gunicorn_log.removeHandler(handler)
+
+    assert f"[{os.getpid()}] [WARNING] Worker exiting" in stream.getvalue()
