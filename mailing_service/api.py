@@ -6,6 +6,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
+from rest_framework.fields import empty
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -56,11 +57,21 @@ class StrictCharField(serializers.CharField):
         self.trimmed_length = trimmed_length
         super().__init__(**kwargs)
 
+    def run_validation(self, data=empty):
+        # Here, not in to_internal_value: DRF answers a blank-allowed field's whitespace-only value
+        # with "" before that runs.
+        if (
+            isinstance(data, str)
+            and not self.trimmed_length
+            and self.max_length is not None
+            and len(data) > self.max_length
+        ):
+            self.fail("max_length", max_length=self.max_length)
+        return super().run_validation(data)
+
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        if not self.trimmed_length and self.max_length is not None and len(data) > self.max_length:
-            self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 
 

@@ -61,6 +61,17 @@ def test_phone_surrounded_by_spaces_is_trimmed(api_client):
     assert response.data["phone"] == "79161234567"
 
 
+@pytest.mark.parametrize("field", ["tag", "operator_code"])
+def test_whitespace_counts_toward_a_blank_allowed_fields_max_length(api_client, field):
+    limit = Client._meta.get_field(field).max_length
+
+    response = api_client.post(LIST_URL, {"phone": "79161234567", field: " " * (limit + 1)}, format="json")
+
+    assert response.status_code == 400
+    assert response.data == {field: [f"Ensure this field has no more than {limit} characters."]}
+    assert not Client.objects.exists()
+
+
 @pytest.mark.parametrize(
     "phone",
     [
