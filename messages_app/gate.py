@@ -77,6 +77,7 @@ class ProviderGate:
         self._latencies: deque[float] = deque(maxlen=latency_window)
         self._latencies_sorted: list[float] = []
         self._latencies_new = 0  # appended since they were last sorted
+        self._latencies_new_max = 0.0  # the slowest of those
 
     # --- before a request ----------------------------------------------------------------------
 
@@ -121,6 +122,7 @@ class ProviderGate:
             return
         self._latencies.append(latency)
         self._latencies_new += 1
+        self._latencies_new_max = max(self._latencies_new_max, latency)
         if answer is ProviderAnswer.ERROR:
             self._failures_in_a_row += 1
             if self.probing or self._failures_in_a_row >= self._breaker_threshold:
@@ -132,10 +134,22 @@ class ProviderGate:
     def latency_percentile(self, share: float) -> float:
         """A high percentile of recent request latencies (0 before any answer).
 
-        Asked before every request: the window is sorted again only once a tenth of it is new.
+        Asked before every request, so the window is sorted again only when it may have risen (an
+        answer slower than the value) or once a tenth of it is new. Never below the true value: it
+        decides whether a request can still finish before the mailing's end.
         """
-        if self._latencies_new * 10 >= len(self._latencies_sorted) and self._latencies_new:
-            self._latencies_sorted, self._latencies_new = sorted(self._latencies), 0
+        if self._latencies_new and (
+            self._latencies_new * 10 >= len(self._latencies_sorted)
+            or self._latencies_new_max > self._percentile_of_sorted(share)
+        ):
+            self._latencies_sorted, self._latencies_new, self._latencies_new_max = (
+                sorted(self._latencies),
+                0,
+                0.0,
+            )
+        return self._percentile_of_sorted(share)
+
+    def _percentile_of_sorted(self, share: float) -> float:
         ordered = self._latencies_sorted
         if not ordered:
             return 0.0
