@@ -16,6 +16,6 @@ def use_django_logging(**kwargs) -> None:
     instead of the handlers Celery would install on the root logger."""
     from django.conf import settings
 
-    from ops.logging import configure
+    from ops.logging import configure_worker
 
-    configure(settings.LOGGING)
+    configure_worker(settings.LOGGING)

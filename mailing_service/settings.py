@@ -384,7 +384,6 @@ HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" or "json"
-LOGGING_CONFIG = "ops.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -30,12 +30,11 @@ FIELDS_IN_TEXT = tuple((name, f"{name.removesuffix('_id')}=") for name in FIELDS
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("log_context", default={})  # noqa: B039
 
 
-def configure(config: dict) -> None:
-    """settings.LOGGING_CONFIG, and the worker's and beat's logging (mailing_service.celery).
-
-    The sender logs a line per attempt, thousands a second: records skip what no format here shows
-    (the caller's file and line, the thread), as the logging HOWTO's "Optimization" section suggests.
-    The process id stays: gunicorn's own lines show it.
+def configure_worker(config: dict) -> None:
+    """The logging of Celery's worker and beat (mailing_service.celery): settings.LOGGING, with
+    records that skip what no format of ours shows, as the logging HOWTO's "Optimization" section
+    suggests: the caller's file and line, and the thread. The sender logs a line per attempt,
+    thousands a second. Web processes and tests keep them (pytest's captured logs show file:line).
     """
     logging._srcfile = None
     logging.logThreads = False
@@ -46,11 +45,7 @@ def mask_phones(text: str) -> str:
     """79161234567 -> 7916***4567: enough to tell numbers apart in a log, not enough to call one."""
     if MAYBE_A_PHONE.search(text) is None:
         return text
-    return PHONE_PATTERN.sub(_masked_phone, text)
-
-
-def _masked_phone(match: re.Match) -> str:
-    return f"{match[1]}***{match[2]}"
+    return PHONE_PATTERN.sub(r"\1***\2", text)
 
 
 def log_ids(*, mailing=None, message=None, client=None) -> dict:

@@ -15,7 +15,7 @@ from clients.tests.factories import ClientFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
-from ops.logging import JsonFormatter, TextFormatter, log_context, mask_phones
+from ops.logging import JsonFormatter, TextFormatter, configure_worker, log_context, mask_phones
 
 PHONE = "79161234567"
 MASKED = "7916***4567"
@@ -250,17 +250,23 @@ def test_phones_are_masked_and_other_numbers_are_not(text, logged):
     assert mask_phones(text) == logged
 
 
-def test_gunicorn_lines_still_show_their_process_once_django_configured_logging():
-    from gunicorn.glogging import CONFIG_DEFAULTS
-
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(CONFIG_DEFAULTS["formatters"]["generic"]["format"]))
-    gunicorn_log = logging.getLogger("gunicorn.error.test")
-    gunicorn_log.addHandler(handler)
+def test_worker_records_skip_the_callers_file_and_line_but_keep_their_process(monkeypatch):
+    for flag in ("_srcfile", "logThreads"):  # restored after the test
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)  # keeps the test's handlers
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("ops.tests.worker")
+    logger.addHandler(handler)
     try:
-        gunicorn_log.warning("Worker exiting")
+        logger.warning("before")
+        configure_worker({"version": 1})
+        logger.warning("after")
     finally:
-        gunicorn_log.removeHandler(handler)
+        logger.removeHandler(handler)
 
-    assert f"[{os.getpid()}] [WARNING] Worker exiting" in stream.getvalue()
+    before, after = records
+    assert (before.filename, after.filename, after.lineno) == ("test_logs.py", "(unknown file)", 0)
+    assert (before.threadName, after.threadName) == ("MainThread", None)
+    assert before.process == after.process == os.getpid()
