@@ -5,16 +5,19 @@ from django.db.models.lookups import In
 
 
 class AnyOf(In):
-    """`id__any=[...]`: `IN (...)` on every database, and on PostgreSQL `= ANY(%s)` with the values as
-    one array parameter. The sender's claims and result writes name hundreds of ids at once: as one
-    parameter the ORM and the server spend half the time on such a statement (0.45 against 0.91 ms
-    for 125 ids, measured through the ORM)."""
+    """`id__any=[...]`: on PostgreSQL `= ANY(%s::bigint[])` with the values as one array, on other
+    databases `IN (...)`. The sender's claims and result writes name hundreds of ids at once: as one
+    array the ORM and the server spend half the time on such a statement (0.45 against 0.91 ms for
+    125 ids, measured through the ORM). A subquery or expressions fall back to IN."""
 
     lookup_name = "any"
 
     def as_postgresql(self, compiler, connection):
+        if not self.rhs_is_direct_value() or any(hasattr(value, "resolve_expression") for value in self.rhs):
+            return super().as_sql(compiler, connection)
         values = [value for value in self.rhs if value is not None]
         if not values:
             raise EmptyResultSet
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", (*lhs_params, values)
+        # The array's type from the column, not from the values' size (int2[], int8[], numeric[]...).
+        return f"{lhs} = ANY(%s::{self.lhs.output_field.cast_db_type(connection)}[])", (*lhs_params, values)
