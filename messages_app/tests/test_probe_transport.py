@@ -141,6 +141,35 @@ def test_request_carries_the_contract_path_token_and_body():
     ]
 
 
+def test_a_base_url_with_a_path_prefix_keeps_it_encoded_and_the_text_any_character():
+    seen = []
+
+    async def handler(request):
+        seen.append((request.raw_path, await request.json()))
+        return web.json_response({"code": 0})
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/{path:.*}", handler)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with _transport(str(server.make_url("/sms%20gw/v1/"))) as transport:
+                await transport.send(OutgoingMessage(id=7, phone="79001234567", text="\ud800 \u2028 \x00 😀"))
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+
+    assert seen == [("/sms%20gw/v1/send/7", {"id": 7, "phone": 79001234567, "text": "\ud800 \u2028 \x00 😀"})]
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8070/v1?key=x", "http://127.0.0.1:8070/v1#send"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(base_url):
+    with pytest.raises(ValueError, match="no query or fragment"):
+        _transport(base_url)
+
+
 def test_requests_reuse_pooled_keep_alive_connections():
     peers = set()
 

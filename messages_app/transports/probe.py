@@ -78,6 +78,9 @@ class ProbeTransport:
         connect_timeout: float,
         max_connections: int,
     ):
+        base = URL(base_url)
+        if base.raw_query_string or base.raw_fragment:
+            raise ValueError(f"the provider's base URL takes no query or fragment: {base_url!r}")
         self._send_url = URL(base_url.rstrip("/") + "/send/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         # Connecting only: the caller's single timer bounds the whole request (aiohttp's total and
@@ -98,7 +101,8 @@ class ProbeTransport:
         await self._session.close()
 
     async def send(self, message: OutgoingMessage) -> None:
-        # Built by hand, not by json.dumps and URL parsing: both showed in the sender's profile.
+        # Built by hand, not by json.dumps and URL parsing: both showed in the sender's profile. The
+        # base URL is already encoded, and an id is digits.
         body = b'{"id": %d, "phone": %d, "text": %s}' % (
             message.id,
             int(message.phone),
