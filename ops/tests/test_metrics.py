@@ -1,3 +1,5 @@
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
+from messages_app.transports.base import TransportError
 from ops import metrics
 from ops.collectors import cache_key
 
@@ -181,8 +184,6 @@ def test_celery_task_runs_and_failures_are_counted(anonymous_client):
     ],
 )
 def test_answers_are_classed(status, permanent, expected):
-    from messages_app.transports.base import TransportError
-
     assert metrics.answer_error_class(status, TransportError("x", permanent=permanent)) == expected
 
 
@@ -190,6 +191,45 @@ def test_requests_without_an_answer_are_classed():
     assert metrics.network_error_class(TimeoutError()) == "timeout"
     assert metrics.network_error_class(ConnectionRefusedError()) == "refused"
     assert metrics.network_error_class(OSError("reset")) == "network"
+
+
+def _provider_call(status: int | None, error: BaseException | None = None, *, cause=None) -> None:
+    """One request as the transport times it: an answer with `status`, or `error` raised (with the
+    HTTP client's `cause` as its context, as the transport re-raises)."""
+    with contextlib.suppress(BaseException), metrics.ProviderCall() as call:
+        call.status = status
+        try:
+            if cause is not None:
+                raise cause
+        finally:
+            if error is not None:
+                raise error
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "cause", "counted"),
+    [
+        (200, None, None, None),
+        (503, TransportError("HTTP 503"), None, "5xx"),
+        (None, TransportError("refused"), ConnectionRefusedError(), "refused"),
+        (None, asyncio.CancelledError(), None, None),  # the caller counts it (timeout or cut)
+    ],
+)
+def test_a_provider_call_is_timed_always_and_its_error_classed_unless_cancelled(
+    status, error, cause, counted
+):
+    classes = ("5xx", "refused", "network", "timeout")
+
+    def errors() -> dict[str, float]:
+        return {name: metrics.PROVIDER_ERRORS.labels(name)._value.get() for name in classes}
+
+    timed, counts = metrics.PROVIDER_REQUEST_SECONDS._sum.get(), errors()
+    _provider_call(status, error, cause=cause)
+
+    assert metrics.PROVIDER_REQUEST_SECONDS._sum.get() > timed
+    assert {name: errors()[name] - counts[name] for name in classes} == {
+        name: int(name == counted) for name in classes
+    }
 
 
 def test_metric_files_are_named_by_host_and_pid_so_containers_sharing_the_folder_never_share_one(tmp_path):
