@@ -1,7 +1,7 @@
 """The probe provider (contract: docs/provider-api.md) over one pooled aiohttp session.
 
 aiohttp rather than requests: the dispatcher keeps hundreds of requests in flight from one
-process, and on two cores a requests thread pool of 200 made 332 req/s where aiohttp made 2,079
+process, and on two cores a requests thread pool of 200 made 927 req/s where aiohttp made 5,299
 req/s against the same fake provider (`make bench`, figures in the README).
 """
 
