@@ -94,16 +94,17 @@ def _transport(url: str) -> ProbeTransport:
     return ProbeTransport(base_url=url, token="secret-token", connect_timeout=1.0, max_connections=10)
 
 
-def against(handler, use):
-    """Serve `handler` as the provider on 127.0.0.1 and run `use(transport)` against it."""
+def against(handler, use, *, base_path="/v1"):
+    """Serve `handler` as the provider on 127.0.0.1 (every POST) and run `use(transport)` against it,
+    the transport's base URL ending in `base_path`."""
 
     async def scenario():
         app = web.Application()
-        app.router.add_post("/v1/send/{msg_id}", handler)
+        app.router.add_post("/{path:.*}", handler)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         try:
-            async with _transport(str(server.make_url("/v1"))) as transport:
+            async with _transport(str(server.make_url(base_path))) as transport:
                 return await use(transport)
         finally:
             await server.close()
@@ -148,18 +149,10 @@ def test_a_base_url_with_a_path_prefix_keeps_it_encoded_and_the_text_any_charact
         seen.append((request.raw_path, await request.json()))
         return web.json_response({"code": 0})
 
-    async def scenario():
-        app = web.Application()
-        app.router.add_post("/{path:.*}", handler)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with _transport(str(server.make_url("/sms%20gw/v1/"))) as transport:
-                await transport.send(OutgoingMessage(id=7, phone="79001234567", text="\ud800 \u2028 \x00 😀"))
-        finally:
-            await server.close()
+    async def send_one_with_any_character(transport):
+        await transport.send(OutgoingMessage(id=7, phone="79001234567", text="\ud800 \u2028 \x00 😀"))
 
-    asyncio.run(scenario())
+    against(handler, send_one_with_any_character, base_path="/sms%20gw/v1/")
 
     assert seen == [("/sms%20gw/v1/send/7", {"id": 7, "phone": 79001234567, "text": "\ud800 \u2028 \x00 😀"})]
 
