@@ -3,6 +3,7 @@ from rest_framework import viewsets
 
 from .filters import MessageFilter
 from .models import Message
+from .selectors import message_count
 from .serializers import MessageSerializer
 
 
@@ -18,3 +19,13 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
     ordering_fields = ["id", "created_at", "sent_at"]
+
+    def paginate_queryset(self, queryset):
+        # One mailing's messages (in one status): the page count comes from its tallies, as on its
+        # statistics page, instead of a COUNT(*) over maybe millions of rows.
+        filters = self.filterset_class(self.request.query_params, queryset=queryset)
+        chosen = filters.form.cleaned_data if filters.is_valid() else {}
+        if self.action == "list" and chosen.get("mailing") is not None and chosen.get("client") is None:
+            count = message_count(mailing_id=chosen["mailing"], status=chosen.get("status"))
+            return self.paginator.paginate_queryset(queryset, self.request, view=self, count=count)
+        return super().paginate_queryset(queryset)

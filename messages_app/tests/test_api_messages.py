@@ -1,6 +1,8 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from messages_app.models import Message, MessageStatus
@@ -122,3 +124,20 @@ def test_list_takes_a_constant_number_of_queries(api_client, django_assert_max_n
         response = api_client.get(LIST_URL)
 
     assert response.data["count"] == 30
+
+
+@pytest.mark.parametrize("status", [None, "sent", "pending"])
+def test_one_mailings_page_count_comes_from_its_tallies_not_a_count(api_client, status):
+    mailing = MessageFactory(status=MessageStatus.SENT).mailing
+    MessageFactory.create_batch(2, mailing=mailing, status=MessageStatus.SENT)
+    MessageFactory(mailing=mailing, status=MessageStatus.PENDING)
+    MessageFactory(status=MessageStatus.SENT)  # another mailing's
+    params = {"mailing": mailing.pk} | ({"status": status} if status else {})
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.get(LIST_URL, params)
+
+    expected = Message.objects.filter(mailing=mailing, **({"status": status} if status else {}))
+    assert response.data["count"] == expected.count() == {None: 4, "sent": 3, "pending": 1}[status]
+    assert ids(response) == sorted(expected.values_list("id", flat=True))
+    assert not [query for query in queries if "COUNT(" in query["sql"].upper()]
