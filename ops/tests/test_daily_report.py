@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connections
 
 from clients.tests.factories import ClientFactory
 from conftest import concurrent_writers
@@ -130,8 +131,11 @@ def test_two_beats_at_the_same_moment_send_one_email(smtp_inbox, day_of_mailings
     start = threading.Barrier(2)
 
     def beat():
-        start.wait()
-        results.append(daily_report_send_if_due(now=SEND_AT))
+        try:
+            start.wait()
+            results.append(daily_report_send_if_due(now=SEND_AT))
+        finally:
+            connections.close_all()  # this thread's own: left open, it can outlive the test database
 
     threads = [threading.Thread(target=beat) for _ in range(2)]
     for thread in threads:
