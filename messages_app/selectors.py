@@ -10,24 +10,16 @@ the messages read to those mailings.
 
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, Q, Sum, When
+from django.db.models import Case, Count, F, Q, When
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from mailings.charts import Bucket
 
-from .models import Message, MessageStatus, MessageTally
+from .models import Message, MessageStatus
 
 Status = MessageStatus
 OUTCOMES = Message.FINAL_STATUSES
-
-
-def message_count(*, mailing_id: int, status: str | None = None) -> int:
-    """How many messages a mailing has (in `status`), from its tallies: no COUNT(*) over its messages."""
-    tallies = MessageTally.objects.filter(mailing_id=mailing_id)
-    if status:
-        tallies = tallies.filter(status=status)
-    return tallies.aggregate(n=Sum("messages"))["n"] or 0
 
 
 def _ended_since(since: datetime):

@@ -1,9 +1,10 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
+from mailings.selectors import message_counts_by_mailing
+
 from .filters import MessageFilter
 from .models import Message
-from .selectors import message_count
 from .serializers import MessageSerializer
 
 
@@ -22,10 +23,14 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
 
     def paginate_queryset(self, queryset):
         # One mailing's messages (in one status): the page count comes from its tallies, as on its
-        # statistics page, instead of a COUNT(*) over maybe millions of rows.
+        # statistics page, instead of a COUNT(*) over maybe millions of rows. The filter backend
+        # has already refused invalid parameters: this only reads them.
         filters = self.filterset_class(self.request.query_params, queryset=queryset)
-        chosen = filters.form.cleaned_data if filters.is_valid() else {}
-        if self.action == "list" and chosen.get("mailing") is not None and chosen.get("client") is None:
-            count = message_count(mailing_id=chosen["mailing"], status=chosen.get("status"))
-            return self.paginator.paginate_queryset(queryset, self.request, view=self, count=count)
-        return super().paginate_queryset(queryset)
+        filters.is_valid()
+        mailing_id, client_id, status = (
+            filters.form.cleaned_data.get(name) for name in ("mailing", "client", "status")
+        )
+        if mailing_id is None or client_id is not None:
+            return super().paginate_queryset(queryset)
+        count = message_counts_by_mailing([mailing_id])[mailing_id][status or "total"]
+        return self.paginator.paginate_queryset(queryset, self.request, view=self, count=count)
