@@ -271,11 +271,12 @@ class Bench:
         )
 
     def _final_count(self, mailing_id: int) -> int:
-        return self._sql(
-            "SELECT count(*) FROM messages_app_message WHERE mailing_id = %s "
-            "AND status IN ('sent', 'failed', 'expired')",
-            [mailing_id],
-        )[0][0]
+        """From the message tallies: a COUNT(*) over the mailing's messages four times a second took
+        PostgreSQL up to 40 ms each, CPU taken from the senders being measured."""
+        from mailings.selectors import message_counts_by_mailing
+
+        counts = message_counts_by_mailing([mailing_id])[mailing_id]
+        return counts["sent"] + counts["failed"] + counts["expired"]
 
     def _breaker_trips(self) -> int:
         return sum(path.read_text().count("provider paused") for path in self.logdir.glob("worker-*.log"))
