@@ -152,6 +152,25 @@ def test_body_that_is_not_json_is_a_bad_request(send_url, control):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/send/", "/send/7/extra", "/sends/7", "/other"])
+def test_a_send_port_path_that_is_not_a_send_is_not_found_and_not_recorded(send_url, control, path):
+    response = requests.post(f"{send_url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+
+    assert response.status_code == 404
+    assert control.stats()["requests_total"] == 0
+
+
+def test_a_send_and_the_health_check_take_only_their_methods(send_url, control):
+    wrong_method = requests.get(f"{send_url}/send/7", timeout=5)
+    health = requests.get(send_url.removesuffix("/v1") + "/health", timeout=5)
+    posted_health = requests.post(send_url.removesuffix("/v1") + "/health", timeout=5)
+
+    assert (wrong_method.status_code, wrong_method.headers["Allow"]) == (405, "POST")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert posted_health.status_code == 405
+    assert control.stats()["requests_total"] == 0
+
+
 def test_error_rate_one_answers_5xx_and_records_nothing_accepted(send_url, control):
     control.configure(error_rate=1.0)
 
