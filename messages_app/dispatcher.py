@@ -12,8 +12,9 @@ sending never holds a pool slot and launch, scan and sweep tasks never wait behi
 - the feeder: fills the free request places with claims, shared in turn between the mailings it
   holds a slot of, so a new mailing is sending within about a second beside a big one.
 - one coroutine per request: asks the provider gate (`gate.ProviderGate.acquire`: pause, adaptive
-  in-flight limit, rate limits), sends under one timer (the request's timeout or the mailing's
-  deadline, whichever comes first), reports to the gate (`record`) and queues a `services.Result`.
+  in-flight limit, rate limits), sends until an answer, its own timeout or the mailing's end,
+  whichever comes first (`cutoffs.Cutoffs`), reports to the gate (`record`) and queues a
+  `services.Result`.
 - the flusher: writes queued results as soon as the previous write is done (tens of ms), each
   fenced by its claim token (`services.messages_record`).
 
@@ -51,6 +52,7 @@ from ops import metrics
 from ops.logging import log_ids
 
 from . import services
+from .cutoffs import Cut, Cutoffs
 from .gate import ProviderAnswer, ProviderGate
 from .pacing import pacer_for
 from .services import Claim, ClaimedRow, Outcome, Result
@@ -86,8 +88,6 @@ class MailingRun:
     held: bool = False  # holds one of the mailing's slots: may claim
     sendable: bool = True
     dry_until: float = 0.0
-    # The timeout scope of each request in flight -> its own limit (it started + the request timeout).
-    scopes: dict[asyncio.Timeout, float] = field(default_factory=dict)
     expired_pending: bool = False
 
 
@@ -129,6 +129,7 @@ class Sender:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; database thread only
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cutoffs: Cutoffs | None = None
         self.report = SenderReport()
 
     @classmethod
@@ -180,6 +181,7 @@ class Sender:
 
     async def _run(self, *, until_idle: bool, seconds: float | None) -> SenderReport:
         loop = self._loop = asyncio.get_running_loop()
+        self._cutoffs = Cutoffs(loop, self._request_timeout)
         self._results_ready, self._room = asyncio.Event(), asyncio.Event()
         stop_at = loop.time() + seconds if seconds is not None else math.inf
         async with self._transport:
@@ -291,20 +293,23 @@ class Sender:
             if run.id not in runs and run.end_at <= now_wall and not run.expired_pending:
                 run.expired_pending = True
                 await self._in_db(services.messages_expire_pending, now=now_wall, mailing_id=run.id)
-        self._runs = {mailing_id: run for mailing_id, run in runs.items() if run.sendable or run.scopes}
+        kept = {
+            mailing_id: run
+            for mailing_id, run in runs.items()
+            if run.sendable or self._cutoffs.in_flight(mailing_id)
+        }
+        for mailing_id in self._runs.keys() - kept.keys():
+            self._cutoffs.forget(mailing_id)
+        self._runs = kept
 
-    @staticmethod
-    def _move_end(run: MailingRun, end_at: datetime, now_wall: datetime, now_loop: float) -> None:
+    def _move_end(self, run: MailingRun, end_at: datetime, now_wall: datetime, now_loop: float) -> None:
         if run.deadline and end_at == run.end_at:
             return
         deadline = now_loop + (end_at - now_wall).total_seconds()
         if run.deadline:
             log.info("mailing=%s end moved to %s", run.id, end_at.isoformat(), extra=log_ids(mailing=run.id))
-            for scope, own_limit in run.scopes.items():
-                # Later extends requests in flight (up to their own limit), earlier cuts them. A
-                # scope that has just fired (its request not yet woken) can no longer be moved.
-                if not scope.expired():
-                    scope.reschedule(min(deadline, own_limit))
+        # Later extends requests in flight (up to their own limit), earlier cuts them.
+        self._cutoffs.set_end(run.id, deadline)
         run.end_at, run.deadline = end_at, deadline
 
     def _read_and_hold(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> "SenderView":
@@ -394,7 +399,7 @@ class Sender:
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
         loop = asyncio.get_running_loop()
         started: float | None = None
-        scope: asyncio.Timeout | None = None
+        cut: Cut | None = None
         try:
             if row.phone is None:
                 return self._settle(run, row, token, Outcome.FAILED, "client was deleted")
@@ -407,28 +412,25 @@ class Sender:
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 return self._settle(run, row, token, Outcome.EXPIRED, "could not finish before the end")
             started = loop.time()
-            own_limit = started + self._request_timeout
-            # One timer for both limits: a timer per request was a tenth of the sender's CPU.
-            async with asyncio.timeout_at(min(run.deadline, own_limit)) as scope:
-                run.scopes[scope] = own_limit
-                try:
-                    await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
-                finally:
-                    del run.scopes[scope]
-        except TimeoutError:
-            # Which limit fired, told by the scope's own time: the end may have moved since.
-            if scope is not None and scope.expired() and scope.when() < own_limit:
+            task = asyncio.current_task()
+            self._cutoffs.begin(run.id, task)
+            try:
+                await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
+            finally:
+                cut = self._cutoffs.end(run.id, task)
+        except asyncio.CancelledError:
+            if cut is Cut.END:
+                task.uncancel()
                 metrics.PROVIDER_ERRORS.labels("cut").inc()
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
-            else:  # its own limit: no answer in time, try again
+            elif cut is Cut.TIMEOUT:  # no answer in time: try again
+                task.uncancel()
                 metrics.PROVIDER_ERRORS.labels("timeout").inc()
-                latency = 0.0 if started is None else loop.time() - started
-                self._gate.record(ProviderAnswer.ERROR, latency)
+                self._gate.record(ProviderAnswer.ERROR, loop.time() - started)
                 self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
-        except asyncio.CancelledError:
             # Our own wind-down: a request that started may have reached the provider.
-            if started is None:
+            elif started is None:
                 self._settle(run, row, token, Outcome.DEFERRED, "sender stopped")
             else:
                 metrics.PROVIDER_ERRORS.labels("cut").inc()

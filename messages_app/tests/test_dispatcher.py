@@ -4,7 +4,6 @@ These tests commit (transactional_db): each sender works in a database thread (a
 of its own, so two senders in one test are two real database sessions.
 """
 
-import asyncio
 import threading
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.adaptive import InFlightLimit
-from messages_app.dispatcher import MailingRun, Sender
+from messages_app.dispatcher import Sender
 from messages_app.gate import ProviderGate
 from messages_app.models import Message, SenderSlot
 from messages_app.pacing import Pacer
@@ -278,40 +277,6 @@ def test_moving_the_end_later_extends_a_request_only_up_to_its_own_limit(provide
 
     message.refresh_from_db()
     assert (message.status, message.last_error) == (Status.PENDING, "no answer within 3 s")
-
-
-def test_moving_the_end_skips_a_timer_that_has_just_fired():
-    """The end moves in the very loop turn after a request's timer fired, before the request woke
-    up: rescheduling that timer would raise and stop the sender."""
-    errors = []
-
-    async def scenario():
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda loop, context: errors.append(context["exception"]))
-        run = MailingRun(id=1, text="", end_at=timezone.now(), deadline=loop.time() + 10)
-        fired_at = loop.time() + 0.05
-
-        async def request():
-            async with asyncio.timeout_at(fired_at) as scope:
-                run.scopes[scope] = fired_at
-                await asyncio.sleep(5)
-
-        task = asyncio.create_task(request())
-        # Runs after the timer's callback, in the same turn, before the cancelled task resumes.
-        loop.call_at(
-            fired_at + 1e-6,
-            Sender._move_end,
-            run,
-            timezone.now() + timedelta(seconds=60),
-            timezone.now(),
-            loop.time(),
-        )
-        with pytest.raises(TimeoutError):
-            await task
-
-    asyncio.run(scenario())
-
-    assert errors == []
 
 
 def test_message_of_a_deleted_client_fails_without_a_request(provider):

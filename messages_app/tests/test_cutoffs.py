@@ -1,0 +1,161 @@
+"""The limits of requests in flight, on a clock the tests move by hand."""
+
+import heapq
+import itertools
+
+from messages_app.cutoffs import Cut, Cutoffs
+
+
+class Timer:
+    def __init__(self, clock: "Clock", when: float, callback, args) -> None:
+        self.when, self._callback, self._args, self.cancelled = when, callback, args, False
+        clock.timers_set += 1
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        self._callback(*self._args)
+
+
+class Clock:
+    """The two things Cutoffs asks of its loop: the time, and a timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers_set = 0
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback, *args) -> Timer:
+        timer = Timer(self, when, callback, args)
+        heapq.heappush(self._timers, (when, next(self._order), timer))
+        return timer
+
+    def advance_to(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            when, _, timer = heapq.heappop(self._timers)
+            self.now = max(self.now, when)
+            if not timer.cancelled:
+                timer.fire()
+        self.now = now
+
+
+class Request:
+    """Stands for a request's task: what Cutoffs does to it is cancel it."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.cancels = name, 0
+
+    def cancel(self) -> None:
+        self.cancels += 1
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def test_each_request_is_cut_at_its_own_limit_by_one_timer_for_the_oldest():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    first, answered, second = Request("first"), Request("answered"), Request("second")
+    cutoffs.begin(1, first)
+    clock.advance_to(1.0)
+    cutoffs.begin(1, answered)
+    clock.advance_to(2.0)
+    cutoffs.begin(2, second)
+    assert clock.timers_set == 1
+
+    clock.advance_to(9.99)
+    assert cutoffs.end(1, answered) is None  # answered in time
+    assert first.cancels == 0
+    clock.advance_to(10.0)
+    assert (first.cancels, second.cancels) == (1, 0)
+    assert cutoffs.end(1, first) is Cut.TIMEOUT
+    clock.advance_to(11.99)
+    assert second.cancels == 0
+    clock.advance_to(12.0)
+    assert second.cancels == 1
+    assert cutoffs.end(2, second) is Cut.TIMEOUT
+    assert not cutoffs.in_flight(1) and not cutoffs.in_flight(2)
+
+
+def test_a_request_that_answered_is_never_cut_and_costs_no_timer_of_its_own():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    requests = [Request(str(number)) for number in range(1000)]
+    for number, request in enumerate(requests):
+        clock.advance_to(number * 0.01)
+        cutoffs.begin(1, request)
+        cutoffs.end(1, request)
+    clock.advance_to(100.0)
+
+    assert all(request.cancels == 0 for request in requests)
+    assert clock.timers_set == 1
+
+
+def test_the_end_cuts_only_that_mailings_requests():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 5.0)
+    cutoffs.set_end(2, 50.0)
+    ours, other = Request("ours"), Request("other")
+    cutoffs.begin(1, ours)
+    cutoffs.begin(2, other)
+
+    clock.advance_to(5.0)
+
+    assert (ours.cancels, other.cancels) == (1, 0)
+    assert cutoffs.end(1, ours) is Cut.END
+    assert cutoffs.in_flight(2) and not cutoffs.in_flight(1)
+
+
+def test_an_end_moved_later_lets_requests_run_to_their_own_limit_and_earlier_cuts_at_once():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 5.0)
+    request = Request("request")
+    cutoffs.begin(1, request)
+
+    cutoffs.set_end(1, 60.0)  # later
+    clock.advance_to(9.0)
+    assert request.cancels == 0
+    clock.advance_to(10.0)
+    assert cutoffs.end(1, request) is Cut.TIMEOUT  # its own limit, not the end
+
+    late = Request("late")
+    cutoffs.begin(1, late)
+    clock.advance_to(12.0)
+    cutoffs.set_end(1, 11.0)  # earlier, already past
+    clock.advance_to(12.0)
+    assert late.cancels == 1
+    assert cutoffs.end(1, late) is Cut.END
+
+
+def test_a_request_met_by_both_limits_before_it_wakes_keeps_the_first_and_one_cancellation():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 10.0)
+    request = Request("request")
+    cutoffs.begin(1, request)  # own limit 10.0 too: the end's timer was set first
+
+    clock.advance_to(10.0)
+    cutoffs.set_end(1, 60.0)  # the end moves later before the request woke up: it stays cut
+
+    assert request.cancels == 1
+    assert cutoffs.end(1, request) is Cut.END
+
+
+def test_a_forgotten_mailings_end_cuts_nothing():
+    clock = Clock()
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 5.0)
+    cutoffs.forget(1)
+    request = Request("request")
+    cutoffs.begin(1, request)  # the mailing is back, with no end known yet
+
+    clock.advance_to(6.0)
+
+    assert request.cancels == 0
