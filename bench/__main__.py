@@ -317,10 +317,16 @@ class Bench:
 
     def send_phase(self) -> None:
         n = self.args.clients
-        self.start_workers()
-        self.control.configure(
-            latency=self.args.latency, error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate
+        in_flight = self.results["sender_concurrency"] * min(
+            self.args.workers, self.results["dispatchers_per_mailing"]
         )
+        # The raw client runs before the send and after it, and the ratio takes their mean: this
+        # machine's speed drifts by up to a tenth from one minute to the next, and one measure on one
+        # side of the send judged it by a machine it did not run on.
+        self.control.configure(latency=self.args.latency, error_rate=0.0, garbage_rate=0.0)
+        raw_before = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
+        self.start_workers()
+        self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
         run = self._send(n, samplers=[probe])
@@ -331,23 +337,27 @@ class Bench:
             "FROM messages_app_message WHERE mailing_id = %s",
             [run["mailing"].pk],
         )[0]
-        in_flight = self.results["sender_concurrency"] * min(
-            self.args.workers, self.results["dispatchers_per_mailing"]
-        )
         self.control.configure(error_rate=0.0, garbage_rate=0.0)
-        raw = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
-        ratio = round(run["messages_per_s"] / raw["rate"], 3)
+        raw_after = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
+        raw_rate = round((raw_before["rate"] + raw_after["rate"]) / 2, 1)
+        ratio = round(run["messages_per_s"] / raw_rate, 3)
         self.results["send"] = _public(run) | {
             "delivery_lag_p50_s": round(lag_p50, 3),
             "delivery_lag_p99_s": round(lag_p99, 3),
             "raw_in_flight": in_flight,
-            "raw_limit_per_s": raw["rate"],
+            "raw_before_per_s": raw_before["rate"],
+            "raw_after_per_s": raw_after["rate"],
+            "raw_limit_per_s": raw_rate,
             "ratio_to_raw": ratio,
             "api_while_sending": probe.summary(),
         }
         label = f"{n:,} clients at {self.args.latency * 1000:.0f} ms"
         self.row("send", label, f"{run['wall_s']} s, {run['messages_per_s']:,} msg/s")
-        self.row("send", f"raw aiohttp, {in_flight} in flight", f"{raw['rate']:,} req/s -> ratio {ratio}")
+        self.row(
+            "send",
+            f"raw aiohttp, {in_flight} in flight, before / after",
+            f"{raw_before['rate']:,} / {raw_after['rate']:,} req/s -> ratio {ratio}",
+        )
         self.row("send", "lag p50 / p99", f"{lag_p50:.1f} s / {lag_p99:.1f} s")
         self.row("send", "duplicates; sends after end", f"{run['duplicates']}; {run['sends_after_end']}")
         self.row("send", "worker peak RSS per process / total", _rss(run))
