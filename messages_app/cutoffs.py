@@ -2,15 +2,19 @@
 
 A request may run until its own limit (when it started + the request timeout) and until its
 mailing's end, whichever comes first; then it is cancelled and told which limit it met. A timer
-per request (asyncio.timeout) was 7 % of a sender's CPU. Here there is one timer for the oldest
-own limit (requests start in turn and share one timeout, so the oldest runs out first) and one
-per mailing at its end, which moves when the end moves.
+per request (asyncio.timeout: its enter and exit) was 7 % of a sender's CPU in py-spy. Here there
+is one timer for the oldest own limit (requests start in turn and share one timeout, so the oldest
+runs out first) and one per mailing at its end, which moves when the end moves.
 
 Event-loop thread only; imports no Django.
 """
 
 import asyncio
 import enum
+
+# uvloop's timers count whole milliseconds and may fire up to half of one early: a limit this close
+# is due, or the timer would set itself again at once until the clock caught up.
+TIMER_RESOLUTION = 0.001
 
 
 class Cut(enum.Enum):
@@ -24,20 +28,25 @@ class Cutoffs:
         self._timeout = timeout
         self._limits: dict[asyncio.Task, float] = {}  # in start order, so own limits ascend
         self._sending: dict[int, set[asyncio.Task]] = {}  # mailing id -> its requests in flight
-        self._ends: dict[int, asyncio.TimerHandle] = {}
-        self._next_limit: asyncio.TimerHandle | None = None
+        self._ends: dict[int, asyncio.TimerHandle] = {}  # pending: the end has not come yet
+        self._limit_timer_set = False
         self._cut: dict[asyncio.Task, Cut] = {}
 
-    def begin(self, mailing_id: int, task: asyncio.Task) -> None:
-        """`task` (running now) starts its request for the mailing."""
+    def begin(self, mailing_id: int, task: asyncio.Task) -> bool:
+        """`task` (running now) starts its request for the mailing. False, and nothing begins, when
+        the mailing's end has come (its timer fired) or none was set."""
+        if mailing_id not in self._ends:
+            return False
         limit = self._loop.time() + self._timeout
         self._limits[task] = limit
         sending = self._sending.get(mailing_id)
         if sending is None:
             sending = self._sending[mailing_id] = set()
         sending.add(task)
-        if self._next_limit is None:
-            self._next_limit = self._loop.call_at(limit, self._cut_overdue)
+        if not self._limit_timer_set:
+            self._limit_timer_set = True
+            self._loop.call_at(limit, self._cut_overdue)
+        return True
 
     def end(self, mailing_id: int, task: asyncio.Task) -> Cut | None:
         """The request is over: which limit cut it, if one did (its task was cancelled for it)."""
@@ -57,24 +66,26 @@ class Cutoffs:
         return bool(self._sending.get(mailing_id))
 
     def forget(self, mailing_id: int) -> None:
-        """The sender no longer sends for the mailing (none of its requests is in flight)."""
+        """The sender no longer sends for the mailing; ignored while a request of it is in flight."""
+        if self.in_flight(mailing_id):
+            return
+        self._sending.pop(mailing_id, None)
         timer = self._ends.pop(mailing_id, None)
         if timer is not None:
             timer.cancel()
-        if not self._sending.get(mailing_id):
-            self._sending.pop(mailing_id, None)
 
     def _cut_overdue(self) -> None:
-        self._next_limit = None
-        now = self._loop.time()
+        self._limit_timer_set = False
+        due = self._loop.time() + TIMER_RESOLUTION
         for task, limit in self._limits.items():
-            if limit > now:
-                self._next_limit = self._loop.call_at(limit, self._cut_overdue)
+            if limit > due:
+                self._limit_timer_set = True
+                self._loop.call_at(limit, self._cut_overdue)
                 return
             self._cancel(task, Cut.TIMEOUT)
 
     def _cut_mailing(self, mailing_id: int) -> None:
-        self._ends.pop(mailing_id, None)
+        del self._ends[mailing_id]
         for task in self._sending.get(mailing_id, ()):
             self._cancel(task, Cut.END)
 

@@ -284,9 +284,14 @@ class Sender:
             run.sendable, run.held = True, mailing_id in view.held
             self._move_end(run, end_at, now_wall, now_loop)
             runs[mailing_id] = run
+        sendable = set(runs)
         for run in {run for run, _ in self._in_flight.values()}:
+            if run.id in sendable:
+                continue
+            # Its claims not yet started go back to pending; every object of the mailing is told (one
+            # dropped earlier may still have requests waiting in the gate beside a newer one).
+            run.sendable = False
             if run.id not in runs:
-                run.sendable = False  # its claims not yet started go back to pending
                 self._move_end(run, view.ends.get(run.id, run.end_at), now_wall, now_loop)
                 runs[run.id] = run
         for run in self._runs.values():
@@ -399,43 +404,41 @@ class Sender:
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
         loop = asyncio.get_running_loop()
         started: float | None = None
+        acquired = False
         cut: Cut | None = None
         try:
             if row.phone is None:
                 return self._settle(run, row, token, Outcome.FAILED, "client was deleted")
             if not await self._gate.acquire():
                 return self._settle(run, row, token, Outcome.DEFERRED, "sending paused")
+            acquired = True
             if self._stop.is_set() or not run.sendable:
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 return self._settle(run, row, token, Outcome.DEFERRED, "mailing not sendable now")
-            if loop.time() + self._margin() >= run.deadline:
+            task = asyncio.current_task()
+            # The end's own timer has the last word: it may fire a moment before the deadline.
+            if loop.time() + self._margin() >= run.deadline or not self._cutoffs.begin(run.id, task):
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
                 return self._settle(run, row, token, Outcome.EXPIRED, "could not finish before the end")
             started = loop.time()
-            task = asyncio.current_task()
-            self._cutoffs.begin(run.id, task)
             try:
                 await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
             finally:
                 cut = self._cutoffs.end(run.id, task)
         except asyncio.CancelledError:
-            if cut is Cut.END:
-                task.uncancel()
-                metrics.PROVIDER_ERRORS.labels("cut").inc()
-                self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
-                self._settle(run, row, token, Outcome.UNKNOWN, "cut at the mailing's end")
-            elif cut is Cut.TIMEOUT:  # no answer in time: try again
-                task.uncancel()
+            if cut is not None:
+                task.uncancel()  # cut by one of its limits, not by our wind-down: handled here
+            if cut is Cut.TIMEOUT:  # no answer in time: try again
                 metrics.PROVIDER_ERRORS.labels("timeout").inc()
                 self._gate.record(ProviderAnswer.ERROR, loop.time() - started)
                 self._settle(run, row, token, Outcome.RETRY, no_answer_within(self._request_timeout))
-            # Our own wind-down: a request that started may have reached the provider.
-            elif started is None:
+            elif started is None:  # our own wind-down, before the request started
                 self._settle(run, row, token, Outcome.DEFERRED, "sender stopped")
-            else:
+            else:  # at the end or by our wind-down: the request may have reached the provider
                 metrics.PROVIDER_ERRORS.labels("cut").inc()
                 self._gate.record(ProviderAnswer.NO_ANSWER, 0.0)
-                self._settle(run, row, token, Outcome.UNKNOWN, "cut by a stopping worker")
+                detail = "cut at the mailing's end" if cut is Cut.END else "cut by a stopping worker"
+                self._settle(run, row, token, Outcome.UNKNOWN, detail)
         except TransportThrottled as error:
             # We go too fast: the pace slows down, the message goes back untouched (attempt given back).
             self._gate.record(ProviderAnswer.THROTTLED, loop.time() - started, retry_after=error.retry_after)
@@ -451,6 +454,13 @@ class Sender:
             else:
                 self._gate.record(ProviderAnswer.ERROR, latency)
                 self._settle(run, row, token, Outcome.RETRY, error.detail)
+        except Exception as error:
+            # A surprise (a bug, a library's exception): the message is tried again, not left claimed
+            # until its lease runs out, and its place in the pace is given back.
+            log.exception("sender %s: unexpected error sending message=%s", self.holder, row.id)
+            if acquired:
+                self._gate.record(ProviderAnswer.ERROR, 0.0 if started is None else loop.time() - started)
+            self._settle(run, row, token, Outcome.RETRY, f"unexpected {type(error).__name__}")
         else:
             self._gate.record(ProviderAnswer.ACCEPTED, loop.time() - started)
             self._settle(run, row, token, Outcome.SENT, "", answered_at=timezone.now())

@@ -19,9 +19,11 @@ class Timer:
 
 
 class Clock:
-    """The two things Cutoffs asks of its loop: the time, and a timer."""
+    """The two things Cutoffs asks of its loop: the time, and a timer (which may fire `early`, as
+    uvloop's, rounded to the millisecond, may by half of one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, early: float = 0.0) -> None:
+        self.early = early
         self.now = 0.0
         self.timers_set = 0
         self._timers: list[tuple[float, int, Timer]] = []
@@ -36,9 +38,9 @@ class Clock:
         return timer
 
     def advance_to(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
+        while self._timers and self._timers[0][0] - self.early <= now:
             when, _, timer = heapq.heappop(self._timers)
-            self.now = max(self.now, when)
+            self.now = max(self.now, when - self.early)
             if not timer.cancelled:
                 timer.fire()
         self.now = now
@@ -60,13 +62,16 @@ class Request:
 def test_each_request_is_cut_at_its_own_limit_by_one_timer_for_the_oldest():
     clock = Clock()
     cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 3600.0)
+    cutoffs.set_end(2, 3600.0)
+    timers_for_the_ends = clock.timers_set
     first, answered, second = Request("first"), Request("answered"), Request("second")
     cutoffs.begin(1, first)
     clock.advance_to(1.0)
     cutoffs.begin(1, answered)
     clock.advance_to(2.0)
     cutoffs.begin(2, second)
-    assert clock.timers_set == 1
+    assert clock.timers_set - timers_for_the_ends == 1
 
     clock.advance_to(9.99)
     assert cutoffs.end(1, answered) is None  # answered in time
@@ -85,6 +90,7 @@ def test_each_request_is_cut_at_its_own_limit_by_one_timer_for_the_oldest():
 def test_a_request_that_answered_is_never_cut_and_costs_no_timer_of_its_own():
     clock = Clock()
     cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 3600.0)
     requests = [Request(str(number)) for number in range(1000)]
     for number, request in enumerate(requests):
         clock.advance_to(number * 0.01)
@@ -93,7 +99,7 @@ def test_a_request_that_answered_is_never_cut_and_costs_no_timer_of_its_own():
     clock.advance_to(100.0)
 
     assert all(request.cancels == 0 for request in requests)
-    assert clock.timers_set == 1
+    assert clock.timers_set == 2  # the end's and the first request's limit
 
 
 def test_the_end_cuts_only_that_mailings_requests():
@@ -148,14 +154,45 @@ def test_a_request_met_by_both_limits_before_it_wakes_keeps_the_first_and_one_ca
     assert cutoffs.end(1, request) is Cut.END
 
 
-def test_a_forgotten_mailings_end_cuts_nothing():
+def test_no_request_begins_once_its_mailings_end_has_come_or_before_one_is_known():
+    clock = Clock(early=0.0005)
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    assert not cutoffs.begin(1, Request("before any end"))
+
+    cutoffs.set_end(1, 5.0)
+    clock.advance_to(4.9995)  # the end's timer fired a moment before the deadline
+    assert not cutoffs.begin(1, Request("after the end"))
+    assert not cutoffs.in_flight(1)
+
+    cutoffs.set_end(1, 60.0)  # moved later: requests may begin again
+    assert cutoffs.begin(1, Request("after the end moved"))
+
+
+def test_a_forgotten_mailing_takes_no_request_and_its_end_no_longer_fires():
     clock = Clock()
     cutoffs = Cutoffs(clock, timeout=10.0)
     cutoffs.set_end(1, 5.0)
+    in_flight = Request("in flight")
+    cutoffs.begin(1, in_flight)
+    cutoffs.forget(1)  # ignored: a request is in flight
+    clock.advance_to(5.0)
+    assert cutoffs.end(1, in_flight) is Cut.END
+
+    cutoffs.set_end(1, 50.0)
     cutoffs.forget(1)
+    clock.advance_to(60.0)
+    assert not cutoffs.begin(1, Request("after forget"))
+
+
+def test_a_timer_a_moment_early_still_cuts_the_request_it_was_set_for():
+    clock = Clock(early=0.0004)
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, 3600.0)
     request = Request("request")
-    cutoffs.begin(1, request)  # the mailing is back, with no end known yet
+    cutoffs.begin(1, request)
+    timers_before = clock.timers_set
 
-    clock.advance_to(6.0)
+    clock.advance_to(9.9996)
 
-    assert request.cancels == 0
+    assert request.cancels == 1
+    assert clock.timers_set == timers_before  # not set again at once, over and over

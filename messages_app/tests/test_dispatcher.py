@@ -143,6 +143,31 @@ def test_retried_message_is_delivered_when_the_provider_recovers(provider):
     assert [msg_id for msg_id, _ in provider.accepted] == [message.id]
 
 
+def test_an_unexpected_error_sends_the_message_back_to_pending_and_the_sender_goes_on(provider, caplog):
+    mailing = running_mailing()
+    unlucky, fine = messages_of(mailing, 2)
+    send = ProbeTransport.send
+
+    async def surprising_send(transport, message):
+        if message.id == unlucky.id:
+            raise RuntimeError("surprise")
+        await send(transport, message)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ProbeTransport, "send", surprising_send)
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        report = sender(provider).run(seconds=1.5)
+
+    unlucky.refresh_from_db()
+    fine.refresh_from_db()
+    assert (unlucky.status, unlucky.attempts) == (Status.PENDING, 1)
+    assert unlucky.last_error == "unexpected RuntimeError"
+    assert unlucky.lease_until is None
+    assert fine.status == Status.SENT
+    assert (report[Outcome.RETRY], report[Outcome.SENT]) == (1, 1)
+    assert "RuntimeError: surprise" in caplog.text
+
+
 def test_consecutive_failures_open_the_breaker_for_every_sender(provider):
     mailing = running_mailing()
     messages_of(mailing, 30)
