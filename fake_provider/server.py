@@ -1,8 +1,8 @@
-"""The fake provider's state and its two aiohttp applications.
+"""The fake provider's state and its two aiohttp servers.
 
-The send application (``POST /v1/send/{msgId}``) speaks the provider contract and misbehaves on
-demand. The control application, on a second port so that it stays reachable while the send port
-refuses connections, reads the records and changes the configuration at runtime.
+The send port (``POST /v1/send/{msgId}``, a low-level aiohttp server) speaks the provider contract
+and misbehaves on demand. The control application, on a second port so that it stays reachable
+while the send port refuses connections, reads the records and changes the configuration at runtime.
 """
 
 import asyncio
@@ -503,10 +503,14 @@ def send_handler(provider: FakeProvider) -> Callable[[web.BaseRequest], Awaitabl
                 return _not_found()
             if request.method != "POST":
                 return _method_not_allowed("POST")
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                # What the router's default did: curl asks for it before a body over 1 KB.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0
             return await provider.send(request, path_id)
         if path == "/health":
             if request.method not in ("GET", "HEAD"):
-                return _method_not_allowed("GET, HEAD")
+                return _method_not_allowed("GET,HEAD")
             return await _health(request)
         return _not_found()
 

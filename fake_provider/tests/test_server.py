@@ -171,6 +171,23 @@ def test_a_send_and_the_health_check_take_only_their_methods(send_url, control):
     assert control.stats()["requests_total"] == 0
 
 
+def test_a_send_that_expects_100_continue_gets_it_before_its_body(send_url, control):
+    body = json.dumps({"id": 7, "phone": PHONE, "text": "hello"}).encode()
+    port = int(send_url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(
+            b"POST /v1/send/7 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+            % (TOKEN.encode(), len(body))
+        )
+        assert connection.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        connection.sendall(body)
+        answer = connection.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert control.stats()["accepted_total"] == 1
+
+
 def test_error_rate_one_answers_5xx_and_records_nothing_accepted(send_url, control):
     control.configure(error_rate=1.0)
 
