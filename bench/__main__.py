@@ -4,8 +4,9 @@ It starts what it measures as deployed (PostgreSQL and Redis must answer; the fa
 worker nodes, beat and gunicorn are started here), in a database and Redis db of its own that it
 removes at the end. Phases run in this order; `--skip NAME` leaves one out (or give it size 0):
 
-  send       N clients at 50 ms until every message is final; then the raw limit: a plain aiohttp
-             client with as many requests in flight against the same provider (the headline ratio).
+  send       N clients at 50 ms until every message is final; the raw limit: a plain aiohttp client
+             with as many requests in flight against the same provider, before the send and after
+             it (the headline ratio, to their mean).
   latency    the same at 500 ms with default settings: what the adaptive in-flight limit reaches.
   soak       a long send at 50 ms: throughput of the first and last tenth, memory, Celery queue.
   baseline   the design card's shape: one Celery task per message with requests (same worker),
@@ -320,12 +321,13 @@ class Bench:
         in_flight = self.results["sender_concurrency"] * min(
             self.args.workers, self.results["dispatchers_per_mailing"]
         )
-        # The raw client runs before the send and after it, and the ratio takes their mean: this
-        # machine's speed drifts from one minute to the next (the raw client alone, six 10 s runs in a
-        # row: 3,723 to 4,181 req/s), and a single measure after the send judged the send by it.
+        self.start_workers()
+        # The raw client runs before the send and after it, with the workers idle both times, and the
+        # ratio takes their mean: this machine's speed drifts from one minute to the next (the raw
+        # client alone, six 10 s runs in a row: 3,723 to 4,181 req/s), and a single measure after the
+        # send judged the send by it.
         self.control.configure(latency=self.args.latency, error_rate=0.0, garbage_rate=0.0)
         raw_before = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
-        self.start_workers()
         self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
