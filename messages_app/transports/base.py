@@ -48,5 +48,5 @@ class Transport(Protocol):
     async def __aexit__(self, *exc_info) -> None: ...
 
     async def send(self, message: OutgoingMessage) -> None:
-        """Deliver one message. The caller bounds how long it may take (asyncio.timeout): a
+        """Deliver one message. The caller bounds how long it may take (it cancels the send): a
         transport bounds only the connecting."""

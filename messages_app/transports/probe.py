@@ -83,8 +83,8 @@ class ProbeTransport:
             raise ValueError(f"the provider's base URL takes no query or fragment: {base_url!r}")
         self._send_url = URL(base_url.rstrip("/") + "/send/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        # Connecting only: the caller's single timer bounds the whole request (aiohttp's total and
-        # read timers beside it cost the sender a tenth of its CPU).
+        # Connecting only: the caller bounds the whole request (aiohttp's total and read timers
+        # beside it cost the sender a tenth of its CPU).
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
