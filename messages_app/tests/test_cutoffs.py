@@ -59,6 +59,16 @@ class Request:
         return self.name
 
 
+def one_request_in_flight(*, end: float, early: float = 0.0) -> tuple[Clock, Cutoffs, Request]:
+    """A request of mailing 1, begun at 0 (own limit 10), the mailing ending at `end`."""
+    clock = Clock(early=early)
+    cutoffs = Cutoffs(clock, timeout=10.0)
+    cutoffs.set_end(1, end)
+    request = Request("request")
+    assert cutoffs.begin(1, request)
+    return clock, cutoffs, request
+
+
 def test_each_request_is_cut_at_its_own_limit_by_one_timer_for_the_oldest():
     clock = Clock()
     cutoffs = Cutoffs(clock, timeout=10.0)
@@ -119,11 +129,7 @@ def test_the_end_cuts_only_that_mailings_requests():
 
 
 def test_an_end_moved_later_lets_requests_run_to_their_own_limit_and_earlier_cuts_at_once():
-    clock = Clock()
-    cutoffs = Cutoffs(clock, timeout=10.0)
-    cutoffs.set_end(1, 5.0)
-    request = Request("request")
-    cutoffs.begin(1, request)
+    clock, cutoffs, request = one_request_in_flight(end=5.0)
 
     cutoffs.set_end(1, 60.0)  # later
     clock.advance_to(9.0)
@@ -141,11 +147,7 @@ def test_an_end_moved_later_lets_requests_run_to_their_own_limit_and_earlier_cut
 
 
 def test_a_request_met_by_both_limits_before_it_wakes_keeps_the_first_and_one_cancellation():
-    clock = Clock()
-    cutoffs = Cutoffs(clock, timeout=10.0)
-    cutoffs.set_end(1, 10.0)
-    request = Request("request")
-    cutoffs.begin(1, request)  # own limit 10.0 too: the end's timer was set first
+    clock, cutoffs, request = one_request_in_flight(end=10.0)  # the end's timer was set first
 
     clock.advance_to(10.0)
     cutoffs.set_end(1, 60.0)  # the end moves later before the request woke up: it stays cut
@@ -169,14 +171,10 @@ def test_no_request_begins_once_its_mailings_end_has_come_or_before_one_is_known
 
 
 def test_a_forgotten_mailing_takes_no_request_and_its_end_no_longer_fires():
-    clock = Clock()
-    cutoffs = Cutoffs(clock, timeout=10.0)
-    cutoffs.set_end(1, 5.0)
-    in_flight = Request("in flight")
-    cutoffs.begin(1, in_flight)
+    clock, cutoffs, request = one_request_in_flight(end=5.0)
     cutoffs.forget(1)  # ignored: a request is in flight
     clock.advance_to(5.0)
-    assert cutoffs.end(1, in_flight) is Cut.END
+    assert cutoffs.end(1, request) is Cut.END
 
     cutoffs.set_end(1, 50.0)
     cutoffs.forget(1)
@@ -185,11 +183,7 @@ def test_a_forgotten_mailing_takes_no_request_and_its_end_no_longer_fires():
 
 
 def test_a_timer_a_moment_early_still_cuts_the_request_it_was_set_for():
-    clock = Clock(early=0.0004)
-    cutoffs = Cutoffs(clock, timeout=10.0)
-    cutoffs.set_end(1, 3600.0)
-    request = Request("request")
-    cutoffs.begin(1, request)
+    clock, cutoffs, request = one_request_in_flight(end=3600.0, early=0.0004)
     timers_before = clock.timers_set
 
     clock.advance_to(9.9996)
