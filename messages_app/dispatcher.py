@@ -457,7 +457,14 @@ class Sender:
         except Exception as error:
             # A surprise (a bug, a library's exception): the message is tried again, not left claimed
             # until its lease runs out, and its place in the pace is given back.
-            log.exception("sender %s: unexpected error sending message=%s", self.holder, row.id)
+            log.exception(
+                "mailing=%s message=%s client=%s: unexpected error in sender %s",
+                run.id,
+                row.id,
+                row.client_id,
+                self.holder,
+                extra=log_ids(mailing=run.id, message=row.id, client=row.client_id),
+            )
             if acquired:
                 self._gate.record(ProviderAnswer.ERROR, 0.0 if started is None else loop.time() - started)
             self._settle(run, row, token, Outcome.RETRY, f"unexpected {type(error).__name__}")

@@ -165,6 +165,8 @@ def test_an_unexpected_error_sends_the_message_back_to_pending_and_the_sender_go
     assert unlucky.lease_until is None
     assert fine.status == Status.SENT
     assert (report[Outcome.RETRY], report[Outcome.SENT]) == (1, 1)
+    (line,) = [record for record in caplog.records if "unexpected error" in record.getMessage()]
+    assert (line.mailing_id, line.message_id, line.client_id) == (mailing.pk, unlucky.id, unlucky.client_id)
     assert "RuntimeError: surprise" in caplog.text
 
 
