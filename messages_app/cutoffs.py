@@ -62,12 +62,14 @@ class Cutoffs:
             timer.cancel()
         self._ends[mailing_id] = self._loop.call_at(deadline, self._cut_mailing, mailing_id)
 
-    def in_flight(self, mailing_id: int) -> bool:
+    def sending(self, mailing_id: int) -> bool:
+        """Some request of the mailing has begun and not ended (the sender's own in-flight tasks
+        also count those still waiting in the gate)."""
         return bool(self._sending.get(mailing_id))
 
     def forget(self, mailing_id: int) -> None:
         """The sender no longer sends for the mailing; ignored while a request of it is in flight."""
-        if self.in_flight(mailing_id):
+        if self.sending(mailing_id):
             return
         self._sending.pop(mailing_id, None)
         timer = self._ends.pop(mailing_id, None)

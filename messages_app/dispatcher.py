@@ -301,7 +301,7 @@ class Sender:
         kept = {
             mailing_id: run
             for mailing_id, run in runs.items()
-            if run.sendable or self._cutoffs.in_flight(mailing_id)
+            if run.sendable or self._cutoffs.sending(mailing_id)
         }
         for mailing_id in self._runs.keys() - kept.keys():
             self._cutoffs.forget(mailing_id)

@@ -94,7 +94,7 @@ def test_each_request_is_cut_at_its_own_limit_by_one_timer_for_the_oldest():
     clock.advance_to(12.0)
     assert second.cancels == 1
     assert cutoffs.end(2, second) is Cut.TIMEOUT
-    assert not cutoffs.in_flight(1) and not cutoffs.in_flight(2)
+    assert not cutoffs.sending(1) and not cutoffs.sending(2)
 
 
 def test_a_request_that_answered_is_never_cut_and_costs_no_timer_of_its_own():
@@ -125,7 +125,7 @@ def test_the_end_cuts_only_that_mailings_requests():
 
     assert (ours.cancels, other.cancels) == (1, 0)
     assert cutoffs.end(1, ours) is Cut.END
-    assert cutoffs.in_flight(2) and not cutoffs.in_flight(1)
+    assert cutoffs.sending(2) and not cutoffs.sending(1)
 
 
 def test_an_end_moved_later_lets_requests_run_to_their_own_limit_and_earlier_cuts_at_once():
@@ -164,7 +164,7 @@ def test_no_request_begins_once_its_mailings_end_has_come_or_before_one_is_known
     cutoffs.set_end(1, 5.0)
     clock.advance_to(4.9995)  # the end's timer fired a moment before the deadline
     assert not cutoffs.begin(1, Request("after the end"))
-    assert not cutoffs.in_flight(1)
+    assert not cutoffs.sending(1)
 
     cutoffs.set_end(1, 60.0)  # moved later: requests may begin again
     assert cutoffs.begin(1, Request("after the end moved"))
