@@ -414,7 +414,7 @@ def _valid_msg_id(path_id: str, body: bytes) -> int | None:
 PROVIDER = web.AppKey("provider", FakeProvider)
 
 
-async def _health(request: web.Request) -> web.Response:
+async def _health(request: web.BaseRequest) -> web.Response:  # on both ports
     return web.json_response({"status": "ok"})
 
 
