@@ -5,8 +5,8 @@ worker nodes, beat and gunicorn are started here), in a database and Redis db of
 removes at the end. Phases run in this order; `--skip NAME` leaves one out (or give it size 0):
 
   send       N clients at 50 ms until every message is final; the raw limit: a plain aiohttp client
-             with as many requests in flight against the same provider, before the send and after
-             it (the headline ratio, to their mean).
+             (a process of its own) with as many requests in flight against the same provider,
+             before the send and after it (the headline ratio, to their mean).
   latency    the same at 500 ms with default settings: what the adaptive in-flight limit reaches.
   soak       a long send at 50 ms: throughput of the first and last tenth, memory, Celery queue.
   baseline   the design card's shape: one Celery task per message with requests (same worker),
@@ -44,8 +44,6 @@ import redis
 import requests
 
 from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
-from fake_provider.rawload import measure as raw_measure
-from fake_provider.rawload import measure_threads as raw_measure_threads
 from mailings.window import LocalWindow, all_zones
 
 from . import processes
@@ -279,6 +277,16 @@ class Bench:
         counts = message_counts_by_mailing([mailing_id])[mailing_id]
         return counts["sent"] + counts["failed"] + counts["expired"]
 
+    def _raw_client(self, concurrency: int, *, client: str = "aiohttp", first_id: int | None = None) -> dict:
+        """The plain client of `fake_provider.rawload`, in a process of its own as a client without
+        this service would run: in this one, its garbage collections walked Django's objects too."""
+        command = [sys.executable, "-m", "fake_provider.rawload", "--url", self.env["PROVIDER_URL"]]
+        command += ["--client", client, "--concurrency", str(concurrency)]
+        command += ["--seconds", str(self.args.raw_seconds)]
+        if first_id is not None:
+            command += ["--first-id", str(first_id)]
+        return processes.run_json(command, self.env, timeout=self.args.raw_seconds + 60)
+
     def _breaker_trips(self) -> int:
         return sum(path.read_text().count("provider paused") for path in self.logdir.glob("worker-*.log"))
 
@@ -327,7 +335,7 @@ class Bench:
         # client alone, six 10 s runs in a row: 3,723 to 4,181 req/s), and a single measure after the
         # send judged the send by it.
         self.control.configure(latency=self.args.latency, error_rate=0.0, garbage_rate=0.0)
-        raw_before = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
+        raw_before = self._raw_client(in_flight)
         self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
@@ -340,7 +348,7 @@ class Bench:
             [run["mailing"].pk],
         )[0]
         self.control.configure(error_rate=0.0, garbage_rate=0.0)
-        raw_after = raw_measure(self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds)
+        raw_after = self._raw_client(in_flight)
         raw_rate = round((raw_before["rate"] + raw_after["rate"]) / 2, 1)
         ratio = round(run["messages_per_s"] / raw_rate, 3)
         self.results["send"] = _public(run) | {
@@ -474,13 +482,9 @@ class Bench:
             time.sleep(0.25)
         card_rate = n / (time.time() - started)
         self.stop_workers()
-        threads = raw_measure_threads(
-            self.env["PROVIDER_URL"], self.token, self.args.baseline_threads, self.args.raw_seconds
-        )
+        threads = self._raw_client(self.args.baseline_threads, client="requests")
         in_flight = self.results["sender_concurrency"] * self.args.workers
-        aiohttp_raw = raw_measure(
-            self.env["PROVIDER_URL"], self.token, in_flight, self.args.raw_seconds, first_id=10**13
-        )
+        aiohttp_raw = self._raw_client(in_flight, first_id=10**13)
         self.results["baseline"] = {
             "messages": n,
             "card_tasks_per_s": round(card_rate, 1),

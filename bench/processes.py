@@ -1,6 +1,7 @@
 """The processes a benchmark runs, as deployed, and the memory they use."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,14 @@ def start(name: str, command: list[str], env: dict[str, str], logdir: Path) -> s
     return subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+
+def run_json(command: list[str], env: dict[str, str], *, timeout: float) -> dict:
+    """Run a command to its end and return the JSON it printed."""
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return json.loads(done.stdout)
 
 
 def start_worker(
