@@ -285,7 +285,10 @@ class Bench:
         command += ["--seconds", str(self.args.raw_seconds)]
         if first_id is not None:
             command += ["--first-id", str(first_id)]
-        return processes.run_json(command, self.env, timeout=self.args.raw_seconds + 60)
+        result = processes.run_json(command, self.env, timeout=self.args.raw_seconds + 60)
+        if result["errors"]:  # its rate counts every answer: refusals would pass for speed
+            raise RuntimeError(f"the raw client got {result['errors']} errors: {result}")
+        return result
 
     def _breaker_trips(self) -> int:
         return sum(path.read_text().count("provider paused") for path in self.logdir.glob("worker-*.log"))

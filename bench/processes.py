@@ -21,9 +21,9 @@ def start(name: str, command: list[str], env: dict[str, str], logdir: Path) -> s
 
 
 def run_json(command: list[str], env: dict[str, str], *, timeout: float) -> dict:
-    """Run a command to its end and return the JSON it printed."""
+    """Run a command to its end and return the JSON it printed; what it says on stderr shows."""
     done = subprocess.run(
-        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=True
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout, check=True
     )
     return json.loads(done.stdout)
 

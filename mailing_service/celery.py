@@ -24,12 +24,16 @@ def use_django_logging(**kwargs) -> None:
 
 @worker_process_init.connect
 def tune_garbage_collector(**kwargs) -> None:
-    """A pool process lives long and its sender allocates hundreds of objects per request: with
-    Python's defaults the cyclic collector ran every 700 of them, and its full collections walked
-    every object Django and the app made at startup: over a quarter of the process's time during a
-    send. What exists now is frozen (never walked again), and young collections run every
-    WORKER_GC_THRESHOLD allocations."""
+    """A pool process lives long, and its sender makes and drops hundreds of objects per request.
+    With Python's defaults the cyclic collector ran each time 700 more containers were alive than
+    at the last run, and its full collections walked every object Django and the app had made at
+    startup: over a quarter of the process's time during a send. The sender's libraries are loaded
+    first, then all that exists is frozen: never walked again (nor freed, garbage among it
+    included, once), and young collections wait for WORKER_GC_THRESHOLD more containers."""
     from django.conf import settings
+
+    if settings.SENDER_ENABLED:
+        import messages_app.dispatcher  # noqa: F401  (aiohttp and uvloop, frozen with the rest)
 
     gc.freeze()
     gc.set_threshold(settings.WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -1,6 +1,8 @@
 """The fake provider as a process: start line, raw load, shutdown."""
 
 import contextlib
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -80,6 +82,30 @@ def test_raw_load_keeps_requests_in_flight_with_ids_far_from_real_ones():
         assert stats["accepted_total"] == result["requests"]
         assert stats["duplicates"] == 0
         assert min(msg_id for msg_id, _ in control.accepted()) >= ID_OFFSET
+    finally:
+        stop_fake_provider(process)
+
+
+def test_raw_load_from_the_command_line_takes_the_token_from_the_environment_and_prints_json():
+    port, control_port = free_port(), free_port()
+    process = start_fake_provider(port, control_port, TOKEN, latency=0.01)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fake_provider.rawload", "--url", f"http://127.0.0.1:{port}/v1"]
+            + ["--concurrency", "4", "--seconds", "0.5", "--first-id", str(ID_OFFSET + 7)],
+            env={**os.environ, "PROVIDER_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+
+        result = json.loads(done.stdout)
+        assert result["requests"] > 20
+        assert result["errors"] == 0
+        control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
+        assert control.stats()["accepted_total"] == result["requests"]
+        assert min(msg_id for msg_id, _ in control.accepted()) == ID_OFFSET + 7
     finally:
         stop_fake_provider(process)
 

@@ -1,4 +1,7 @@
-import gc
+"""The garbage collector's tuning in worker pool processes (mailing_service.celery), each case in a
+fresh interpreter: freezing is for the life of a process."""
+
+import json
 import os
 import subprocess
 import sys
@@ -10,25 +13,49 @@ from celery.signals import worker_process_init
 from mailing_service.celery import tune_garbage_collector
 
 REPO = Path(__file__).resolve().parents[2]
+POOL_PROCESS_START = """
+import gc, json, sys
+import django
+django.setup()
+from mailing_service.celery import tune_garbage_collector
+tune_garbage_collector()
+walked = {id(o) for o in gc.get_objects()}  # what is frozen is no longer listed
+dispatcher = sys.modules.get("messages_app.dispatcher")
+print(json.dumps({
+    "threshold": gc.get_threshold()[0],
+    "frozen": gc.get_freeze_count(),
+    "sender_loaded": dispatcher is not None,
+    "sender_frozen": dispatcher is not None and id(vars(dispatcher)) not in walked,
+}))
+"""
 
 
-@pytest.fixture
-def restored_gc():
-    threshold = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
+def start_pool_process(**variables) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", POOL_PROCESS_START],
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mailing_service.settings", **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def test_a_pool_process_freezes_its_startup_objects_and_collects_young_ones_less_often(settings, restored_gc):
-    settings.WORKER_GC_THRESHOLD = 12_345
-    gc.unfreeze()
-    older_generations = gc.get_threshold()[1:]
+def test_a_pool_process_freezes_what_it_loaded_the_sender_included_and_collects_young_objects_less_often():
+    result = start_pool_process(WORKER_GC_THRESHOLD="12345", SENDER_ENABLED="true")
 
-    tune_garbage_collector()
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    assert state["threshold"] == 12345
+    assert state["frozen"] > 50_000  # Django, the app and the sender's libraries
+    assert state["sender_loaded"] and state["sender_frozen"]
 
-    assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == (12_345, *older_generations)
+
+def test_a_worker_that_only_runs_tasks_does_not_load_the_sender():
+    result = start_pool_process(SENDER_ENABLED="false")
+
+    assert result.returncode == 0, result.stderr
+    assert not json.loads(result.stdout)["sender_loaded"]
 
 
 def test_the_tuning_runs_in_every_pool_process_as_it_starts():
@@ -36,16 +63,9 @@ def test_the_tuning_runs_in_every_pool_process_as_it_starts():
     assert tune_garbage_collector in receivers
 
 
-def test_a_threshold_that_would_turn_the_collector_off_stops_the_start():
-    env = {**os.environ, "WORKER_GC_THRESHOLD": "0"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import mailing_service.settings"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize("threshold", ["0", "-5"])
+def test_a_threshold_that_would_turn_the_collector_off_stops_the_start(threshold):
+    result = start_pool_process(WORKER_GC_THRESHOLD=threshold)
 
     assert result.returncode != 0
     assert "WORKER_GC_THRESHOLD must be at least 1" in result.stderr
