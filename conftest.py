@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -10,11 +13,26 @@ from rest_framework.test import APIClient
 from accounts.roles import OPERATORS, VIEWERS
 from mailing_service.celery import app as celery_app
 
+REPO_ROOT = Path(__file__).resolve().parent
+
 # Two threads writing at once: the tests' SQLite database (in memory, shared cache) locks whole tables
 # across threads and ignores the busy timeout; PostgreSQL does not.
 concurrent_writers = pytest.mark.skipif(
     connection.vendor == "sqlite", reason="in-memory SQLite cannot take two writing threads"
 )
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter at the repository's root, with this environment plus `env`: for
+    what a process does as it starts (what it imports, what it configures once)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def user_with_role(django_user_model, username: str, group: str):

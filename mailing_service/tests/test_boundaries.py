@@ -1,11 +1,8 @@
 """The web never loads the sender: checked in a fresh interpreter, as a web process starts."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from conftest import run_python
 
 PROBE = """
 import json, sys
@@ -20,8 +17,7 @@ print(json.dumps(sorted(name for name in sender if name in sys.modules)))
 
 
 def test_importing_the_urlconf_loads_no_sender_transport_aiohttp_or_uvloop():
-    found = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=60
-    )
+    found = run_python(PROBE)
 
+    assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout.strip().splitlines()[-1]) == []

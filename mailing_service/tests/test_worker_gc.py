@@ -2,17 +2,13 @@
 fresh interpreter: freezing is for the life of a process."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from celery.signals import worker_process_init
 
+from conftest import run_python
 from mailing_service.celery import tune_garbage_collector
 
-REPO = Path(__file__).resolve().parents[2]
 POOL_PROCESS_START = """
 import gc, json, sys
 import django
@@ -30,15 +26,8 @@ print(json.dumps({
 """
 
 
-def start_pool_process(**variables) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", POOL_PROCESS_START],
-        cwd=REPO,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mailing_service.settings", **variables},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def start_pool_process(**variables: str):
+    return run_python(POOL_PROCESS_START, **variables)  # pytest-django set DJANGO_SETTINGS_MODULE
 
 
 def test_a_pool_process_freezes_what_it_loaded_the_sender_included_and_collects_young_objects_less_often():

@@ -1,11 +1,7 @@
 import asyncio
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -16,6 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.tests.factories import ClientFactory
+from conftest import run_python
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
@@ -234,15 +231,9 @@ def test_a_provider_call_is_timed_always_and_its_error_classed_unless_cancelled(
 
 def test_metric_files_are_named_by_host_and_pid_so_containers_sharing_the_folder_never_share_one(tmp_path):
     count_once = "import os; from ops import metrics; metrics.FANOUT_MESSAGES.inc(); print(os.getpid())"
-    result = subprocess.run(
-        [sys.executable, "-c", count_once],
-        env=os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_python(count_once, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
 
+    assert result.returncode == 0, result.stderr
     identifier = f"{socket.gethostname()}-{result.stdout.strip()}"
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         f"counter_{identifier}.db",  # the counter it counted
