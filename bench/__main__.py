@@ -11,7 +11,7 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   soak       a long send at 50 ms: throughput of the first and last tenth, memory, Celery queue.
   baseline   the design card's shape: one Celery task per message with requests (same worker),
              then a requests thread pool and the aiohttp client against the same provider.
-  ratelimit  a provider allowing R sends/s (429 above), 2 worker nodes, 4 dispatchers: with
+  ratelimit  a provider allowing R sends/s (429 above), 2 worker nodes, 4 senders: with
              PROVIDER_RATE_LIMIT=R and without it (learned from 429s).
   scaleout   one mailing on one worker node, then on two nodes (``-n a@%h``, ``-n b@%h``), at 500 ms.
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
@@ -70,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--error-rate", type=float, default=0.0, help="provider 5xx share (send phase)")
     parser.add_argument("--garbage-rate", type=float, default=0.0, help="provider garbage share")
     parser.add_argument("--workers", type=int, default=2, help="processes of a Celery worker node")
-    parser.add_argument("--concurrency", type=int, default=None, help="SENDER_CONCURRENCY per dispatcher")
+    parser.add_argument("--concurrency", type=int, default=None, help="SENDER_CONCURRENCY per sender")
     parser.add_argument("--raw-seconds", type=float, default=10.0)
     parser.add_argument("--slow-latency", type=float, default=0.5, help="latency and scaleout phases")
     parser.add_argument("--slow-clients", type=int, default=30_000, help="latency phase size")
@@ -84,7 +84,7 @@ def parse_args() -> argparse.Namespace:
         "--scaleout-ceiling",
         type=int,
         default=200,
-        help="SENDER_CONCURRENCY_MAX per dispatcher in the scale-out phase: what one node can do",
+        help="SENDER_CONCURRENCY_MAX per sender in the scale-out phase: what one node can do",
     )
     parser.add_argument("--fanout-clients", type=int, default=10_000_000, help="size phase clients")
     parser.add_argument("--stats-messages", type=int, default=1_000_000, help="stats phase size")
@@ -173,7 +173,7 @@ class Bench:
         self.session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
         self.results["sender_concurrency"] = settings.SENDER_CONCURRENCY
         self.results["sender_concurrency_max"] = settings.SENDER_CONCURRENCY_MAX
-        self.results["dispatchers_per_mailing"] = settings.SENDER_DISPATCHERS_PER_MAILING
+        self.results["senders_per_mailing"] = settings.SENDERS_PER_MAILING
         self.redis = redis.Redis.from_url(REDIS_URL)
 
     def start_workers(
@@ -330,7 +330,7 @@ class Bench:
     def send_phase(self) -> None:
         n = self.args.clients
         in_flight = self.results["sender_concurrency"] * min(
-            self.args.workers, self.results["dispatchers_per_mailing"]
+            self.args.workers, self.results["senders_per_mailing"]
         )
         self.start_workers()
         # The raw client runs before the send and after it, with the workers idle both times, and the
@@ -468,7 +468,7 @@ class Bench:
         self._reset_tables()
         self._insert_clients(n)
         print(f"baseline: {n} per-message Celery tasks with requests ...", flush=True)
-        # A mailing that has not started: our dispatchers leave it alone, the card's tasks send it.
+        # A mailing that has not started: our senders leave it alone, the card's tasks send it.
         mailing = self._create_mailing(starts_in=86400, ends_in=86400)
         with transaction.atomic():
             self._sql(
@@ -515,7 +515,7 @@ class Bench:
         self.control.configure(latency=self.args.latency, rate_limit=rate)
         self.results["ratelimit"] = {}
         for label, configured in (("PROVIDER_RATE_LIMIT set", str(rate)), ("learned from 429s", "")):
-            overrides = {"SENDER_DISPATCHERS_PER_MAILING": "4", "PROVIDER_RATE_LIMIT": configured}
+            overrides = {"SENDERS_PER_MAILING": "4", "PROVIDER_RATE_LIMIT": configured}
             self.start_workers(nodes=2, **overrides)
             print(f"ratelimit: provider allows {rate:.0f}/s, {label}, {n} clients ...", flush=True)
             run = self._send(n)
@@ -551,7 +551,7 @@ class Bench:
         n, latency = self.args.scaleout_clients, self.args.slow_latency
         self.control.configure(latency=latency)
         overrides = {
-            "SENDER_DISPATCHERS_PER_MAILING": "2",
+            "SENDERS_PER_MAILING": "2",
             "SENDER_CONCURRENCY_MAX": str(self.args.scaleout_ceiling),
         }
         rates = {}
@@ -577,7 +577,7 @@ class Bench:
         self.start_workers()
         self._reset_tables()
         self._insert_clients(n)
-        # The provider answers 503 throughout, so the breaker keeps dispatchers quiet and the
+        # The provider answers 503 throughout, so the breaker keeps senders quiet and the
         # fan-out is what the worker spends itself on.
         self.control.outage("503", 3600)
         print(f"size: fan-out of {n} clients ...", flush=True)

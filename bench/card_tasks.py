@@ -14,9 +14,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from messages_app.models import Message
+from messages_app.sending.transports.base import TransportError
+from messages_app.sending.transports.probe import classify_answer
 from messages_app.services import lease_duration
-from messages_app.transports.base import TransportError
-from messages_app.transports.probe import classify_answer
 
 Status = Message.Status
 _session: requests.Session | None = None

@@ -33,7 +33,7 @@ def tune_garbage_collector(**kwargs) -> None:
     from django.conf import settings
 
     if settings.SENDER_ENABLED:
-        import messages_app.dispatcher  # noqa: F401  (aiohttp and uvloop, frozen with the rest)
+        import messages_app.sending.sender  # noqa: F401  (aiohttp and uvloop, frozen with the rest)
 
     gc.freeze()
     gc.set_threshold(settings.WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -290,7 +290,10 @@ RATE_LIMIT_REDIS_URL = env.str(
     "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
 )
 RATE_LIMIT_FILE = VAR_DIR / "rate-limit.bucket"
-SENDER_DISPATCHERS_PER_MAILING = env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
+# SENDER_DISPATCHERS_PER_MAILING: this setting's former name, still read until the next release.
+SENDERS_PER_MAILING = env.int(
+    "SENDERS_PER_MAILING", default=env.int("SENDER_DISPATCHERS_PER_MAILING", default=2)
+)
 # Pool processes run a sender beside their tasks; false for a worker that should only run tasks.
 SENDER_ENABLED = env.bool("SENDER_ENABLED", default=True)
 # Seconds a claim and a slot hold unless their live sender renews them (it does every second):

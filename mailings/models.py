@@ -63,7 +63,7 @@ class MailingQuerySet(models.QuerySet):
         """Mailings whose messages may be sent now: launched, inside their window, neither paused
         nor cancelled.
 
-        The senders re-read this every second (`messages_app.dispatcher`): a mailing that leaves it
+        The senders re-read this every second (`messages_app.sending.sender`): a mailing that leaves it
         (a pause, a cancel, its end) stops being claimed for within a second or two and its
         unstarted claims go back to pending.
         """

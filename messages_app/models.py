@@ -13,7 +13,7 @@ WAITING_FOR_WINDOW = "waiting for the client's local sending window"
 
 class MessageStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # waiting for its next attempt
-    SENDING = "sending", "Sending"  # claimed by a dispatcher until lease_until
+    SENDING = "sending", "Sending"  # claimed by a sender until lease_until
     SENT = "sent", "Sent"  # accepted by the provider
     FAILED = "failed", "Failed"  # can never be sent (rejected, bad input, client gone)
     EXPIRED = "expired", "Expired"  # the mailing ended before it could be sent
@@ -85,7 +85,7 @@ Message._meta.pk.register_lookup(AnyOf)  # id__any: the sender names ids by the 
 
 
 class SenderSlot(models.Model):
-    """One of a mailing's SENDER_DISPATCHERS_PER_MAILING places for a sender, held under a lease.
+    """One of a mailing's SENDERS_PER_MAILING places for a sender, held under a lease.
 
     A sender claims messages of a mailing only while it holds one of its slots; it renews the lease
     every second and gives the slot up when it stops. A dead sender's slot is free again once its

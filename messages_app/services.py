@@ -372,10 +372,10 @@ def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> 
     """Hold one slot of each given mailing for `holder`; give up its slots of any other mailing.
 
     Renews the slots it already holds and takes a free (or abandoned) one where it holds none,
-    among the first SENDER_DISPATCHERS_PER_MAILING of each mailing. Returns the mailings it holds a
+    among the first SENDERS_PER_MAILING of each mailing. Returns the mailings it holds a
     slot of: only for these may it claim messages.
     """
-    per_mailing = settings.SENDER_DISPATCHERS_PER_MAILING
+    per_mailing = settings.SENDERS_PER_MAILING
     until = now + lease_duration()
     mine = SenderSlot.objects.filter(holder=holder)
     mine.exclude(mailing_id__in=mailing_ids).update(holder="", lease_until=None)

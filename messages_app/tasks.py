@@ -29,7 +29,7 @@ _sender_thread: threading.Thread | None = None
 def _send_until_stopped() -> None:
     """A sender that fails for good (a bug, a database gone for long) is replaced after a second."""
     global _sender
-    from .dispatcher import Sender  # only pool processes load aiohttp and uvloop
+    from .sending.sender import Sender  # only pool processes load aiohttp and uvloop
 
     while not _stopping.is_set():
         _sender = Sender.from_settings()
@@ -83,6 +83,6 @@ def sweep_messages() -> None:
 @shared_task
 def send_test_messages(test_send_ids: list[int]) -> None:
     """Enqueued by name from mailings.services.mailing_test_send; the rows hold the outcomes."""
-    from .testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
+    from .sending.testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
 
     testsends_deliver(test_send_ids=test_send_ids)

@@ -59,7 +59,7 @@ PROVIDER_ERRORS = Counter(
 )
 PROVIDER_PAUSES = Counter(
     "provider_pauses",
-    "Pauses of all sending started by a dispatcher: breaker (failures in a row) or auth (token refused).",
+    "Pauses of all sending started by a sender: breaker (failures in a row) or auth (token refused).",
     ["reason"],
     namespace=NAMESPACE,
 )

@@ -11,7 +11,7 @@ django.setup()
 import mailing_service.urls
 from django.urls import resolve
 resolve("/api/v1/mailings/")
-sender = ("aiohttp", "uvloop", "messages_app.dispatcher", "messages_app.transports.probe")
+sender = ("aiohttp", "uvloop", "messages_app.sending.sender", "messages_app.sending.transports.probe")
 print(json.dumps(sorted(name for name in sender if name in sys.modules)))
 """
 

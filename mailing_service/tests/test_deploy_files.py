@@ -96,7 +96,7 @@ def test_workers_stop_gracefully_within_their_grace_period():
     pod = by_name(BASE, "Deployment", "mailing-worker")["spec"]["template"]["spec"]
     [worker] = pod["containers"]
 
-    assert pod["terminationGracePeriodSeconds"] >= 40  # the dispatcher's graceful stop is ~30 s
+    assert pod["terminationGracePeriodSeconds"] >= 40  # the sender's graceful stop is ~30 s
     assert "cancel_consumer" in " ".join(worker["lifecycle"]["preStop"]["exec"]["command"])
 
 

@@ -16,12 +16,12 @@ django.setup()
 from mailing_service.celery import tune_garbage_collector
 tune_garbage_collector()
 walked = {id(o) for o in gc.get_objects()}  # what is frozen is no longer listed
-dispatcher = sys.modules.get("messages_app.dispatcher")
+sender_module = sys.modules.get("messages_app.sending.sender")
 print(json.dumps({
     "threshold": gc.get_threshold()[0],
     "frozen": gc.get_freeze_count(),
-    "sender_loaded": dispatcher is not None,
-    "sender_frozen": dispatcher is not None and id(vars(dispatcher)) not in walked,
+    "sender_loaded": sender_module is not None,
+    "sender_frozen": sender_module is not None and id(vars(sender_module)) not in walked,
 }))
 """
 

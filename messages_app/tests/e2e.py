@@ -35,7 +35,7 @@ def in_flight_pinned_at(requests: int) -> dict[str, str]:
 # Short pauses and leases, so recoveries show within seconds; retries keep their defaults.
 WORKER_SETTINGS = {
     "SENDER_CONCURRENCY": "50",
-    "SENDER_DISPATCHERS_PER_MAILING": "2",
+    "SENDERS_PER_MAILING": "2",
     "SENDER_BREAKER_THRESHOLD": "8",
     "SENDER_BREAKER_PAUSE": "1",
     "SENDER_AUTH_PAUSE": "1",

@@ -146,7 +146,7 @@ def test_the_shared_pause_keeps_the_later_of_two_ends():
 
 
 def test_slots_bound_the_senders_of_a_mailing_and_a_dead_ones_slot_frees_after_its_lease(settings):
-    settings.SENDER_DISPATCHERS_PER_MAILING = 2
+    settings.SENDERS_PER_MAILING = 2
     settings.SENDER_LEASE_SECONDS = 5
     mailing = MailingFactory()
     now = timezone.now()

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 TOKEN = "e2e-lifecycle-token"
 CLIENTS = 600
 # Slow enough to pause halfway: 4 senders x 5 requests in flight at 0.2 s is about 100 msg/s.
-SLOW = {**in_flight_pinned_at(5), "SENDER_DISPATCHERS_PER_MAILING": "4"}
+SLOW = {**in_flight_pinned_at(5), "SENDERS_PER_MAILING": "4"}
 PAUSE_WITHIN = 2.0  # seconds: the promise
 
 

@@ -69,7 +69,7 @@ def day_of_mailings():
     )
     # Outside the period: not counted.
     provider_attempts_record(outcomes={"sent": 50}, now=datetime(2026, 11, 27, 8, 0, tzinfo=UTC))
-    # Two dispatchers tripping together: one pause of 40 s.
+    # Two senders tripping together: one pause of 40 s.
     nine = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     ProviderPauseEvent.objects.create(started_at=nine, until=nine + timedelta(seconds=30))
     ProviderPauseEvent.objects.create(

@@ -13,8 +13,8 @@ from django.utils import timezone
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from messages_app.models import Message
+from messages_app.sending.tests.test_sender import run_until_idle, running_mailing
 from messages_app.tests.factories import MessageFactory
-from messages_app.tests.test_dispatcher import run_until_idle, running_mailing
 from ops.logging import JsonFormatter, TextFormatter, configure_worker, log_context, mask_phones
 
 PHONE = "79161234567"

@@ -16,8 +16,8 @@ from conftest import run_python
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
+from messages_app.sending.transports.base import TransportError
 from messages_app.tests.factories import MessageFactory
-from messages_app.transports.base import TransportError
 from ops import metrics
 from ops.collectors import cache_key
 

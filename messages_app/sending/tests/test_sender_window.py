@@ -11,7 +11,7 @@ from mailings.models import Mailing
 from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.tests.factories import MessageFactory
 
-from .test_dispatcher import running_mailing, sender
+from .test_sender import running_mailing, sender
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

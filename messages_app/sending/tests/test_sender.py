@@ -18,14 +18,14 @@ from conftest import concurrent_writers
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
-from messages_app.adaptive import InFlightLimit
-from messages_app.dispatcher import Sender
-from messages_app.gate import ProviderGate
 from messages_app.models import Message, SenderSlot
-from messages_app.pacing import Pacer
+from messages_app.sending.adaptive import InFlightLimit
+from messages_app.sending.gate import ProviderGate
+from messages_app.sending.pacing import Pacer
+from messages_app.sending.sender import Sender
+from messages_app.sending.transports.probe import ProbeTransport
 from messages_app.services import Outcome
 from messages_app.tests.factories import MessageFactory
-from messages_app.transports.probe import ProbeTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -342,7 +342,7 @@ def test_two_senders_share_a_mailing_without_sending_anything_twice(provider):
 
 @concurrent_writers
 def test_no_more_senders_on_a_mailing_than_its_slots(provider, settings):
-    settings.SENDER_DISPATCHERS_PER_MAILING = 2
+    settings.SENDERS_PER_MAILING = 2
     mailing = running_mailing()
     messages_of(mailing, 60)
     provider.script = lambda msg_id, attempt: (200, OK, 0.2)

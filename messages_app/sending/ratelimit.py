@@ -1,10 +1,10 @@
-"""A send rate shared by every dispatcher that shares the bucket's store (no Django here).
+"""A send rate shared by every sender that shares the bucket's store (no Django here).
 
 A token bucket holds at most `burst` sends and refills at `rate` per second. Where the bucket
 lives decides who shares it: `RedisBucket` (one atomic Lua script on the Redis server's clock)
 serves every process on every machine, `FileBucket` (a locked file) every process of one machine,
 `MemoryBucket` one process. `RateLimiter` hands tokens to coroutines one by one but takes them
-from the bucket in small batches, so that a dispatcher at 3,000 sends/s asks Redis about fifty
+from the bucket in small batches, so that a sender at 3,000 sends/s asks Redis about fifty
 times a second rather than three thousand.
 """
 

@@ -129,7 +129,7 @@ class LearnedRate:
             self.rate = max(MIN_RATE, accepted_rate * BACKOFF)
         else:
             # What was accepted says where the provider stands, unless we were not sending at our
-            # rate (a dispatcher starting or draining): then no deeper than half in one cut.
+            # rate (a sender starting or draining): then no deeper than half in one cut.
             self.rate = max(MIN_RATE, max(min(self.rate, accepted_rate), self.rate / 2) * BACKOFF)
         self._provisional = provisional
         self._grown_at = now

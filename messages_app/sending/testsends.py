@@ -1,5 +1,5 @@
 """Delivery of test sends (mailings.models.TestSend): each once, now, through the same transport
-as the dispatcher, with the outcome written on its row. No retry: the operator sees why and tries again.
+as the sender, with the outcome written on its row. No retry: the operator sees why and tries again.
 """
 
 import asyncio

@@ -15,7 +15,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import WAITING_FOR_WINDOW, Message
-from messages_app.window_guard import WindowGuard
+from messages_app.sending.windows import WindowGuard
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
@@ -127,7 +127,7 @@ def test_pending_messages_of_a_zone_whose_window_closes_wait_for_its_next_openin
     assert due_at_by_zone(launched)["Asia/Tokyo"] == {at("Asia/Tokyo", 2026, 1, 11, 9)}
 
 
-def test_a_new_dispatcher_defers_a_zone_that_closed_just_before_it_started(launched, clock):
+def test_a_new_sender_defers_a_zone_that_closed_just_before_it_started(launched, clock):
     clock.move_to(at("Asia/Tokyo", 2026, 1, 10, 18, 0, 30))
 
     WindowGuard.for_mailing(launched).claim_condition(timezone.now())

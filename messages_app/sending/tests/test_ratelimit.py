@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis
 
-from messages_app.ratelimit import (
+from messages_app.sending.ratelimit import (
     FileBucket,
     MemoryBucket,
     RateLimiter,

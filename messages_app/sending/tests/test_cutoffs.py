@@ -3,7 +3,7 @@
 import heapq
 import itertools
 
-from messages_app.cutoffs import Cut, Cutoffs
+from messages_app.sending.cutoffs import Cut, Cutoffs
 
 
 class Timer:

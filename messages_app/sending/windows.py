@@ -22,8 +22,7 @@ from django.db.models import Q
 
 from mailings.models import Mailing
 from mailings.window import LocalWindow, ZoneSplit, all_zones, split_zones
-
-from . import services
+from messages_app import services
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class WindowGuard:
         return self._split
 
     def claim_condition(self, now: datetime) -> Q | None:
-        """Messages a dispatcher may hand out now: those of clients whose window is open (and of
+        """Messages a sender may hand out now: those of clients whose window is open (and of
         deleted clients, which fail at once)."""
         split = self.split(now)
         if split is None:

@@ -59,7 +59,7 @@ class Feedback(enum.Enum):
     ANSWERED = "answered"  # the provider answered in time (accepted, rejected, refused the token)
     THROTTLED = "throttled"  # HTTP 429
     OVERLOADED = "overloaded"  # timeout, 5xx, refused connection, an answer that is not ours
-    ABANDONED = "abandoned"  # we gave up first (mailing ended, dispatcher stopping): says nothing
+    ABANDONED = "abandoned"  # we gave up first (mailing ended, sender stopping): says nothing
 
 
 class Pacer:
@@ -95,7 +95,7 @@ class Pacer:
     @property
     def backlog(self) -> int:
         """Messages worth holding claimed: twice the in-flight limit, but no more than two seconds
-        of what goes out now, so that a rate-limited dispatcher does not sit on thousands."""
+        of what goes out now, so that a rate-limited sender does not sit on thousands."""
         recent = int(BACKLOG_SECONDS * self.learned.recent_rate())
         return min(2 * self.limit.limit, max(2 * self.limit.minimum, recent))
 

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from messages_app.adaptive import InFlightLimit
-from messages_app.gate import ProviderAnswer, ProviderGate
-from messages_app.pacing import Pacer
+from messages_app.sending.adaptive import InFlightLimit
+from messages_app.sending.gate import ProviderAnswer, ProviderGate
+from messages_app.sending.pacing import Pacer
 
 
 class Clock:

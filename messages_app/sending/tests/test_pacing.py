@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from messages_app.adaptive import GROWTH_PER_ANSWER, InFlightLimit, LearnedRate
-from messages_app.pacing import Feedback, Pacer, pacer_for
-from messages_app.ratelimit import FileBucket, RedisBucket
-from messages_app.tests.test_ratelimit import FakeClock
+from messages_app.sending.adaptive import GROWTH_PER_ANSWER, InFlightLimit, LearnedRate
+from messages_app.sending.pacing import Feedback, Pacer, pacer_for
+from messages_app.sending.ratelimit import FileBucket, RedisBucket
+from messages_app.sending.tests.test_ratelimit import FakeClock
 
 
 def limit(clock, **options) -> InFlightLimit:

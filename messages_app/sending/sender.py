@@ -5,7 +5,7 @@ sending never holds a pool slot and launch, scan and sweep tasks never wait behi
 
 - the refresher, every second (`REFRESH_EVERY`): re-reads which mailings may send now
   (`services.mailings_to_send`, built on `Mailing.objects.sendable`) and their ends, holds one of
-  each such mailing's slots (`services.sender_slots_hold`: at most SENDER_DISPATCHERS_PER_MAILING
+  each such mailing's slots (`services.sender_slots_hold`: at most SENDERS_PER_MAILING
   senders per mailing), renews the leases of its claims, reads the shared pause and releases
   leases abandoned by dead senders. A mailing that stops being sendable is no longer claimed for
   from the next refresh on; its claims not yet started go back to pending at once.
@@ -48,14 +48,14 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
+from messages_app import services
+from messages_app.services import Claim, ClaimedRow, Outcome, Result
 from ops import metrics
 from ops.logging import log_ids
 
-from . import services
 from .cutoffs import Cut, Cutoffs
 from .gate import ProviderAnswer, ProviderGate
 from .pacing import pacer_for
-from .services import Claim, ClaimedRow, Outcome, Result
 from .transports.base import (
     OutgoingMessage,
     Transport,
@@ -65,7 +65,7 @@ from .transports.base import (
     no_answer_within,
 )
 from .transports.probe import ProbeTransport
-from .window_guard import WindowGuards
+from .windows import WindowGuards
 
 log = logging.getLogger(__name__)
 

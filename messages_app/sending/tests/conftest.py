@@ -48,7 +48,7 @@ class ScriptedProvider:
 
 @pytest.fixture
 def provider():
-    """Runs in its own thread and loop, because the dispatcher under test runs its own loop."""
+    """Runs in its own thread and loop, because the sender under test runs its own loop."""
     scripted = ScriptedProvider()
     ready = threading.Event()
     loop = asyncio.new_event_loop()
