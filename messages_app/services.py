@@ -13,12 +13,10 @@ A claim's token fences every write of its results: once a lease runs out and ano
 claims the row, the first sender's late results match no row.
 """
 
-import enum
 import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -31,23 +29,13 @@ from mailings.models import Mailing
 from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
+from .sending.outcomes import Outcome, Result
+from .sending.store import Claim, ClaimedRow
 
 Status = Message.Status
 
 PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
 RECONCILE_LOCK = 0x7A11E5  # PostgreSQL advisory lock key: one tally reconcile at a time
-
-
-class Outcome(enum.StrEnum):
-    """How one claimed message ended this time round."""
-
-    SENT = "sent"  # the provider accepted it
-    FAILED = "failed"  # it can never be sent (rejected, invalid, client deleted)
-    RETRY = "retry"  # the attempt failed in a way a later attempt may not: back off, then again
-    DEFERRED = "deferred"  # not attempted (pause, mailing not sendable, worker stopping): back at once
-    THROTTLED = "throttled"  # the provider answered 429: back at once, the attempt given back
-    EXPIRED = "expired"  # not attempted: it could not have finished before the mailing's end
-    UNKNOWN = "unknown"  # sent, but the answer never came (cut by the end or a stopping worker)
 
 
 # Outcome -> (new status, statuses the fenced row may be in). An acceptance or an unknown send is
@@ -62,35 +50,6 @@ OUTCOME_TRANSITIONS: dict[Outcome, tuple[str, tuple[str, ...]]] = {
     Outcome.THROTTLED: (Status.PENDING, (Status.SENDING,)),
     Outcome.EXPIRED: (Status.EXPIRED, (Status.SENDING,)),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedRow:
-    id: int
-    client_id: int | None
-    phone: str | None  # None when the client was deleted after the fan-out
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    token: uuid.UUID
-    mailing_id: int
-    rows: list[ClaimedRow]
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One claimed message's outcome, written back by `messages_record` under its claim's token."""
-
-    id: int
-    token: uuid.UUID
-    outcome: Outcome
-    attempt: int
-    detail: str = ""
-    # When the provider's answer came: an acceptance's sent_at, which the write may follow by a
-    # flush interval (past the mailing's end, for an answer that came just before it).
-    answered_at: datetime | None = None
 
 
 def lease_duration() -> timedelta:

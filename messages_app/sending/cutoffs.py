@@ -20,6 +20,7 @@ TIMER_RESOLUTION = 0.001
 class Cut(enum.Enum):
     TIMEOUT = "timeout"  # no answer within the request's own limit
     END = "end"  # the mailing's end came first
+    STOP = "stop"  # the sender stopped before either (its wind-down cancelled the request)
 
 
 class Cutoffs:

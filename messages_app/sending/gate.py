@@ -8,7 +8,7 @@ fake clock. What it holds today:
   `breaker_pause` seconds; a refused token pauses for `auth_pause`;
 - the shared pause: a pause this gate starts is offered to the other workers through
   `take_pause_to_publish()`, and theirs arrive through `observe_shared_pause()`;
-- the half-open probe: after any pause one request goes alone, full speed only once it succeeds;
+- the trial request: after any pause one request goes alone, full speed only once it succeeds;
 - the pace (`pacing.Pacer`, optional): the adaptive in-flight limit, the shared PROVIDER_RATE_LIMIT
   and the rate learned from 429s. `capacity()` claims no more than the pace can use, `acquire()`
   waits for its turn, `record()` tells it every answer with its latency. Every `acquire()` that
@@ -17,25 +17,13 @@ fake clock. What it holds today:
 A 429 (THROTTLED) slows the pace down and never counts as a failure for the breaker.
 """
 
-import enum
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .outcomes import ProviderAnswer
 from .pacing import Feedback, Pacer
-
-
-class ProviderAnswer(enum.Enum):
-    """What one request told us about the provider's health (not about the message)."""
-
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"  # a permanent refusal of this message: the provider itself is fine
-    ERROR = "error"  # 5xx, garbage, timeout, refused connection
-    THROTTLED = "throttled"  # 429: we go too fast; the provider is fine
-    AUTH_REFUSED = "auth_refused"
-    NO_ANSWER = "no_answer"  # cut by the mailing's end or a stopping worker: says nothing
-
 
 PACER_FEEDBACK = {
     ProviderAnswer.ACCEPTED: Feedback.ANSWERED,
@@ -61,7 +49,7 @@ class ProviderGate:
         breaker_threshold: int,
         breaker_pause: float,
         auth_pause: float,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,  # wall-clock seconds: pauses are shared between processes
         latency_window: int = 200,
         pacer: Pacer | None = None,
     ):
@@ -71,7 +59,7 @@ class ProviderGate:
         self._breaker_pause = breaker_pause
         self._auth_pause = auth_pause
         self.paused_until = 0.0
-        self.probing = False  # after a pause: one request alone until one succeeds
+        self.on_trial = False  # after a pause: one request alone until one succeeds
         self._failures_in_a_row = 0
         self._to_publish: Pause | None = None
         self._latencies: deque[float] = deque(maxlen=latency_window)
@@ -85,10 +73,10 @@ class ProviderGate:
         return self._clock() < self.paused_until
 
     def capacity(self, wanted: int, in_flight: int) -> int:
-        """How many requests may be claimed for now: none while paused, one probe after a pause."""
+        """How many requests may be claimed for now: none while paused, one trial request after a pause."""
         if self.paused():
             return 0
-        if self.probing:
+        if self.on_trial:
             return 1 if in_flight == 0 else 0
         if self.pacer is not None:
             return max(0, min(wanted, self.pacer.backlog - in_flight))
@@ -125,11 +113,11 @@ class ProviderGate:
         self._latencies_new_max = max(self._latencies_new_max, latency)
         if answer is ProviderAnswer.ERROR:
             self._failures_in_a_row += 1
-            if self.probing or self._failures_in_a_row >= self._breaker_threshold:
+            if self.on_trial or self._failures_in_a_row >= self._breaker_threshold:
                 self._pause(self._breaker_pause, f"{self._failures_in_a_row} failures in a row")
             return
         self._failures_in_a_row = 0
-        self.probing = False
+        self.on_trial = False
 
     def latency_percentile(self, share: float) -> float:
         """A high percentile of recent request latencies (0 before any answer).
@@ -160,7 +148,7 @@ class ProviderGate:
     def observe_shared_pause(self, until: float | None) -> None:
         if until is not None and until > self.paused_until:
             self.paused_until = until
-            self.probing = True
+            self.on_trial = True
 
     def take_pause_to_publish(self) -> Pause | None:
         """The pause this gate started since the last call, for the other workers to share."""
@@ -170,7 +158,7 @@ class ProviderGate:
     def _pause(self, seconds: float, reason: str, *, critical: bool = False) -> None:
         now = self._clock()
         self._failures_in_a_row = 0
-        self.probing = True
+        self.on_trial = True
         if now < self.paused_until:
             return  # already paused: one answer in flight during a pause does not extend it
         self.paused_until = now + seconds

@@ -15,7 +15,7 @@ from conftest import concurrent_writers
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import Message
-from messages_app.services import Outcome, Result
+from messages_app.sending.outcomes import Outcome, Result
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ from conftest import concurrent_writers
 from mailings.tests.factories import MailingFactory
 from messages_app import services, tasks
 from messages_app.models import Message, MessageTally
-from messages_app.services import Outcome, Result
+from messages_app.sending.outcomes import Outcome, Result
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status

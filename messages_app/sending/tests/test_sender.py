@@ -20,11 +20,14 @@ from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import Message, SenderSlot
 from messages_app.sending.adaptive import InFlightLimit
+from messages_app.sending.clock import Clock
+from messages_app.sending.django_store import DjangoMessageStore
 from messages_app.sending.gate import ProviderGate
+from messages_app.sending.outcomes import Outcome
 from messages_app.sending.pacing import Pacer
 from messages_app.sending.sender import Sender
 from messages_app.sending.transports.probe import ProbeTransport
-from messages_app.services import Outcome
+from messages_app.tasks import sender_holder
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +63,9 @@ def sender(
     gate = ProviderGate(
         breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause, pacer=pacer
     )
-    return Sender(transport=transport, gate=gate, **options)
+    clock = Clock()
+    store = DjangoMessageStore(holder=sender_holder(), clock=clock)
+    return Sender(transport=transport, gate=gate, store=store, clock=clock, **options)
 
 
 def run_until_idle(provider, *, seconds: float = 20, **overrides):

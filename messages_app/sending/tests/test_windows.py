@@ -15,6 +15,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import WAITING_FOR_WINDOW, Message
+from messages_app.sending.outcomes import Outcome, Result
 from messages_app.sending.windows import WindowGuard
 
 pytestmark = pytest.mark.django_db
@@ -153,9 +154,7 @@ def test_a_window_opening_after_the_mailing_ends_means_the_message_expires(launc
     claimed = services.messages_claim(
         mailing_id=launched.pk, limit=100, now=NOW, where=guard.claim_condition(NOW)
     )
-    sent = [
-        services.Result(row.id, claimed.token, services.Outcome.SENT, row.attempt) for row in claimed.rows
-    ]
+    sent = [Result(row.id, claimed.token, Outcome.SENT, row.attempt) for row in claimed.rows]
     services.messages_record(results=sent, now=NOW)
 
     clock.move_to(NOW + timedelta(hours=2))

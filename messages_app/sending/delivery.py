@@ -1,0 +1,190 @@
+"""The requests a sender has in flight, one task each, from the gate to a settled result.
+
+A request asks the provider gate first (pause, pace), then sends until an answer, its own timeout
+or its mailing's end, whichever comes first (`cutoffs.Cutoffs`); what ended it is classified once,
+by `outcomes.fate_of`, which says both what becomes of the message and what the gate learns.
+"""
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ops import metrics
+from ops.logging import log_ids
+
+from . import outcomes
+from .clock import Clock
+from .cutoffs import Cut, Cutoffs
+from .gate import ProviderGate
+from .outcomes import Fate, Outcome, ProviderAnswer, Result, fate_of
+from .results import ResultWriter
+from .runs import MailingRun
+from .store import ClaimedRow
+from .transports.base import OutgoingMessage, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+END_PERCENTILE = 0.99  # of recent latencies: a request must have this long left before the end
+
+
+@dataclass(slots=True)
+class SenderReport:
+    outcomes: Counter = field(default_factory=Counter)
+
+    def __getitem__(self, outcome: Outcome) -> int:
+        return self.outcomes[outcome]
+
+
+class Deliveries:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        gate: ProviderGate,
+        cutoffs: Cutoffs,
+        writer: ResultWriter,
+        clock: Clock,
+        stopping: threading.Event,
+        end_margin: float,
+        request_timeout: float,
+        report: SenderReport,
+        holder: str,
+    ):
+        self._transport = transport
+        self._gate = gate
+        self._cutoffs = cutoffs
+        self._writer = writer
+        self._clock = clock
+        self._stopping = stopping
+        self._end_margin = end_margin
+        self._request_timeout = request_timeout
+        self._report = report
+        self._holder = holder
+        self._tasks: dict[asyncio.Task, tuple[MailingRun, uuid.UUID]] = {}
+        self.room = asyncio.Event()  # set when a request ends: the feeder may claim again
+
+    # --- what is in flight ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def tasks(self) -> list[asyncio.Task]:
+        return list(self._tasks)
+
+    def runs(self) -> set[MailingRun]:
+        return {run for run, _ in self._tasks.values()}
+
+    def mailing_ids(self) -> list[int]:
+        return sorted({run.id for run, _ in self._tasks.values()})
+
+    def tokens(self) -> list[uuid.UUID]:
+        return list({token for _, token in self._tasks.values()})
+
+    def margin(self) -> float:
+        """How long before its mailing's end a request may still start."""
+        return max(self._end_margin, self._gate.latency_percentile(END_PERCENTILE))
+
+    def start(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        task = asyncio.create_task(self._deliver(run, row, token))
+        self._tasks[task] = (run, token)
+        task.add_done_callback(self._finished)
+
+    async def cancel_all(self) -> None:
+        """Cuts every request still in flight (each settles as its fate says) and waits for them."""
+        still_running = self.tasks()
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        del self._tasks[task]
+        self.room.set()
+
+    # --- one request ---------------------------------------------------------------------------
+
+    async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        started: float | None = None
+        acquired = False
+        cut: Cut | None = None
+        try:
+            if row.phone is None:
+                return self._settle(run, row, token, outcomes.CLIENT_DELETED)
+            if not await self._gate.acquire():
+                return self._settle(run, row, token, outcomes.PAUSED)
+            acquired = True
+            if self._stopping.is_set() or not run.sendable:
+                return self._settle_heard(run, row, token, None, outcomes.NOT_SENDABLE)
+            task = asyncio.current_task()
+            # The end's own timer has the last word: it may fire a moment before the deadline.
+            if self._clock.monotonic() + self.margin() >= run.deadline or not self._cutoffs.begin(
+                run.id, task
+            ):
+                return self._settle_heard(run, row, token, None, outcomes.TOO_LATE)
+            started = self._clock.monotonic()
+            try:
+                await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
+            finally:
+                cut = self._cutoffs.end(run.id, task)
+        except asyncio.CancelledError:
+            if cut is not None:
+                task.uncancel()  # cut by one of its limits, not by our wind-down: handled here
+            if started is None:  # our own wind-down, before the request started
+                return self._settle(run, row, token, outcomes.STOPPED)
+            metrics.PROVIDER_ERRORS.labels("timeout" if cut is Cut.TIMEOUT else "cut").inc()
+            self._settle_heard(run, row, token, started, self._fate(cut or Cut.STOP))
+        except Exception as error:
+            if not isinstance(error, TransportError):
+                log.exception(
+                    "mailing=%s message=%s client=%s: unexpected error in sender %s",
+                    run.id,
+                    row.id,
+                    row.client_id,
+                    self._holder,
+                    extra=log_ids(mailing=run.id, message=row.id, client=row.client_id),
+                )
+            fate = self._fate(error)
+            if acquired:  # its place in the pace is given back
+                self._settle_heard(run, row, token, started, fate)
+            else:
+                self._settle(run, row, token, fate)
+        else:
+            self._settle_heard(run, row, token, started, self._fate(None))
+
+    def _fate(self, ended_by: Exception | Cut | None) -> Fate:
+        return fate_of(ended_by, request_timeout=self._request_timeout)
+
+    def _settle_heard(
+        self, run: MailingRun, row: ClaimedRow, token: uuid.UUID, started: float | None, fate: Fate
+    ) -> None:
+        """Settles a request the gate let through: every acquire() is followed by one record()."""
+        now = self._clock.monotonic()
+        latency = 0.0 if started is None or fate.answer is ProviderAnswer.NO_ANSWER else now - started
+        self._gate.record(fate.answer, latency, retry_after=fate.retry_after)
+        answered_at = self._clock.now() if fate.outcome is Outcome.SENT else None
+        self._settle(run, row, token, fate, answered_at=answered_at)
+
+    def _settle(
+        self,
+        run: MailingRun,
+        row: ClaimedRow,
+        token: uuid.UUID,
+        fate: Fate,
+        *,
+        answered_at: datetime | None = None,
+    ) -> None:
+        self._writer.add(Result(row.id, token, fate.outcome, row.attempt, fate.detail, answered_at))
+        self._report.outcomes[fate.outcome] += 1
+        log.info(
+            "mailing=%s message=%s client=%s attempt=%s outcome=%s%s",
+            run.id,
+            row.id,
+            row.client_id,
+            row.attempt,
+            fate.outcome,
+            f" error={fate.detail!r}" if fate.detail else "",
+            extra=log_ids(mailing=run.id, message=row.id, client=row.client_id),
+        )
