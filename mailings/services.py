@@ -10,8 +10,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clients.models import Client
-from messages_app.sending.windows import WindowGuard
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
+from messages_app.windows import WindowGuard
 from ops import metrics
 from ops.audit import audit
 

@@ -9,12 +9,8 @@ reaches the process itself, which starts the same stop at once).
 """
 
 import logging
-import os
 import signal
-import socket
 import threading
-import uuid
-from pathlib import Path
 
 from celery import shared_task
 from celery.signals import worker_process_init, worker_process_shutdown
@@ -33,6 +29,8 @@ _sender_thread: threading.Thread | None = None
 def _send_until_stopped() -> None:
     """A sender that fails for good (a bug, a database gone for long) is replaced after a second."""
     global _sender
+    from .senders import sender_from_settings  # only pool processes load aiohttp and uvloop
+
     while not _stopping.is_set():
         _sender = sender_from_settings()
         if _stopping.is_set():
@@ -43,52 +41,6 @@ def _send_until_stopped() -> None:
         except Exception:
             log.exception("sender %s failed; a new one starts in a second", _sender.holder)
             _stopping.wait(1.0)
-
-
-def sender_from_settings():
-    """A sender as the settings describe it (only pool processes load aiohttp and uvloop)."""
-    from .sending.clock import Clock
-    from .sending.django_store import DjangoMessageStore
-    from .sending.gate import ProviderGate
-    from .sending.pacing import pacer_for
-    from .sending.sender import Sender
-    from .sending.transports.probe import ProbeTransport
-
-    clock = Clock()
-    return Sender(
-        transport=ProbeTransport(
-            base_url=settings.PROVIDER_URL,
-            token=settings.PROVIDER_TOKEN,
-            connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
-            max_connections=settings.SENDER_CONCURRENCY_MAX,
-        ),
-        gate=ProviderGate(
-            breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
-            breaker_pause=settings.SENDER_BREAKER_PAUSE,
-            auth_pause=settings.SENDER_AUTH_PAUSE,
-            clock=clock.wall,
-            pacer=pacer_for(
-                initial=settings.SENDER_CONCURRENCY,
-                minimum=settings.SENDER_CONCURRENCY_MIN,
-                maximum=settings.SENDER_CONCURRENCY_MAX,
-                rate=settings.PROVIDER_RATE_LIMIT,
-                redis_url=settings.RATE_LIMIT_REDIS_URL,
-                file_path=Path(settings.RATE_LIMIT_FILE),
-            ),
-        ),
-        store=DjangoMessageStore(holder=sender_holder(), clock=clock),
-        clock=clock,
-        # The ceiling: the gate's pace decides how much of it is used.
-        concurrency=settings.SENDER_CONCURRENCY_MAX,
-        end_margin=settings.SENDER_END_MARGIN,
-        stop_grace=settings.SENDER_STOP_GRACE,
-        request_timeout=settings.PROVIDER_REQUEST_TIMEOUT,
-    )
-
-
-def sender_holder() -> str:
-    """Names a sender in the leases and slots it holds: host, process, and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _request_stop(*args) -> None:
@@ -131,6 +83,6 @@ def sweep_messages() -> None:
 @shared_task
 def send_test_messages(test_send_ids: list[int]) -> None:
     """Enqueued by name from mailings.services.mailing_test_send; the rows hold the outcomes."""
-    from .sending.testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
+    from .testsends import testsends_deliver  # loads aiohttp: in the worker only, when it runs
 
     testsends_deliver(test_send_ids=test_send_ids)

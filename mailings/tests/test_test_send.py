@@ -1,10 +1,13 @@
 """Test send: the mailing's text to a few clients now, through a worker task and the fake provider
 over real HTTP, outside the mailing's messages, throttled per user."""
 
+from datetime import timedelta
+
 import pytest
 from celery import current_app
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import timezone
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
@@ -12,6 +15,7 @@ from mailing_service.throttling import ActionRateThrottle
 from mailings.models import TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
+from messages_app.services import provider_pause
 from messages_app.tasks import send_test_messages
 from messages_app.tests.e2e import FakeProvider
 
@@ -159,3 +163,16 @@ def test_test_sends_are_throttled_per_user(api_client, enqueued, settings):
 
     assert answers == [202, 202, 429]
     assert api_client.get(url(mailing)).status_code == 200  # listing is not throttled
+
+
+def test_a_test_send_waits_on_the_shared_pause_as_senders_do(api_client, fake_provider, enqueued, settings):
+    settings.TEST_SEND_WAIT = 0
+    fake_provider.control.reset()
+    ids = api_client.post(url(MailingFactory()), {"client_ids": [ClientFactory().pk]}).data
+    provider_pause(until=timezone.now() + timedelta(minutes=1))
+
+    send_test_messages([ids[0]["id"]])
+
+    send = TestSend.objects.get(pk=ids[0]["id"])
+    assert (send.status, send.detail) == (TestSend.Status.FAILED, "sending paused")
+    assert fake_provider.control.stats()["requests_total"] == 0

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from django.db import DatabaseError, close_old_connections, connections
 
 from messages_app import services
+from messages_app.windows import WindowGuards
 
 from .clock import Clock
 from .outcomes import Result
 from .store import Claim, SenderView, StoreUnavailable
-from .windows import WindowGuards
 
 
 class DjangoMessageStore:

@@ -19,6 +19,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import Message, SenderSlot
+from messages_app.senders import sender_holder
 from messages_app.sending.adaptive import InFlightLimit
 from messages_app.sending.clock import Clock
 from messages_app.sending.django_store import DjangoMessageStore
@@ -27,7 +28,6 @@ from messages_app.sending.outcomes import Outcome
 from messages_app.sending.pacing import Pacer
 from messages_app.sending.sender import Sender
 from messages_app.sending.transports.probe import ProbeTransport
-from messages_app.tasks import sender_holder
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

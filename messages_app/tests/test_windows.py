@@ -16,7 +16,7 @@ from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.sending.outcomes import Outcome, Result
-from messages_app.sending.windows import WindowGuard
+from messages_app.windows import WindowGuard
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
