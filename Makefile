@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PIP := $(PY) -m pip --disable-pip-version-check
 # Wheels of exactly these requirements for this Python, kept outside the checkout: a fresh clone then
-# installs from them without asking any index, which took about half of pip's time.
+# installs from them without asking any index, so pip spends no time resolving against one.
 REQUIREMENTS_KEY := $(shell { $(PYTHON) -V; cat requirements.txt requirements-dev.txt; } 2>&1 | sha256sum | cut -c1-16)
 WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mailing-service/wheels-$(REQUIREMENTS_KEY)
 # Progress lines of `venv` and `run`: "==> [seconds since make started] what happens next".

@@ -270,8 +270,8 @@ class Bench:
         )
 
     def _final_count(self, mailing_id: int) -> int:
-        """From the message tallies: a COUNT(*) over the mailing's messages four times a second took
-        PostgreSQL up to 40 ms each, CPU taken from the senders being measured."""
+        """From the message tallies: a COUNT(*) over the mailing's messages four times a second would
+        take PostgreSQL CPU from the senders being measured."""
         from mailings.selectors import message_counts_by_mailing
 
         counts = message_counts_by_mailing([mailing_id])[mailing_id]
@@ -334,9 +334,8 @@ class Bench:
         )
         self.start_workers()
         # The raw client runs before the send and after it, with the workers idle both times, and the
-        # ratio takes their mean: this machine's speed drifts from one minute to the next (the raw
-        # client alone, six 10 s runs in a row: 3,723 to 4,181 req/s), and a single measure after the
-        # send judged the send by it.
+        # ratio takes their mean: a machine's speed drifts from one minute to the next, and a single
+        # measure after the send would judge the send by that drift.
         self.control.configure(latency=self.args.latency, error_rate=0.0, garbage_rate=0.0)
         raw_before = self._raw_client(in_flight)
         self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
@@ -582,7 +581,7 @@ class Bench:
         self.control.outage("503", 3600)
         print(f"size: fan-out of {n} clients ...", flush=True)
         # The statistics list, as the console polls it. Not the client list: its page count is a
-        # COUNT(*) over every client (about a second at 10,000,000); it is timed on its own afterwards.
+        # COUNT(*) over every client, slow at this size; it is timed on its own afterwards.
         probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
         with processes.RssSampler(*self.workers) as rss, probe:
             mailing = self._create_mailing(ends_in=3600)
@@ -697,8 +696,8 @@ class Bench:
 
 class ApiProbe(processes.PeriodicSampler):
     """Calls the API every second while a phase runs: is it still responsive while the worker is busy?
-    (The console polls every 3 s; ten a second was a load test of PostgreSQL on two cores, which took
-    its CPU from the senders being measured.)"""
+    (The console polls every 3 s; faster polling would load PostgreSQL and take its CPU from the
+    senders being measured.)"""
 
     interval = 1.0
 

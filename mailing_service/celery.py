@@ -27,9 +27,10 @@ def tune_garbage_collector(**kwargs) -> None:
     """A pool process lives long, and its sender makes and drops hundreds of objects per request.
     With Python's defaults the cyclic collector ran each time 700 more containers were alive than
     at the last run, and its full collections walked every object Django and the app had made at
-    startup: over a quarter of the process's time during a send. The sender's libraries are loaded
-    first, then all that exists is frozen: never walked again (nor freed, garbage among it
-    included, once), and young collections wait for WORKER_GC_THRESHOLD more containers."""
+    startup: much of the process's time during a send, hidden in whatever line allocated. The
+    sender's libraries are loaded first, then all that exists is frozen: never walked again (nor
+    freed, garbage among it included, once), and young collections wait for WORKER_GC_THRESHOLD
+    more containers."""
     from django.conf import settings
 
     if settings.SENDER_ENABLED:

@@ -320,7 +320,7 @@ SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
 # Containers (objects that can hold others) made, net of those freed, between two young collections
 # of the cyclic garbage collector in a worker pool process (Python's default: 700). At the default,
-# collections took over a quarter of a pool process's time during a send.
+# collections take much of a sending process's time (docs/decisions/frozen-gc-in-pool-processes.md).
 WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=50_000)
 if WORKER_GC_THRESHOLD < 1:
     raise ImproperlyConfigured("WORKER_GC_THRESHOLD must be at least 1: 0 would turn the collector off")

@@ -31,11 +31,10 @@ RATE_WINDOW = timedelta(minutes=1)
 
 # Why count after pagination: annotating the mailing queryset with one count subquery per status
 # (plus a total, which Django built by inlining those subqueries again, so every row was counted
-# twice) made PostgreSQL evaluate the subqueries for every row the OFFSET skips as well. With
-# 1,000,000 messages across 1,000 mailings, page 7 of 50 took ~80 ms of SQL and deeper pages grew
-# linearly. Now the OFFSET skips plain mailing rows only, and the counts read are those of the
-# page's mailings. Those counts are summed tallies, not counted messages: counting one mailing's
-# 10,000,000 messages by status took over a second even from the (mailing, status) index.
+# twice) made PostgreSQL evaluate the subqueries for every row the OFFSET skips as well, so deeper
+# pages grew linearly. Here the OFFSET skips plain mailing rows only, and the counts read are those
+# of the page's mailings. Those counts are summed tallies, not counted messages: counting a big
+# mailing's messages by status grows with the mailing even on the (mailing, status) index.
 
 
 def message_counts_by_mailing(

@@ -140,7 +140,7 @@ def test_operator_watches_a_mailing_made_in_the_admin_through_pause_and_resume_t
     paused_at_percent = percent_shown(browser)
     assert paused_at_percent < 100
 
-    # The dashboard while it is paused half-way: the README's picture.
+    # The dashboard while it is paused half-way: the picture in docs/console.md.
     browser.get(f"{site}/admin/dashboard/")
     assert "Paused" in browser.find_element(By.CSS_SELECTOR, ".console-mailings").text
     screenshot(browser, "dashboard")

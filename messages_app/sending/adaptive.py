@@ -17,9 +17,8 @@ Clock = Callable[[], float]
 
 BACKOFF = 0.9  # multiplicative decrease
 # Additive increase of the in-flight limit per answer while it is in use: about a quarter per round
-# trip. A tenth took 17 round trips from 200 to 1,000 in flight: 8 s of a 500 ms provider, which a
-# 30,000-message mailing spent mostly climbing (1,689 msg/s, against 1,863 with a quarter and
-# 2,002 starting at 1,000 by hand; `make bench`, latency phase).
+# trip, so that a slow provider's mailing reaches its ceiling in a few round trips instead of spending
+# most of its time climbing (`make bench`, latency phase).
 GROWTH_PER_ANSWER = 0.25
 LATENCY_TOLERANCE = 2.0  # smoothed latency above baseline times this: the provider is queueing
 LATENCY_SMOOTHING = 0.05  # weight of a new sample in the short moving average

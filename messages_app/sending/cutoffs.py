@@ -2,7 +2,7 @@
 
 A request may run until its own limit (when it started + the request timeout) and until its
 mailing's end, whichever comes first; then it is cancelled and told which limit it met. A timer
-per request (asyncio.timeout: its enter and exit) was 7 % of a sender's CPU in py-spy. Here there
+per request (asyncio.timeout: its enter and exit) showed in a sender's CPU profile. Here there
 is one timer for the oldest own limit (requests start in turn and share one timeout, so the oldest
 runs out first) and one per mailing at its end, which moves when the end moves.
 

@@ -94,7 +94,7 @@ def test_the_report_arrives_once_with_both_parts_and_the_databases_figures(smtp_
 
     assert len(smtp_inbox.received) == 1
     recipients, message = smtp_inbox.received[0]
-    if path := os.environ.get("STATS_EMAIL_OUT"):  # the email quoted in the README
+    if path := os.environ.get("STATS_EMAIL_OUT"):  # the email quoted in docs/operations.md
         with open(path, "wb") as out:
             out.write(message.as_bytes())
     assert recipients == ["ops@example.com", "lead@example.com"]

@@ -60,7 +60,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     response = anonymous_client.get("/metrics")
 
     text = response.content.decode()
-    if path := os.environ.get("METRICS_SCRAPE_OUT"):  # the excerpt quoted in the README
+    if path := os.environ.get("METRICS_SCRAPE_OUT"):  # the excerpt quoted in docs/operations.md
         Path(path).write_text(text)
     samples = samples_of(text)
     sent = Message.objects.filter(mailing_id=mailing_id, status="sent").count()

@@ -1,8 +1,8 @@
 """The probe provider (contract: docs/provider-api.md) over one pooled aiohttp session.
 
 aiohttp rather than requests: the sender keeps hundreds of requests in flight from one
-process, and on two cores a requests thread pool of 200 made 843 req/s where aiohttp made 4,987
-req/s against the same fake provider (`make bench`, the README's run).
+process, which a requests thread pool cannot (docs/decisions/aiohttp-senders-over-per-message-tasks.md;
+the bench's baseline phase measures both).
 """
 
 import functools
