@@ -6,7 +6,6 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from fake_provider.client import free_port
-from messages_app.sending.tests.conftest import provider  # noqa: F401  (the scripted provider over real HTTP)
 
 
 @dataclass

@@ -13,6 +13,8 @@ from django.utils import timezone
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from messages_app.models import Message
+from messages_app.sending.tests.clock import FakeClock
+from messages_app.sending.tests.fakes import ScriptedTransport
 from messages_app.sending.tests.test_sender import run_until_idle, running_mailing
 from messages_app.tests.factories import MessageFactory
 from ops.logging import JsonFormatter, TextFormatter, configure_worker, log_context, mask_phones
@@ -189,12 +191,13 @@ def test_exceptions_are_logged_with_phones_masked(log_lines):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_pipeline_line_carries_mailing_message_and_client_ids(provider, log_lines):
+def test_every_pipeline_line_carries_mailing_message_and_client_ids(log_lines):
     mailing = running_mailing()
     sent = MessageFactory(mailing=mailing, client=ClientFactory(phone=PHONE))
     gone = MessageFactory(mailing=mailing, client=None)  # its client was deleted: fails, no request
+    clock = FakeClock()
 
-    run_until_idle(provider)
+    run_until_idle(ScriptedTransport(clock), clock)
 
     assert Message.objects.get(pk=sent.pk).status == Message.Status.SENT
     for message, outcome in ((sent, "sent"), (gone, "failed")):

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from .clock import FakeClock
+from .fakes import ScriptedTransport
+
 # A script maps (message id, attempt number at the provider) to (HTTP status, body, delay seconds).
 Script = Callable[[int, int], tuple[int, bytes, float]]
 
@@ -47,7 +50,7 @@ class ScriptedProvider:
 
 
 @pytest.fixture
-def provider():
+def scripted_provider():
     """Runs in its own thread and loop, because the sender under test runs its own loop."""
     scripted = ScriptedProvider()
     ready = threading.Event()
@@ -77,3 +80,15 @@ def provider():
     yield scripted
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The sending engine's clock, on fake time."""
+    return FakeClock()
+
+
+@pytest.fixture
+def transport(clock) -> ScriptedTransport:
+    """The provider as the sender's transport meets it, answering at once unless scripted."""
+    return ScriptedTransport(clock)

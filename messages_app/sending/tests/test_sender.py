@@ -1,11 +1,13 @@
-"""The sender against a scripted provider over real HTTP, with the database as the truth.
+"""The sender on a fake clock, with the database as the truth.
 
-These tests commit (transactional_db): each sender works in a database thread (and connection)
-of its own, so two senders in one test are two real database sessions.
+The provider is a scripted transport on the same fake clock: a request takes the script's latency
+and ends as the script says, so a four-second answer or a thirty-second pause costs no real time.
+What the provider's HTTP answers mean is `test_probe_transport.py`'s; one test here goes over real
+HTTP. These tests commit (transactional_db): the sender works in a database thread (and
+connection) of its own, so two senders in one test are two real database sessions.
 """
 
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -26,14 +28,20 @@ from messages_app.sending.django_store import DjangoMessageStore
 from messages_app.sending.gate import ProviderGate
 from messages_app.sending.outcomes import Outcome
 from messages_app.sending.pacing import Pacer
-from messages_app.sending.sender import Sender
+from messages_app.sending.sender import IDLE_TICK, Sender
+from messages_app.sending.transports.base import (
+    TransportAuthError,
+    TransportError,
+    TransportThrottled,
+)
 from messages_app.sending.transports.probe import ProbeTransport
 from messages_app.tests.factories import MessageFactory
+
+from .fakes import Script, ScriptedTransport, accept_at_once, soon
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = Message.Status
-OK = b'{"code": 0, "message": "OK"}'
 
 
 def running_mailing(*, ends_in: float = 3600) -> Mailing:
@@ -55,169 +63,33 @@ def messages_of(mailing: Mailing, count: int) -> list[Message]:
 
 
 def sender(
-    provider, *, breaker_threshold=1000, breaker_pause=30.0, auth_pause=30.0, pacer=None, **overrides
+    transport,
+    clock: Clock,
+    *,
+    breaker_threshold=1000,
+    breaker_pause=30.0,
+    auth_pause=30.0,
+    pacer=None,
+    **overrides,
 ) -> Sender:
     options = {"concurrency": 10, "end_margin": 0.05, "stop_grace": 5.0, "request_timeout": 6.0}
-    options.update(overrides)
-    transport = ProbeTransport(base_url=provider.url, token="t", connect_timeout=1.0, max_connections=50)
     gate = ProviderGate(
-        breaker_threshold=breaker_threshold, breaker_pause=breaker_pause, auth_pause=auth_pause, pacer=pacer
+        breaker_threshold=breaker_threshold,
+        breaker_pause=breaker_pause,
+        auth_pause=auth_pause,
+        clock=clock.wall,
+        pacer=pacer,
     )
-    clock = Clock()
     store = DjangoMessageStore(holder=sender_holder(), clock=clock)
-    return Sender(transport=transport, gate=gate, store=store, clock=clock, **options)
+    return Sender(transport=transport, gate=gate, store=store, clock=clock, **options | overrides)
 
 
-def run_until_idle(provider, *, seconds: float = 20, **overrides):
-    return sender(provider, **overrides).run(until_idle=True, seconds=seconds)
+def run_until_idle(transport, clock, *, seconds: float = 60, **overrides):
+    return sender(transport, clock, **overrides).run(until_idle=True, seconds=seconds)
 
 
 def statuses(mailing: Mailing) -> dict[str, int]:
-    found = {}
-    for status in Message.objects.filter(mailing=mailing).values_list("status", flat=True):
-        found[status] = found.get(status, 0) + 1
-    return found
-
-
-def later(seconds: float, action, *, once=lambda: True, give_up_after: float = 30.0) -> threading.Thread:
-    """Runs `action` in a thread `seconds` from now, and not before `once()` holds (never, if it
-    does not within `give_up_after` seconds: the test's own assertions then fail, nothing hangs)."""
-
-    def run():
-        time.sleep(seconds)
-        give_up_at = time.monotonic() + give_up_after
-        while not once():
-            if time.monotonic() > give_up_at:
-                return
-            time.sleep(0.02)
-        action()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-def test_every_message_is_sent_once_and_marked_sent(provider):
-    mailing = running_mailing()
-    messages = messages_of(mailing, 25)
-
-    report = run_until_idle(provider)
-
-    assert report[Outcome.SENT] == 25
-    assert sorted(msg_id for msg_id, _ in provider.accepted) == sorted(m.id for m in messages)
-    for message in Message.objects.filter(mailing=mailing):
-        assert (message.status, message.attempts, message.lease_until) == (Status.SENT, 1, None)
-        assert message.sent_at is not None and message.claim_token is not None
-
-
-def test_rejections_fail_and_overload_is_retried_later_with_backoff(provider):
-    mailing = running_mailing()
-    rejected, invalid, overloaded, fine = messages_of(mailing, 4)
-    answers = {
-        rejected.id: (200, b'{"code": 7, "message": "blocked"}', 0),
-        invalid.id: (400, b"", 0),
-        overloaded.id: (503, b"", 0),
-    }
-    provider.script = lambda msg_id, attempt: answers.get(msg_id, (200, OK, 0))
-
-    before = timezone.now()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
-        sender(provider).run(seconds=1.5)
-
-    for message in (rejected, invalid, overloaded, fine):
-        message.refresh_from_db()
-    assert (rejected.status, invalid.status, fine.status) == (Status.FAILED, Status.FAILED, Status.SENT)
-    assert "code 7" in rejected.last_error
-    assert (overloaded.status, overloaded.attempts, overloaded.last_error) == (Status.PENDING, 1, "HTTP 503")
-    assert overloaded.next_attempt_at >= before + timedelta(minutes=4)
-
-
-def test_retried_message_is_delivered_when_the_provider_recovers(provider):
-    mailing = running_mailing()
-    (message,) = messages_of(mailing, 1)
-    provider.script = lambda msg_id, attempt: (503, b"", 0) if attempt <= 2 else (200, OK, 0)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(services, "retry_delay", lambda attempt: timedelta(milliseconds=50))
-        report = run_until_idle(provider)
-
-    message.refresh_from_db()
-    assert (message.status, message.attempts) == (Status.SENT, 3)
-    assert report[Outcome.RETRY] == 2
-    assert [msg_id for msg_id, _ in provider.accepted] == [message.id]
-
-
-def test_an_unexpected_error_sends_the_message_back_to_pending_and_the_sender_goes_on(provider, caplog):
-    mailing = running_mailing()
-    unlucky, fine = messages_of(mailing, 2)
-    send = ProbeTransport.send
-
-    async def surprising_send(transport, message):
-        if message.id == unlucky.id:
-            raise RuntimeError("surprise")
-        await send(transport, message)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ProbeTransport, "send", surprising_send)
-        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
-        report = sender(provider).run(seconds=1.5)
-
-    unlucky.refresh_from_db()
-    fine.refresh_from_db()
-    assert (unlucky.status, unlucky.attempts) == (Status.PENDING, 1)
-    assert unlucky.last_error == "unexpected RuntimeError"
-    assert unlucky.lease_until is None
-    assert fine.status == Status.SENT
-    assert (report[Outcome.RETRY], report[Outcome.SENT]) == (1, 1)
-    (line,) = [record for record in caplog.records if "unexpected error" in record.getMessage()]
-    assert (line.mailing_id, line.message_id, line.client_id) == (mailing.pk, unlucky.id, unlucky.client_id)
-    assert "RuntimeError: surprise" in caplog.text
-
-
-def test_consecutive_failures_open_the_breaker_for_every_sender(provider):
-    mailing = running_mailing()
-    messages_of(mailing, 30)
-    provider.script = lambda msg_id, attempt: (500, b"", 0)
-
-    sender(provider, concurrency=1, breaker_threshold=5).run(seconds=2.5)
-
-    assert len(provider.requests) == 5  # then the breaker held the rest back
-    assert services.provider_paused_until(now=timezone.now()) > timezone.now() + timedelta(seconds=20)
-    assert statuses(mailing) == {Status.PENDING: 30}
-    assert Message.objects.filter(mailing=mailing, attempts=0).count() >= 25
-
-
-def test_refused_token_pauses_sending_and_marks_nothing_failed(provider):
-    mailing = running_mailing()
-    messages_of(mailing, 12)
-    provider.script = lambda msg_id, attempt: (401, b"", 0)
-
-    report = sender(provider, concurrency=4, auth_pause=60.0).run(seconds=2.5)
-
-    assert statuses(mailing) == {Status.PENDING: 12}
-    assert report[Outcome.FAILED] == 0
-    assert len(provider.requests) <= 4  # at most the requests already in flight
-    paused_until = services.provider_paused_until(now=timezone.now())
-    assert paused_until is not None and paused_until > timezone.now() + timedelta(seconds=50)
-    assert not Message.objects.filter(mailing=mailing, attempts__gt=0).exists()
-
-
-def test_nothing_is_accepted_after_the_end_and_what_was_cut_in_flight_is_unknown_not_expired(provider):
-    mailing = running_mailing(ends_in=3)
-    messages_of(mailing, 60)  # 5 in flight at 0.4 s: far more than fit before the end
-    provider.script = lambda msg_id, attempt: (200, OK, 0.4)
-
-    run_until_idle(provider, concurrency=5)
-
-    end = mailing.end_at.timestamp()
-    assert provider.accepted, "some messages fit before the end"
-    assert all(at <= end for _, at in provider.accepted)
-    found = statuses(mailing)
-    assert set(found) <= {Status.SENT, Status.EXPIRED, Status.UNKNOWN}
-    assert found[Status.SENT] == len(provider.accepted)
-    # Requests that reached the provider are sent or unknown, never expired.
-    assert found.get(Status.SENT, 0) + found.get(Status.UNKNOWN, 0) == len(provider.requests)
+    return dict(Counter(Message.objects.filter(mailing=mailing).values_list("status", flat=True)))
 
 
 def provider_errors() -> Counter:
@@ -233,55 +105,189 @@ def provider_errors() -> Counter:
     )
 
 
-def test_moving_the_end_earlier_cuts_requests_already_in_flight(provider):
+def test_every_message_is_sent_once_and_marked_sent(transport, clock):
+    mailing = running_mailing()
+    messages = messages_of(mailing, 25)
+
+    report = run_until_idle(transport, clock)
+
+    assert report[Outcome.SENT] == 25
+    assert sorted(msg_id for msg_id, _ in transport.accepted) == sorted(m.id for m in messages)
+    for message in Message.objects.filter(mailing=mailing):
+        assert (message.status, message.attempts, message.lease_until) == (Status.SENT, 1, None)
+        assert message.sent_at is not None and message.claim_token is not None
+
+
+def test_every_message_goes_over_real_http_once(scripted_provider):
+    mailing = running_mailing()
+    messages = messages_of(mailing, 25)
+    clock = Clock()
+    http = ProbeTransport(base_url=scripted_provider.url, token="t", connect_timeout=1.0, max_connections=50)
+
+    report = sender(http, clock).run(until_idle=True, seconds=30)
+
+    assert report[Outcome.SENT] == 25
+    assert sorted(msg_id for msg_id, _ in scripted_provider.accepted) == sorted(m.id for m in messages)
+    assert statuses(mailing) == {Status.SENT: 25}
+
+
+def test_rejections_fail_and_overload_is_retried_later_with_backoff(transport, clock):
+    mailing = running_mailing()
+    rejected, overloaded, fine = messages_of(mailing, 3)
+    answers = {
+        rejected.id: TransportError("code 7: blocked", permanent=True),
+        overloaded.id: TransportError("HTTP 503"),
+    }
+    transport.script = lambda msg_id, attempt: (answers.get(msg_id), 0.01)
+
+    before = timezone.now()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        sender(transport, clock).run(seconds=1.5)
+
+    for message in (rejected, overloaded, fine):
+        message.refresh_from_db()
+    assert (rejected.status, rejected.last_error, fine.status) == (
+        Status.FAILED,
+        "code 7: blocked",
+        Status.SENT,
+    )
+    assert (overloaded.status, overloaded.attempts, overloaded.last_error) == (Status.PENDING, 1, "HTTP 503")
+    assert overloaded.next_attempt_at >= before + timedelta(minutes=4)
+
+
+def test_retried_message_is_delivered_when_the_provider_recovers(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    transport.script = lambda msg_id, attempt: (TransportError("HTTP 503") if attempt <= 2 else None, 0.01)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(milliseconds=50))
+        report = run_until_idle(transport, clock)
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Status.SENT, 3)
+    assert report[Outcome.RETRY] == 2
+    assert [msg_id for msg_id, _ in transport.accepted] == [message.id]
+
+
+def test_an_unexpected_error_sends_the_message_back_to_pending_and_the_sender_goes_on(
+    transport, clock, caplog
+):
+    mailing = running_mailing()
+    unlucky, fine = messages_of(mailing, 2)
+    transport.script = lambda msg_id, attempt: (
+        RuntimeError("surprise") if msg_id == unlucky.id else None,
+        0.01,
+    )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        report = sender(transport, clock).run(seconds=1.5)
+
+    unlucky.refresh_from_db()
+    fine.refresh_from_db()
+    assert (unlucky.status, unlucky.attempts) == (Status.PENDING, 1)
+    assert unlucky.last_error == "unexpected RuntimeError"
+    assert unlucky.lease_until is None
+    assert fine.status == Status.SENT
+    assert (report[Outcome.RETRY], report[Outcome.SENT]) == (1, 1)
+    (line,) = [record for record in caplog.records if "unexpected error" in record.getMessage()]
+    assert (line.mailing_id, line.message_id, line.client_id) == (mailing.pk, unlucky.id, unlucky.client_id)
+    assert "RuntimeError: surprise" in caplog.text
+
+
+def test_consecutive_failures_open_the_breaker_for_every_sender(transport, clock):
+    mailing = running_mailing()
+    messages_of(mailing, 30)
+    transport.script = lambda msg_id, attempt: (TransportError("HTTP 500"), 0.01)
+
+    sender(transport, clock, concurrency=1, breaker_threshold=5).run(seconds=2.5)
+
+    assert len(transport.requests) == 5  # then the breaker held the rest back
+    assert services.provider_paused_until(now=clock.now()) > clock.now() + timedelta(seconds=20)
+    assert statuses(mailing) == {Status.PENDING: 30}
+    assert Message.objects.filter(mailing=mailing, attempts=0).count() >= 25
+
+
+def test_refused_token_pauses_sending_and_marks_nothing_failed(transport, clock):
+    mailing = running_mailing()
+    messages_of(mailing, 12)
+    transport.script = lambda msg_id, attempt: (TransportAuthError("HTTP 401"), 0.01)
+
+    report = sender(transport, clock, concurrency=4, auth_pause=60.0).run(seconds=2.5)
+
+    assert statuses(mailing) == {Status.PENDING: 12}
+    assert report[Outcome.FAILED] == 0
+    assert len(transport.requests) <= 4  # at most the requests already in flight
+    paused_until = services.provider_paused_until(now=clock.now())
+    assert paused_until is not None and paused_until > clock.now() + timedelta(seconds=50)
+    assert not Message.objects.filter(mailing=mailing, attempts__gt=0).exists()
+
+
+def test_nothing_is_accepted_after_the_end_and_what_was_cut_in_flight_is_unknown_not_expired(
+    transport, clock
+):
+    mailing = running_mailing(ends_in=3)
+    messages_of(mailing, 60)  # 5 in flight at 0.4 s: far more than fit before the end
+    transport.script = lambda msg_id, attempt: (None, 0.4)
+
+    run_until_idle(transport, clock, concurrency=5)
+
+    end = mailing.end_at.timestamp()
+    assert transport.accepted, "some messages fit before the end"
+    assert all(at <= end for _, at in transport.accepted)
+    found = statuses(mailing)
+    assert set(found) <= {Status.SENT, Status.EXPIRED, Status.UNKNOWN}
+    assert found[Status.SENT] == len(transport.accepted)
+    # Requests that reached the provider are sent or unknown, never expired.
+    assert found.get(Status.SENT, 0) + found.get(Status.UNKNOWN, 0) == len(transport.requests)
+
+
+def test_moving_the_end_earlier_cuts_requests_already_in_flight(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 3)
-    provider.script = lambda msg_id, attempt: (200, OK, 4.0)
+    transport.script = lambda msg_id, attempt: (None, 4.0)
     errors_before = provider_errors()
 
     def end_soon():
-        Mailing.objects.filter(pk=mailing.pk).update(end_at=timezone.now() + timedelta(seconds=0.5))
+        Mailing.objects.filter(pk=mailing.pk).update(end_at=clock.now() + timedelta(seconds=0.5))
 
-    mover = later(0, end_soon, once=lambda: len(provider.requests) == 3)
-    run_until_idle(provider)
-    mover.join()
+    transport.on_request = lambda count: count == 3 and soon(0, end_soon)
+    run_until_idle(transport, clock)
 
-    assert provider.accepted == []  # cut before the provider's answer
+    assert transport.accepted == []  # cut before the provider's answer
     assert statuses(mailing) == {Status.UNKNOWN: 3}
     assert provider_errors() - errors_before == Counter(cut=3)
 
 
-def test_moving_the_end_later_extends_requests_already_in_flight(provider):
+def test_moving_the_end_later_extends_requests_already_in_flight(transport, clock):
     mailing = running_mailing(ends_in=2.5)
     messages_of(mailing, 3)
-    provider.script = lambda msg_id, attempt: (200, OK, 3.5)  # a request may take 6 s (request_timeout)
-    new_end = timezone.now() + timedelta(seconds=60)
+    transport.script = lambda msg_id, attempt: (None, 3.5)  # a request may take 6 s (request_timeout)
 
-    mover = later(
-        0,
-        lambda: Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end),
-        once=lambda: provider.requests,
-    )
-    run_until_idle(provider)
-    mover.join()
+    def end_later():
+        Mailing.objects.filter(pk=mailing.pk).update(end_at=clock.now() + timedelta(seconds=60))
 
-    assert len(provider.accepted) == 3
+    transport.on_request = lambda count: count == 1 and soon(0, end_later)
+    run_until_idle(transport, clock)
+
+    assert len(transport.accepted) == 3
     assert statuses(mailing) == {Status.SENT: 3}
 
 
-def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(provider):
+def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(transport, clock):
     mailing = running_mailing()
     (message,) = messages_of(mailing, 1)
-    provider.script = lambda msg_id, attempt: (200, OK, 3.0)
-
+    transport.script = lambda msg_id, attempt: (None, 3.0)
     errors_before = provider_errors()
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
-        started = time.monotonic()
-        sender(provider, request_timeout=0.3).run(seconds=1.5)
+        sender(transport, clock, request_timeout=0.3).run(seconds=1.5)
 
-    assert time.monotonic() - started < 2.5  # given up at its own limit, not at the provider's answer
+    ((_, ran_for),) = transport.ended
+    assert ran_for == pytest.approx(0.3, abs=0.05)  # given up at its own limit, not at the answer
     message.refresh_from_db()
     assert (message.status, message.attempts, message.last_error) == (
         Status.PENDING,
@@ -291,76 +297,76 @@ def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(provider):
     assert provider_errors() - errors_before == Counter(timeout=1)
 
 
-def test_moving_the_end_later_extends_a_request_only_up_to_its_own_limit(provider):
+def test_moving_the_end_later_extends_a_request_only_up_to_its_own_limit(transport, clock):
     mailing = running_mailing(ends_in=3.0)  # moved before it comes: the sender re-reads ends every second
     (message,) = messages_of(mailing, 1)
-    provider.script = lambda msg_id, attempt: (200, OK, 5.0)
-    new_end = timezone.now() + timedelta(seconds=60)
+    transport.script = lambda msg_id, attempt: (None, 5.0)
 
-    mover = later(
-        0,
-        lambda: Mailing.objects.filter(pk=mailing.pk).update(end_at=new_end),
-        once=lambda: provider.requests,
-    )
+    def end_later():
+        Mailing.objects.filter(pk=mailing.pk).update(end_at=clock.now() + timedelta(seconds=60))
+
+    transport.on_request = lambda count: count == 1 and soon(0, end_later)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
-        sender(provider, request_timeout=3.0).run(seconds=4.0)
-    mover.join()
+        sender(transport, clock, request_timeout=3.0).run(seconds=4.0)
 
     message.refresh_from_db()
     assert (message.status, message.last_error) == (Status.PENDING, "no answer within 3 s")
+    ((_, ran_for),) = transport.ended
+    assert ran_for == pytest.approx(3.0, abs=0.05)
 
 
-def test_message_of_a_deleted_client_fails_without_a_request(provider):
+def test_message_of_a_deleted_client_fails_without_a_request(transport, clock):
     mailing = running_mailing()
     (message,) = messages_of(mailing, 1)
     message.client.delete()
 
-    run_until_idle(provider)
+    run_until_idle(transport, clock)
 
     message.refresh_from_db()
     assert (message.status, message.client_id) == (Status.FAILED, None)
-    assert provider.requests == []
+    assert transport.requests == []
 
 
-@concurrent_writers
-def test_two_senders_share_a_mailing_without_sending_anything_twice(provider):
-    mailing = running_mailing()
-    messages_of(mailing, 60)
-    provider.script = lambda msg_id, attempt: (200, OK, 0.01)
-    reports = []
-
+def run_side_by_side(count: int, script: Script, **overrides) -> tuple[list, list[ScriptedTransport]]:
+    """`count` senders at once, each in its own thread, loop and database session. On the real clock:
+    the leases they share in the database need one time for all of them."""
+    reports, transports = [], []
+    for _ in range(count):
+        transports.append(ScriptedTransport(Clock(), script))
     threads = [
-        threading.Thread(target=lambda: reports.append(run_until_idle(provider, concurrency=5)))
-        for _ in range(2)
+        threading.Thread(
+            target=lambda t=transport: reports.append(run_until_idle(t, t.clock, **overrides)),
+        )
+        for transport in transports
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return reports, transports
 
-    accepted_ids = [msg_id for msg_id, _ in provider.accepted]
+
+@concurrent_writers
+def test_two_senders_share_a_mailing_without_sending_anything_twice():
+    mailing = running_mailing()
+    messages_of(mailing, 60)
+
+    reports, transports = run_side_by_side(2, accept_at_once, concurrency=5)
+
+    accepted_ids = [msg_id for transport in transports for msg_id, _ in transport.accepted]
     assert len(accepted_ids) == len(set(accepted_ids)) == 60
     assert sum(report[Outcome.SENT] for report in reports) == 60
     assert statuses(mailing) == {Status.SENT: 60}
 
 
 @concurrent_writers
-def test_no_more_senders_on_a_mailing_than_its_slots(provider, settings):
+def test_no_more_senders_on_a_mailing_than_its_slots(settings):
     settings.SENDERS_PER_MAILING = 2
     mailing = running_mailing()
     messages_of(mailing, 60)
-    provider.script = lambda msg_id, attempt: (200, OK, 0.2)
-    reports = []
 
-    threads = [
-        threading.Thread(target=lambda: reports.append(run_until_idle(provider, concurrency=4)))
-        for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    reports, _ = run_side_by_side(3, lambda msg_id, attempt: (None, 0.2), concurrency=4)
 
     senders = set(Message.objects.filter(mailing=mailing).values_list("claimed_by", flat=True))
     assert 1 <= len(senders) <= 2
@@ -369,122 +375,129 @@ def test_no_more_senders_on_a_mailing_than_its_slots(provider, settings):
 
 
 @concurrent_writers  # the small mailing's messages are written while the sender writes
-def test_a_new_small_mailing_is_served_beside_a_big_one(provider):
+def test_a_new_small_mailing_is_served_beside_a_big_one(transport, clock):
     big = running_mailing()
     messages_of(big, 600)
     small = running_mailing()
-    provider.script = lambda msg_id, attempt: (200, OK, 0.05)
+    transport.script = lambda msg_id, attempt: (None, 0.5)  # 20 a second: the big one takes 30 s
 
-    later(0.5, lambda: messages_of(small, 5))
-    run_until_idle(provider, concurrency=10)
+    transport.on_request = lambda count: count == 100 and soon(0, lambda: messages_of(small, 5))
+    run_until_idle(transport, clock, concurrency=10)
 
     small_ids = set(Message.objects.filter(mailing=small).values_list("id", flat=True))
-    order = [msg_id for msg_id, _ in provider.accepted]
+    order = [msg_id for msg_id, _ in transport.accepted]
     last_small = max(order.index(msg_id) for msg_id in small_ids)
-    # The small one does not wait for the big one's queue: it is done well before the big one is
-    # (it appears after about 100 of the big one's sends and is picked up within a refresh).
-    assert last_small < 400
+    # The small one does not wait for the big one's queue: it appears after about 100 of the big
+    # one's sends and is picked up within a refresh or two (a second each: 20 sends here).
+    assert last_small < 200
     assert statuses(big) == {Status.SENT: 600} and statuses(small) == {Status.SENT: 5}
 
 
-def test_after_a_pause_one_probe_goes_alone_before_full_speed_resumes(provider):
+def test_after_a_pause_one_trial_request_goes_alone_before_full_speed_resumes(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 40)
-    refusing_until = time.time() + 1.0
-    provider.script = lambda msg_id, attempt: (401, b"", 0) if time.time() < refusing_until else (200, OK, 0)
+    refusing_until = clock.wall() + 1.0
 
-    run_until_idle(provider, concurrency=10, auth_pause=0.3)
+    def refuse_for_a_second(msg_id, attempt):
+        return (TransportAuthError("HTTP 401") if clock.wall() < refusing_until else None), 0.01
 
-    refused = [at for msg_id, at in provider.requests if at < refusing_until]
+    transport.script = refuse_for_a_second
+    run_until_idle(transport, clock, concurrency=10, auth_pause=0.3)
+
+    refused = [at for msg_id, at in transport.requests if at < refusing_until]
     assert statuses(mailing) == {Status.SENT: 40}
-    # The first wave, then about one probe per 0.3 s pause: not ten requests per pause.
-    assert len(refused) <= 10 + 5
+    # The first wave, then one trial request per 0.3 s pause: not ten requests per pause.
+    assert len(refused) <= 10 + 4
 
 
-def test_a_mailing_that_stops_being_sendable_is_no_longer_claimed_and_its_claims_go_back(provider):
+def test_a_mailing_that_stops_being_sendable_is_no_longer_claimed_and_its_claims_go_back(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 40)
-    provider.script = lambda msg_id, attempt: (200, OK, 0.5)
+    transport.script = lambda msg_id, attempt: (None, 0.5)
 
-    later(
-        0.3,
-        lambda: Mailing.objects.filter(pk=mailing.pk).update(launched_at=None),
-        once=lambda: provider.requests,
-    )
-    sender(provider, concurrency=5).run(seconds=3)
+    def unlaunch():
+        Mailing.objects.filter(pk=mailing.pk).update(launched_at=None)
+
+    transport.on_request = lambda count: count == 1 and soon(0.3, unlaunch)
+    sender(transport, clock, concurrency=5).run(seconds=3)
 
     found = statuses(mailing)
     assert set(found) == {Status.SENT, Status.PENDING}
-    assert found[Status.SENT] == len(provider.accepted) <= 15
+    assert found[Status.SENT] == len(transport.accepted) <= 15
     assert not Message.objects.filter(mailing=mailing, status=Status.PENDING, attempts__gt=0).exists()
 
 
-def test_stop_lets_requests_in_flight_finish_and_gives_the_rest_back_at_once(provider):
+def test_stop_lets_requests_in_flight_finish_and_gives_the_rest_back_at_once(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 30)
-    provider.script = lambda msg_id, attempt: (200, OK, 0.6)
-    stopping = sender(provider, concurrency=5)
+    transport.script = lambda msg_id, attempt: (None, 0.6)
+    stopping = sender(transport, clock, concurrency=5)
 
-    later(0.3, stopping.request_stop, once=lambda: provider.requests)
+    transport.on_request = lambda count: count == 1 and soon(0.3, stopping.request_stop)
     report = stopping.run()
 
     found = statuses(mailing)
-    assert found[Status.SENT] == report[Outcome.SENT] == len(provider.accepted) == len(provider.requests)
+    assert found[Status.SENT] == report[Outcome.SENT] == len(transport.accepted) == len(transport.requests)
     assert set(found) == {Status.SENT, Status.PENDING}
     assert not Message.objects.filter(mailing=mailing, lease_until__isnull=False).exists()
     assert not Message.objects.filter(mailing=mailing, attempts__gt=0, status=Status.PENDING).exists()
 
 
-def test_stop_cuts_what_outlives_its_grace_as_unknown(provider):
+def test_stop_cuts_what_outlives_its_grace_as_unknown(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 3)
-    provider.script = lambda msg_id, attempt: (200, OK, 4.0)
-    stopping = sender(provider, stop_grace=0.5)
+    transport.script = lambda msg_id, attempt: (None, 4.0)
+    stopping = sender(transport, clock, stop_grace=0.5)
 
-    later(0, stopping.request_stop, once=lambda: len(provider.requests) == 3)
+    transport.on_request = lambda count: count == 3 and soon(0, stopping.request_stop)
     stopping.run()
 
     assert statuses(mailing) == {Status.UNKNOWN: 3}
+    # Cut at the grace's end, which starts when the feeder next looks (a tick at most) after the stop.
+    assert all(0.5 <= ran_for <= 0.5 + IDLE_TICK + 0.01 for _, ran_for in transport.ended)
     assert not SenderSlot.objects.filter(mailing=mailing).exclude(holder="").exists()
 
 
-def test_429_gives_the_message_back_untouched_and_never_trips_the_breaker(provider):
+def test_429_gives_the_message_back_untouched_and_never_trips_the_breaker(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 20)
-    provider.script = lambda msg_id, attempt: (429, b"slow down", 0) if attempt <= 2 else (200, OK, 0)
+    transport.script = lambda msg_id, attempt: (
+        TransportThrottled("HTTP 429") if attempt <= 2 else None,
+        0.01,
+    )
 
-    report = run_until_idle(provider, concurrency=5, breaker_threshold=3)
+    report = run_until_idle(transport, clock, concurrency=5, breaker_threshold=3)
 
     assert statuses(mailing) == {Status.SENT: 20}
     assert report[Outcome.THROTTLED] == 40
     assert report[Outcome.RETRY] == report[Outcome.FAILED] == 0
-    assert services.provider_paused_until(now=timezone.now()) is None
+    assert services.provider_paused_until(now=clock.now()) is None
     # Two 429s each, and the attempt of each given back: one attempt counted, the accepted one.
-    assert len(provider.requests) == 60
+    assert len(transport.requests) == 60
     assert set(Message.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
 
 
-def test_the_pace_learns_the_providers_rate_from_its_429s(provider):
+def test_the_pace_learns_the_providers_rate_from_its_429s(transport, clock):
     mailing = running_mailing()
     messages_of(mailing, 150)
-    allowed = {"tokens": 5.0, "at": time.monotonic()}
+    allowed = {"tokens": 5.0, "at": clock.monotonic()}
 
     def fifty_per_second(msg_id, attempt):
-        now = time.monotonic()
+        now = clock.monotonic()
         allowed["tokens"] = min(5.0, allowed["tokens"] + (now - allowed["at"]) * 50)
         allowed["at"] = now
         if allowed["tokens"] < 1:
-            return 429, b"", 0
+            return TransportThrottled("HTTP 429"), 0.01
         allowed["tokens"] -= 1
-        return 200, OK, 0.01
+        return None, 0.01
 
-    provider.script = fifty_per_second
-    pacer = Pacer(limit=InFlightLimit(initial=20, minimum=2, maximum=50))
+    transport.script = fifty_per_second
+    pacer = Pacer(limit=InFlightLimit(initial=20, minimum=2, maximum=50, clock=clock), clock=clock)
 
-    report = run_until_idle(provider, pacer=pacer, concurrency=50, breaker_threshold=5)
+    report = run_until_idle(transport, clock, pacer=pacer, concurrency=50, breaker_threshold=5)
 
     assert statuses(mailing) == {Status.SENT: 150}
-    assert services.provider_paused_until(now=timezone.now()) is None
+    assert services.provider_paused_until(now=clock.now()) is None
     assert pacer.learned.rate is not None and pacer.learned.rate < 70
     # The first round trips meet 429s; once the rate is learned they are rare.
     assert report[Outcome.THROTTLED] < 150
