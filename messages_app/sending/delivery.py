@@ -107,6 +107,8 @@ class Deliveries:
     # --- one request ---------------------------------------------------------------------------
 
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # this coroutine runs as the task start() made
         started: float | None = None
         acquired = False
         cut: Cut | None = None
@@ -118,7 +120,6 @@ class Deliveries:
             acquired = True
             if self._stopping.is_set() or not run.sendable:
                 return self._settle_heard(run, row, token, None, outcomes.NOT_SENDABLE)
-            task = asyncio.current_task()
             # The end's own timer has the last word: it may fire a moment before the deadline.
             if self._clock.monotonic() + self.margin() >= run.deadline or not self._cutoffs.begin(
                 run.id, task

@@ -61,7 +61,7 @@ class DjangoMessageStore:
         return await self._run(self._claim, asks=asks, wanted=wanted)
 
     def _claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
-        now, claims = self._clock.now(), []
+        now, claims = self._clock.now(), list[Claim]()
         paused_until = services.provider_paused_until(now=now)  # one primary-key read
         if paused_until is not None:
             return claims, paused_until.timestamp()
