@@ -17,17 +17,16 @@ import enum
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 
 from clients.models import Client
-from mailings.models import Mailing
 from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
@@ -349,23 +348,6 @@ def message_tallies_reconcile(*, using: str = DEFAULT_DB_ALIAS) -> int:
 
 
 # --- what the senders work on --------------------------------------------------------------------
-
-
-def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
-    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
-    and of those in `including` (a sender's mailings with requests in flight) that are still sendable.
-    """
-    pending = Message.objects.filter(mailing=OuterRef("pk"), status=Status.PENDING)
-    return list(
-        Mailing.objects.sendable(now)
-        .filter(Q(id__in=including) | Exists(pending))
-        .order_by("start_at", "id")
-        .values_list("id", "text", "end_at")
-    )
-
-
-def mailing_ends(*, mailing_ids: list[int]) -> dict[int, datetime]:
-    return dict(Mailing.objects.filter(id__in=mailing_ids).values_list("id", "end_at"))
 
 
 def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> set[int]:

@@ -4,7 +4,7 @@ It runs in a thread of its own in each Celery pool process (`messages_app.tasks`
 sending never holds a pool slot and launch, scan and sweep tasks never wait behind it. Its parts:
 
 - the refresher, every second (`REFRESH_EVERY`): re-reads which mailings may send now
-  (`services.mailings_to_send`, built on `Mailing.objects.sendable`) and their ends, holds one of
+  (`Mailing.objects.to_send`, built on `Mailing.objects.sendable`) and their ends, holds one of
   each such mailing's slots (`services.sender_slots_hold`: at most SENDERS_PER_MAILING
   senders per mailing), renews the leases of its claims, reads the shared pause and releases
   leases abandoned by dead senders. A mailing that stops being sendable is no longer claimed for
@@ -48,6 +48,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
+from mailings.models import Mailing
 from messages_app import services
 from messages_app.services import Claim, ClaimedRow, Outcome, Result
 from ops import metrics
@@ -321,7 +322,7 @@ class Sender:
         """One visit to the database per second: everything the refresher needs, in its thread."""
         close_old_connections()  # a connection broken by a database restart is replaced here
         now = timezone.now()
-        sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
+        sendable = Mailing.objects.to_send(now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
         self._windows.keep_only(wanted)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
@@ -330,7 +331,7 @@ class Sender:
         return SenderView(
             sendable=sendable,
             held=held,
-            ends=services.mailing_ends(mailing_ids=in_flight_mailings),
+            ends=Mailing.objects.ends(in_flight_mailings),
             paused_until=paused_until.timestamp() if paused_until else None,
         )
 
