@@ -24,13 +24,18 @@ from django.views.decorators.http import require_POST
 
 from clients.models import Client
 from messages_app.models import MessageStatus
-from messages_app.selectors import outcome_totals, outcomes_per_hour
+from messages_app.selectors import (
+    RATE_WINDOW,
+    attach_message_counts,
+    mailing_progress,
+    outcome_totals,
+    outcomes_per_hour,
+)
 from messages_app.services import provider_paused_until
 from ops.selectors import ATTEMPT_OUTCOMES, PROVIDER_ERROR_OUTCOMES, provider_attempts, provider_pauses
 
 from . import charts
 from .models import Mailing, MailingState, TestSend
-from .selectors import RATE_WINDOW, attach_message_counts, mailing_progress
 from .services import (
     MailingNothingToResendError,
     MailingStateError,
@@ -288,7 +293,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             ]
         ],
         "per_hour": charts.bar_chart(
-            outcomes_per_hour(now=now), OUTCOME_SERIES, title="Messages per hour, last 24 hours"
+            [charts.Bucket(f"{hour:%H}:00", numbers) for hour, numbers in outcomes_per_hour(now=now)],
+            OUTCOME_SERIES,
+            title="Messages per hour, last 24 hours",
         ),
         "mailings": [
             (

@@ -10,13 +10,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clients.models import Client
+from messages_app.selectors import message_counts_by_mailing
 from messages_app.sending.windows import WindowGuard
 from messages_app.services import messages_create_for_clients, messages_expire_cancelled
 from ops import metrics
 from ops.audit import audit
 
 from .models import Mailing, MailingState, TestSend
-from .selectors import message_counts_by_mailing
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""Read-side queries of operations: the scrape-time gauges and the statistics report."""
+"""Read-side queries of operations: the statistics report, and the provider's recorded attempts and pauses."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Sum
 
-from mailings.models import Mailing, MailingState
-from mailings.selectors import message_counts_by_mailing
+from mailings.models import Mailing
 from messages_app.models import Message, MessageStatus
+from messages_app.selectors import message_counts_by_mailing
 
 from .logging import mask_phones
 from .models import ProviderAttemptsHourly, ProviderPauseEvent
@@ -17,44 +17,6 @@ TOP_ERRORS = 3
 # Outcomes of attempts that reached the provider (deferred and expired ones did not).
 ATTEMPT_OUTCOMES = ("sent", "failed", "retry", "unknown")
 PROVIDER_ERROR_OUTCOMES = ("failed", "retry")
-
-
-# --- scrape-time gauges ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backlog:
-    pending: int
-    due: int
-    oldest_due_age: float  # seconds; 0 when nothing is due
-
-
-def message_backlog(*, now: datetime) -> Backlog:
-    """Pending and due messages, from the partial index on pending messages."""
-    pending = Message.objects.filter(status=MessageStatus.PENDING).order_by()
-    figures = pending.aggregate(
-        pending=Count("id"),
-        due=Count("id", filter=Q(next_attempt_at__lte=now)),
-        oldest=Min("next_attempt_at", filter=Q(next_attempt_at__lte=now)),
-    )
-    age = (now - figures["oldest"]).total_seconds() if figures["oldest"] else 0.0
-    return Backlog(pending=figures["pending"], due=figures["due"], oldest_due_age=max(age, 0.0))
-
-
-def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
-    """Messages by status (every status present) of the mailings whose end has not come."""
-    ids = Mailing.objects.filter(end_at__gt=now).values_list("id", flat=True)
-    totals = dict.fromkeys(MessageStatus.values, 0)
-    for counts in message_counts_by_mailing(ids).values():
-        for status in MessageStatus.values:
-            totals[status] += counts[status]
-    return totals
-
-
-def mailing_state_counts(*, now: datetime) -> dict[str, int]:
-    """Mailings by state, as Mailing.state tells it (paused and cancelled included): one count each."""
-    mailings = Mailing.objects.with_unsent().order_by()
-    return {state: mailings.in_state(state, now).count() for state in MailingState.values}
 
 
 # --- the statistics report ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
@@ -7,9 +7,9 @@ from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing, MailingState
-from mailings.selectors import MESSAGE_COUNT_KEYS, attach_message_counts, message_counts_by_mailing
 from mailings.tests.factories import MailingFactory, mailing_in
 from messages_app.models import WAITING_FOR_WINDOW, Message, MessageStatus
+from messages_app.selectors import MESSAGE_COUNT_KEYS, attach_message_counts, message_counts_by_mailing
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -322,6 +322,60 @@ def test_mailing_statistics_show_progress_rate_and_finish_while_running(api_clie
     assert progress["estimated_finish_at"] == (now + timedelta(seconds=120)).isoformat().replace(
         "+00:00", "Z"
     )
+
+
+def running_with_a_window(*, due: int, sent_last_minute: int, waiting_until: datetime) -> Mailing:
+    """A running mailing with a local window: `due` pending messages, 3 waiting for the window to
+    open at `waiting_until`, and `sent_last_minute` sent 5 seconds ago."""
+    mailing = mailing_in(MailingState.RUNNING, pending=due)
+    Mailing.objects.filter(pk=mailing.pk).update(local_window_start="09:00", local_window_end="21:00")
+    MessageFactory.create_batch(
+        3, mailing=mailing, status="pending", next_attempt_at=waiting_until, last_error=WAITING_FOR_WINDOW
+    )
+    MessageFactory.create_batch(
+        sent_last_minute,
+        mailing=mailing,
+        status=MessageStatus.SENT,
+        sent_at=timezone.now() - timedelta(seconds=5),
+    )
+    return mailing
+
+
+def test_the_finish_is_no_earlier_than_the_window_opening_that_messages_wait_for(api_client):
+    now = timezone.now()
+    opening = now + timedelta(hours=3)
+    # 30 sent in the last minute: 0.5 messages/s, 13 unsent would take 26 s at that rate.
+    mailing = running_with_a_window(due=10, sent_last_minute=30, waiting_until=opening)
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
+
+
+def test_the_finish_at_the_rate_stands_when_later_than_the_window_opening(api_client):
+    now = timezone.now()
+    # 63 unsent at 0.5 messages/s: 126 s, after the opening in 10 s.
+    mailing = running_with_a_window(due=60, sent_last_minute=30, waiting_until=now + timedelta(seconds=10))
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["estimated_finish_at"] == (now + timedelta(seconds=126)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_with_nothing_sent_lately_and_every_unsent_message_waiting_the_finish_is_the_opening(api_client):
+    now = timezone.now()
+    opening = now + timedelta(hours=2)
+    mailing = running_with_a_window(due=0, sent_last_minute=0, waiting_until=opening)
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["rate_per_second"] == 0
+    assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("state", [MailingState.PAUSED, MailingState.FINISHED, MailingState.SCHEDULED])
