@@ -17,6 +17,7 @@ from messages_app.selectors import (
     audience_timezones,
     top_errors,
 )
+from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 from ops.logging import mask_phones
 
@@ -33,7 +34,7 @@ from .console import (
     test_send_panel,
 )
 from .models import Mailing, MailingState, TestSend
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 # The admin's front page links to the dashboard (mailing_service/urls.py mounts it); its login page
 # offers single sign-on when OIDC is on.
@@ -128,7 +129,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
     the mailing is launched, and a save never writes the launcher's bookkeeping columns.
 
-    Deletion follows the API's rule (mailings.services.mailing_delete): never launched, or finished
+    Deletion follows the API's rule (messages_app.services.mailing_delete): never launched, or finished
     or cancelled; the confirmation page counts the messages that go with it (confirming is asking
     for the history to go) instead of listing them, as there may be millions.
     """

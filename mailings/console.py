@@ -31,7 +31,7 @@ from messages_app.selectors import (
     outcome_totals,
     outcomes_per_hour,
 )
-from messages_app.services import provider_paused_until
+from messages_app.services import mailing_cancel, provider_paused_until
 from ops.selectors import ATTEMPT_OUTCOMES, PROVIDER_ERROR_OUTCOMES, provider_attempts, provider_pauses
 
 from . import charts
@@ -39,7 +39,6 @@ from .models import Mailing, MailingState, TestSend
 from .services import (
     MailingNothingToResendError,
     MailingStateError,
-    mailing_cancel,
     mailing_pause,
     mailing_resend,
     mailing_resume,

@@ -184,7 +184,8 @@ class Mailing(models.Model):
         null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
     )
 
-    # Operators' actions (mailings.services): set while paused; set once and for good when cancelled.
+    # Operators' actions (mailings.services; cancel: messages_app.services): set while paused; set
+    # once and for good when cancelled.
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
 

@@ -17,6 +17,7 @@ from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.selectors import RATE_WINDOW, attach_message_counts, mailing_progress, message_totals
 from messages_app.serializers import MessageSerializer
+from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
 from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
@@ -39,12 +40,9 @@ from .serializers import (
     TestSendSerializer,
 )
 from .services import (
-    MailingHistoryError,
     MailingLaunchedError,
     MailingNothingToResendError,
     MailingStateError,
-    mailing_cancel,
-    mailing_delete,
     mailing_pause,
     mailing_resend,
     mailing_resume,

@@ -25,11 +25,16 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from clients.models import Client
+from mailings.models import Mailing
+from mailings.services import MailingStateError, mailing_mark_cancelled
+from ops.audit import audit
 from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
+from .selectors import message_counts_by_mailing
 
 Status = Message.Status
 
@@ -291,6 +296,58 @@ def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
     return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
+
+
+# --- the operators' actions that reach a mailing's messages -----------------------------------------
+
+
+def mailing_cancel(*, mailing: Mailing, user) -> Mailing:
+    """Stop for good: unsent messages expire with last_error "mailing cancelled" (a request already
+    in flight may still be accepted, and counts as sent). Final: a cancelled mailing never sends
+    again. Raises MailingStateError unless scheduled, running or paused.
+    """
+    with transaction.atomic():
+        mailing = mailing_mark_cancelled(mailing=mailing)
+        expired = messages_expire_cancelled(mailing_id=mailing.pk)
+    audit(name="mailing", pk=mailing.pk, done=f"cancelled ({expired} unsent messages expired)", user=user)
+    return mailing
+
+
+class MailingHistoryError(Exception):
+    """Deleting the mailing would delete its messages, and the caller did not ask for that."""
+
+
+def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
+    """The one deletion rule of the API and the admin: a mailing never launched can always go; a
+    launched one only once finished or cancelled (cancel it first), and since its messages go with
+    it, only when the caller asks for that (with_history). Raises MailingStateError or
+    MailingHistoryError.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Read under lock: another operator may have acted since the caller loaded it.
+        mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        if not mailing.may_be_deleted(now):
+            raise MailingStateError(
+                mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
+            )
+        # Whether it has messages, from the messages themselves (one index probe): the tallies,
+        # derived, give only the number for the message and the audit line.
+        has_messages = mailing.is_launched and mailing.messages.exists()
+        messages = message_counts_by_mailing([mailing.pk])[mailing.pk]["total"] if has_messages else 0
+        if has_messages and not with_history:
+            raise MailingHistoryError(
+                f"Mailing {mailing.pk} has {messages} messages, which would be deleted with it; "
+                "ask for that with ?with_history=true."
+            )
+        mailing_id = mailing.pk
+        mailing.delete()
+    audit(
+        name="mailing",
+        pk=mailing_id,
+        done=f"deleted with its {messages} messages" if has_messages else "deleted",
+        user=user,
+    )
 
 
 def message_tallies_fold() -> int:

@@ -83,7 +83,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     assert len(attempts) == requests
     for record in attempts:
         assert record["mailing_id"] == mailing_id and record["message_id"] and record["client_id"]
-    launch = [record for record in records if record["name"] == "mailings.services"]
+    launch = [record for record in records if record["name"] == "messages_app.launch"]
     assert launch and all(record["mailing_id"] == mailing_id for record in launch)
     phones = Message.objects.filter(mailing_id=mailing_id).values_list("client__phone", flat=True)
     assert not any(phone in log_text for phone in phones)
