@@ -9,10 +9,10 @@ import pytest
 from django.core.cache import cache
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailing_service.collectors import cache_key
 from messages_app.models import Message
 from messages_app.tests.e2e import FakeProvider, Worker, all_final, require_real_services, wait_until
 from messages_app.tests.test_pipeline_e2e import create_mailing, make_clients
-from ops.collectors import cache_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

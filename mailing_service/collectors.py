@@ -1,4 +1,5 @@
-"""Gauges the database knows, computed when Prometheus scrapes (web only), from indexed queries.
+"""Gauges the database knows, computed when Prometheus scrapes (web only), from indexed queries; the
+URLconf hands them to the /metrics view (ops.views.metrics).
 
 Shared by every web process through the cache for METRICS_DB_CACHE_SECONDS, so that several
 scrapers or web replicas do not multiply the database's work. A cache that does not answer costs
@@ -16,8 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from mailings.selectors import mailing_state_counts
 from messages_app.selectors import message_backlog, messages_of_unfinished_mailings
 from messages_app.services import provider_paused_until
-
-from .metrics import NAMESPACE
+from ops.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
 
