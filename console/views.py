@@ -179,7 +179,8 @@ def mailing_test_send_view(request: HttpRequest, mailing_id: int) -> HttpRespons
 
 
 def progress(mailing: Mailing) -> dict:
-    """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries."""
+    """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries, one
+    or two more for a mailing with a local window (messages_app.selectors.mailing_progress)."""
     now = timezone.now()
     counts = attach_message_counts([mailing], sent_since=now - RATE_WINDOW)[0].message_counts
     mailing.has_unsent = counts["pending"] + counts["sending"] > 0
