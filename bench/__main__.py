@@ -272,7 +272,7 @@ class Bench:
     def _final_count(self, mailing_id: int) -> int:
         """From the message tallies: a COUNT(*) over the mailing's messages four times a second would
         take PostgreSQL CPU from the senders being measured."""
-        from mailings.selectors import message_counts_by_mailing
+        from messages_app.selectors import message_counts_by_mailing
 
         counts = message_counts_by_mailing([mailing_id])[mailing_id]
         return counts["sent"] + counts["failed"] + counts["expired"]

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "mailings",
     "messages_app",
     "ops",
+    "console",
     "accounts",
     "axes",
 ]
@@ -360,7 +361,7 @@ MESSAGE_SWEEP_INTERVAL = env.float("MESSAGE_SWEEP_INTERVAL", default=15.0)
 STATS_EMAIL_CHECK_INTERVAL = env.float("STATS_EMAIL_CHECK_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     "send-daily-report": {
-        "task": "ops.tasks.send_daily_report",
+        "task": "console.tasks.send_daily_report",
         "schedule": STATS_EMAIL_CHECK_INTERVAL,
     },
     "launch-due-mailings": {

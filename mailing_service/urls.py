@@ -5,12 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from clients.views import ClientViewSet
-from mailings.console import dashboard_view
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 from ops import views as ops_views
 
 from .api import ApiRootView
+from .collectors import DatabaseCollector
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -18,7 +18,8 @@ router.register("mailings", MailingViewSet, basename="mailing")
 router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
-    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="console-dashboard"),
+    # The operator console's pages, under the admin's paths and behind its login (console.urls).
+    path("admin/", include("console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include(router.urls)),
@@ -33,7 +34,7 @@ urlpatterns = [
     path("health/", ops_views.HealthView.as_view(), name="health"),
     path("health/live", ops_views.LiveView.as_view(), name="health-live"),
     path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
-    path("metrics", ops_views.metrics, name="metrics"),
+    path("metrics", ops_views.metrics, {"collectors": [DatabaseCollector()]}, name="metrics"),
 ]
 
 # Under /api/ Django's own error pages answer JSON like the API (mailing_service.errors).

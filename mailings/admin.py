@@ -1,46 +1,17 @@
-from urllib.parse import urlencode
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from messages_app.models import MessageStatus
+from messages_app.selectors import RATE_WINDOW, SENT_SINCE, attach_message_counts
+from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
-from ops.logging import mask_phones
 
-from . import charts
-from .console import (
-    LIVE_STATES,
-    mailing_action_view,
-    mailing_progress_view,
-    mailing_resend_view,
-    mailing_test_send_view,
-    offered_actions,
-    progress,
-    resend_offer,
-    test_send_panel,
-)
 from .models import Mailing, MailingState, TestSend
-from .selectors import (
-    RATE_WINDOW,
-    SENT_SINCE,
-    acceptances_per_minute,
-    attach_message_counts,
-    audience_timezones,
-    top_errors,
-)
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_delete, mailing_update
-
-# The admin's front page links to the dashboard (mailing_service/urls.py mounts it); its login page
-# offers single sign-on when OIDC is on.
-admin.site.index_template = "admin/console_index.html"
-admin.site.login_template = "admin/console_login.html"
-# The admin's app sidebar takes 300 px: without it the mailing list fits a 1366 px screen.
-admin.site.enable_nav_sidebar = False
+from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
 
@@ -128,7 +99,9 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     Edits go through mailing_update, as the API's do: what the messages were made from is frozen once
     the mailing is launched, and a save never writes the launcher's bookkeeping columns.
 
-    Deletion follows the API's rule (mailings.services.mailing_delete): never launched, or finished
+    The console (console.admin) registers it again with the pictures and buttons of its pages.
+
+    Deletion follows the API's rule (messages_app.services.mailing_delete): never launched, or finished
     or cancelled; the confirmation page counts the messages that go with it (confirming is asking
     for the history to go) instead of listing them, as there may be millions.
     """
@@ -136,7 +109,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     audit_name = "mailing"
     deletions_audited_in_services = True  # delete_model: mailing_delete
 
-    list_display = ["id", "window", "state", "progress", "audience", "size", "send_rate"]
+    list_display = ["id", "window", "state", "audience", "size", "send_rate"]
     list_display_links = ["id", "window"]
     form = MailingForm
     # start_at's filter is the period one: today, the past 7 days, this month, this year.
@@ -163,60 +136,8 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         ),
     ]
 
-    class Media:
-        css = {"all": ["mailings/console.css"]}
-
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
-
-    def get_urls(self):
-        progress_view = self.admin_site.admin_view(mailing_progress_view)
-        action_view = self.admin_site.admin_view(mailing_action_view)
-        resend_view = self.admin_site.admin_view(mailing_resend_view)
-        test_send_view = self.admin_site.admin_view(mailing_test_send_view)
-        return [
-            path("<int:mailing_id>/test-send/", test_send_view, name="mailings_mailing_test_send"),
-            path("<int:mailing_id>/resend/", resend_view, name="mailings_mailing_resend"),
-            path("<int:mailing_id>/progress/", progress_view, name="mailings_mailing_progress"),
-            path("<int:mailing_id>/action/<str:action>/", action_view, name="mailings_mailing_action"),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        mailing = self.get_object(request, object_id)
-        if mailing is not None:
-            extra_context = {**(extra_context or {}), **self.console_context(request, mailing)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def console_context(self, request: HttpRequest, mailing: Mailing) -> dict:
-        """The pictures, figures and buttons above a mailing's form."""
-        live = progress(mailing)
-        counts = live["counts"]
-        spread = audience_timezones(mailing)
-        audience = sum(number for _, number in spread)
-        messages_url = reverse("admin:messages_app_message_changelist")
-        return {
-            "progress": live,
-            "actions": offered_actions(request, mailing, live["state"]),
-            "resend": resend_offer(request, mailing, live["state"], counts),
-            "segments": mailing.segments,
-            "test_send": test_send_panel(request, mailing),
-            "status_counts": [(status.label, status.value, counts[status.value]) for status in MessageStatus],
-            "acceptances": charts.bar_chart(
-                acceptances_per_minute(mailing),
-                charts.PROGRESS_SERIES[:1],
-                title="Accepted per minute",
-                label_every=10,
-            ),
-            "top_errors": [(mask_phones(error), number) for error, number in top_errors(mailing)],
-            "failed_url": messages_url
-            + "?"
-            + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
-            "timezones": [(name, number, 100 * number / audience) for name, number in spread],
-            "poll_url": reverse("admin:mailings_mailing_progress", args=[mailing.pk])
-            if live["state"] in LIVE_STATES
-            else "",
-        }
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -268,15 +189,6 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def state(self, mailing: Mailing) -> str:
         state = mailing.state_at(timezone.now())
         return format_html('<span class="state state-{}">{}</span>', state, state.label)
-
-    @admin.display(description="progress")
-    def progress(self, mailing: Mailing) -> str:
-        counts = mailing.message_counts
-        return format_html(
-            '<div class="progress-cell">{}<span>{} %</span></div>',
-            charts.progress_bar(counts),
-            charts.percent_done(counts),
-        )
 
     @admin.display(description="audience")
     def audience(self, mailing: Mailing) -> str:

@@ -1,3 +1,4 @@
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from django.apps import apps
@@ -74,6 +75,22 @@ class MailingQuerySet(models.QuerySet):
             paused_at__isnull=True,
             cancelled_at__isnull=True,
         )
+
+    def to_send(self, now: datetime, *, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
+        """(id, text, end) of every sendable mailing with pending messages, and of those in
+        `including` (a sender's mailings with requests in flight) that are still sendable."""
+        message = apps.get_model("messages_app", "Message")  # messages_app depends on this app
+        pending = message.objects.filter(mailing=OuterRef("pk"), status=message.Status.PENDING)
+        return list(
+            self.sendable(now)
+            .filter(Q(id__in=including) | Exists(pending))
+            .order_by("start_at", "id")
+            .values_list("id", "text", "end_at")
+        )
+
+    def ends(self, ids: Iterable[int]) -> dict[int, datetime]:
+        """Each given mailing's end, by id."""
+        return dict(self.filter(id__in=ids).values_list("id", "end_at"))
 
     def with_unsent(self) -> "MailingQuerySet":
         """Annotates `has_unsent` (one EXISTS per row on the (mailing, status) index), which
@@ -167,7 +184,8 @@ class Mailing(models.Model):
         null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
     )
 
-    # Operators' actions (mailings.services): set while paused; set once and for good when cancelled.
+    # Operators' actions (mailings.services; cancel: messages_app.services): set while paused; set
+    # once and for good when cancelled.
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
 

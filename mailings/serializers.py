@@ -15,10 +15,11 @@ from mailing_service.api import (
     StrictCharField,
     StrictModelSerializer,
 )
+from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
-from .selectors import MESSAGE_COUNT_KEYS, WAITING, audience_zones_missing_the_window
+from .selectors import audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
 
@@ -255,7 +256,7 @@ COUNT_HELP = {
 class MessageCountsSerializer(serializers.Serializer):
     """Messages by status, every status present (0 when none), and their total."""
 
-    # Serializes the dict mailings.selectors.attach_message_counts sets as `mailing.message_counts`:
+    # Serializes the dict messages_app.selectors.attach_message_counts sets as `mailing.message_counts`:
     # each field's source is its own name, which DRF looks up as a key of a mapping.
 
     def get_fields(self):
@@ -271,7 +272,7 @@ class MessageCountsSerializer(serializers.Serializer):
 class MailingStatisticsSerializer(MailingSerializer):
     """A mailing with its messages counted by status."""
 
-    # Set on the mailing by mailings.selectors.attach_message_counts before serializing.
+    # Set on the mailing by messages_app.selectors.attach_message_counts before serializing.
     message_counts = MessageCountsSerializer(read_only=True)
 
     class Meta(MailingSerializer.Meta):
@@ -295,8 +296,9 @@ class ProgressSerializer(serializers.Serializer):
     rate_per_second = serializers.FloatField(help_text="Messages sent per second over the last minute.")
     estimated_finish_at = serializers.DateTimeField(
         allow_null=True,
-        help_text="When the unsent messages would be sent at that rate, while running; null otherwise. "
-        "Later than end_at means what is left will not all fit.",
+        help_text="When the unsent messages would be sent at that rate, and no earlier than the last "
+        "local-window opening some of them wait for, while running; null otherwise (or with no send "
+        "in the last minute and messages due). Later than end_at means what is left will not all fit.",
     )
 
 

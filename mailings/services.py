@@ -1,24 +1,21 @@
-import logging
-from datetime import datetime, timedelta
+"""Writes of mailings: edits and the operators' actions on a mailing alone.
+
+What also changes a mailing's messages lives with them (messages depend on mailings): the launch's
+fan-out in messages_app.launch, cancelling (its unsent messages expire) and deleting (its messages
+go with it) in messages_app.services.
+"""
+
+from datetime import datetime
 from typing import Any
 
 from celery import current_app
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clients.models import Client
-from messages_app.services import messages_create_for_clients, messages_expire_cancelled
-from messages_app.windows import WindowGuard
-from ops import metrics
 from ops.audit import audit
 
 from .models import Mailing, MailingState, TestSend
-from .selectors import message_counts_by_mailing
-
-log = logging.getLogger(__name__)
 
 # Its messages were created from these, so they are frozen once the mailing is launched.
 FROZEN_AFTER_LAUNCH = frozenset(
@@ -70,77 +67,6 @@ def mailing_update(*, mailing: Mailing, data: dict[str, Any]) -> Mailing:
             # Only these columns: the fan-out bookkeeping belongs to the launcher.
             mailing.save(update_fields=[*changed, "updated_at"])
     return mailing
-
-
-# --- Launch -------------------------------------------------------------------------------------
-
-
-def fanout_lease() -> timedelta:
-    """A launcher renews its lease after every batch; a dead one's runs out and the scanner takes over."""
-    return timedelta(seconds=settings.FANOUT_LEASE)
-
-
-def mailing_launch(*, mailing_id: int) -> bool:
-    """Create the mailing's messages batch by batch. False: nothing to do.
-
-    The senders see the first batch's messages within a second (they poll `Mailing.objects.sendable`),
-    so sending starts while the fan-out goes on.
-
-    Safe to call any number of times, concurrently too: the lease lets one launcher work at a time,
-    the checkpoint (fanout_cursor) lets the next resume where a dead one stopped, and the unique
-    (mailing, client) constraint makes a replayed batch insert nothing. The audience is fixed at
-    launch: a matching client created after the fan-out has passed its id is not included.
-    """
-    now = timezone.now()
-    claimed = (
-        Mailing.objects.filter(pk=mailing_id)
-        .due_for_launch(now)
-        .update(fanout_lease_until=now + fanout_lease(), launched_at=Coalesce("launched_at", Value(now)))
-    )
-    if not claimed:
-        return False
-    mailing = Mailing.objects.get(pk=mailing_id)
-    log.info(
-        "mailing=%s launch: fan-out to %s from client %s",
-        mailing.pk,
-        mailing.audience_description,
-        mailing.fanout_cursor,
-    )
-    recipients = mailing.recipients().order_by("id")
-    window = WindowGuard.for_mailing(mailing)
-    cursor, created = mailing.fanout_cursor, 0
-    while timezone.now() < mailing.end_at:
-        remaining = recipients.filter(id__gt=cursor)
-        boundary = remaining.values_list("id", flat=True)[settings.FANOUT_BATCH_SIZE - 1 :].first()
-        last_id = boundary if boundary is not None else remaining.aggregate(last=Max("id"))["last"]
-        if last_id is None:
-            break
-        with transaction.atomic():
-            now = timezone.now()
-            batch = messages_create_for_clients(
-                mailing_id=mailing.pk,
-                clients=remaining.filter(id__lte=last_id),
-                now=now,
-                openings=window.closed_zones(now),  # outside their local window: due at its opening
-            )
-            created, cursor = created + batch, last_id
-            still_live = Mailing.objects.filter(pk=mailing.pk, cancelled_at__isnull=True).update(
-                fanout_cursor=cursor,
-                fanout_lease_until=timezone.now() + fanout_lease(),
-                audience_size=Coalesce("audience_size", 0) + batch,
-            )
-        metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
-        if not still_live:
-            messages_expire_cancelled(mailing_id=mailing.pk)  # cancelled while this batch was written
-            log.info("mailing=%s launch: cancelled, fan-out stops", mailing.pk)
-            return True
-    Mailing.objects.filter(pk=mailing.pk).update(
-        fanout_completed_at=timezone.now(),
-        fanout_lease_until=None,
-        audience_size=Coalesce("audience_size", 0),
-    )
-    log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
-    return True
 
 
 # --- Operators' actions ---------------------------------------------------------------------------
@@ -198,58 +124,19 @@ def mailing_resume(*, mailing: Mailing, user) -> Mailing:
     return mailing
 
 
-def mailing_cancel(*, mailing: Mailing, user) -> Mailing:
-    """Stop for good: unsent messages expire with last_error "mailing cancelled" (a request already
-    in flight may still be accepted, and counts as sent). Final: a cancelled mailing never sends
-    again. Raises MailingStateError unless scheduled, running or paused.
+def mailing_mark_cancelled(*, mailing: Mailing) -> Mailing:
+    """Marks the mailing cancelled, under its row lock, inside the caller's transaction (the
+    operators' action is messages_app.services.mailing_cancel, which expires its unsent messages in
+    the same transaction). Final. Raises MailingStateError unless scheduled, running or paused.
     """
     now = timezone.now()
-    with transaction.atomic():
-        mailing = _locked(mailing)
-        _require_state(
-            mailing, now, "cancelled", MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED
-        )
-        mailing.cancelled_at = now
-        mailing.save(update_fields=["cancelled_at", "updated_at"])
-        expired = messages_expire_cancelled(mailing_id=mailing.pk)
-    audit(name="mailing", pk=mailing.pk, done=f"cancelled ({expired} unsent messages expired)", user=user)
-    return mailing
-
-
-class MailingHistoryError(Exception):
-    """Deleting the mailing would delete its messages, and the caller did not ask for that."""
-
-
-def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
-    """The one deletion rule of the API and the admin: a mailing never launched can always go; a
-    launched one only once finished or cancelled (cancel it first), and since its messages go with
-    it, only when the caller asks for that (with_history). Raises MailingStateError or
-    MailingHistoryError.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        mailing = _locked(mailing)
-        if not mailing.may_be_deleted(now):
-            raise MailingStateError(
-                mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
-            )
-        # Whether it has messages, from the messages themselves (one index probe): the tallies,
-        # derived, give only the number for the message and the audit line.
-        has_messages = mailing.is_launched and mailing.messages.exists()
-        messages = message_counts_by_mailing([mailing.pk])[mailing.pk]["total"] if has_messages else 0
-        if has_messages and not with_history:
-            raise MailingHistoryError(
-                f"Mailing {mailing.pk} has {messages} messages, which would be deleted with it; "
-                "ask for that with ?with_history=true."
-            )
-        mailing_id = mailing.pk
-        mailing.delete()
-    audit(
-        name="mailing",
-        pk=mailing_id,
-        done=f"deleted with its {messages} messages" if has_messages else "deleted",
-        user=user,
+    mailing = _locked(mailing)
+    _require_state(
+        mailing, now, "cancelled", MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED
     )
+    mailing.cancelled_at = now
+    mailing.save(update_fields=["cancelled_at", "updated_at"])
+    return mailing
 
 
 class MailingNothingToResendError(Exception):

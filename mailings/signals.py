@@ -3,6 +3,9 @@
 Mailings with a future start are picked up by the beat scanner (mailings.tasks.launch_due_mailings).
 """
 
+from functools import partial
+
+from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -14,6 +17,6 @@ from .models import Mailing
 def launch_active_mailing(sender, instance: Mailing, raw: bool = False, **kwargs):
     if raw or instance.fanout_completed_at is not None or not instance.is_active(timezone.now()):
         return
-    from .tasks import launch_mailing
+    from .tasks import launch_mailing_enqueue
 
-    launch_mailing.delay_on_commit(instance.pk)
+    transaction.on_commit(partial(launch_mailing_enqueue, instance.pk))

@@ -15,13 +15,15 @@ from mailing_service.api import Conflict, DetailSerializer
 from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
+from messages_app.selectors import RATE_WINDOW, attach_message_counts, mailing_progress, message_totals
 from messages_app.serializers import MessageSerializer
+from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
 from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
 from .models import Mailing, TestSend
 from .segments import sms_segments
-from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
+from .selectors import audience_preview
 from .serializers import (
     AudienceQuerySerializer,
     AudienceSerializer,
@@ -38,12 +40,9 @@ from .serializers import (
     TestSendSerializer,
 )
 from .services import (
-    MailingHistoryError,
     MailingLaunchedError,
     MailingNothingToResendError,
     MailingStateError,
-    mailing_cancel,
-    mailing_delete,
     mailing_pause,
     mailing_resend,
     mailing_resume,
@@ -305,7 +304,7 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     @action(detail=False, url_path="statistics")
     def statistics(self, request):
         # The same plain mailings as the list, paginated first; then one grouped query sums the
-        # message tallies of this page only (see mailings.selectors).
+        # message tallies of this page only (see messages_app.selectors).
         mailings = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(mailings)
         if page is None:  # pagination switched off: every mailing, still one summing query

@@ -7,7 +7,7 @@ from mailing_service.lookups import AnyOf
 from mailings.models import Mailing
 
 # last_error of a pending message deferred because its client's local window is closed; the
-# statistics count these while their next attempt is ahead (mailings.selectors).
+# statistics count these while their next attempt is ahead (messages_app.selectors).
 WAITING_FOR_WINDOW = "waiting for the client's local sending window"
 
 

@@ -1,22 +1,212 @@
-"""Read-side aggregates over all messages, for the operator console's dashboard (the provider's
-health comes from ops' hourly attempt counts and pause events).
+"""Read-side queries over messages: the statistics of mailings, and the operator console's figures.
+
+Message counts are taken after pagination: the API and the admin first fetch one page of plain
+mailings, then `attach_message_counts` sums that page's message tallies (MessageTally, kept by
+triggers) in one grouped query, and counts the messages waiting for their local window in one more
+when a mailing of the page has a window.
 
 When a message ended: a sent message has `sent_at`; a failed or expired one keeps no end time, so
 its `next_attempt_at` stands in (the moment its last attempt was due, at most a retry delay before
-it failed; for an expired one, when it was last due before its mailing ended). Every query here
-starts from mailings that ended after the period began, so the (mailing, status) index narrows
-the messages read to those mailings.
+it failed; for an expired one, when it was last due before its mailing ended). Every query of
+outcomes starts from mailings that ended after the period began, so the (mailing, status) index
+narrows the messages read to those mailings.
+
+Figures only: the console draws them (console.charts).
 """
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, Q, When
-from django.db.models.functions import TruncHour
+from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
+from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
-from mailings.charts import Bucket
+from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 
-from .models import Message, MessageStatus
+from .models import WAITING_FOR_WINDOW, Message, MessageStatus, MessageTally
+
+WAITING = "waiting_for_window"
+# The keys of every counts dict here: one per message status, "total", then how many of the pending
+# ones wait for their client's local window to open (part of "pending", not added to "total").
+MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total", WAITING)
+# The extra key of counts taken with `sent_since`, and the window the send rate is measured over.
+SENT_SINCE = "sent_since"
+RATE_WINDOW = timedelta(minutes=1)
+
+# Why count after pagination: annotating the mailing queryset with one count subquery per status
+# (plus a total, which Django built by inlining those subqueries again, so every row was counted
+# twice) made PostgreSQL evaluate the subqueries for every row the OFFSET skips as well, so deeper
+# pages grew linearly. Here the OFFSET skips plain mailing rows only, and the counts read are those
+# of the page's mailings. Those counts are summed tallies, not counted messages: counting a big
+# mailing's messages by status grows with the mailing even on the (mailing, status) index.
+
+
+def message_counts_by_mailing(
+    mailing_ids: Iterable[int],
+    *,
+    sent_since: datetime | None = None,
+    with_window: Iterable[int] = (),
+    now: datetime | None = None,
+) -> dict[int, dict[str, int]]:
+    """Messages of each given mailing by status value (every status present, 0 when none) plus
+    `total`, and `waiting_for_window` for those in `with_window` (the mailings with a local window;
+    0 for the others): one query on the message tallies whatever the number of mailings, one more
+    when some have a window, none when there are no ids.
+
+    With `sent_since`, one more query counts under SENT_SINCE the messages sent from then on, on the
+    (mailing, status, sent_at) index.
+    """
+    ids = list(dict.fromkeys(mailing_ids))
+    if not ids:
+        return {}
+    counts = {mailing_id: dict.fromkeys(MessageStatus.values, 0) for mailing_id in ids}
+    tallies = MessageTally.objects.filter(mailing_id__in=ids).order_by().values_list("mailing_id", "status")
+    for mailing_id, status, number in tallies.annotate(n=Sum("messages")):
+        counts[mailing_id][status] = number
+    for by_status in counts.values():
+        by_status["total"] = sum(by_status.values())
+        by_status[WAITING] = 0
+    if sent_since is not None:
+        sent = Message.objects.filter(mailing_id__in=ids, status=MessageStatus.SENT, sent_at__gte=sent_since)
+        recent = dict(sent.order_by().values_list("mailing_id").annotate(n=Count("*")))
+        for mailing_id, by_status in counts.items():
+            by_status[SENT_SINCE] = recent.get(mailing_id, 0)
+    windowed = [mailing_id for mailing_id in dict.fromkeys(with_window) if mailing_id in counts]
+    if windowed:
+        waiting = _waiting_for_window(now).filter(mailing_id__in=windowed)
+        for mailing_id, number in waiting.order_by().values_list("mailing_id").annotate(n=Count("*")):
+            counts[mailing_id][WAITING] = number
+    return counts
+
+
+def _waiting_for_window(now: datetime | None = None):
+    """Pending messages whose next attempt waits for their client's local window to open."""
+    return Message.objects.filter(
+        status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW, next_attempt_at__gt=now or timezone.now()
+    )
+
+
+def attach_message_counts(
+    mailings: Iterable[Mailing], *, sent_since: datetime | None = None
+) -> list[Mailing]:
+    """Sets `message_counts` (as `message_counts_by_mailing` gives them) on each mailing.
+
+    One query for the whole list, one more with `sent_since`, one more when some mailing has a local
+    window. A queryset given here is evaluated and keeps the objects in its result cache, so
+    iterating it again yields the mailings with their counts.
+    """
+    mailings = list(mailings)
+    counts = message_counts_by_mailing(
+        [mailing.pk for mailing in mailings],
+        sent_since=sent_since,
+        with_window=[mailing.pk for mailing in mailings if mailing.local_window is not None],
+    )
+    for mailing in mailings:
+        mailing.message_counts = counts[mailing.pk]
+    return mailings
+
+
+# The acceptances chart covers at most this many minutes, up to the mailing's last acceptance.
+ACCEPTANCE_CHART_MINUTES = 60
+
+
+def acceptances_per_minute(mailing: Mailing) -> list[tuple[datetime, int]]:
+    """Accepted messages per minute over the last ACCEPTANCE_CHART_MINUTES of the mailing's sending:
+    (minute, number), oldest first, every minute present."""
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).order_by()
+    last = sent.aggregate(last=Max("sent_at"))["last"]
+    if last is None:
+        return []
+    first = last.replace(second=0, microsecond=0) - timedelta(minutes=ACCEPTANCE_CHART_MINUTES - 1)
+    per_minute = dict(
+        sent.filter(sent_at__gte=first)
+        .annotate(minute=TruncMinute("sent_at"))
+        .values_list("minute")
+        .annotate(n=Count("*"))
+    )
+    start = min(per_minute, default=first)
+    minutes = []
+    minute = start
+    while minute <= last:
+        minutes.append((minute, per_minute.get(minute, 0)))
+        minute += timedelta(minutes=1)
+    return minutes
+
+
+def top_errors(mailing: Mailing, *, limit: int = 5) -> list[tuple[str, int]]:
+    """The commonest last errors of the mailing's failed messages, with how many failed so."""
+    return list(
+        Message.objects.filter(mailing=mailing, status=MessageStatus.FAILED)
+        .order_by()
+        .values_list("last_error")
+        .annotate(n=Count("*"))
+        .order_by("-n", "last_error")[:limit]
+    )
+
+
+def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, int]]:
+    """How the audience spreads over timezones: the messages' clients once launched, else the
+    clients the filter matches now. The largest `limit` timezones, then "other" for the rest.
+    """
+    if mailing.is_launched:
+        rows = Message.objects.filter(mailing=mailing, client__isnull=False).values_list("client__timezone")
+    else:
+        rows = mailing.recipients().values_list("timezone")
+    spread = list(rows.order_by().annotate(n=Count("*")).order_by("-n"))
+    if len(spread) > limit:
+        spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
+    return spread
+
+
+def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:
+    """Percent done, send rate over the last RATE_WINDOW and, while running, the estimated finish.
+
+    Reads the `message_counts` attach_message_counts(..., sent_since=now - RATE_WINDOW) set; one
+    query more when some of its messages wait for their local window (`_estimated_finish`).
+    """
+    counts = mailing.message_counts
+    unsent = sum(counts[status] for status in UNSENT_STATUSES)
+    total = counts["total"]
+    rate = counts[SENT_SINCE] / RATE_WINDOW.total_seconds()
+    running = mailing.state_at(now) == MailingState.RUNNING
+    return {
+        "percent_done": round(100 * (total - unsent) / total, 1) if total else None,
+        "rate_per_second": round(rate, 2),
+        "estimated_finish_at": _estimated_finish(mailing, now=now, unsent=unsent, rate=rate)
+        if running and unsent
+        else None,
+    }
+
+
+def _estimated_finish(mailing: Mailing, *, now: datetime, unsent: int, rate: float) -> datetime | None:
+    """When the unsent messages would all be sent at `rate`, and not before the last opening of a
+    local window that some of them wait for: those are not due until then, whatever the rate.
+    None when the rate is 0 and some unsent message could be sent now (nothing to go by)."""
+    waiting = mailing.message_counts[WAITING]
+    if not rate and unsent > waiting:
+        return None
+    at_rate = now + timedelta(seconds=unsent / rate) if rate else now
+    if not waiting:
+        return at_rate
+    last_opening = (
+        _waiting_for_window(now).filter(mailing=mailing).aggregate(last=Max("next_attempt_at"))["last"]
+    )
+    return max(at_rate, last_opening or now)
+
+
+def message_totals(mailings) -> dict[str, int]:
+    """Messages of all these mailings (a queryset) by status and in total: one query on the message
+    tallies, one on the messages waiting for their window."""
+    totals = dict.fromkeys(MessageStatus.values, 0)
+    chosen = mailings.order_by().values("pk")
+    tallies = MessageTally.objects.filter(mailing_id__in=chosen).order_by().values_list("status")
+    for status, number in tallies.annotate(n=Sum("messages")):
+        totals[status] = number
+    totals["total"] = sum(totals.values())
+    totals[WAITING] = _waiting_for_window().filter(mailing__in=chosen).count()
+    return totals
+
 
 Status = MessageStatus
 OUTCOMES = Message.FINAL_STATUSES
@@ -41,8 +231,9 @@ def outcome_totals(*, since: datetime) -> dict[str, int]:
     return totals
 
 
-def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[Bucket]:
-    """Messages reaching each final status per hour over the last `hours` hours, oldest first."""
+def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[tuple[datetime, dict[str, int]]]:
+    """Messages reaching each final status per hour over the last `hours` hours: (local hour, numbers
+    by status), oldest first, every hour present."""
     first = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     rows = (
         _ended_since(first)
@@ -54,7 +245,37 @@ def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[Bucket]:
     per_hour: dict[datetime, dict[str, int]] = {}
     for hour, status, number in rows:
         per_hour.setdefault(hour, {})[status] = number
-    return [
-        Bucket(f"{hour:%H}:00", per_hour.get(hour, {}))
-        for hour in (first + timedelta(hours=step) for step in range(hours))
-    ]
+    hours_shown = (first + timedelta(hours=step) for step in range(hours))
+    return [(hour, per_hour.get(hour, {})) for hour in hours_shown]
+
+
+# --- scrape-time gauges ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    due: int
+    oldest_due_age: float  # seconds; 0 when nothing is due
+
+
+def message_backlog(*, now: datetime) -> Backlog:
+    """Pending and due messages, from the partial index on pending messages."""
+    pending = Message.objects.filter(status=MessageStatus.PENDING).order_by()
+    figures = pending.aggregate(
+        pending=Count("id"),
+        due=Count("id", filter=Q(next_attempt_at__lte=now)),
+        oldest=Min("next_attempt_at", filter=Q(next_attempt_at__lte=now)),
+    )
+    age = (now - figures["oldest"]).total_seconds() if figures["oldest"] else 0.0
+    return Backlog(pending=figures["pending"], due=figures["due"], oldest_due_age=max(age, 0.0))
+
+
+def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
+    """Messages by status (every status present) of the mailings whose end has not come."""
+    ids = Mailing.objects.filter(end_at__gt=now).values_list("id", flat=True)
+    totals = dict.fromkeys(MessageStatus.values, 0)
+    for counts in message_counts_by_mailing(ids).values():
+        for status in MessageStatus.values:
+            totals[status] += counts[status]
+    return totals

@@ -16,19 +16,23 @@ claims the row, the first sender's late results match no row.
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from clients.models import Client
 from mailings.models import Mailing
+from mailings.services import MailingStateError, mailing_mark_cancelled
+from ops.audit import audit
 from ops.services import provider_attempts_record, provider_pause_record
 
 from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
+from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
 
@@ -253,6 +257,58 @@ def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
     return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
 
 
+# --- the operators' actions that reach a mailing's messages -----------------------------------------
+
+
+def mailing_cancel(*, mailing: Mailing, user) -> Mailing:
+    """Stop for good: unsent messages expire with last_error "mailing cancelled" (a request already
+    in flight may still be accepted, and counts as sent). Final: a cancelled mailing never sends
+    again. Raises MailingStateError unless scheduled, running or paused.
+    """
+    with transaction.atomic():
+        mailing = mailing_mark_cancelled(mailing=mailing)
+        expired = messages_expire_cancelled(mailing_id=mailing.pk)
+    audit(name="mailing", pk=mailing.pk, done=f"cancelled ({expired} unsent messages expired)", user=user)
+    return mailing
+
+
+class MailingHistoryError(Exception):
+    """Deleting the mailing would delete its messages, and the caller did not ask for that."""
+
+
+def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
+    """The one deletion rule of the API and the admin: a mailing never launched can always go; a
+    launched one only once finished or cancelled (cancel it first), and since its messages go with
+    it, only when the caller asks for that (with_history). Raises MailingStateError or
+    MailingHistoryError.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # Read under lock: another operator may have acted since the caller loaded it.
+        mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
+        if not mailing.may_be_deleted(now):
+            raise MailingStateError(
+                mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
+            )
+        # Whether it has messages, from the messages themselves (one index probe): the tallies,
+        # derived, give only the number for the message and the audit line.
+        has_messages = mailing.is_launched and mailing.messages.exists()
+        messages = message_counts_by_mailing([mailing.pk])[mailing.pk]["total"] if has_messages else 0
+        if has_messages and not with_history:
+            raise MailingHistoryError(
+                f"Mailing {mailing.pk} has {messages} messages, which would be deleted with it; "
+                "ask for that with ?with_history=true."
+            )
+        mailing_id = mailing.pk
+        mailing.delete()
+    audit(
+        name="mailing",
+        pk=mailing_id,
+        done=f"deleted with its {messages} messages" if has_messages else "deleted",
+        user=user,
+    )
+
+
 def message_tallies_fold() -> int:
     """Folds each (mailing, status) with more than one tally row into one, or none where they sum to
     zero (a deleted mailing's). Returns how many rows fewer there are. Groups already in one row are
@@ -308,23 +364,6 @@ def message_tallies_reconcile(*, using: str = DEFAULT_DB_ALIAS) -> int:
 
 
 # --- what the senders work on --------------------------------------------------------------------
-
-
-def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
-    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
-    and of those in `including` (a sender's mailings with requests in flight) that are still sendable.
-    """
-    pending = Message.objects.filter(mailing=OuterRef("pk"), status=Status.PENDING)
-    return list(
-        Mailing.objects.sendable(now)
-        .filter(Q(id__in=including) | Exists(pending))
-        .order_by("start_at", "id")
-        .values_list("id", "text", "end_at")
-    )
-
-
-def mailing_ends(*, mailing_ids: list[int]) -> dict[int, datetime]:
-    return dict(Mailing.objects.filter(id__in=mailing_ids).values_list("id", "end_at"))
 
 
 def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> set[int]:

@@ -1,4 +1,4 @@
-"""Celery wiring of the sending pipeline: the sweeper task, and one sender per pool process.
+"""Celery wiring of the sending pipeline: the launch and sweeper tasks, and one sender per pool process.
 
 The sender does not run as a task: a thread of each pool process runs it from the moment the
 process starts (`worker_process_init`), so sending never takes a pool slot and launch, scan and
@@ -17,7 +17,11 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from django.conf import settings
 from django.utils import timezone
 
+from mailings.tasks import LAUNCH_MAILING
+from ops.logging import log_context
+
 from . import services
+from .launch import mailing_launch
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,13 @@ def stop_sender(**kwargs) -> None:
     _request_stop()
     _sender_thread.join(settings.SENDER_STOP_GRACE + 5)
     log.info("sender stopped")
+
+
+@shared_task(name=LAUNCH_MAILING)
+def launch_mailing(mailing_id: int) -> None:
+    """Enqueued by name from mailings (its save hook, and the scanner mailings.tasks.launch_due_mailings)."""
+    with log_context(mailing_id=mailing_id):
+        mailing_launch(mailing_id=mailing_id)
 
 
 @shared_task(soft_time_limit=60)

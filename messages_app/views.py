@@ -1,10 +1,9 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
-from mailings.selectors import message_counts_by_mailing
-
 from .filters import MessageFilter
 from .models import Message
+from .selectors import message_counts_by_mailing
 from .serializers import MessageSerializer
 
 

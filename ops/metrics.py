@@ -4,7 +4,7 @@ Django-free on purpose, so that transports (which know no Django) can call it. C
 histograms only: with PROMETHEUS_MULTIPROC_DIR set, prometheus-client's multiprocess mode writes
 each process's values to files in that shared folder and the web's `/metrics` adds them up (see
 ops.views). Figures the database knows (messages by status, backlog, mailing states) are not kept
-here but computed at scrape time by ops.collectors.
+here but computed at scrape time by mailing_service.collectors.
 
 Labels are bounded: outcome, error class, route pattern, status code, task name. Never a message,
 client, phone or mailing id.

@@ -1,85 +1,15 @@
-"""Read-side queries of operations: the scrape-time gauges and the statistics report."""
+"""Read-side queries of operations: the provider's attempts and pauses as ops recorded them."""
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Sum
 
-from mailings.models import Mailing, MailingState
-from mailings.selectors import message_counts_by_mailing
-from messages_app.models import Message, MessageStatus
-
-from .logging import mask_phones
 from .models import ProviderAttemptsHourly, ProviderPauseEvent
 
-TOP_ERRORS = 3
 # Outcomes of attempts that reached the provider (deferred and expired ones did not).
 ATTEMPT_OUTCOMES = ("sent", "failed", "retry", "unknown")
 PROVIDER_ERROR_OUTCOMES = ("failed", "retry")
-
-
-# --- scrape-time gauges ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backlog:
-    pending: int
-    due: int
-    oldest_due_age: float  # seconds; 0 when nothing is due
-
-
-def message_backlog(*, now: datetime) -> Backlog:
-    """Pending and due messages, from the partial index on pending messages."""
-    pending = Message.objects.filter(status=MessageStatus.PENDING).order_by()
-    figures = pending.aggregate(
-        pending=Count("id"),
-        due=Count("id", filter=Q(next_attempt_at__lte=now)),
-        oldest=Min("next_attempt_at", filter=Q(next_attempt_at__lte=now)),
-    )
-    age = (now - figures["oldest"]).total_seconds() if figures["oldest"] else 0.0
-    return Backlog(pending=figures["pending"], due=figures["due"], oldest_due_age=max(age, 0.0))
-
-
-def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
-    """Messages by status (every status present) of the mailings whose end has not come."""
-    ids = Mailing.objects.filter(end_at__gt=now).values_list("id", flat=True)
-    totals = dict.fromkeys(MessageStatus.values, 0)
-    for counts in message_counts_by_mailing(ids).values():
-        for status in MessageStatus.values:
-            totals[status] += counts[status]
-    return totals
-
-
-def mailing_state_counts(*, now: datetime) -> dict[str, int]:
-    """Mailings by state, as Mailing.state tells it (paused and cancelled included): one count each."""
-    mailings = Mailing.objects.with_unsent().order_by()
-    return {state: mailings.in_state(state, now).count() for state in MailingState.values}
-
-
-# --- the statistics report ---------------------------------------------------------------------
-
-
-@dataclass
-class MailingSummary:
-    id: int
-    text: str
-    start_at: datetime
-    end_at: datetime
-    counts: dict[str, int]
-    top_errors: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def by_status(self) -> list[tuple[str, int]]:
-        return [(status, self.counts[status]) for status in MessageStatus.values]
-
-    @property
-    def done(self) -> int:
-        return sum(self.counts[status] for status in Message.FINAL_STATUSES)
-
-    @property
-    def percent_done(self) -> float:
-        return 100.0 * self.done / self.counts["total"] if self.counts["total"] else 100.0
 
 
 @dataclass
@@ -90,93 +20,6 @@ class PauseSpan:
     @property
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
-
-
-@dataclass
-class StatsReport:
-    since: datetime
-    until: datetime
-    mailings: list[MailingSummary]
-    running: list[MailingSummary]
-    totals: dict[str, int]
-    attempts: dict[str, int]
-    pauses: list[PauseSpan]
-
-    @property
-    def totals_by_status(self) -> list[tuple[str, int]]:
-        return [(status, self.totals[status]) for status in MessageStatus.values]
-
-    @property
-    def provider_attempts(self) -> int:
-        return sum(self.attempts.get(outcome, 0) for outcome in ATTEMPT_OUTCOMES)
-
-    @property
-    def provider_errors(self) -> int:
-        return sum(self.attempts.get(outcome, 0) for outcome in PROVIDER_ERROR_OUTCOMES)
-
-    @property
-    def provider_error_percent(self) -> float:
-        return 100.0 * self.provider_errors / self.provider_attempts if self.provider_attempts else 0.0
-
-    @property
-    def paused_seconds(self) -> float:
-        return sum(span.seconds for span in self.pauses)
-
-
-def stats_report(*, since: datetime, until: datetime) -> StatsReport:
-    """Mailings whose window overlaps [since, until) and that were launched, with their messages'
-    counts now; provider attempts and pauses within the period."""
-    mailings = list(
-        Mailing.objects.filter(launched_at__isnull=False, start_at__lt=until, end_at__gt=since)
-        .order_by("start_at", "id")
-        .only("id", "text", "start_at", "end_at")
-    )
-    counts = message_counts_by_mailing(mailing.id for mailing in mailings)
-    errors = _top_errors([mailing.id for mailing in mailings])
-    summaries = [
-        MailingSummary(
-            id=mailing.id,
-            text=mailing.text,
-            start_at=mailing.start_at,
-            end_at=mailing.end_at,
-            counts=counts[mailing.id],
-            top_errors=errors.get(mailing.id, []),
-        )
-        for mailing in mailings
-    ]
-    totals = dict.fromkeys((*MessageStatus.values, "total"), 0)
-    for summary in summaries:
-        for key in totals:
-            totals[key] += summary.counts[key]
-    return StatsReport(
-        since=since,
-        until=until,
-        mailings=summaries,
-        running=[s for s in summaries if s.end_at > until and s.percent_done < 100.0],
-        totals=totals,
-        attempts=provider_attempts(since=since, until=until),
-        pauses=provider_pauses(since=since, until=until),
-    )
-
-
-def _top_errors(mailing_ids: list[int]) -> dict[int, list[tuple[str, int]]]:
-    """The most frequent last errors of each mailing's messages, phones masked (one query)."""
-    if not mailing_ids:
-        return {}
-    grouped = (
-        Message.objects.filter(mailing_id__in=mailing_ids)
-        .exclude(last_error="")
-        .order_by()
-        .values_list("mailing_id", "last_error")
-        .annotate(n=Count("*"))
-    )
-    by_mailing = defaultdict(list)
-    for mailing_id, error, number in grouped:
-        by_mailing[mailing_id].append((mask_phones(error), number))
-    return {
-        mailing_id: sorted(errors, key=lambda pair: (-pair[1], pair[0]))[:TOP_ERRORS]
-        for mailing_id, errors in by_mailing.items()
-    }
 
 
 def provider_attempts(*, since: datetime, until: datetime) -> dict[str, int]:

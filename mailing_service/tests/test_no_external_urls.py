@@ -37,7 +37,7 @@ def every_kind_of_row(admin_user):
 
 
 def admin_pages() -> list[str]:
-    pages = [reverse("admin:index"), reverse("console-dashboard")]
+    pages = [reverse("admin:index"), reverse("console:dashboard")]
     for model in admin.site._registry:
         opts = model._meta
         pages.append(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
@@ -62,7 +62,7 @@ def test_every_admin_page_and_the_dashboard_reference_no_external_url(admin_clie
 
 def test_a_mailings_progress_json_draws_nothing_external(admin_client, every_kind_of_row):
     mailing = MessageFactory._meta.model.objects.first().mailing
-    response = admin_client.get(reverse("admin:mailings_mailing_progress", args=[mailing.pk]))
+    response = admin_client.get(reverse("console:mailing-progress", args=[mailing.pk]))
 
     assert external_urls(response.json()["bar"]) == []
 
@@ -75,7 +75,7 @@ def test_documentation_and_login_pages_reference_no_external_url(client, page):
     assert external_urls(response.content.decode()) == []
 
 
-@pytest.mark.parametrize("asset", ["mailings/console.css", "mailings/progress.js"])
+@pytest.mark.parametrize("asset", ["console/console.css", "console/progress.js"])
 def test_the_consoles_own_assets_reference_no_external_url(asset):
     with open(finders.find(asset)) as source:
         assert external_urls(source.read()) == []

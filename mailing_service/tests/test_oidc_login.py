@@ -96,7 +96,7 @@ def test_a_person_with_the_operator_role_logs_in_as_staff_in_the_operators_group
     assert (user.username, user.is_staff, user.is_superuser) == ("olga", True, False)
     assert [group.name for group in user.groups.all()] == ["operators"]
     assert client.get("/admin/").status_code == 200
-    assert client.get(reverse("console-dashboard")).status_code == 200
+    assert client.get(reverse("console:dashboard")).status_code == 200
 
 
 def test_the_next_login_follows_a_role_changed_at_the_provider(client, oidc_on, roles, django_user_model):

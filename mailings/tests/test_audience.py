@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
-from mailings import services
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
+from messages_app import launch
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -120,7 +120,7 @@ def test_fan_out_reaches_any_of_the_tags_and_codes_and_records_the_audience(clie
     mailing = MailingFactory(filter_tag="vip", filter_tags=["new"], filter_operator_codes=["916", "999"])
     Mailing.objects.filter(pk=mailing.pk).update(start_at=now, end_at=now + timedelta(hours=1))
 
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
     reached = set(Message.objects.filter(mailing=mailing).values_list("client_id", flat=True))
     assert reached == ids(clients, [(c, t) for c in ("916", "999") for t in ("vip", "new")])

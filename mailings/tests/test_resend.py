@@ -6,9 +6,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from mailings import services
 from mailings.models import Mailing, MailingState
 from mailings.tests.factories import mailing_in
+from messages_app import launch
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ def test_resend_goes_to_the_failed_and_expired_clients_only(api_client):
     assert set(copy.recipients().values_list("id", flat=True)) == wanted
     # Launched in its own window: the fan-out reaches exactly those clients.
     Mailing.objects.filter(pk=copy.pk).update(start_at=timezone.now())
-    services.mailing_launch(mailing_id=copy.pk)
+    launch.mailing_launch(mailing_id=copy.pk)
     assert set(Message.objects.filter(mailing=copy).values_list("client_id", flat=True)) == wanted
     assert Mailing.objects.get(pk=copy.pk).audience_size == 5
 

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
@@ -7,10 +7,14 @@ from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing, MailingState
-from mailings.selectors import MESSAGE_COUNT_KEYS, attach_message_counts, message_counts_by_mailing
 from mailings.tests.factories import MailingFactory, mailing_in
 from messages_app.models import WAITING_FOR_WINDOW, Message, MessageStatus
-from messages_app.tests.factories import MessageFactory
+from messages_app.tests.factories import (
+    MessageFactory,
+    create_messages,
+    three_mailings_with_messages,
+    zero_counts,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -22,31 +26,9 @@ def statistics_url(mailing: Mailing) -> str:
     return reverse("mailing-statistics-detail", args=[mailing.pk])
 
 
-def zero_counts() -> dict[str, int]:
-    return dict.fromkeys(MESSAGE_COUNT_KEYS, 0)
-
-
-def create_messages(mailing: Mailing, per_status: dict[str, int]) -> dict[str, int]:
-    """Creates the messages and gives the counts the statistics should report for them."""
-    for status, number in per_status.items():
-        MessageFactory.create_batch(number, mailing=mailing, status=status)
-    return {**zero_counts(), **per_status, "total": sum(per_status.values())}
-
-
 @pytest.fixture
 def mailings_with_messages():
-    """Three mailings: one with messages in every status, one with some, one with none."""
-    every = MailingFactory(text="every status")
-    some = MailingFactory(text="some")
-    empty = MailingFactory(text="none")
-    expected = {
-        every.pk: create_messages(
-            every, {"pending": 1, "sending": 2, "sent": 3, "failed": 4, "expired": 5, "unknown": 6}
-        ),
-        some.pk: create_messages(some, {"sent": 2, "failed": 1}),
-        empty.pk: zero_counts(),
-    }
-    return expected
+    return three_mailings_with_messages()
 
 
 def test_statistics_count_every_mailings_messages_by_status(api_client, mailings_with_messages):
@@ -205,61 +187,6 @@ def test_deleting_a_client_keeps_the_statistics(api_client, mailings_with_messag
     assert None in {row["client"] for row in detail["messages"]["results"]}
 
 
-def test_attach_sets_every_status_and_the_total_in_one_query(
-    mailings_with_messages, django_assert_num_queries
-):
-    mailings = list(Mailing.objects.all())
-
-    with django_assert_num_queries(1):
-        attached = attach_message_counts(mailings)
-
-    assert attached == mailings
-    assert {mailing.pk: mailing.message_counts for mailing in attached} == mailings_with_messages
-
-
-def test_attach_counts_only_the_given_mailings(mailings_with_messages):
-    mailing = Mailing.objects.get(text="some")
-
-    (attached,) = attach_message_counts(Mailing.objects.filter(pk=mailing.pk))
-
-    counts = attached.message_counts
-    assert (counts["sent"], counts["failed"], counts["total"]) == (2, 1, 3)
-
-
-def test_attach_leaves_the_mailings_in_a_querysets_cache(mailings_with_messages, django_assert_num_queries):
-    mailings = Mailing.objects.all()
-    attach_message_counts(mailings)
-
-    with django_assert_num_queries(0):
-        assert {mailing.pk: mailing.message_counts for mailing in mailings} == mailings_with_messages
-
-
-def test_counts_by_mailing_give_zeros_to_mailings_without_messages(
-    mailings_with_messages, django_assert_num_queries
-):
-    ids = list(mailings_with_messages)
-
-    with django_assert_num_queries(1):
-        counts = message_counts_by_mailing(ids)
-
-    assert counts == mailings_with_messages
-
-
-def test_counts_of_no_mailings_need_no_query(django_assert_num_queries):
-    with django_assert_num_queries(0):
-        assert message_counts_by_mailing([]) == {}
-        assert attach_message_counts([]) == []
-
-
-def test_one_mailings_counts(mailings_with_messages, django_assert_num_queries):
-    mailing = Mailing.objects.get(text="every status")
-
-    with django_assert_num_queries(1):
-        counts = message_counts_by_mailing([mailing.pk])[mailing.pk]
-
-    assert counts == mailings_with_messages[mailing.pk]
-
-
 def windowed_mailing_with_waiting_messages() -> Mailing:
     """A mailing with a local window: 3 messages wait for it, 2 are due, 1 waits for a retry."""
     mailing = MailingFactory(local_window_start="09:00", local_window_end="21:00")
@@ -322,6 +249,60 @@ def test_mailing_statistics_show_progress_rate_and_finish_while_running(api_clie
     assert progress["estimated_finish_at"] == (now + timedelta(seconds=120)).isoformat().replace(
         "+00:00", "Z"
     )
+
+
+def running_with_a_window(*, due: int, sent_last_minute: int, waiting_until: datetime) -> Mailing:
+    """A running mailing with a local window: `due` pending messages, 3 waiting for the window to
+    open at `waiting_until`, and `sent_last_minute` sent 5 seconds ago."""
+    mailing = mailing_in(MailingState.RUNNING, pending=due)
+    Mailing.objects.filter(pk=mailing.pk).update(local_window_start="09:00", local_window_end="21:00")
+    MessageFactory.create_batch(
+        3, mailing=mailing, status="pending", next_attempt_at=waiting_until, last_error=WAITING_FOR_WINDOW
+    )
+    MessageFactory.create_batch(
+        sent_last_minute,
+        mailing=mailing,
+        status=MessageStatus.SENT,
+        sent_at=timezone.now() - timedelta(seconds=5),
+    )
+    return mailing
+
+
+def test_the_finish_is_no_earlier_than_the_window_opening_that_messages_wait_for(api_client):
+    now = timezone.now()
+    opening = now + timedelta(hours=3)
+    # 30 sent in the last minute: 0.5 messages/s, 13 unsent would take 26 s at that rate.
+    mailing = running_with_a_window(due=10, sent_last_minute=30, waiting_until=opening)
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
+
+
+def test_the_finish_at_the_rate_stands_when_later_than_the_window_opening(api_client):
+    now = timezone.now()
+    # 63 unsent at 0.5 messages/s: 126 s, after the opening in 10 s.
+    mailing = running_with_a_window(due=60, sent_last_minute=30, waiting_until=now + timedelta(seconds=10))
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["estimated_finish_at"] == (now + timedelta(seconds=126)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_with_nothing_sent_lately_and_every_unsent_message_waiting_the_finish_is_the_opening(api_client):
+    now = timezone.now()
+    opening = now + timedelta(hours=2)
+    mailing = running_with_a_window(due=0, sent_last_minute=0, waiting_until=opening)
+
+    with time_machine.travel(now, tick=False):
+        progress = api_client.get(statistics_url(mailing)).data["progress"]
+
+    assert progress["rate_per_second"] == 0
+    assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("state", [MailingState.PAUSED, MailingState.FINISHED, MailingState.SCHEDULED])

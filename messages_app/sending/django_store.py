@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from django.db import DatabaseError, close_old_connections, connections
 
+from mailings.models import Mailing
 from messages_app import services
 from messages_app.windows import WindowGuards
 
@@ -44,7 +45,7 @@ class DjangoMessageStore:
     def _look(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> SenderView:
         close_old_connections()  # a connection broken by a database restart is replaced here
         now = self._clock.now()
-        sendable = services.mailings_to_send(now=now, including=in_flight_mailings)
+        sendable = Mailing.objects.to_send(now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
         self._windows.keep_only(wanted)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
@@ -53,7 +54,7 @@ class DjangoMessageStore:
         return SenderView(
             sendable=sendable,
             held=held,
-            ends=services.mailing_ends(mailing_ids=in_flight_mailings),
+            ends=Mailing.objects.ends(in_flight_mailings),
             paused_until=paused_until.timestamp() if paused_until else None,
         )
 

@@ -10,10 +10,9 @@ from django.utils import timezone
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
-from mailings import services as mailing_services
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
-from messages_app import services
+from messages_app import launch, services
 from messages_app.models import WAITING_FOR_WINDOW, Message
 from messages_app.sending.outcomes import Outcome, Result
 from messages_app.windows import WindowGuard
@@ -50,7 +49,7 @@ def launched(clock, settings):
         local_window_start=time(9),
         local_window_end=time(18),
     )
-    assert mailing_services.mailing_launch(mailing_id=mailing.pk)
+    assert launch.mailing_launch(mailing_id=mailing.pk)
     return Mailing.objects.get(pk=mailing.pk)
 
 
@@ -171,7 +170,7 @@ def test_a_mailing_without_window_defers_nothing_and_claims_everything(clock):
     for zone in ZONES:
         ClientFactory(timezone=zone)
     mailing = MailingFactory(start_at=NOW - timedelta(minutes=1), end_at=NOW + timedelta(hours=1))
-    mailing_services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
     guard = WindowGuard.for_mailing(mailing)
 
     assert guard.claim_condition(NOW) is None

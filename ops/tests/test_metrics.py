@@ -13,13 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients.tests.factories import ClientFactory
 from conftest import run_python
+from mailing_service.collectors import cache_key
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.sending.transports.base import TransportError
 from messages_app.tests.factories import MessageFactory
 from ops import metrics
-from ops.collectors import cache_key
 
 pytestmark = pytest.mark.django_db
 
@@ -152,13 +152,16 @@ def test_unknown_http_methods_share_one_label(anonymous_client):
 def test_celery_task_runs_and_failures_are_counted(anonymous_client):
     from celery import shared_task
 
-    from ops.tasks import send_daily_report
+    from console.tasks import send_daily_report
 
     @shared_task(name="ops.tests.failing_task")
     def failing_task():
         raise ValueError("boom")
 
-    succeeded = ("sms_celery_tasks_total", (("state", "succeeded"), ("task", "ops.tasks.send_daily_report")))
+    succeeded = (
+        "sms_celery_tasks_total",
+        (("state", "succeeded"), ("task", "console.tasks.send_daily_report")),
+    )
     failed = ("sms_celery_tasks_total", (("state", "failed"), ("task", "ops.tests.failing_task")))
     before = scrape(anonymous_client)
 

@@ -9,10 +9,10 @@ import pytest
 from django.core.cache import cache
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailing_service.collectors import cache_key
 from messages_app.models import Message
 from messages_app.tests.e2e import FakeProvider, Worker, all_final, require_real_services, wait_until
 from messages_app.tests.test_pipeline_e2e import create_mailing, make_clients
-from ops.collectors import cache_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -83,7 +83,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     assert len(attempts) == requests
     for record in attempts:
         assert record["mailing_id"] == mailing_id and record["message_id"] and record["client_id"]
-    launch = [record for record in records if record["name"] == "mailings.services"]
+    launch = [record for record in records if record["name"] == "messages_app.launch"]
     assert launch and all(record["mailing_id"] == mailing_id for record in launch)
     phones = Message.objects.filter(mailing_id=mailing_id).values_list("client__phone", flat=True)
     assert not any(phone in log_text for phone in phones)

@@ -6,9 +6,10 @@ import pytest
 from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
-from mailings import services, tasks
+from mailings import tasks
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
+from messages_app import launch
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def enqueued_launches(monkeypatch):
     launched = []
-    monkeypatch.setattr(tasks.launch_mailing, "delay", launched.append)
-    monkeypatch.setattr(tasks.launch_mailing, "delay_on_commit", launched.append)
+
+    def send_task(name, args=(), **options):
+        assert name == tasks.LAUNCH_MAILING
+        launched.append(*args)
+
+    monkeypatch.setattr(tasks.current_app, "send_task", send_task)
     return launched
 
 
@@ -35,7 +40,7 @@ def test_fan_out_creates_one_pending_message_per_client(enqueued_launches):
     clients = ClientFactory.create_batch(7)
     mailing = in_window()
 
-    assert services.mailing_launch(mailing_id=mailing.pk)
+    assert launch.mailing_launch(mailing_id=mailing.pk)
 
     assert recipients_of(mailing) == {client.pk for client in clients}
     assert set(Message.objects.filter(mailing=mailing).values_list("status", flat=True)) == {"pending"}
@@ -62,7 +67,7 @@ def test_filter_selects_clients_by_code_tag_or_both(enqueued_launches, operator_
     }
     mailing = in_window(filter_operator_code=operator_code, filter_tag=tag)
 
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
     assert recipients_of(mailing) == {named[name].pk for name in expected}
 
@@ -79,7 +84,7 @@ def test_fan_out_works_in_batches_from_its_checkpoint(enqueued_launches, setting
         fanout_lease_until=timezone.now() - timedelta(seconds=1),
     )
 
-    assert services.mailing_launch(mailing_id=mailing.pk)
+    assert launch.mailing_launch(mailing_id=mailing.pk)
 
     assert Message.objects.filter(mailing=mailing).count() == 8
     assert recipients_of(mailing) == {client.pk for client in clients}
@@ -88,9 +93,9 @@ def test_fan_out_works_in_batches_from_its_checkpoint(enqueued_launches, setting
 def test_launching_again_creates_nothing(enqueued_launches):
     ClientFactory.create_batch(4)
     mailing = in_window()
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
-    assert not services.mailing_launch(mailing_id=mailing.pk)
+    assert not launch.mailing_launch(mailing_id=mailing.pk)
 
     assert Message.objects.filter(mailing=mailing).count() == 4
 
@@ -100,7 +105,7 @@ def test_a_live_launchers_lease_keeps_a_second_one_out(enqueued_launches):
     mailing = in_window()
     Mailing.objects.filter(pk=mailing.pk).update(fanout_lease_until=timezone.now() + timedelta(minutes=1))
 
-    assert not services.mailing_launch(mailing_id=mailing.pk)
+    assert not launch.mailing_launch(mailing_id=mailing.pk)
     assert not Message.objects.filter(mailing=mailing).exists()
 
 
@@ -109,7 +114,7 @@ def test_replayed_batch_inserts_no_duplicate(enqueued_launches):
     mailing = in_window()
     Message.objects.create(mailing=mailing, client=clients[0], status=Message.Status.SENT)
 
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
     assert Message.objects.filter(mailing=mailing).count() == 3
     assert Message.objects.get(mailing=mailing, client=clients[0]).status == Message.Status.SENT
@@ -118,10 +123,10 @@ def test_replayed_batch_inserts_no_duplicate(enqueued_launches):
 def test_clients_created_after_the_fan_out_are_not_part_of_the_mailing(enqueued_launches):
     ClientFactory.create_batch(2)
     mailing = in_window()
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
     ClientFactory()
-    services.mailing_launch(mailing_id=mailing.pk)
+    launch.mailing_launch(mailing_id=mailing.pk)
 
     assert Message.objects.filter(mailing=mailing).count() == 2
 
@@ -133,8 +138,8 @@ def test_future_and_ended_mailings_are_not_launched(enqueued_launches):
         start_at=timezone.now() - timedelta(hours=2), end_at=timezone.now() - timedelta(hours=1)
     )
 
-    assert not services.mailing_launch(mailing_id=future.pk)
-    assert not services.mailing_launch(mailing_id=ended.pk)
+    assert not launch.mailing_launch(mailing_id=future.pk)
+    assert not launch.mailing_launch(mailing_id=ended.pk)
     assert not Message.objects.exists()
 
 

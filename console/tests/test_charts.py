@@ -1,6 +1,6 @@
 import re
 
-from mailings import charts
+from console import charts
 
 
 def rect_widths(svg: str) -> dict[str, float]:

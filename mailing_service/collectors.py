@@ -1,4 +1,5 @@
-"""Gauges the database knows, computed when Prometheus scrapes (web only), from indexed queries.
+"""Gauges the database knows, computed when Prometheus scrapes (web only), from indexed queries; the
+URLconf hands them to the /metrics view (ops.views.metrics).
 
 Shared by every web process through the cache for METRICS_DB_CACHE_SECONDS, so that several
 scrapers or web replicas do not multiply the database's work. A cache that does not answer costs
@@ -13,10 +14,10 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from mailings.selectors import mailing_state_counts
+from messages_app.selectors import message_backlog, messages_of_unfinished_mailings
 from messages_app.services import provider_paused_until
-
-from . import selectors
-from .metrics import NAMESPACE
+from ops.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,13 @@ def _shared_figures() -> dict:
 
 def _figures() -> dict:
     now = timezone.now()
-    backlog = selectors.message_backlog(now=now)
+    backlog = message_backlog(now=now)
     return {
-        "messages": selectors.messages_of_unfinished_mailings(now=now),
+        "messages": messages_of_unfinished_mailings(now=now),
         "pending": backlog.pending,
         "due": backlog.due,
         "oldest_due_age": backlog.oldest_due_age,
-        "mailings": selectors.mailing_state_counts(now=now),
+        "mailings": mailing_state_counts(now=now),
     }
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from ops.services import report_timezone, stats_report_send
+from console.services import report_timezone, stats_report_send
 
 
 class Command(BaseCommand):

@@ -1,19 +1,16 @@
 """The operator console beside the mailing admin: the dashboard, a mailing's live progress, and the
 buttons of a mailing's page (pause, resume, cancel, resend, test send).
 
-Views read through selectors, draw with `charts` and act only through mailings.services; they are
-mounted behind the admin's login (`admin.site.admin_view`). Looking needs the permission to view
-mailings; acting, to change them (resend: to add one).
+Views read through selectors, draw with `charts` and act only through the apps' services; they are
+mounted behind the admin's login (console.urls). Looking needs the permission to view mailings;
+acting, to change them (resend: to add one).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AutocompleteSelectMultiple
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -22,24 +19,28 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from clients.models import Client
-from messages_app.models import MessageStatus
-from messages_app.selectors import outcome_totals, outcomes_per_hour
-from messages_app.services import provider_paused_until
-from ops.selectors import ATTEMPT_OUTCOMES, PROVIDER_ERROR_OUTCOMES, provider_attempts, provider_pauses
-
-from . import charts
-from .models import Mailing, MailingState, TestSend
-from .selectors import RATE_WINDOW, attach_message_counts, mailing_progress
-from .services import (
+from mailings.models import Mailing, MailingState
+from mailings.services import (
     MailingNothingToResendError,
     MailingStateError,
-    mailing_cancel,
     mailing_pause,
     mailing_resend,
     mailing_resume,
     mailing_test_send,
 )
+from messages_app.models import MessageStatus
+from messages_app.selectors import (
+    RATE_WINDOW,
+    attach_message_counts,
+    mailing_progress,
+    outcome_totals,
+    outcomes_per_hour,
+)
+from messages_app.services import mailing_cancel
+
+from . import charts
+from .forms import ResendForm, TestSendForm
+from .selectors import provider_health
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
 # Mailings the dashboard lists in each state (running, paused, scheduled).
@@ -91,7 +92,7 @@ def offered_actions(request: HttpRequest, mailing: Mailing, state: MailingState)
 
 
 def _action_url(mailing: Mailing, name: str) -> str:
-    return reverse("admin:mailings_mailing_action", args=[mailing.pk, name])
+    return reverse("console:mailing-action", args=[mailing.pk, name])
 
 
 @require_POST
@@ -109,27 +110,6 @@ def mailing_action_view(request: HttpRequest, mailing_id: int, action: str) -> H
     else:
         messages.success(request, f"{mailing}: {action} done.")
     return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
-
-
-class ResendForm(forms.Form):
-    """The window of the new mailing a resend creates; the browser's datetime-local inputs."""
-
-    start_at = forms.DateTimeField(input_formats=["%Y-%m-%dT%H:%M"])
-    end_at = forms.DateTimeField(input_formats=["%Y-%m-%dT%H:%M"])
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("start_at") and cleaned.get("end_at") and cleaned["end_at"] <= cleaned["start_at"]:
-            self.add_error("end_at", "The end must come after the start.")
-        return cleaned
-
-    @classmethod
-    def initial_window(cls) -> dict[str, str]:
-        start = timezone.localtime().replace(second=0, microsecond=0)
-        return {
-            "start_at": f"{start:%Y-%m-%dT%H:%M}",
-            "end_at": f"{start + timedelta(hours=1):%Y-%m-%dT%H:%M}",
-        }
 
 
 RESENDABLE_STATES = (MailingState.FINISHED, MailingState.CANCELLED)
@@ -162,26 +142,10 @@ def resend_offer(request: HttpRequest, mailing: Mailing, state: MailingState, co
     if not unsent or state not in RESENDABLE_STATES or not request.user.has_perm("mailings.add_mailing"):
         return {}
     return {
-        "url": reverse("admin:mailings_mailing_resend", args=[mailing.pk]),
+        "url": reverse("console:mailing-resend", args=[mailing.pk]),
         "messages": unsent,
         **ResendForm.initial_window(),
     }
-
-
-class TestSendForm(forms.Form):
-    """The client picker of a test send: the admin's own autocomplete over clients (by phone or tag)."""
-
-    clients = forms.ModelMultipleChoiceField(
-        queryset=Client.objects.all(),
-        widget=AutocompleteSelectMultiple(TestSend._meta.get_field("client"), admin.site),
-        help_text="Search by phone or tag.",
-    )
-
-    def clean_clients(self):
-        clients = self.cleaned_data["clients"]
-        if len(clients) > settings.TEST_SEND_MAX_CLIENTS:
-            raise forms.ValidationError(f"At most {settings.TEST_SEND_MAX_CLIENTS} clients per test send.")
-        return clients
 
 
 # Test sends listed on a mailing's page, newest first.
@@ -193,7 +157,7 @@ def test_send_panel(request: HttpRequest, mailing: Mailing) -> dict:
     may_send = request.user.has_perm("mailings.change_mailing")
     return {
         "form": TestSendForm() if may_send else None,
-        "url": reverse("admin:mailings_mailing_test_send", args=[mailing.pk]),
+        "url": reverse("console:mailing-test-send", args=[mailing.pk]),
         "recent": list(mailing.test_sends.select_related("client")[:RECENT_TEST_SENDS]),
     }
 
@@ -215,7 +179,8 @@ def mailing_test_send_view(request: HttpRequest, mailing_id: int) -> HttpRespons
 
 
 def progress(mailing: Mailing) -> dict:
-    """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries."""
+    """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries, one
+    or two more for a mailing with a local window (messages_app.selectors.mailing_progress)."""
     now = timezone.now()
     counts = attach_message_counts([mailing], sent_since=now - RATE_WINDOW)[0].message_counts
     mailing.has_unsent = counts["pending"] + counts["sending"] > 0
@@ -235,29 +200,6 @@ def progress(mailing: Mailing) -> dict:
 def mailing_progress_view(request: HttpRequest, mailing_id: int) -> JsonResponse:
     _require_view_permission(request)
     return JsonResponse(progress(get_object_or_404(Mailing, pk=mailing_id)))
-
-
-HEALTH_PERIOD = timedelta(hours=1)
-
-
-def provider_health(*, now: datetime) -> dict:
-    """The provider over the last HEALTH_PERIOD, from what ops records: attempts by outcome (kept per
-    hour, so the counts start at the top of the hour before), pauses (breaker or refused token)
-    that began in the period, and the pause in force now. Latency is only in Prometheus
-    (sms_provider_request_duration_seconds at /metrics), not here."""
-    since = (now - HEALTH_PERIOD).replace(minute=0, second=0, microsecond=0)
-    attempts = provider_attempts(since=since, until=now)
-    reached = sum(attempts.get(outcome, 0) for outcome in ATTEMPT_OUTCOMES)
-    errors = sum(attempts.get(outcome, 0) for outcome in PROVIDER_ERROR_OUTCOMES)
-    pauses = provider_pauses(since=now - HEALTH_PERIOD, until=now)
-    return {
-        "counted_since": since,
-        "attempts": [(outcome, attempts.get(outcome, 0)) for outcome in ATTEMPT_OUTCOMES],
-        "error_percent": 100 * errors / reached if reached else None,
-        "pauses": len(pauses),
-        "paused_seconds": sum(span.seconds for span in pauses),
-        "paused_until": provider_paused_until(now=now),
-    }
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
@@ -288,7 +230,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             ]
         ],
         "per_hour": charts.bar_chart(
-            outcomes_per_hour(now=now), OUTCOME_SERIES, title="Messages per hour, last 24 hours"
+            [charts.Bucket(f"{hour:%H}:00", numbers) for hour, numbers in outcomes_per_hour(now=now)],
+            OUTCOME_SERIES,
+            title="Messages per hour, last 24 hours",
         ),
         "mailings": [
             (
@@ -303,4 +247,4 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "health": provider_health(now=now),
         "changelist_url": reverse("admin:mailings_mailing_changelist"),
     }
-    return TemplateResponse(request, "admin/mailings/dashboard.html", context)
+    return TemplateResponse(request, "console/dashboard.html", context)

@@ -11,12 +11,13 @@ from django.db import connections
 
 from clients.tests.factories import ClientFactory
 from conftest import concurrent_writers
+from console.services import daily_report_send_if_due
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.tests.factories import MessageFactory
 from ops.models import DailyReport, ProviderPauseEvent
-from ops.services import daily_report_send_if_due, provider_attempts_record
+from ops.services import provider_attempts_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

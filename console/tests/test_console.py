@@ -17,7 +17,7 @@ from ops.models import ProviderAttemptsHourly, ProviderPauseEvent
 
 pytestmark = pytest.mark.django_db
 
-DASHBOARD = reverse("console-dashboard")
+DASHBOARD = reverse("console:dashboard")
 
 
 def running_mailing(**statuses: int):
@@ -56,8 +56,8 @@ def test_mailing_page_shows_progress_counts_errors_and_timezones(admin_client):
     assert "<title>Accepted per minute</title>" in content
     assert "1 SMS segment</strong>" in content
     # Running: the page polls its progress; bookkeeping is folded away.
-    assert f'data-poll-url="{reverse("admin:mailings_mailing_progress", args=[mailing.pk])}"' in content
-    assert "mailings/progress.js" in content
+    assert f'data-poll-url="{reverse("console:mailing-progress", args=[mailing.pk])}"' in content
+    assert "console/progress.js" in content
     assert "<details" in content and "Internal bookkeeping" in content
 
 
@@ -79,7 +79,7 @@ def test_a_finished_mailing_is_not_polled_and_an_unlaunched_one_shows_its_matchi
 def test_progress_endpoint_returns_counts_percent_rate_and_the_bar(admin_client):
     mailing = running_mailing(sent=3, pending=1)
 
-    response = admin_client.get(reverse("admin:mailings_mailing_progress", args=[mailing.pk]))
+    response = admin_client.get(reverse("console:mailing-progress", args=[mailing.pk]))
 
     assert response.status_code == 200
     body = response.json()
@@ -96,7 +96,7 @@ def test_console_pages_need_the_permission_to_view_mailings(client, django_user_
     mailing = MailingFactory()
 
     assert client.get(DASHBOARD).status_code == 403
-    assert client.get(reverse("admin:mailings_mailing_progress", args=[mailing.pk])).status_code == 403
+    assert client.get(reverse("console:mailing-progress", args=[mailing.pk])).status_code == 403
 
 
 def test_console_pages_send_anonymous_visitors_to_the_login(client):
@@ -175,7 +175,7 @@ def test_admin_index_links_to_the_dashboard(admin_client):
 
 
 def action_url(mailing, name: str) -> str:
-    return reverse("admin:mailings_mailing_action", args=[mailing.pk, name])
+    return reverse("console:mailing-action", args=[mailing.pk, name])
 
 
 def test_a_running_mailing_offers_pause_and_cancel_which_call_the_services(admin_client):
@@ -267,7 +267,7 @@ def test_a_finished_mailing_with_failures_offers_a_resend_that_creates_a_new_mai
 
 def test_a_resend_with_a_bad_window_or_in_a_wrong_state_says_why_and_creates_nothing(admin_client):
     mailing = finished_mailing(failed=1)
-    url = reverse("admin:mailings_mailing_resend", args=[mailing.pk])
+    url = reverse("console:mailing-resend", args=[mailing.pk])
 
     response = admin_client.post(
         url, {"start_at": "2030-01-01T10:00", "end_at": "2030-01-01T09:00"}, follow=True
@@ -277,7 +277,7 @@ def test_a_resend_with_a_bad_window_or_in_a_wrong_state_says_why_and_creates_not
     assert "start_at: Enter a valid date/time." in response.content.decode()
     running = running_mailing(failed=1)
     response = admin_client.post(
-        reverse("admin:mailings_mailing_resend", args=[running.pk]),
+        reverse("console:mailing-resend", args=[running.pk]),
         {"start_at": "2030-01-01T10:00", "end_at": "2030-01-01T11:00"},
         follow=True,
     )
@@ -303,7 +303,7 @@ def test_test_send_picks_clients_and_calls_the_service_after_commit(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
-            reverse("admin:mailings_mailing_test_send", args=[mailing.pk]),
+            reverse("console:mailing-test-send", args=[mailing.pk]),
             {"clients": [client.pk for client in clients]},
             follow=True,
         )
@@ -329,7 +329,7 @@ def test_the_client_picker_searches_clients_by_phone(admin_client):
 
 def test_test_send_refuses_no_client_too_many_and_viewers(admin_client, client, django_user_model, settings):
     mailing = running_mailing(pending=1)
-    url = reverse("admin:mailings_mailing_test_send", args=[mailing.pk])
+    url = reverse("console:mailing-test-send", args=[mailing.pk])
     settings.TEST_SEND_MAX_CLIENTS = 1
 
     response = admin_client.post(url, {"clients": [c.pk for c in ClientFactory.create_batch(2)]}, follow=True)
