@@ -33,7 +33,11 @@ def fast_hasher(settings):
 
 @pytest.fixture
 def var_dir(settings, tmp_path):
+    """The local state in a folder of the test's, with the tests' key rather than one generated there."""
     settings.VAR_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    settings.SECRET_KEY_FROM_FILE = False
     return tmp_path
 
 
@@ -226,8 +230,14 @@ def test_demo_summary_says_when_no_demo_mailing_runs(var_dir):
     assert demo_line == "No demo mailing is running (python manage.py seed_demo starts one)."
 
 
-def test_setup_demo_migrates_then_seeds(var_dir):
+def test_setup_demo_makes_the_local_state_migrates_then_seeds_in_a_few_lines(var_dir):
     lines = run("setup_demo")
 
-    assert lines[0] == "Operations to perform:"
+    assert (var_dir / "static").is_dir()
+    # The tests' database is migrated already: the fresh clone's count is in test_make_run.
+    assert lines == [
+        "Database: up to date, no migration to apply.",
+        "Demo clients: 20 created, 0 already there.",
+        lines[-1],
+    ]
     assert lines[-1].startswith(f"Demo mailing {Mailing.objects.get().pk} created")
