@@ -168,6 +168,22 @@ def test_seed_demo_twice_creates_no_duplicates():
     assert output[1].startswith(f"Demo mailing {Mailing.objects.get().pk} is already running")
 
 
+def test_seed_demo_says_the_demo_mailing_is_finished_once_every_message_is_sent():
+    run("seed_demo")
+    mailing = Mailing.objects.get()
+    MessageFactory.create_batch(2, mailing=mailing, status=Message.Status.SENT)
+    Mailing.objects.update(launched_at=timezone.now(), fanout_completed_at=timezone.now())
+
+    output = run("seed_demo")
+
+    assert Mailing.objects.count() == 1
+    until = mailing.end_at.isoformat(timespec="minutes")
+    assert output[1] == (
+        f"Demo mailing {mailing.pk} is finished (its window lasts until {until}; "
+        "seed_demo starts a new one after that)."
+    )
+
+
 def test_seed_demo_keeps_existing_clients_as_they_are():
     Client.objects.create(phone="79005550000", tag="custom", timezone="Asia/Tokyo")
 
