@@ -37,7 +37,11 @@ urlpatterns = [
     path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
     path("metrics", ops_views.metrics, name="metrics"),
     # Where browsers look for an icon when a page names none (the API's JSON, for one).
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("favicon.svg"), permanent=True, http_method_names=["get", "head"]),
+        name="favicon",
+    ),
 ]
 
 # Under /api/ Django's own error pages answer JSON like the API (mailing_service.errors).

@@ -17,3 +17,7 @@ def test_favicon_ico_leads_to_the_icon_which_is_served(client):
     assert response.redirect_chain == [("/static/favicon.svg", 301)]
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml"
+
+
+def test_favicon_ico_answers_reads_only(client):
+    assert client.post("/favicon.ico").status_code == 405
