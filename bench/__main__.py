@@ -51,7 +51,7 @@ from . import processes
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PHASES = ("send", "latency", "soak", "baseline", "ratelimit", "scaleout", "size", "stats")
-RATE_WINDOW = 10.0  # seconds over which the rate limit must hold
+RATE_LIMIT_CHECK_WINDOW = 10.0  # seconds over which the rate limit must hold
 QUEUE = "celery"
 
 
@@ -520,7 +520,7 @@ class Bench:
             print(f"ratelimit: provider allows {rate:.0f}/s, {label}, {n} clients ...", flush=True)
             run = self._send(n)
             accepted = sorted(at for _, at in self.control.accepted())
-            windows = _window_rates(accepted, RATE_WINDOW)
+            windows = _window_rates(accepted, RATE_LIMIT_CHECK_WINDOW)
             achieved = len(accepted) / (accepted[-1] - accepted[0])
             share_429 = run["throttled"] / run["requests"]
             self.results["ratelimit"][label] = _public(run) | {
@@ -542,7 +542,7 @@ class Bench:
             )
             self.row(
                 "ratelimit",
-                f"{label}: {RATE_WINDOW:.0f} s windows min / max (within +-5 %)",
+                f"{label}: {RATE_LIMIT_CHECK_WINDOW:.0f} s windows min / max (within +-5 %)",
                 f"{min(windows, default=0):,.0f} / {max(windows, default=0):,.0f} ({within})",
             )
         self.control.configure(rate_limit=0)

@@ -30,7 +30,7 @@ from ops.selectors import ATTEMPT_OUTCOMES, PROVIDER_ERROR_OUTCOMES, provider_at
 
 from . import charts
 from .models import Mailing, MailingState, TestSend
-from .selectors import RATE_WINDOW, attach_message_counts, mailing_progress
+from .selectors import PROGRESS_RATE_WINDOW, attach_message_counts, mailing_progress
 from .services import (
     MailingNothingToResendError,
     MailingStateError,
@@ -217,7 +217,7 @@ def mailing_test_send_view(request: HttpRequest, mailing_id: int) -> HttpRespons
 def progress(mailing: Mailing) -> dict:
     """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries."""
     now = timezone.now()
-    counts = attach_message_counts([mailing], sent_since=now - RATE_WINDOW)[0].message_counts
+    counts = attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)[0].message_counts
     mailing.has_unsent = counts["pending"] + counts["sending"] > 0
     pace = mailing_progress(mailing, now=now)
     finish = pace["estimated_finish_at"]

@@ -21,7 +21,13 @@ from ops.audit import AuditLogMixin
 from .filters import MailingFilter
 from .models import Mailing, TestSend
 from .segments import sms_segments
-from .selectors import RATE_WINDOW, attach_message_counts, audience_preview, mailing_progress, message_totals
+from .selectors import (
+    PROGRESS_RATE_WINDOW,
+    attach_message_counts,
+    audience_preview,
+    mailing_progress,
+    message_totals,
+)
 from .serializers import (
     AudienceQuerySerializer,
     AudienceSerializer,
@@ -347,7 +353,7 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
         now = timezone.now()
-        attach_message_counts([mailing], sent_since=now - RATE_WINDOW)
+        attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)
