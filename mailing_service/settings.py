@@ -20,6 +20,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# --- Local state, secret key, hosts ---------------------------------------------------------------
 # Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
 VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
 
@@ -34,8 +35,9 @@ if SECRET_KEY_FROM_FILE:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# --- HTTPS (production behind TLS): all off by default for local http runs; `check --deploy`
-# reports nothing once they are set (mailing_service/tests/test_deploy_settings.py).
+# --- HTTPS and proxies --------------------------------------------------------------------------
+# Production runs behind TLS. All off by default for local http runs; `check --deploy` reports
+# nothing once they are set (mailing_service/tests/test_deploy_settings.py).
 # Behind a proxy that ends TLS and sets X-Forwarded-Proto: https (an ingress, a load balancer).
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -47,6 +49,11 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
 
+# How many proxies (load balancer, ingress) stand in front and append the client's address to
+# X-Forwarded-For; rate limits and the admin lockout count that address instead of the proxy's.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+
+# --- Django: apps, middleware, templates, database, cache, static files ---------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -137,10 +144,6 @@ STORAGES = {
 }
 # Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
-
-# How many proxies (load balancer, ingress) stand in front and append the client's address to
-# X-Forwarded-For; rate limits and the admin lockout count that address instead of the proxy's.
-TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
 
 # --- Admin login lockout (django-axes) ---------------------------------------------------------
 # This many wrong passwords from one address lock it out of the admin login for AXES_COOLOFF_MINUTES.
