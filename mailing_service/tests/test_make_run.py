@@ -128,7 +128,15 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
 
 
 def start_supervisor(run_env, tmp_path, processes) -> tuple[subprocess.Popen, set[int]]:
-    """The supervisor alone, with the same Procfile (no database needed), once the worker is up."""
+    """The supervisor alone, with the same Procfile (no database needed), once the worker is up; the
+    local state (secret key, broker folder) made first, as make run's setup_demo does."""
+    subprocess.run(
+        [sys.executable, "manage.py", "ensure_local_state"],
+        cwd=REPO_ROOT,
+        env=run_env,
+        check=True,
+        timeout=60,
+    )
     supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
     wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
     return supervisor, processes(supervisor)
