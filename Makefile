@@ -55,10 +55,11 @@ run: venv ## Migrate, seed the demo data and run the Procfile: web, worker, beat
 test: venv ## Run the tests (SQLite by default; set DATABASE_URL for PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv ## Check lint and formatting with ruff, and the import boundaries with import-linter
+lint: venv ## Check lint and formatting with ruff, the import boundaries with import-linter, types with mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 fmt: venv ## Format the code and apply ruff's safe fixes
 	$(VENV)/bin/ruff format .

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection
 from rest_framework.authtoken.models import Token
@@ -14,6 +15,14 @@ from accounts.roles import OPERATORS, VIEWERS
 from mailing_service.celery import app as celery_app
 
 REPO_ROOT = Path(__file__).resolve().parent
+
+# The tests' key, theirs and that of the processes they start: a fresh clone has no local key yet
+# (manage.py ensure_local_state generates it) and no test needs that one. Empty counts as unset, as in
+# a .env copied from .env.example.
+os.environ["DJANGO_SECRET_KEY"] = (
+    os.environ.get("DJANGO_SECRET_KEY") or "tests-only-" + "0123456789abcdef" * 4
+)
+settings.SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 
 # Two threads writing at once: the tests' SQLite database (in memory, shared cache) locks whole tables
 # across threads and ignores the busy timeout; PostgreSQL does not.

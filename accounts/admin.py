@@ -14,10 +14,12 @@ admin.site.unregister(get_user_model())
 
 @admin.register(get_user_model())
 class UserWithTokenAdmin(UserAdmin):
-    list_display = [*UserAdmin.list_display, "api_token"]
+    # The ignores: django-stubs types list_display per instance and fieldsets as optional, where
+    # UserAdmin sets both on the class.
+    list_display = [*UserAdmin.list_display, "api_token"]  # type: ignore[misc]
     list_select_related = ["auth_token__expiry"]
     readonly_fields = [*UserAdmin.readonly_fields, "api_token"]
-    fieldsets = [*UserAdmin.fieldsets, ("API", {"fields": ["api_token"]})]
+    fieldsets = [*UserAdmin.fieldsets, ("API", {"fields": ["api_token"]})]  # type: ignore[misc]
     actions = ["revoke_api_tokens"]
 
     @admin.display(description="API token")

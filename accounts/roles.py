@@ -10,7 +10,7 @@ is covered by the permissions of its model: reading needs `view`, anything else 
 
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 OPERATORS, VIEWERS, ADMINS = "operators", "viewers", "admins"
 ROLE_GROUPS = {"operator": OPERATORS, "viewer": VIEWERS, "admin": ADMINS}
@@ -21,7 +21,7 @@ VIEW_PHONE = "clients.view_phone"
 ADMIN_APPS = ("auth", "authtoken", "accounts")
 
 
-def role_permissions(permission_model) -> dict[str, object]:
+def role_permissions(permission_model) -> dict[str, QuerySet]:
     """The permissions each role's group holds, as querysets of `permission_model`."""
     of_role_apps = permission_model.objects.filter(content_type__app_label__in=ROLE_APPS)
     return {

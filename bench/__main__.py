@@ -51,7 +51,7 @@ from . import processes
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PHASES = ("send", "latency", "soak", "baseline", "ratelimit", "scaleout", "size", "stats")
-RATE_WINDOW = 10.0  # seconds over which the rate limit must hold
+RATE_LIMIT_CHECK_WINDOW = 10.0  # seconds over which the rate limit must hold
 QUEUE = "celery"
 
 
@@ -340,8 +340,8 @@ class Bench:
         raw_before = self._raw_client(in_flight)
         self.control.configure(error_rate=self.args.error_rate, garbage_rate=self.args.garbage_rate)
         print(f"send: {n} clients, provider latency {self.args.latency * 1000:.0f} ms ...", flush=True)
-        probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
-        run = self._send(n, samplers=[probe])
+        api_latency = ApiLatencySampler(self.session, f"{self.api}/mailings/statistics/")
+        run = self._send(n, samplers=[api_latency])
         window_check = self._window_check(run["mailing"], run["created"]) if self.window else None
         (lag_p50, lag_p99) = self._sql(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
@@ -361,7 +361,7 @@ class Bench:
             "raw_after_per_s": raw_after["rate"],
             "raw_limit_per_s": raw_rate,
             "ratio_to_raw": ratio,
-            "api_while_sending": probe.summary(),
+            "api_while_sending": api_latency.summary(),
         }
         label = f"{n:,} clients at {self.args.latency * 1000:.0f} ms"
         self.row("send", label, f"{run['wall_s']} s, {run['messages_per_s']:,} msg/s")
@@ -373,7 +373,7 @@ class Bench:
         self.row("send", "lag p50 / p99", f"{lag_p50:.1f} s / {lag_p99:.1f} s")
         self.row("send", "duplicates; sends after end", f"{run['duplicates']}; {run['sends_after_end']}")
         self.row("send", "worker peak RSS per process / total", _rss(run))
-        self.row("send", "API p95 while sending", f"{probe.summary()['p95_ms']} ms")
+        self.row("send", "API p95 while sending", f"{api_latency.summary()['p95_ms']} ms")
         if self.args.window_zones:
             self.results["send"]["zones"] = len(self.zones)
             self.row("send", "timezones; local window", f"{len(self.zones)}; {bool(window_check)}")
@@ -519,7 +519,7 @@ class Bench:
             print(f"ratelimit: provider allows {rate:.0f}/s, {label}, {n} clients ...", flush=True)
             run = self._send(n)
             accepted = sorted(at for _, at in self.control.accepted())
-            windows = _window_rates(accepted, RATE_WINDOW)
+            windows = _window_rates(accepted, RATE_LIMIT_CHECK_WINDOW)
             achieved = len(accepted) / (accepted[-1] - accepted[0])
             share_429 = run["throttled"] / run["requests"]
             self.results["ratelimit"][label] = _public(run) | {
@@ -541,7 +541,7 @@ class Bench:
             )
             self.row(
                 "ratelimit",
-                f"{label}: {RATE_WINDOW:.0f} s windows min / max (within +-5 %)",
+                f"{label}: {RATE_LIMIT_CHECK_WINDOW:.0f} s windows min / max (within +-5 %)",
                 f"{min(windows, default=0):,.0f} / {max(windows, default=0):,.0f} ({within})",
             )
         self.control.configure(rate_limit=0)
@@ -582,8 +582,8 @@ class Bench:
         print(f"size: fan-out of {n} clients ...", flush=True)
         # The statistics list, as the console polls it. Not the client list: its page count is a
         # COUNT(*) over every client, slow at this size; it is timed on its own afterwards.
-        probe = ApiProbe(self.session, f"{self.api}/mailings/statistics/")
-        with processes.RssSampler(*self.workers) as rss, probe:
+        api_latency = ApiLatencySampler(self.session, f"{self.api}/mailings/statistics/")
+        with processes.RssSampler(*self.workers) as rss, api_latency:
             mailing = self._create_mailing(ends_in=3600)
             while not Mailing.objects.filter(pk=mailing.pk, fanout_completed_at__isnull=False).exists():
                 time.sleep(0.25)
@@ -610,7 +610,7 @@ class Bench:
             "fanout_seconds": round(seconds, 2),
             "worker_peak_rss_mb_per_process": round(rss.peak_process_mb, 1),
             "worker_peak_rss_mb_total": round(rss.peak_total_mb, 1),
-            "api_while_fanout": probe.summary(),
+            "api_while_fanout": api_latency.summary(),
             "statistics_list": general,
             "statistics_one_mailing": one,
             "client_list": client_list,
@@ -628,7 +628,9 @@ class Bench:
             f"{general['p50_ms']} / {general['p95_ms']} ms",
         )
         self.row("size", "one mailing's statistics p50 / p95", f"{one['p50_ms']} / {one['p95_ms']} ms")
-        self.row("size", "API p95 during the fan-out (statistics list)", f"{probe.summary()['p95_ms']} ms")
+        self.row(
+            "size", "API p95 during the fan-out (statistics list)", f"{api_latency.summary()['p95_ms']} ms"
+        )
         self.row(
             "size",
             f"client list p50 / p95, {n:,} clients",
@@ -694,7 +696,7 @@ class Bench:
         return "\n".join(lines)
 
 
-class ApiProbe(processes.PeriodicSampler):
+class ApiLatencySampler(processes.PeriodicSampler):
     """Calls the API every second while a phase runs: is it still responsive while the worker is busy?
     (The console polls every 3 s; faster polling would load PostgreSQL and take its CPU from the
     senders being measured.)"""

@@ -120,18 +120,21 @@ def clients_import(*, data: bytes, user) -> ImportReport:
     ImportBatchFailed when writing a batch fails.
     """
     reader = _reader(data)
-    report, valid, seen = ImportReport(), [], {}
+    columns = len(reader.fieldnames or ())
+    report = ImportReport()
+    valid: list[tuple[int, Client]] = []
+    seen: dict[str, int] = {}  # phone: the row it came first in
     now = timezone.now()
     try:
         for values in reader:
             row = reader.line_num
             if None in values or any(value is None for value in values.values()):
-                report.reject(row, {"row": f"Expected {len(reader.fieldnames)} columns."})
+                report.reject(row, {"row": f"Expected {columns} columns."})
                 continue
             client, errors = _client_from_row(values, now)
             if client is not None and client.phone in seen:
                 errors = {"phone": f"Repeats row {seen[client.phone]}; the first one counts."}
-            if errors:
+            if client is None or errors:
                 report.reject(row, errors)
                 continue
             seen[client.phone] = row

@@ -30,7 +30,7 @@ from mailings.services import (
 )
 from messages_app.models import MessageStatus
 from messages_app.selectors import (
-    RATE_WINDOW,
+    PROGRESS_RATE_WINDOW,
     attach_message_counts,
     mailing_progress,
     outcome_totals,
@@ -182,7 +182,7 @@ def progress(mailing: Mailing) -> dict:
     """What a mailing's page shows of its progress, also sent as JSON while it runs: two queries, one
     or two more for a mailing with a local window (messages_app.selectors.mailing_progress)."""
     now = timezone.now()
-    counts = attach_message_counts([mailing], sent_since=now - RATE_WINDOW)[0].message_counts
+    counts = attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)[0].message_counts
     mailing.has_unsent = counts["pending"] + counts["sending"] > 0
     pace = mailing_progress(mailing, now=now)
     finish = pace["estimated_finish_at"]

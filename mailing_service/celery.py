@@ -2,7 +2,8 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailing_service.settings")
 
@@ -20,6 +21,19 @@ def use_django_logging(**kwargs) -> None:
     from ops.logging import configure_worker
 
     configure_worker(settings.LOGGING)
+
+
+@worker_init.connect
+@beat_init.connect
+def refuse_to_start_without_a_secret_key(**kwargs) -> None:
+    """Like the web (wsgi.py): production sets DJANGO_SECRET_KEY, a local run generates its key first.
+    SystemExit, because Celery logs a signal handler's exception and carries on."""
+    from mailing_service.local_state import require_secret_key
+
+    try:
+        require_secret_key()
+    except ImproperlyConfigured as error:
+        raise SystemExit(str(error)) from error
 
 
 @worker_process_init.connect

@@ -44,7 +44,8 @@ THROTTLED = _detail("Too many requests: wait the seconds the Retry-After header 
 class ApiAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
-        if not self.view.authentication_classes:  # open endpoints (the probes) answer what they declare
+        # Open endpoints (the health checks) answer what they declare.
+        if not self.view.authentication_classes:
             return responses
         errors = {"400": BAD_REQUEST, "401": UNAUTHENTICATED, "403": FORBIDDEN, "429": THROTTLED}
         if "{" in self.path or self._is_list_view():

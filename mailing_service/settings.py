@@ -3,73 +3,57 @@
 Every value comes from the environment (or a `.env` file beside manage.py) through
 django-environ; `.env.example` lists them all with the defaults used for local runs.
 The defaults need nothing but Python: SQLite, a filesystem broker and a file cache under var/.
+Importing this module reads files but creates none: `manage.py ensure_local_state` makes var/, its
+folders and the local secret key (setup_demo, and so `make run`, runs it first).
 """
 
-import os
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.utils import get_random_secret_key
+
+from mailing_service.local_state import read_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# --- Local state, secret key, hosts ---------------------------------------------------------------
 # Local state of the default set-up (SQLite, broker folder, file cache, secret key, static files).
 VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var")
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def local_secret_key(path: Path) -> str:
-    """A random key kept in var/, so local runs need no configuration; production sets its own
-    (`check --deploy` warns while this file is in use: accounts.checks).
-
-    Written 0600 to a temporary file and linked into place only when complete, so that a process
-    starting at the same moment reads either no file (and links its own, which fails: it then reads
-    the winner's) or the whole key, never a half-written one.
-    """
-    if not path.exists():
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(get_random_secret_key())
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    elif path.stat().st_mode & 0o077:
-        path.chmod(0o600)  # earlier versions wrote it 0644
-    return path.read_text().strip()
-
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Without DJANGO_SECRET_KEY, the key generated for local runs; still empty before it is generated:
+# then web and worker refuse to start (mailing_service.local_state.require_secret_key).
 SECRET_KEY_FROM_FILE = not SECRET_KEY
+SECRET_KEY_FILE = VAR_DIR / "secret_key"
 if SECRET_KEY_FROM_FILE:
-    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
+    SECRET_KEY = read_secret_key(SECRET_KEY_FILE)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# --- HTTPS (production behind TLS): all off by default for local http runs; `check --deploy`
-# reports nothing once they are set (mailing_service/tests/test_deploy_settings.py).
+# --- HTTPS and proxies --------------------------------------------------------------------------
+# Production runs behind TLS. All off by default for local http runs; `check --deploy` reports
+# nothing once they are set (mailing_service/tests/test_deploy_settings.py).
 # Behind a proxy that ends TLS and sets X-Forwarded-Proto: https (an ingress, a load balancer).
 if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
-# Probes call the pods over plain http.
+# Health checks call the pods over plain http.
 SECURE_REDIRECT_EXEMPT = [r"^health/"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
 
+# How many proxies (load balancer, ingress) stand in front and append the client's address to
+# X-Forwarded-For; rate limits and the admin lockout count that address instead of the proxy's.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+
+# --- Django: apps, middleware, templates, database, cache, static files ---------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -152,18 +136,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The site's own files (its favicon), beside the apps' static folders.
+STATICFILES_DIRS = [BASE_DIR / "mailing_service" / "static"]
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=VAR_DIR / "static")
-Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Serve straight from the apps' static folders when collectstatic has not run (local runs, tests).
 WHITENOISE_USE_FINDERS = True
-
-# How many proxies (load balancer, ingress) stand in front and append the client's address to
-# X-Forwarded-For; rate limits and the admin lockout count that address instead of the proxy's.
-TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
 
 # --- Admin login lockout (django-axes) ---------------------------------------------------------
 # This many wrong passwords from one address lock it out of the admin login for AXES_COOLOFF_MINUTES.
@@ -337,7 +318,6 @@ _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: a folder of message files, so a local run needs no server.
-    _BROKER_DIR.mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR),
         "data_folder_out": str(_BROKER_DIR),

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -35,6 +37,12 @@ urlpatterns = [
     path("health/live", ops_views.LiveView.as_view(), name="health-live"),
     path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
     path("metrics", ops_views.metrics, {"collectors": [DatabaseCollector()]}, name="metrics"),
+    # Where browsers look for an icon when a page names none (the API's JSON, for one).
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("favicon.svg"), permanent=True, http_method_names=["get", "head"]),
+        name="favicon",
+    ),
 ]
 
 # Under /api/ Django's own error pages answer JSON like the API (mailing_service.errors).

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from messages_app.selectors import RATE_WINDOW, SENT_SINCE, attach_message_counts
+from messages_app.selectors import PROGRESS_RATE_WINDOW, SENT_SINCE, attach_message_counts
 from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
@@ -29,7 +29,7 @@ PIPELINE_FIELDS = [
 
 class MailingChangeList(ChangeList):
     """Counts the messages of the page's mailings only, once it is paginated: one grouped query sums
-    their tallies by status, one counts those sent in the last RATE_WINDOW (one more with a window).
+    their tallies by status, one counts those sent in the last PROGRESS_RATE_WINDOW (one more with a window).
 
     result_list stays the admin's queryset; attach_message_counts evaluates it, so its result cache
     holds the mailings with their `message_counts` when the template iterates it.
@@ -37,7 +37,7 @@ class MailingChangeList(ChangeList):
 
     def get_results(self, request):
         super().get_results(request)
-        mailings = attach_message_counts(self.result_list, sent_since=timezone.now() - RATE_WINDOW)
+        mailings = attach_message_counts(self.result_list, sent_since=timezone.now() - PROGRESS_RATE_WINDOW)
         for mailing in mailings:
             # What Mailing.state_at asks of the messages, known from the counts without a query.
             mailing.has_unsent = mailing.message_counts["pending"] + mailing.message_counts["sending"] > 0

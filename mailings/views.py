@@ -15,7 +15,12 @@ from mailing_service.api import Conflict, DetailSerializer
 from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
-from messages_app.selectors import RATE_WINDOW, attach_message_counts, mailing_progress, message_totals
+from messages_app.selectors import (
+    PROGRESS_RATE_WINDOW,
+    attach_message_counts,
+    mailing_progress,
+    message_totals,
+)
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
 from ops.audit import AuditLogMixin
@@ -346,7 +351,7 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     def statistics_detail(self, request, pk=None):
         mailing = self.get_object()
         now = timezone.now()
-        attach_message_counts([mailing], sent_since=now - RATE_WINDOW)
+        attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)
         messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
         if not messages.is_valid():
             raise APIValidationError(messages.errors)

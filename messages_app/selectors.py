@@ -32,7 +32,7 @@ WAITING = "waiting_for_window"
 MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total", WAITING)
 # The extra key of counts taken with `sent_since`, and the window the send rate is measured over.
 SENT_SINCE = "sent_since"
-RATE_WINDOW = timedelta(minutes=1)
+PROGRESS_RATE_WINDOW = timedelta(minutes=1)
 
 # Why count after pagination: annotating the mailing queryset with one count subquery per status
 # (plus a total, which Django built by inlining those subqueries again, so every row was counted
@@ -160,15 +160,15 @@ def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, 
 
 
 def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:
-    """Percent done, send rate over the last RATE_WINDOW and, while running, the estimated finish.
+    """Percent done, send rate over the last PROGRESS_RATE_WINDOW and, while running, the estimated finish.
 
-    Reads the `message_counts` attach_message_counts(..., sent_since=now - RATE_WINDOW) set; one
+    Reads the `message_counts` attach_message_counts(..., sent_since=now - PROGRESS_RATE_WINDOW) set; one
     query more when some of its messages wait for their local window (`_estimated_finish`).
     """
     counts = mailing.message_counts
     unsent = sum(counts[status] for status in UNSENT_STATUSES)
     total = counts["total"]
-    rate = counts[SENT_SINCE] / RATE_WINDOW.total_seconds()
+    rate = counts[SENT_SINCE] / PROGRESS_RATE_WINDOW.total_seconds()
     running = mailing.state_at(now) == MailingState.RUNNING
     return {
         "percent_done": round(100 * (total - unsent) / total, 1) if total else None,

@@ -290,7 +290,7 @@ def mailing_delete(*, mailing: Mailing, user, with_history: bool) -> None:
             raise MailingStateError(
                 mailing, mailing.state_at(now), "deleted", "never launched, finished or cancelled"
             )
-        # Whether it has messages, from the messages themselves (one index probe): the tallies,
+        # Whether it has messages, from the messages themselves (one index lookup): the tallies,
         # derived, give only the number for the message and the audit line.
         has_messages = mailing.is_launched and mailing.messages.exists()
         messages = message_counts_by_mailing([mailing.pk])[mailing.pk]["total"] if has_messages else 0

@@ -3,6 +3,8 @@ import re
 import time
 import uuid
 
+from django.conf import settings
+
 from . import metrics
 from .logging import log_context
 
@@ -17,6 +19,12 @@ UNMATCHED = "<unmatched>"
 # Any token is a valid HTTP method to Django (answered 405): a label per method would let any caller
 # add series to every scrape.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def is_static(request) -> bool:
+    """A static file (WhiteNoise answers it before any URL is resolved) or the icon a browser asks
+    for: a page loads several, so at INFO they would bury the requests people make."""
+    return request.path.startswith(settings.STATIC_URL) or request.path == "/favicon.ico"
 
 
 def route_of(request) -> str:
@@ -55,9 +63,12 @@ class RequestLogMiddleware:
             method = request.method if request.method in KNOWN_METHODS else "other"
             metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
             metrics.HTTP_REQUEST_SECONDS.labels(method, route).observe(duration)
-            level = logging.ERROR if response.status_code >= 500 else logging.INFO
-            if route in QUIET_ROUTES and level < logging.ERROR:
-                level = logging.DEBUG
+            if response.status_code >= 500:
+                level = logging.ERROR
+            elif route in QUIET_ROUTES or (is_static(request) and response.status_code < 400):
+                level = logging.DEBUG  # a missing static file is still worth an INFO line
+            else:
+                level = logging.INFO
             log.log(
                 level,
                 "%s %s (%s) %s %.1f ms",

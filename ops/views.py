@@ -1,4 +1,4 @@
-"""Endpoints for machines: Prometheus's `/metrics` and the orchestrators' health probes."""
+"""Endpoints for machines: Prometheus's `/metrics` and the orchestrators' health checks."""
 
 import hmac
 import ipaddress
@@ -66,8 +66,8 @@ def metrics(request, *, collectors: Sequence[Collector] = ()):
     )
 
 
-_Probe = inline_serializer(
-    "Probe",
+_HealthStatus = inline_serializer(
+    "HealthStatus",
     fields={
         "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
         "checks": serializers.DictField(child=serializers.CharField(), required=False),
@@ -76,36 +76,36 @@ _Probe = inline_serializer(
 _UNAVAILABLE = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
-class ProbeView(APIView):
+class HealthCheckView(APIView):
     """For load balancers and orchestrators: no credentials."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = []  # a probe every few seconds from the same address is no abuse
+    throttle_classes = []  # a check every few seconds from the same address is no abuse
 
 
-class LiveView(ProbeView):
+class LiveView(HealthCheckView):
     """The process answers; nothing else is checked, so a database outage restarts nobody."""
 
     @extend_schema(
-        summary="Liveness probe",
-        responses={200: OpenApiResponse(_Probe, description='`{"status": "ok"}`, always')},
+        summary="Liveness check",
+        responses={200: OpenApiResponse(_HealthStatus, description='`{"status": "ok"}`, always')},
         tags=["health"],
     )
     def get(self, request):
         return Response({"status": "ok"})
 
 
-class ReadyView(ProbeView):
+class ReadyView(HealthCheckView):
     """Ready for traffic: the database answers with every migration applied and the broker accepts a
     connection (within HEALTH_BROKER_TIMEOUT)."""
 
     @extend_schema(
-        summary="Readiness probe",
+        summary="Readiness check",
         responses={
-            200: OpenApiResponse(_Probe, description="Every check is `ok`."),
+            200: OpenApiResponse(_HealthStatus, description="Every check is `ok`."),
             503: OpenApiResponse(
-                _Probe,
+                _HealthStatus,
                 description="`unavailable`, with each check's result: `ok`, `unreachable`, "
                 "`N unapplied` (migrations) or `skipped`.",
             ),
@@ -122,14 +122,14 @@ class ReadyView(ProbeView):
         )
 
 
-class HealthView(ProbeView):
+class HealthView(HealthCheckView):
     """The first health check, kept for load balancers that use it: the database only."""
 
     @extend_schema(
         summary="Check the service and its database",
         responses={
-            200: OpenApiResponse(_Probe, description='`{"status": "ok"}`'),
-            503: OpenApiResponse(_Probe, description='`{"status": "unavailable"}`'),
+            200: OpenApiResponse(_HealthStatus, description='`{"status": "ok"}`'),
+            503: OpenApiResponse(_HealthStatus, description='`{"status": "unavailable"}`'),
         },
         tags=["health"],
     )

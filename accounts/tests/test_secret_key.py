@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from mailing_service.settings import local_secret_key
+from mailing_service.local_state import local_secret_key
 
 
 def test_the_local_key_file_is_private(tmp_path):

@@ -10,9 +10,19 @@ from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
 
-# Answer anyone: the API documentation and the health checks; /metrics has a token of its own (see
-# ops/tests/test_metrics.py). Everything else needs credentials.
-OPEN_PATHS = {"/api/v1/schema/", "/docs/", "/redoc/", "/health/", "/health/live", "/health/ready", "/metrics"}
+# Answer anyone: the API documentation, the health checks and the site's icon (a redirect to a static
+# file); /metrics has a token of its own (see ops/tests/test_metrics.py). Everything else needs
+# credentials.
+OPEN_PATHS = {
+    "/api/v1/schema/",
+    "/docs/",
+    "/redoc/",
+    "/health/",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/favicon.ico",
+}
 METHODS = ["get", "post", "put", "patch", "delete"]
 
 

@@ -4,7 +4,7 @@ import json
 
 from conftest import run_python
 
-PROBE = """
+SENDER_MODULES_LOADED_BY_THE_URLCONF = """
 import json, sys
 import django
 django.setup()
@@ -17,7 +17,7 @@ print(json.dumps(sorted(name for name in sender if name in sys.modules)))
 
 
 def test_importing_the_urlconf_loads_no_sender_transport_aiohttp_or_uvloop():
-    found = run_python(PROBE)
+    found = run_python(SENDER_MODULES_LOADED_BY_THE_URLCONF)
 
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout.strip().splitlines()[-1]) == []

@@ -100,7 +100,7 @@ def test_workers_stop_gracefully_within_their_grace_period():
     assert "cancel_consumer" in " ".join(worker["lifecycle"]["preStop"]["exec"]["command"])
 
 
-def test_web_probes_use_the_health_endpoints():
+def test_web_health_checks_use_the_health_endpoints():
     [web] = _containers(by_name(BASE, "Deployment", "mailing-web"))
 
     assert web["readinessProbe"]["httpGet"]["path"] == "/health/ready"

@@ -4,6 +4,7 @@ with its state (SQLite, broker folder, cache) in a temporary VAR_DIR. Needs noth
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def run_env(tmp_path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
         "CACHE_URL": f"filecache://{tmp_path / 'var' / 'cache'}",
         "CELERY_BROKER_URL": "filesystem://localhost/",
+        "DJANGO_SECRET_KEY": "",
         "PROVIDER_URL": f"http://127.0.0.1:{provider_port}/v1",
         "PROVIDER_TOKEN": "",
         "RUN_PROVIDER_CONTROL_PORT": str(free_port()),
@@ -83,6 +85,9 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
     log = (tmp_path / "make-run.log").read_text()
     web = f"http://{run_env['RUN_WEB_ADDR']}"
 
+    # A fresh clone's state made by setup_demo, which sums the migrations up in one line.
+    assert stat.S_IMODE((tmp_path / "var" / "secret_key").stat().st_mode) == 0o600
+    assert re.search(r"Database: \d+ migrations applied\.", log) and "Applying " not in log, log
     # The summary tells the truth: the demo mailing is sent, the token and the addresses work.
     assert re.search(r"Demo mailing (\d+): 20 of 20 messages sent", log)
     mailing_id = re.search(r"Demo mailing (\d+)", log)[1]
@@ -123,7 +128,15 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
 
 
 def start_supervisor(run_env, tmp_path, processes) -> tuple[subprocess.Popen, set[int]]:
-    """The supervisor alone, with the same Procfile (no database needed), once the worker is up."""
+    """The supervisor alone, with the same Procfile (no database needed), once the worker is up; the
+    local state (secret key, broker folder) made first, as make run's setup_demo does."""
+    subprocess.run(
+        [sys.executable, "manage.py", "ensure_local_state"],
+        cwd=REPO_ROOT,
+        env=run_env,
+        check=True,
+        timeout=60,
+    )
     supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
     wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
     return supervisor, processes(supervisor)

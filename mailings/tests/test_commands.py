@@ -33,7 +33,11 @@ def fast_hasher(settings):
 
 @pytest.fixture
 def var_dir(settings, tmp_path):
+    """The local state in a folder of the test's, with the tests' key rather than one generated there."""
     settings.VAR_DIR = tmp_path
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    settings.SECRET_KEY_FROM_FILE = False
     return tmp_path
 
 
@@ -164,6 +168,22 @@ def test_seed_demo_twice_creates_no_duplicates():
     assert output[1].startswith(f"Demo mailing {Mailing.objects.get().pk} is already running")
 
 
+def test_seed_demo_says_the_demo_mailing_is_finished_once_every_message_is_sent():
+    run("seed_demo")
+    mailing = Mailing.objects.get()
+    MessageFactory.create_batch(2, mailing=mailing, status=Message.Status.SENT)
+    Mailing.objects.update(launched_at=timezone.now(), fanout_completed_at=timezone.now())
+
+    output = run("seed_demo")
+
+    assert Mailing.objects.count() == 1
+    until = mailing.end_at.isoformat(timespec="minutes")
+    assert output[1] == (
+        f"Demo mailing {mailing.pk} is finished (its window lasts until {until}; "
+        "seed_demo starts a new one after that)."
+    )
+
+
 def test_seed_demo_keeps_existing_clients_as_they_are():
     Client.objects.create(phone="79005550000", tag="custom", timezone="Asia/Tokyo")
 
@@ -226,8 +246,14 @@ def test_demo_summary_says_when_no_demo_mailing_runs(var_dir):
     assert demo_line == "No demo mailing is running (python manage.py seed_demo starts one)."
 
 
-def test_setup_demo_migrates_then_seeds(var_dir):
+def test_setup_demo_makes_the_local_state_migrates_then_seeds_in_a_few_lines(var_dir):
     lines = run("setup_demo")
 
-    assert lines[0] == "Operations to perform:"
+    assert (var_dir / "static").is_dir()
+    # The tests' database is migrated already: the fresh clone's count is in test_make_run.
+    assert lines == [
+        "Database: up to date, no migration to apply.",
+        "Demo clients: 20 created, 0 already there.",
+        lines[-1],
+    ]
     assert lines[-1].startswith(f"Demo mailing {Mailing.objects.get().pk} created")

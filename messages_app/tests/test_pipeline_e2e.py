@@ -199,8 +199,8 @@ def test_refused_token_fails_nothing_and_sending_resumes_once_it_is_accepted(wor
     )
     time.sleep(2.5)
     counts = counts_by_status(mailing_id)
-    assert counts.get("pending", 0) >= 19 and counts.get("sending", 0) <= 1  # at most the one probe
-    # One probe per pause, not the whole queue again.
+    assert counts.get("pending", 0) >= 19 and counts.get("sending", 0) <= 1  # the one request sent alone
+    # After each pause one request tries the token alone, not the whole queue again.
     assert provider.control.stats()["outcomes"]["unauthorized"] <= 20 + 2 * 4
     assert "refused our token" in worker.log_path.read_text()
 

@@ -273,3 +273,14 @@ def test_worker_records_skip_the_callers_file_and_line_but_keep_their_process(mo
     assert (before.filename, after.filename, after.lineno) == ("test_logs.py", "(unknown file)", 0)
     assert (before.threadName, after.threadName) == ("MainThread", None)
     assert before.process == after.process == os.getpid()
+
+
+@pytest.mark.django_db
+def test_static_files_and_the_favicon_are_logged_at_debug_only(anonymous_client, log_lines):
+    assert anonymous_client.get("/static/admin/css/base.css").status_code == 200
+    assert anonymous_client.get("/favicon.ico", follow=True).status_code == 200
+    assert anonymous_client.get("/static/no-such-file.css").status_code == 404
+
+    assert log_lines("GET /static/admin/") == []
+    assert log_lines("/favicon.") == []
+    assert len(log_lines("GET /static/no-such-file.css")) == 1

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from mailings.management.commands.seed_demo import running_demo_mailing
+from mailings.management.commands.seed_demo import current_demo_mailing
 from messages_app.models import Message
 
 POLL_EVERY = 0.2
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         self.stdout.write(admin.getvalue().rstrip("\n"))
 
     def demo_mailing_line(self, base_url: str, wait: float) -> str:
-        mailing = running_demo_mailing(timezone.now())
+        mailing = current_demo_mailing(timezone.now())
         if mailing is None:
             return "No demo mailing is running (python manage.py seed_demo starts one)."
         messages = Message.objects.filter(mailing=mailing)

@@ -23,6 +23,7 @@ def stored_password() -> str:
 
 def store_password(password: str) -> None:
     path = password_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(password + "\n")

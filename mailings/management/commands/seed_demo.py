@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clients.models import Client
-from mailings.models import Mailing
+from mailings.models import Mailing, MailingState
 
 DEMO_TEXT = "Hello from the demo mailing"
 DEMO_DURATION = timedelta(hours=2)
@@ -25,15 +25,28 @@ def demo_clients() -> list[dict[str, str]]:
     ]
 
 
-def running_demo_mailing(now) -> Mailing | None:
+def current_demo_mailing(now) -> Mailing | None:
+    """The latest demo mailing whose window is open, whatever its state (sent in full, paused...)."""
     return Mailing.objects.filter(text=DEMO_TEXT, start_at__lte=now, end_at__gt=now).order_by("-pk").first()
+
+
+def existing_mailing_line(mailing: Mailing, now) -> str:
+    until = mailing.end_at.isoformat(timespec="minutes")
+    state = mailing.state_at(now)
+    if state == MailingState.RUNNING:
+        return f"Demo mailing {mailing.pk} is already running until {until}."
+    return (
+        f"Demo mailing {mailing.pk} is {state.label.lower()} (its window lasts until {until}; "
+        "seed_demo starts a new one after that)."
+    )
 
 
 class Command(BaseCommand):
     help = (
-        f"Create {CLIENT_COUNT} demo clients (tags vip and new, two operator codes) and, unless one is "
-        "running, a two-hour demo mailing to all of them starting now. Safe to run again. "
-        "Launching is left to the usual path: the mailing starts sending once it is committed."
+        f"Create {CLIENT_COUNT} demo clients (tags vip and new, two operator codes) and, unless the "
+        "window of the last one is still open, a two-hour demo mailing to all of them starting now. "
+        "Safe to run again. Launching is left to the usual path: the mailing starts sending once it "
+        "is committed."
     )
 
     def handle(self, *args, **options):
@@ -43,15 +56,14 @@ class Command(BaseCommand):
             for values in demo_clients():
                 phone = values.pop("phone")
                 created += Client.objects.get_or_create(phone=phone, defaults=values)[1]
-            running = running_demo_mailing(now)
-            if running is None:
+            existing = current_demo_mailing(now)
+            if existing is None:
                 mailing = Mailing.objects.create(start_at=now, end_at=now + DEMO_DURATION, text=DEMO_TEXT)
         self.stdout.write(f"Demo clients: {created} created, {CLIENT_COUNT - created} already there.")
-        if running is None:
+        if existing is None:
             until = mailing.end_at.isoformat(timespec="minutes")
             self.stdout.write(
                 f"Demo mailing {mailing.pk} created: to all clients, starting now, until {until}."
             )
         else:
-            until = running.end_at.isoformat(timespec="minutes")
-            self.stdout.write(f"Demo mailing {running.pk} is already running until {until}.")
+            self.stdout.write(existing_mailing_line(existing, now))

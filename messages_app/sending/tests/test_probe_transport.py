@@ -180,9 +180,9 @@ def test_requests_reuse_pooled_keep_alive_connections():
 
 
 def test_refused_connection_is_retryable():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again: nothing listens there
 
     async def scenario():
         async with _transport(f"http://127.0.0.1:{port}/v1") as transport:
