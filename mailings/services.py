@@ -39,8 +39,9 @@ class MailingLaunchedError(Exception):
     def __init__(self, mailing: Mailing, fields: list[str]):
         self.mailing = mailing
         self.fields = fields
+        launched_at = mailing.launched_at.isoformat() if mailing.launched_at else "launch"
         super().__init__(
-            f"Mailing {mailing.pk} was launched at {mailing.launched_at.isoformat()} and its messages "
+            f"Mailing {mailing.pk} was launched at {launched_at} and its messages "
             f"were created from {', '.join(fields)}, which can no longer change; only end_at can."
         )
 

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -86,7 +87,7 @@ def messages_create_for_clients(
     quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     columns = ", ".join(
-        quote(Message._meta.get_field(name).column)
+        quote(Message._meta.get_field(name).column)  # type: ignore[union-attr, arg-type]  # concrete fields
         for name in (
             "mailing",
             "client",
@@ -98,7 +99,7 @@ def messages_create_for_clients(
             "claimed_by",
         )
     )
-    params = [mailing_id, Status.PENDING]
+    params: list[Any] = [mailing_id, Status.PENDING]
     if openings:
         last_error, due = (
             "CASE WHEN opening.zone IS NULL THEN '' ELSE %s END",
@@ -212,7 +213,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                     retries, ["status", "next_attempt_at", "last_error", "lease_until"]
                 )
                 continue
-            fields = {"status": status, "lease_until": None, "last_error": detail}
+            fields: dict[str, Any] = {"status": status, "lease_until": None, "last_error": detail}
             if outcome is Outcome.SENT:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
                 fields["sent_at"] = max(result.answered_at or now for result in group)

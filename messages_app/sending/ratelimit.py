@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -136,14 +137,14 @@ class RedisBucket:
         self._url, self._key = url, key
         self._clock = clock  # None: the Redis server's clock
         self._client: aioredis.Redis | None = None
-        self._script = None
+        self._script: AsyncScript | None = None
 
     async def take(self, want: int) -> tuple[int, float]:
-        if self._client is None:
+        if self._client is None or self._script is None:
             # Made on first use, inside the event loop that will use it.
             self._client = aioredis.Redis.from_url(self._url, socket_timeout=2.0)
             self._script = self._client.register_script(TAKE_SCRIPT)
-        args = [repr(self.rate), repr(self.burst), want]
+        args: list[str | int] = [repr(self.rate), repr(self.burst), want]
         if self._clock is not None:
             args.append(repr(self._clock()))
         granted, wait_us = await self._script(keys=[self._key], args=args)

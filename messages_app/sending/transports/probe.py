@@ -87,7 +87,7 @@ class ProbeTransport:
         # beside it cost the sender a tenth of its CPU).
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession  # opened by __aenter__
 
     async def __aenter__(self) -> "ProbeTransport":
         connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30)
