@@ -32,7 +32,8 @@ class ProcessExited(RuntimeError):
 
 class Process:
     """`command` with `env` (the whole environment) in `cwd`, writing to `log` (appended to; None:
-    this process's own output). `stop_grace`: seconds between SIGTERM and SIGKILL in stop()."""
+    this process's own output). `name` (the log's, by default) is what errors call it.
+    `stop_grace`: seconds between SIGTERM and SIGKILL in stop()."""
 
     def __init__(
         self,
@@ -41,9 +42,11 @@ class Process:
         env: dict[str, str] | None = None,
         cwd: Path = REPO_ROOT,
         log: Path | None = None,
+        name: str | None = None,
         stop_grace: float = 20.0,
     ):
         self.command = command
+        self.name = name or (log.stem if log else Path(command[0]).name)
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
         self.log = log
@@ -51,10 +54,6 @@ class Process:
         self.returncode: int | None = None
         self._executor: SimpleExecutor | None = None
         self._log_start = 0
-
-    @property
-    def name(self) -> str:
-        return self.log.stem if self.log else Path(self.command[0]).name
 
     @property
     def pid(self) -> int:
@@ -82,7 +81,8 @@ class Process:
         return self
 
     def wait_until(self, check: Callable[[], T], *, timeout: float, message: str) -> T:
-        """`wait_until` that gives up as soon as this process has exited."""
+        """`wait_until` that gives up as soon as this process has exited. A process that does not
+        get there in time is stopped: whoever waited for it fails, and nothing is left running."""
 
         def alive_and_checked() -> T:
             if not self.running():
@@ -90,7 +90,11 @@ class Process:
                 raise ProcessExited(f"{self.name} exited with status {self.stop()}{output} before {message}")
             return check()
 
-        return wait_until(alive_and_checked, timeout=timeout, message=f"{message} ({self.name})")
+        try:
+            return wait_until(alive_and_checked, timeout=timeout, message=f"{message} ({self.name})")
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_for_log(self, text: str, *, timeout: float = 30) -> None:
         """Until `text` is in what this start of the process wrote to its log."""
@@ -106,11 +110,20 @@ class Process:
     def wait_for_port(self, port: int, *, timeout: float = 30) -> None:
         self.wait_until(lambda: port_open(port), timeout=timeout, message=f"port {port} to accept")
 
+    def send_signal(self, signum: int) -> None:
+        """`signum` to the main process only."""
+        self._executor.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Until the process exits by itself; its exit status. subprocess.TimeoutExpired after `timeout`."""
+        self.returncode = self._executor.process.wait(timeout)
+        return self.returncode
+
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM to the main process only, as `docker stop` or Kubernetes sends it: a Celery worker
         then stops its pool itself once running tasks end (a warm shutdown)."""
-        self._executor.process.send_signal(signal.SIGTERM)
-        self._executor.process.wait(timeout)
+        self.send_signal(signal.SIGTERM)
+        self.wait(timeout)
         return self.stop()
 
     def kill(self) -> int:
