@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mirakuru import SimpleExecutor
+from mirakuru.base import ENV_UUID
 from mirakuru.exceptions import ProcessFinishedWithError
 
 from harness.waiting import log_contains, port_open, url_answers, wait_until
@@ -28,6 +29,21 @@ T = TypeVar("T")
 
 class ProcessExited(RuntimeError):
     """The process ended while it was waited for."""
+
+
+class _Executor(SimpleExecutor):
+    """mirakuru's SimpleExecutor with exactly the environment it is given (plus its marker): its own
+    adds this process's environment, where a variable the caller left out would come back."""
+
+    def __init__(self, command: list[str], *, env: dict[str, str], **options):
+        super().__init__(command, envvars=env, **options)
+        self._given = env
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        return {
+            name: value for name, value in super().envvars.items() if name in self._given or name == ENV_UUID
+        }
 
 
 class Process:
@@ -52,7 +68,7 @@ class Process:
         self.log = log
         self.stop_grace = stop_grace
         self.returncode: int | None = None
-        self._executor: SimpleExecutor | None = None
+        self._executor: _Executor | None = None
         self._log_start = 0
 
     @property
@@ -69,11 +85,11 @@ class Process:
                 log = opened.enter_context(open(self.log, "a"))  # the child keeps its own copy
                 self._log_start = log.tell()
                 output = {"stdout": log, "stderr": subprocess.STDOUT}
-            self._executor = SimpleExecutor(
+            self._executor = _Executor(
                 self.command,
+                env=self.env,
                 cwd=str(self.cwd),
                 timeout=self.stop_grace,  # a SimpleExecutor's only wait is the one in stop()
-                envvars=self.env,
                 stdin=subprocess.DEVNULL,
                 **output,
             ).start()
