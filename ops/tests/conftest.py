@@ -6,7 +6,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from fake_provider.client import free_port
-from messages_app.sending.tests.conftest import provider  # noqa: F401  (the scripted provider over real HTTP)
+from messages_app.sending.tests.conftest import scripted_provider  # noqa: F401  (a fixture)
 
 
 @dataclass

@@ -189,12 +189,12 @@ def test_exceptions_are_logged_with_phones_masked(log_lines):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_pipeline_line_carries_mailing_message_and_client_ids(provider, log_lines):
+def test_every_pipeline_line_carries_mailing_message_and_client_ids(scripted_provider, log_lines):
     mailing = running_mailing()
     sent = MessageFactory(mailing=mailing, client=ClientFactory(phone=PHONE))
     gone = MessageFactory(mailing=mailing, client=None)  # its client was deleted: fails, no request
 
-    run_until_idle(provider)
+    run_until_idle(scripted_provider)
 
     assert Message.objects.get(pk=sent.pk).status == Message.Status.SENT
     for message, outcome in ((sent, "sent"), (gone, "failed")):

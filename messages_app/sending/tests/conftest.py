@@ -47,8 +47,9 @@ class ScriptedProvider:
 
 
 @pytest.fixture
-def provider():
-    """Runs in its own thread and loop, because the sender under test runs its own loop."""
+def scripted_provider():
+    """A ScriptedProvider in this process, in its own thread and loop (the sender under test runs
+    its own loop)."""
     scripted = ScriptedProvider()
     ready = threading.Event()
     loop = asyncio.new_event_loop()

@@ -16,7 +16,7 @@ from .test_sender import running_mailing, sender
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_only_clients_inside_their_window_are_sent_and_the_others_wait_for_their_opening(provider):
+def test_only_clients_inside_their_window_are_sent_and_the_others_wait_for_their_opening(scripted_provider):
     now = timezone.now()
     kolkata_now = now.astimezone(ZoneInfo("Asia/Kolkata"))
     mailing = running_mailing()
@@ -32,9 +32,9 @@ def test_only_clients_inside_their_window_are_sent_and_the_others_wait_for_their
         MessageFactory(mailing=mailing, client=ClientFactory(timezone="America/Bogota")) for _ in range(3)
     ]
 
-    sender(provider).run(seconds=3)
+    sender(scripted_provider).run(seconds=3)
 
-    assert sorted(msg_id for msg_id, _ in provider.accepted) == sorted(m.id for m in inside)
+    assert sorted(msg_id for msg_id, _ in scripted_provider.accepted) == sorted(m.id for m in inside)
     opening = mailing.local_window.next_opening("America/Bogota", timezone.now())
     waiting = Message.objects.filter(pk__in=[m.id for m in outside])
     assert set(waiting.values_list("status", "next_attempt_at", "last_error")) == {
