@@ -142,9 +142,11 @@ class Process:
         self.wait(timeout)
         return self.stop()
 
-    def kill(self) -> int:
-        """SIGKILL to the whole process group at once."""
-        process = self._executor.process
+    def kill(self) -> int | None:
+        """SIGKILL to the whole process group at once; returns the exit status."""
+        process = self._executor and self._executor.process
+        if process is None:
+            return self.returncode
         self._executor.kill()
         self.returncode = process.returncode
         return self.returncode
