@@ -50,7 +50,7 @@ run: venv ## Migrate, seed the demo data and run the Procfile: web, worker, beat
 	$(call step,migrating the database and seeding demo clients and a demo mailing)
 	$(PY) manage.py setup_demo
 	$(call step,starting the Procfile's services; the login and token follow once they answer)
-	RUN_STARTED_AT=$(STARTED) exec $(PY) scripts/run_local.py
+	RUN_STARTED_AT=$(STARTED) exec $(PY) -m scripts.run_local
 
 test: venv ## Run the tests (SQLite by default; set DATABASE_URL for PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

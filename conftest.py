@@ -12,7 +12,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.roles import OPERATORS, VIEWERS
+from fake_provider.client import FakeProviderProcess
 from mailing_service.celery import app as celery_app
+from messages_app.tests.e2e import FAKE_PROVIDER_SEED, TOKEN, Worker, require_real_services
 
 REPO_ROOT = Path(__file__).resolve().parent
 
@@ -121,3 +123,30 @@ def remove_test_queues(url: str) -> None:
     connection = redis.Redis.from_url(url)
     keys = [*connection.scan_iter("_kombu.*"), "celery", "unacked", "unacked_index"]
     connection.delete(*keys)
+
+
+# End-to-end tests (marked e2e): real services, the fake provider and a Celery worker as processes.
+
+
+@pytest.fixture
+def services_up(celery_test_broker) -> str:
+    """PostgreSQL and Redis answer (else the test skips, or fails under CI): the tests' Redis URL,
+    broker and cache of the worker processes."""
+    require_real_services(celery_test_broker)
+    return celery_test_broker
+
+
+@pytest.fixture
+def fake_provider_process(services_up):
+    """``python -m fake_provider`` on free ports, stopped after the test."""
+    with FakeProviderProcess(TOKEN, seed=FAKE_PROVIDER_SEED) as fake:
+        yield fake
+
+
+@pytest.fixture
+def worker(services_up, fake_provider_process, tmp_path, transactional_db):
+    """A Celery worker with beat, as a process, sending to `fake_provider_process`."""
+    with Worker(
+        broker_url=services_up, cache_url=services_up, provider=fake_provider_process, workdir=tmp_path
+    ) as running:
+        yield running

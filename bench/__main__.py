@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 import redis
 import requests
 
-from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+from fake_provider.client import FakeProviderProcess, free_port
 from mailings.window import LocalWindow, all_zones
 
 from . import processes
@@ -141,8 +141,9 @@ class Bench:
     # --- set-up -------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.provider_port, control_port = free_port(), free_port()
-        self.env["PROVIDER_URL"] = f"http://127.0.0.1:{self.provider_port}/v1"
+        self.provider = FakeProviderProcess(self.token, latency=self.args.latency, seed=1)
+        self.control = self.provider.control
+        self.env["PROVIDER_URL"] = self.provider.url
         os.environ.update(self.env)  # this process is a Django process of the same deployment
         self._admin_sql(f'CREATE DATABASE "{self.db_name}"')
         import django
@@ -151,14 +152,11 @@ class Bench:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        self.provider = start_fake_provider(
-            self.provider_port, control_port, self.token, latency=self.args.latency, seed=1
-        )
-        self.control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
-        self.beat = processes.start_beat(self.env, self.logdir)
+        self.provider.start()
+        self.beat = processes.beat(self.env, self.logdir).start()
         self.web_port = free_port()
-        self.web = processes.start_web(self.env, self.logdir, port=self.web_port)
-        processes.wait_for_log(self.logdir, "web", "Booting worker")
+        self.web = processes.web(self.env, self.logdir, port=self.web_port).start()
+        self.web.wait_for_log("Booting worker")
         self.api = f"http://127.0.0.1:{self.web_port}/api/v1"
         from django.conf import settings
         from django.contrib.auth import get_user_model
@@ -185,21 +183,20 @@ class Bench:
         self._worker_runs += 1
         for index in range(nodes):
             name = f"worker-{self._worker_runs}-{'abcdefgh'[index]}"
-            self.workers.append(
-                processes.start_worker(
-                    env,
-                    self.logdir,
-                    concurrency=concurrency or self.args.workers,
-                    log_name=name,
-                    node=f"{'abcdefgh'[index]}@%h" if nodes > 1 else None,
-                    include=include,
-                )
+            worker = processes.worker(
+                env,
+                self.logdir,
+                concurrency=concurrency or self.args.workers,
+                log_name=name,
+                node=f"{'abcdefgh'[index]}@%h" if nodes > 1 else None,
+                include=include,
             )
-            processes.wait_for_log(self.logdir, name, " ready.")
+            self.workers.append(worker.start())
+            worker.wait_for_log(" ready.")
 
     def stop_workers(self) -> None:
         for worker in self.workers:
-            processes.stop(worker)
+            worker.stop()
         self.workers = []
         # Dispatch tasks a stopped worker left behind would start on the next one: drop them.
         self.redis.delete(QUEUE, "unacked", "unacked_index", *self.redis.scan_iter("*sender:*"))
@@ -207,11 +204,9 @@ class Bench:
     def teardown(self) -> None:
         if hasattr(self, "redis"):
             self.stop_workers()
-        for name in ("beat", "web"):
+        for name in ("beat", "web", "provider"):
             if hasattr(self, name):
-                processes.stop(getattr(self, name))
-        if hasattr(self, "provider"):
-            stop_fake_provider(self.provider)
+                getattr(self, name).stop()
         from django.db import connections
 
         connections.close_all()

@@ -1,23 +1,12 @@
 """The processes a benchmark runs, as deployed, and the memory they use."""
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def start(name: str, command: list[str], env: dict[str, str], logdir: Path) -> subprocess.Popen:
-    log = open(logdir / f"{name}.log", "w")  # noqa: SIM115 (closed when the process ends)
-    return subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+from harness.processes import REPO_ROOT, Process, process_tree
 
 
 def run_json(command: list[str], env: dict[str, str], *, timeout: float) -> dict:
@@ -28,7 +17,7 @@ def run_json(command: list[str], env: dict[str, str], *, timeout: float) -> dict
     return json.loads(done.stdout)
 
 
-def start_worker(
+def worker(
     env: dict[str, str],
     logdir: Path,
     *,
@@ -36,7 +25,7 @@ def start_worker(
     log_name: str = "worker",
     node: str | None = None,
     include: str | None = None,
-) -> subprocess.Popen:
+) -> Process:
     """A Celery worker; `node` names it (``a@%h``) as a worker on another machine would be,
     `include` loads one more task module into it."""
     command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
@@ -45,50 +34,19 @@ def start_worker(
         command += ["--hostname", node]
     if include:
         command += ["--include", include]
-    return start(log_name, command, env, logdir)
+    return Process(command, env=env, log=logdir / f"{log_name}.log")
 
 
-def start_beat(env: dict[str, str], logdir: Path) -> subprocess.Popen:
+def beat(env: dict[str, str], logdir: Path) -> Process:
     command = [sys.executable, "-m", "celery", "-A", "mailing_service", "beat", "--loglevel", "WARNING"]
     command += ["--schedule", str(logdir / "beat-schedule")]
-    return start("beat", command, env, logdir)
+    return Process(command, env=env, log=logdir / "beat.log")
 
 
-def start_web(env: dict[str, str], logdir: Path, *, port: int) -> subprocess.Popen:
+def web(env: dict[str, str], logdir: Path, *, port: int) -> Process:
     command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", "2"]
     command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
-    return start("web", command, env, logdir)
-
-
-def wait_for_log(logdir: Path, name: str, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    path = logdir / f"{name}.log"
-    while text not in path.read_text():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not print {text!r} within {timeout} s; see {path}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants, parents first (children started by any thread)."""
-    pids, index = [pid], 0
-    while index < len(pids):
-        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                pids.extend(int(child) for child in (task / "children").read_text().split())
-        index += 1
-    return pids
+    return Process(command, env=env, log=logdir / "web.log")
 
 
 def _rss_mb(pid: int) -> float:
@@ -129,7 +87,7 @@ class PeriodicSampler:
 class RssSampler(PeriodicSampler):
     """The resident memory of process trees (the worker nodes), keeping the peaks and every sample."""
 
-    def __init__(self, *processes: subprocess.Popen):
+    def __init__(self, *processes: Process):
         super().__init__()
         self._roots = [process.pid for process in processes]
         self.peak_process_mb = 0.0

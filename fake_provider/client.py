@@ -1,18 +1,17 @@
 """Drive a fake provider from tests and benchmarks: start it, read its records, change its behaviour."""
 
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from harness.processes import Process
+
 START_TIMEOUT = 10.0
+STOP_GRACE = 5.0
 
 
 class FakeProviderControl:
@@ -62,51 +61,61 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start_fake_provider(
-    port: int, control_port: int | None, token: str, *, host: str = "127.0.0.1", **options: Any
-) -> subprocess.Popen:
-    """Start ``python -m fake_provider`` and return once both ports answer /health.
-
-    `control_port` None means port + 1. Stop it with `stop_fake_provider`.
+class FakeProviderProcess:
+    """``python -m fake_provider`` as a process of its own, on free ports unless given, with its
+    control API: ``with FakeProviderProcess("token", latency=0.05) as fake: fake.url, fake.control``.
 
     `options` are the command line flags in Python spelling: ``latency=0.05, error_rate=0.3,
-    access_log=True``. The token goes through the environment, not the command line.
+    access_log=True``. The token goes through the environment, not the command line. Its output is
+    this process's unless `log` names a file.
     """
-    control_port = port + 1 if control_port is None else control_port
-    command = [sys.executable, "-m", "fake_provider", "--host", host, "--port", str(port)]
-    command += ["--control-port", str(control_port)]
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            command.append(flag)
-        elif value is not None and value is not False:
-            command += [flag, str(value)]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | {"PROVIDER_TOKEN": token})
 
-    deadline = time.monotonic() + START_TIMEOUT
-    for health_url in (f"http://{host}:{port}/health", f"http://{host}:{control_port}/health"):
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the fake provider exited with code {process.returncode}")
-            try:
-                if requests.get(health_url, timeout=0.5).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                stop_fake_provider(process)
-                raise RuntimeError(f"the fake provider did not answer {health_url} in {START_TIMEOUT} s")
-            time.sleep(0.05)
-    return process
+    def __init__(
+        self,
+        token: str,
+        *,
+        port: int | None = None,
+        control_port: int | None = None,
+        host: str = "127.0.0.1",
+        log: Path | None = None,
+        **options: Any,
+    ) -> None:
+        self.token = token
+        self.port = port or free_port(host)
+        self.control_port = control_port or free_port(host)
+        self.url = f"http://{host}:{self.port}/v1"
+        self.control_url = f"http://{host}:{self.control_port}"
+        command = [sys.executable, "-m", "fake_provider", "--host", host, "--port", str(self.port)]
+        command += ["--control-port", str(self.control_port)]
+        for name, value in options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                command.append(flag)
+            elif value is not None and value is not False:
+                command += [flag, str(value)]
+        self.process = Process(
+            command,
+            env=os.environ | {"PROVIDER_TOKEN": token},
+            log=log,
+            name="the fake provider",
+            stop_grace=STOP_GRACE,
+        )
+        self.control = FakeProviderControl(self.control_url)
 
+    def start(self) -> "FakeProviderProcess":
+        """Returns once both ports answer /health."""
+        self.process.start()
+        for health_url in (self.url.removesuffix("/v1") + "/health", self.control_url + "/health"):
+            self.process.wait_for_url(health_url, timeout=START_TIMEOUT)
+        return self
 
-def stop_fake_provider(process: subprocess.Popen, timeout: float = 5.0) -> int:
-    """SIGTERM, then SIGKILL if it does not exit in `timeout` seconds; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    def stop(self) -> int | None:
+        """SIGTERM, SIGKILL after STOP_GRACE seconds; returns the exit status."""
+        self.control.close()
+        return self.process.stop()
+
+    def __enter__(self) -> "FakeProviderProcess":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

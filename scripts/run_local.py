@@ -1,8 +1,10 @@
 """Runs the services of the Procfile for `make run`, each line prefixed with its name, and prints
 where to click once they answer.
 
-honcho reads the Procfile, starts each service in a session of its own and prefixes its lines.
-The stopping is ours, because `honcho start` falls short there (honcho 2.0.0, manager.py): it sends
+honcho's documented API reads the Procfile (honcho.environ) and runs each service in a session of
+its own, its lines and its start and exit sent to a queue (honcho.process.Process); this script
+prints them, prefixed with the time and the service's name. The stopping is ours too, because
+`honcho start` falls short there (honcho 2.0.0, manager.py): it sends
 SIGTERM to each service's whole process group, so Celery's pool children die mid-task instead of
 the main process finishing them (warm shutdown); it sends SIGKILL 5 s after the first service
 exits, whatever the others still have to finish; a second Ctrl-C does nothing; its .env overrides
@@ -23,6 +25,7 @@ LOG_LEVEL. See .env.example.
 
 import contextlib
 import datetime
+import itertools
 import os
 import queue
 import secrets
@@ -32,15 +35,15 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from functools import partial
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
-from honcho.colour import get_colours
 from honcho.environ import parse, parse_procfile
-from honcho.printer import Message, Printer
 from honcho.process import Process
+
+from harness.waiting import url_answers, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAME_STOP = 1.0
@@ -50,6 +53,8 @@ OWN_NAME = "run"
 # What a service without an address prints once it is up: the summary waits for these lines, so
 # that it comes after their banners.
 READY_LINES = {"worker": b" ready.", "beat": b"beat: Starting..."}
+# Each service's prefix in its own colour on a terminal: cyan, yellow, green, magenta, red, blue.
+COLOURS = ("36", "33", "32", "35", "31", "34")
 
 
 def run_environment() -> dict[str, str]:
@@ -80,27 +85,34 @@ def describe(returncode: int) -> str:
     return f"exit {returncode}" if returncode >= 0 else signal.Signals(-returncode).name
 
 
-def own_line(text: str) -> Message:
-    return Message("line", text + "\n", datetime.datetime.now(), OWN_NAME, None)
+class Printer:
+    """Writes each line as ``12:00:01 worker | text``, the prefix in the service's colour on a
+    terminal (this script's own lines, under OWN_NAME, in none)."""
 
+    def __init__(self, names: list[str], output: TextIO):
+        self.output = output
+        self.width = max(map(len, [*names, OWN_NAME]))
+        colours = itertools.cycle(COLOURS) if output.isatty() else itertools.repeat(None)
+        self.colours = dict(zip(names, colours, strict=False))
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    def write(self, name: str, data: bytes | str, at: datetime.datetime) -> None:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        prefix = f"{at:%H:%M:%S} {name.ljust(self.width)} | "
+        if self.colours.get(name):
+            prefix = f"\033[0m\033[{self.colours[name]}m{prefix}\033[0m"
+        for line in text.splitlines():
+            print(prefix + line, file=self.output, flush=True)
 
 
 class Supervisor:
     def __init__(self, services: dict[str, str], env: dict[str, str], *, stop_timeout: float):
         self.env = env
         self.stop_timeout = stop_timeout
-        self.events: queue.Queue[Message] = queue.Queue()
-        self.printer = Printer(sys.stdout, width=max(map(len, [*services, OWN_NAME])))
-        colours = get_colours()
+        # honcho's events (line, start, stop) of every service, and this script's own lines (str).
+        self.events: queue.Queue = queue.Queue()
+        self.printer = Printer(list(services), sys.stdout)
         self.processes = {
-            name: Process(command, name=name, colour=next(colours), env=env, cwd=str(REPO_ROOT))
+            name: Process(command, name=name, env=env, cwd=str(REPO_ROOT))
             for name, command in services.items()
         }
         self.pids: dict[str, int] = {}
@@ -118,7 +130,7 @@ class Supervisor:
             self.lines_seen.set()
 
     def say(self, text: str) -> None:
-        self.events.put(own_line(text))
+        self.events.put(text)
 
     def run(self, ready_urls: list[str], summary_command: list[str]) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -142,17 +154,19 @@ class Supervisor:
         while not self.events.empty():
             self.handle(self.events.get())
         status, closing = self.outcome()
-        self.show(own_line(closing))
+        self.show(OWN_NAME, closing)
         return status
 
-    def show(self, message: Message) -> None:
+    def show(self, name: str, data: bytes | str, at: datetime.datetime | None = None) -> None:
         # Our output may be gone (`| tee` ends on Ctrl-C): the services still need stopping.
         with contextlib.suppress(OSError):
-            self.printer.write(message)
+            self.printer.write(name, data, at or datetime.datetime.now())
 
-    def handle(self, message: Message) -> None:
-        if message.type == "line":
-            self.show(message)
+    def handle(self, message) -> None:
+        if isinstance(message, str):
+            self.show(OWN_NAME, message)
+        elif message.type == "line":
+            self.show(message.name, message.data, message.time)
             if message.name in self.awaited_lines and self.awaited_lines[message.name] in message.data:
                 del self.awaited_lines[message.name]
                 if not self.awaited_lines:
@@ -233,17 +247,22 @@ class Supervisor:
             start_new_session=True,  # a Ctrl-C is ours to handle, not its
         )
         deadline = time.monotonic() + READY_TIMEOUT
-        checks = [(f"{url} answers", partial(answers, url)) for url in ready_urls]
+        checks = [(f"{url} answers", partial(url_answers, url)) for url in ready_urls]
         checks.append((f"{' and '.join(self.awaited_lines)} say they are up", self.lines_seen.is_set))
         for what, ready in checks:
-            while not ready():
-                if self.stop_started is not None:
-                    return
-                if time.monotonic() > deadline:
-                    self.say(f"not ready after {READY_TIMEOUT:g} s: waited until {what}")
-                    self.summary_process.terminate()
-                    return
-                time.sleep(0.2)
+            try:
+                wait_until(
+                    lambda ready=ready: self.stop_started is not None or ready(),
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    interval=0.2,
+                    message=what,
+                )
+            except TimeoutError:
+                self.say(f"not ready after {READY_TIMEOUT:g} s: waited until {what}")
+                self.summary_process.terminate()
+                return
+            if self.stop_started is not None:
+                return
         output, _ = self.summary_process.communicate()
         if self.stop_started is not None:
             return

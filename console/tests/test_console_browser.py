@@ -20,9 +20,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from clients.models import Client
+from fake_provider.client import FakeProviderProcess
+from harness.processes import REPO_ROOT
 from mailing_service.tests.test_docs_browser import CHROMIUM, OFFLINE_RESOLVER
 from mailings.models import Mailing
-from messages_app.tests.e2e import REPO_ROOT, FakeProvider, Worker, in_flight_pinned_at, require_real_services
+from messages_app.tests.e2e import FAKE_PROVIDER_SEED, Worker, in_flight_pinned_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -58,26 +60,20 @@ def browser(tmp_path):
 
 
 @pytest.fixture
-def services_up(celery_test_broker):
-    require_real_services(celery_test_broker)
-    return celery_test_broker
-
-
-@pytest.fixture
 def sending(services_up, tmp_path):
     """The fake provider (0.5 s per answer, 3 % rejected) and a worker with few requests in flight,
     so that the mailing runs long enough (tens of seconds) to be paused mid-way on a busy machine."""
-    provider = FakeProvider(TOKEN, latency=0.5, reject_rate=0.03)
-    worker = Worker(
-        broker_url=services_up,
-        cache_url=services_up,
-        provider=provider,
-        workdir=tmp_path,
-        **in_flight_pinned_at(5),
-    ).start()
-    yield provider
-    worker.stop()
-    provider.stop()
+    with (
+        FakeProviderProcess(TOKEN, latency=0.5, reject_rate=0.03, seed=FAKE_PROVIDER_SEED) as provider,
+        Worker(
+            broker_url=services_up,
+            cache_url=services_up,
+            provider=provider,
+            workdir=tmp_path,
+            **in_flight_pinned_at(5),
+        ),
+    ):
+        yield provider
 
 
 @pytest.fixture

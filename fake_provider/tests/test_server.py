@@ -7,8 +7,9 @@ import time
 import pytest
 import requests
 
-from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+from fake_provider.client import FakeProviderProcess
 from fake_provider.server import Config, RateLimit
+from harness.waiting import wait_until
 
 TOKEN = "test-token"
 PHONE = 79001234567
@@ -29,12 +30,8 @@ DEFAULTS = {
 
 @pytest.fixture(scope="module")
 def server():
-    port, control_port = free_port(), free_port()
-    process = start_fake_provider(port, control_port, TOKEN)
-    control = FakeProviderControl(f"http://127.0.0.1:{control_port}")
-    yield f"http://127.0.0.1:{port}/v1", control
-    control.close()
-    stop_fake_provider(process)
+    with FakeProviderProcess(TOKEN) as fake:
+        yield fake.url, fake.control
 
 
 @pytest.fixture
@@ -58,11 +55,10 @@ def send(send_url, msg_id, body=None, token=TOKEN, timeout=5.0, session=requests
     return session.post(f"{send_url}/send/{msg_id}", json=body, headers=headers, timeout=timeout)
 
 
-def wait_until(condition, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+def wait_for_no_request_in_flight(control):
+    wait_until(
+        lambda: control.stats()["in_flight"] == 0, timeout=3, interval=0.02, message="no request in flight"
+    )
 
 
 def test_valid_send_is_accepted_and_recorded_with_its_time(send_url, control):
@@ -242,7 +238,7 @@ def test_client_giving_up_during_latency_is_not_recorded_as_accepted(send_url, c
     with pytest.raises(requests.Timeout):
         send(send_url, 9, timeout=0.1)
 
-    wait_until(lambda: control.stats()["in_flight"] == 0)
+    wait_for_no_request_in_flight(control)
     time.sleep(0.5)  # past the latency: the send would have been answered by now
     stats = control.stats()
     assert stats["accepted_total"] == 0
@@ -256,9 +252,14 @@ def test_client_leaving_in_the_middle_of_its_body_is_counted_as_abandoned(send_u
             b"POST /v1/send/1 HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\n"
             b"Authorization: Bearer " + TOKEN.encode() + b'\r\nContent-Length: 100\r\n\r\n{"id": 1'
         )
-        wait_until(lambda: control.stats()["in_flight"] == 1)
+        wait_until(
+            lambda: control.stats()["in_flight"] == 1,
+            timeout=3,
+            interval=0.02,
+            message="one request in flight",
+        )
 
-    wait_until(lambda: control.stats()["in_flight"] == 0)
+    wait_for_no_request_in_flight(control)
     stats = control.stats()
     assert stats["outcomes"]["abandoned"] == stats["requests_total"] == 1
     assert stats["accepted_total"] == 0
@@ -296,7 +297,7 @@ def test_a_hang_lasts_until_the_client_gives_up(send_url, control):
         send(send_url, 4, timeout=0.3)
 
     # The server notices the disconnect and drops the hanging request.
-    wait_until(lambda: control.stats()["in_flight"] == 0)
+    wait_for_no_request_in_flight(control)
     stats = control.stats()
     assert stats["outcomes"]["hang"] == 1
     assert stats["accepted_total"] == 0
@@ -315,7 +316,7 @@ def test_refuse_outage_refuses_connections_then_works_again(send_url, control):
         send(send_url, 3)
     assert control.config()["outage"]["mode"] == "refuse"  # control API still up
 
-    wait_until(lambda: _answers(send_url), timeout=3.0)
+    wait_until(lambda: _answers(send_url), timeout=3, interval=0.02, message="the send port to answer")
     assert time.monotonic() - started >= 0.9
     assert send(send_url, 4, session=session).status_code == 200
     assert [msg_id for msg_id, _ in control.accepted()] == [1, 4]
@@ -345,7 +346,9 @@ def test_a_new_outage_replaces_the_current_one(send_url, control):
     control.outage("503", 0.3)
 
     assert send(send_url, 1).status_code == 503
-    wait_until(lambda: send(send_url, 2).status_code == 200, timeout=2.0)
+    wait_until(
+        lambda: send(send_url, 2).status_code == 200, timeout=2, interval=0.02, message="a 200 after the 503s"
+    )
     assert control.config()["outage"] is None
 
 

@@ -14,8 +14,8 @@ import pytest
 import requests
 from honcho.environ import parse_procfile
 
-from bench.processes import REPO_ROOT, process_tree, start, wait_for_log
 from fake_provider.client import free_port
+from harness.processes import REPO_ROOT, Process, process_tree
 
 STOP_TIMEOUT = 30  # RUN_STOP_TIMEOUT: the services' grace period
 SERVICES = ("provider", "worker", "beat", "web")
@@ -46,7 +46,7 @@ def processes():
     """Every process a test started, found through /proc; whatever is left is killed at the end."""
     seen: set[int] = set()
 
-    def snapshot(root: subprocess.Popen) -> set[int]:
+    def snapshot(root: Process) -> set[int]:
         seen.update(process_tree(root.pid))
         return set(seen)
 
@@ -80,8 +80,8 @@ def alive(pids: set[int]) -> set[int]:
 def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigterm_to_its_group(
     run_env, tmp_path, processes
 ):
-    make = start("make-run", ["make", "run"], run_env, tmp_path)
-    wait_for_log(tmp_path, "make-run", "Ctrl-C stops everything.", timeout=120)
+    make = Process(["make", "run"], env=run_env, log=tmp_path / "make-run.log").start()
+    make.wait_for_log("Ctrl-C stops everything.", timeout=120)
     log = (tmp_path / "make-run.log").read_text()
     web = f"http://{run_env['RUN_WEB_ADDR']}"
 
@@ -127,7 +127,7 @@ def test_make_run_sends_the_demo_mailing_and_stops_every_service_cleanly_on_sigt
     assert not alive(started)
 
 
-def start_supervisor(run_env, tmp_path, processes) -> tuple[subprocess.Popen, set[int]]:
+def start_supervisor(run_env, tmp_path, processes) -> tuple[Process, set[int]]:
     """The supervisor alone, with the same Procfile (no database needed), once the worker is up; the
     local state (secret key, broker folder) made first, as make run's setup_demo does."""
     subprocess.run(
@@ -137,8 +137,9 @@ def start_supervisor(run_env, tmp_path, processes) -> tuple[subprocess.Popen, se
         check=True,
         timeout=60,
     )
-    supervisor = start("supervisor", [sys.executable, "scripts/run_local.py"], run_env, tmp_path)
-    wait_for_log(tmp_path, "supervisor", " ready.", timeout=60)
+    command = [sys.executable, "-m", "scripts.run_local"]
+    supervisor = Process(command, env=run_env, log=tmp_path / "supervisor.log").start()
+    supervisor.wait_for_log(" ready.", timeout=60)
     return supervisor, processes(supervisor)
 
 
@@ -164,7 +165,7 @@ def test_a_second_signal_a_second_later_kills_what_is_still_stopping(run_env, tm
     supervisor.send_signal(signal.SIGTERM)
     first = time.monotonic()
     supervisor.send_signal(signal.SIGTERM)  # at once: the same stop, as when make passes it on
-    wait_for_log(tmp_path, "supervisor", "worker: Warm shutdown", timeout=10)
+    supervisor.wait_for_log("worker: Warm shutdown", timeout=10)
     time.sleep(max(0.0, first + 1.5 - time.monotonic()))
     supervisor.send_signal(signal.SIGINT)  # a second Ctrl-C, while the worker still shuts down
     supervisor.wait(10)

@@ -25,13 +25,13 @@ def reload_urls() -> None:
 
 
 @pytest.fixture
-def provider():
+def oidc_provider():
     with TinyOIDCProvider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as running:
         yield running
 
 
 @pytest.fixture
-def oidc_on(provider):
+def oidc_on(oidc_provider):
     with override_settings(
         OIDC_ENABLED=True,
         AUTHENTICATION_BACKENDS=[
@@ -41,10 +41,10 @@ def oidc_on(provider):
         OIDC_RP_CLIENT_ID=CLIENT_ID,
         OIDC_RP_CLIENT_SECRET=CLIENT_SECRET,
         OIDC_ROLE_GROUPS={"mail-ops": "operators", "mail-readers": "viewers"},
-        **provider.endpoints(),
+        **oidc_provider.endpoints(),
     ):
         reload_urls()
-        yield provider
+        yield oidc_provider
     reload_urls()
 
 
@@ -58,7 +58,7 @@ def roles():
     Group.objects.get(name="operators").permissions.add(view, change)
 
 
-def log_in_through_the_provider(client, provider) -> str:
+def log_in_through_the_provider(client, oidc_provider) -> str:
     """Follow the flow from the admin's login page: our redirect to the provider, its redirect
     back with a code, our callback (which calls its token, JWKS and userinfo endpoints). Returns
     where the callback sent the browser.
@@ -69,7 +69,7 @@ def log_in_through_the_provider(client, provider) -> str:
 
     to_provider = client.get(start, {"next": "/admin/"})
     assert to_provider.status_code == 302
-    assert to_provider.url.startswith(f"{provider.url}/authorize?")
+    assert to_provider.url.startswith(f"{oidc_provider.url}/authorize?")
     back = requests.get(to_provider.url, allow_redirects=False, timeout=5)
     assert back.status_code == 302
     callback = urlsplit(back.headers["Location"])

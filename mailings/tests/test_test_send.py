@@ -11,27 +11,28 @@ from django.utils import timezone
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
+from fake_provider.client import FakeProviderProcess
 from mailing_service.throttling import ActionRateThrottle
 from mailings.models import TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
 from messages_app.services import provider_pause
 from messages_app.tasks import send_test_messages
-from messages_app.tests.e2e import FakeProvider
+from messages_app.tests.e2e import FAKE_PROVIDER_SEED
 
 pytestmark = pytest.mark.django_db(transaction=True)  # outcomes are enqueued after a real commit
 
 
 @pytest.fixture(scope="module")
-def fake_provider():
-    provider = FakeProvider("test-send-token")
-    yield provider
-    provider.stop()
+def fake_provider_process():
+    """One for the module: these tests need no other real service."""
+    with FakeProviderProcess("test-send-token", seed=FAKE_PROVIDER_SEED) as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)
-def provider_settings(settings, fake_provider):
-    settings.PROVIDER_URL, settings.PROVIDER_TOKEN = fake_provider.url, fake_provider.token
+def provider_settings(settings, fake_provider_process):
+    settings.PROVIDER_URL, settings.PROVIDER_TOKEN = fake_provider_process.url, fake_provider_process.token
     settings.TEST_SEND_WAIT = 3.0
 
 
@@ -62,11 +63,11 @@ def url(mailing) -> str:
     return reverse("mailing-test", args=[mailing.pk])
 
 
-def test_each_client_gets_the_text_and_its_outcome_comes_back(api_client, fake_provider, monkeypatch):
+def test_each_client_gets_the_text_and_its_outcome_comes_back(api_client, fake_provider_process, monkeypatch):
     mailing = MailingFactory(text="Try me")
     reached, gone = ClientFactory(), ClientFactory()
     gone_id = gone.pk
-    fake_provider.control.reset()
+    fake_provider_process.control.reset()
 
     # The deleted client is known when the request is made, gone when the worker sends.
     def delete_before_sending(name, args=(), **kw):
@@ -79,12 +80,12 @@ def test_each_client_gets_the_text_and_its_outcome_comes_back(api_client, fake_p
     assert response.status_code == 200, response.data
     outcomes = {row["client"]: (row["status"], row["detail"]) for row in response.data}
     assert outcomes == {reached.pk: ("sent", ""), None: ("failed", "client was deleted")}
-    accepted = [msg_id for msg_id, _ in fake_provider.control.accepted()]
+    accepted = [msg_id for msg_id, _ in fake_provider_process.control.accepted()]
     assert accepted == [TestSend.objects.get(client=reached).provider_id]
     assert not Message.objects.exists()  # outside the mailing's messages and statistics
 
 
-def test_a_refusal_is_the_outcome(api_client, fake_provider, settings, worker_runs_at_once):
+def test_a_refusal_is_the_outcome(api_client, fake_provider_process, settings, worker_runs_at_once):
     settings.PROVIDER_TOKEN = "wrong"
     mailing, client = MailingFactory(), ClientFactory()
 
@@ -96,15 +97,15 @@ def test_a_refusal_is_the_outcome(api_client, fake_provider, settings, worker_ru
 
 
 def test_a_provider_slower_than_the_request_timeout_is_the_outcome(
-    api_client, fake_provider, settings, worker_runs_at_once
+    api_client, fake_provider_process, settings, worker_runs_at_once
 ):
     settings.PROVIDER_REQUEST_TIMEOUT = 0.3
-    fake_provider.control.configure(latency=2.0)
+    fake_provider_process.control.configure(latency=2.0)
     mailing, client = MailingFactory(), ClientFactory()
     try:
         response = api_client.post(url(mailing), {"client_ids": [client.pk]})
     finally:
-        fake_provider.control.configure(latency=0)
+        fake_provider_process.control.configure(latency=0)
 
     assert response.status_code == 200
     assert (response.data[0]["status"], response.data[0]["detail"]) == ("failed", "no answer within 0.3 s")
@@ -124,15 +125,15 @@ def test_without_an_answer_in_time_it_is_202_with_what_is_pending(api_client, se
     assert [row["id"] for row in listed.data["results"]] == [response.data[0]["id"]]
 
 
-def test_a_redelivered_task_does_not_send_again(api_client, fake_provider, enqueued, settings):
+def test_a_redelivered_task_does_not_send_again(api_client, fake_provider_process, enqueued, settings):
     settings.TEST_SEND_WAIT = 0
-    fake_provider.control.reset()
+    fake_provider_process.control.reset()
     ids = api_client.post(url(MailingFactory()), {"client_ids": [ClientFactory().pk]}).data
 
     send_test_messages([ids[0]["id"]])
     send_test_messages([ids[0]["id"]])
 
-    assert len(fake_provider.control.accepted()) == 1
+    assert len(fake_provider_process.control.accepted()) == 1
 
 
 @pytest.mark.parametrize(
@@ -165,9 +166,11 @@ def test_test_sends_are_throttled_per_user(api_client, enqueued, settings):
     assert api_client.get(url(mailing)).status_code == 200  # listing is not throttled
 
 
-def test_a_test_send_waits_on_the_shared_pause_as_senders_do(api_client, fake_provider, enqueued, settings):
+def test_a_test_send_waits_on_the_shared_pause_as_senders_do(
+    api_client, fake_provider_process, enqueued, settings
+):
     settings.TEST_SEND_WAIT = 0
-    fake_provider.control.reset()
+    fake_provider_process.control.reset()
     ids = api_client.post(url(MailingFactory()), {"client_ids": [ClientFactory().pk]}).data
     provider_pause(until=timezone.now() + timedelta(minutes=1))
 
@@ -175,4 +178,4 @@ def test_a_test_send_waits_on_the_shared_pause_as_senders_do(api_client, fake_pr
 
     send = TestSend.objects.get(pk=ids[0]["id"])
     assert (send.status, send.detail) == (TestSend.Status.FAILED, "sending paused")
-    assert fake_provider.control.stats()["requests_total"] == 0
+    assert fake_provider_process.control.stats()["requests_total"] == 0

@@ -5,11 +5,7 @@ tests' own db number). Where either is missing the tests skip, except under CI, 
 """
 
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import kombu
@@ -17,10 +13,13 @@ import pytest
 import redis
 from django.db import connection
 
-from fake_provider.client import FakeProviderControl, free_port, start_fake_provider, stop_fake_provider
+from fake_provider.client import FakeProviderProcess
+from harness.processes import Process
 from messages_app.models import Message
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "e2e-token"
+# The same draws of the fake provider's misbehaviour in every run.
+FAKE_PROVIDER_SEED = 7
 
 
 def in_flight_pinned_at(requests: int) -> dict[str, str]:
@@ -88,37 +87,32 @@ def database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class FakeProvider:
-    def __init__(self, token: str, **options):
-        self.token = token
-        self.port, self.control_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.process = start_fake_provider(self.port, self.control_port, token, seed=7, **options)
-        self.control = FakeProviderControl(f"http://127.0.0.1:{self.control_port}")
-
-    def stop(self) -> None:
-        self.control.close()
-        stop_fake_provider(self.process)
-
-
-class Worker:
-    """`celery worker -B` in its own process group, so a test can SIGKILL all of it at once."""
+class Worker(Process):
+    """`celery worker -B` in its own process group (so a test can SIGKILL all of it at once), its
+    output in workdir/worker.log; start() returns once it is ready."""
 
     def __init__(
         self,
         *,
         broker_url: str,
         cache_url: str,
-        provider: FakeProvider,
+        provider: FakeProviderProcess,
         workdir: Path,
         concurrency: int = 2,
         beat: bool = True,
         **overrides: str,
     ):
-        self.log_path = workdir / "worker.log"
-        self.concurrency = concurrency
-        self.beat = beat
-        self.env = (
+        command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
+        command += ["-B"] if beat else []
+        command += [
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        env = (
             os.environ
             | WORKER_SETTINGS
             | {
@@ -131,62 +125,12 @@ class Worker:
             }
             | overrides
         )
-        self.process: subprocess.Popen | None = None
+        super().__init__(command, env=env, log=workdir / "worker.log", stop_grace=15)
 
     def start(self) -> "Worker":
-        command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
-        command += ["-B"] if self.beat else []
-        command += [
-            "--concurrency",
-            str(self.concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ]
-        with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(lambda: " ready." in self.log_path.read_text(), timeout=30, what="the worker to start")
+        super().start()
+        self.wait_for_log(" ready.", timeout=30)
         return self
-
-    def __enter__(self) -> "Worker":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    def terminate(self, timeout: float = 30) -> None:
-        """SIGTERM to the main process only, as `docker stop` or Kubernetes does: a warm shutdown."""
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def counts_by_status(mailing_id: int) -> dict[str, int]:

@@ -12,17 +12,12 @@ import redis
 from django.utils import timezone
 
 from clients.models import Client
+from fake_provider.client import FakeProviderProcess
+from harness.waiting import wait_until
 from mailings.models import Mailing
 from messages_app.models import Message
 
-from .e2e import (
-    FakeProvider,
-    Worker,
-    counts_by_status,
-    in_flight_pinned_at,
-    require_real_services,
-    wait_until,
-)
+from .e2e import FAKE_PROVIDER_SEED, Worker, counts_by_status, in_flight_pinned_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -34,22 +29,20 @@ PAUSE_WITHIN = 2.0  # seconds: the issue's promise
 
 
 @pytest.fixture
-def services_up(celery_test_broker):
-    require_real_services(celery_test_broker)
-    connection = redis.Redis.from_url(celery_test_broker)
+def no_provider_pause(services_up) -> None:
+    """No pause of the provider left in the tests' Redis by an earlier test."""
+    connection = redis.Redis.from_url(services_up)
     connection.delete(*connection.keys("*sender:paused-until*") or ["-"])
-    return celery_test_broker
 
 
 @pytest.fixture
-def provider(services_up):
-    fake = FakeProvider(TOKEN, latency=0.2)
-    yield fake
-    fake.stop()
+def fake_provider_process(services_up):
+    with FakeProviderProcess(TOKEN, latency=0.2, seed=FAKE_PROVIDER_SEED) as fake:
+        yield fake
 
 
 @pytest.fixture
-def two_workers(services_up, provider, tmp_path, transactional_db):
+def two_workers(services_up, no_provider_pause, fake_provider_process, tmp_path, transactional_db):
     workers = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -57,7 +50,7 @@ def two_workers(services_up, provider, tmp_path, transactional_db):
             Worker(
                 broker_url=services_up,
                 cache_url=services_up,
-                provider=provider,
+                provider=fake_provider_process,
                 workdir=tmp_path / name,
                 **SLOW,
             )
@@ -99,23 +92,23 @@ def act(api_client, mailing: Mailing, action: str) -> float:
 
 
 def test_pause_stops_every_worker_within_2_s_and_resume_finishes_before_the_end(
-    two_workers, provider, api_client
+    two_workers, fake_provider_process, api_client
 ):
     mailing = running_mailing(api_client, ends_in=90)
     # A busy machine may start the second worker's sender a little later: wait for both to send.
     wait_until(
         lambda: (
             sent(mailing) >= 100
-            and all(f"mailing={mailing.pk} message=" in w.log_path.read_text() for w in two_workers)
+            and all(f"mailing={mailing.pk} message=" in w.log.read_text() for w in two_workers)
         ),
         timeout=30,
-        what="both worker processes sending this mailing, well under way",
+        message="both worker processes sending this mailing, well under way",
     )
 
     paused_at = act(api_client, mailing, "pause")
     time.sleep(PAUSE_WITHIN + 2)
 
-    after_pause = [at for _, at in provider.control.accepted() if at > paused_at]
+    after_pause = [at for _, at in fake_provider_process.control.accepted() if at > paused_at]
     latency = max(after_pause, default=paused_at) - paused_at
     print(f"pause latency: last acceptance {latency:.2f} s after the pause ({len(after_pause)} after it)")
     assert latency <= PAUSE_WITHIN
@@ -124,9 +117,9 @@ def test_pause_stops_every_worker_within_2_s_and_resume_finishes_before_the_end(
     assert not Message.objects.filter(mailing=mailing, status="pending", attempts__gt=0).exists()
 
     resumed_at = act(api_client, mailing, "resume")
-    wait_until(lambda: sent(mailing) == CLIENTS, timeout=60, what="the resumed mailing to finish")
+    wait_until(lambda: sent(mailing) == CLIENTS, timeout=60, message="the resumed mailing to finish")
 
-    accepted = provider.control.accepted()
+    accepted = fake_provider_process.control.accepted()
     assert len(accepted) == CLIENTS, "no message sent twice"
     assert not [at for _, at in accepted if paused_at + PAUSE_WITHIN < at < resumed_at]
     assert max(at for _, at in accepted) <= mailing.end_at.timestamp()
@@ -134,20 +127,20 @@ def test_pause_stops_every_worker_within_2_s_and_resume_finishes_before_the_end(
 
 
 def test_a_paused_mailing_past_its_end_cannot_resume_and_its_unsent_messages_expire(
-    two_workers, provider, api_client
+    two_workers, fake_provider_process, api_client
 ):
     mailing = running_mailing(api_client, ends_in=12)
-    wait_until(lambda: sent(mailing) >= 50, timeout=10, what="sending to be under way")
+    wait_until(lambda: sent(mailing) >= 50, timeout=10, message="sending to be under way")
 
     paused_at = act(api_client, mailing, "pause")
-    wait_until(lambda: timezone.now() > mailing.end_at, timeout=15, what="the end to pass")
+    wait_until(lambda: timezone.now() > mailing.end_at, timeout=15, message="the end to pass")
     refused = api_client.post(f"/api/v1/mailings/{mailing.pk}/resume/")
 
     assert refused.status_code == 409
     assert "finished" in refused.json()["detail"]
-    assert max(at for _, at in provider.control.accepted()) <= paused_at + PAUSE_WITHIN
+    assert max(at for _, at in fake_provider_process.control.accepted()) <= paused_at + PAUSE_WITHIN
     wait_until(
         lambda: set(counts_by_status(mailing.pk)) == {"sent", "expired"},
         timeout=10,
-        what="the sweeper to expire what the end left",
+        message="the sweeper to expire what the end left",
     )

@@ -8,10 +8,12 @@ provider, so no message fails and the breaker never pauses sending.
 
 import pytest
 
+from fake_provider.client import FakeProviderProcess
+from harness.waiting import wait_until
 from messages_app.models import ProviderPause
 
-from .e2e import FakeProvider, Worker, all_final, counts_by_status, require_real_services, wait_until
-from .test_pipeline_e2e import TOKEN, accepted_ids, create_mailing, make_clients
+from .e2e import FAKE_PROVIDER_SEED, TOKEN, Worker, all_final, counts_by_status
+from .test_pipeline_e2e import accepted_ids, create_mailing, make_clients
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -20,11 +22,10 @@ CLIENTS = 200  # five seconds of the allowance
 
 
 @pytest.fixture
-def rate_limited_provider(celery_test_broker):
-    require_real_services(celery_test_broker)
-    fake = FakeProvider(TOKEN, rate_limit=ALLOWANCE)
-    yield fake
-    fake.stop()
+def rate_limited_provider(services_up):
+    """The fake provider as a process, allowing ALLOWANCE sends a second."""
+    with FakeProviderProcess(TOKEN, rate_limit=ALLOWANCE, seed=FAKE_PROVIDER_SEED) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize(
@@ -35,18 +36,18 @@ def rate_limited_provider(celery_test_broker):
     ids=["learned-from-429s", "PROVIDER_RATE_LIMIT"],
 )
 def test_a_rate_limited_provider_gets_every_message_once_without_failures_or_pauses(
-    configured_rate, rate_limited_provider, celery_test_broker, api_client, tmp_path
+    configured_rate, rate_limited_provider, services_up, api_client, tmp_path
 ):
     make_clients(CLIENTS)
     with Worker(
-        broker_url=celery_test_broker,
-        cache_url=celery_test_broker,
+        broker_url=services_up,
+        cache_url=services_up,
         provider=rate_limited_provider,
         workdir=tmp_path,
         PROVIDER_RATE_LIMIT=configured_rate,
     ):
         mailing_id = create_mailing(api_client)
-        wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, what="every message to be final")
+        wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, message="every message to be final")
 
     assert counts_by_status(mailing_id) == {"sent": CLIENTS}
     assert len(accepted_ids(rate_limited_provider)) == CLIENTS  # none sent twice

@@ -13,10 +13,8 @@ import pytest
 from django.utils import timezone
 
 from clients.models import Client
+from harness.waiting import wait_until
 from messages_app.models import Message
-
-from .e2e import wait_until
-from .test_pipeline_e2e import provider, services_up, worker  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -32,7 +30,7 @@ def inside(local: datetime, start, end) -> bool:
     return start <= clock < end if start < end else clock >= start or clock < end
 
 
-def test_each_client_gets_the_message_inside_its_own_local_window(worker, provider, api_client):  # noqa: F811
+def test_each_client_gets_the_message_inside_its_own_local_window(worker, fake_provider_process, api_client):
     for n, zone in enumerate((*SENT_ZONES, *WAITING_ZONES)):
         Client.objects.bulk_create(
             Client(phone=f"7950{n:02d}{i:05d}", operator_code="950", timezone=zone) for i in range(PER_ZONE)
@@ -60,18 +58,18 @@ def test_each_client_gets_the_message_inside_its_own_local_window(worker, provid
     wait_until(
         lambda: messages.count() == PER_ZONE * 5,
         timeout=OPENS_IN.total_seconds() - 2,
-        what="the fan-out, before Moscow's window opens",
+        message="the fan-out, before Moscow's window opens",
     )
     moscow_due = messages.filter(client__timezone="Europe/Moscow").values_list("next_attempt_at", flat=True)
     assert set(moscow_due) == {moscow_opening}  # created waiting for its opening
 
     sent = messages.filter(status="sent")
     wait_until(
-        lambda: sent.count() == len(SENT_ZONES) * PER_ZONE, timeout=45, what="the open zones' messages"
+        lambda: sent.count() == len(SENT_ZONES) * PER_ZONE, timeout=45, message="the open zones' messages"
     )
 
     zone_of = dict(Message.objects.filter(mailing_id=mailing_id).values_list("id", "client__timezone"))
-    accepted = provider.control.accepted()
+    accepted = fake_provider_process.control.accepted()
     assert len(accepted) == len({msg_id for msg_id, _ in accepted}) == len(SENT_ZONES) * PER_ZONE
     for msg_id, accepted_at in accepted:
         local = datetime.fromtimestamp(accepted_at, ZoneInfo(zone_of[msg_id]))

@@ -9,9 +9,11 @@ import pytest
 from django.core.cache import cache
 from prometheus_client.parser import text_string_to_metric_families
 
+from fake_provider.client import FakeProviderProcess
+from harness.waiting import wait_until
 from mailing_service.collectors import cache_key
 from messages_app.models import Message
-from messages_app.tests.e2e import FakeProvider, Worker, all_final, require_real_services, wait_until
+from messages_app.tests.e2e import FAKE_PROVIDER_SEED, TOKEN, Worker, all_final
 from messages_app.tests.test_pipeline_e2e import create_mailing, make_clients
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -20,11 +22,10 @@ CLIENTS = 60
 
 
 @pytest.fixture
-def fake_provider(celery_test_broker):
-    require_real_services(celery_test_broker)
-    provider = FakeProvider("e2e-token", error_rate=0.2, reject_rate=0.1)
-    yield provider
-    provider.stop()
+def fake_provider_process(services_up):
+    """The fake provider as a process, failing a fifth of the sends and rejecting a tenth."""
+    with FakeProviderProcess(TOKEN, error_rate=0.2, reject_rate=0.1, seed=FAKE_PROVIDER_SEED) as fake:
+        yield fake
 
 
 def samples_of(text: str) -> dict[tuple[str, tuple], float]:
@@ -36,14 +37,14 @@ def samples_of(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
-    fake_provider, celery_test_broker, tmp_path, anonymous_client, api_client, settings
+    fake_provider_process, services_up, tmp_path, anonymous_client, api_client, settings
 ):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     worker = Worker(
-        broker_url=celery_test_broker,
-        cache_url=celery_test_broker,
-        provider=fake_provider,
+        broker_url=services_up,
+        cache_url=services_up,
+        provider=fake_provider_process,
         workdir=tmp_path,
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         LOG_FORMAT="json",
@@ -51,7 +52,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     try:
         make_clients(CLIENTS)
         mailing_id = create_mailing(api_client)
-        wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, what="every message to be final")
+        wait_until(lambda: all_final(mailing_id, CLIENTS), timeout=60, message="every message to be final")
     finally:
         worker.stop()
     settings.PROMETHEUS_MULTIPROC_DIR = str(metrics_dir)
@@ -77,7 +78,7 @@ def test_one_scrape_shows_the_workers_sending_and_the_databases_state(
     assert samples[("sms_messages", (("status", "sent"),))] == sent
     assert samples[("sms_messages_due", ())] == 0
 
-    log_text = worker.log_path.read_text()
+    log_text = worker.log.read_text()
     records = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
     attempts = [record for record in records if "outcome=" in record["message"]]
     assert len(attempts) == requests

@@ -51,7 +51,8 @@ class ScriptedProvider:
 
 @pytest.fixture
 def scripted_provider():
-    """Runs in its own thread and loop, because the sender under test runs its own loop."""
+    """A ScriptedProvider in this process, in its own thread and loop (the sender under test runs
+    its own loop)."""
     scripted = ScriptedProvider()
     ready = threading.Event()
     loop = asyncio.new_event_loop()
