@@ -79,6 +79,136 @@ def _state_action(summary: str, description: str):
     )
 
 
+class MailingTestSendActions:
+    """A mailing's test sends: its text tried on a few clients now, and the list of those tries."""
+
+    @property
+    def throttle_scope(self):
+        """Test sends cost money and reach real phones: TEST_SEND_RATE per user (settings' scope
+        test_send). The POST only: listing them (GET, test_sends) is free."""
+        return "test_send" if self.action == "test_send" else None
+
+    @extend_schema(
+        summary="Try the text on a few clients",
+        description="Sends the mailing's text now to each client given (any state, outside the "
+        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
+        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
+        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
+        request=TestSendRequestSerializer,
+        responses={
+            200: TestSendSerializer(many=True),
+            202: TestSendSerializer(many=True),
+            400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
+            404: OpenApiResponse(DetailSerializer),
+            429: OpenApiResponse(DetailSerializer, description="Too many test sends; retry later."),
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test",
+        url_name="test",
+        filter_backends=[],
+    )
+    def test_send(self, request, pk=None):
+        mailing = self.get_object()
+        body = TestSendRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
+        except Client.DoesNotExist as exc:
+            raise APIValidationError({"client_ids": [str(exc)]}) from exc
+        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
+        done = all(send.status != TestSend.Status.PENDING for send in sends)
+        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
+
+    @extend_schema(
+        summary="Test sends of a mailing",
+        description="Every test send of this mailing, newest first, with its outcome.",
+        responses={200: TestSendSerializer(many=True), 404: OpenApiResponse(DetailSerializer)},
+        filters=False,
+    )
+    @test_send.mapping.get
+    def test_sends(self, request, pk=None):
+        mailing = self.get_object()
+        page = self.paginate_queryset(mailing.test_sends.all())
+        return self.get_paginated_response(TestSendSerializer(page, many=True).data)
+
+
+class MailingStatisticsActions:
+    """Message counts: of every mailing, across mailings, and of one mailing with its messages."""
+
+    def get_serializer_class(self):
+        if self.action in ("statistics", "statistics_detail", "statistics_totals"):
+            return MailingStatisticsSerializer
+        return super().get_serializer_class()
+
+    @extend_schema(
+        summary="Message counts of every mailing",
+        tags=["statistics"],
+        description="Each mailing with its messages counted by status (every status present, 0 when "
+        "none) and in total. Takes the same filters and ordering as the mailing list.",
+        responses=MailingStatisticsSerializer(many=True),
+    )
+    @action(detail=False, url_path="statistics")
+    def statistics(self, request):
+        # The same plain mailings as the list, paginated first; then one grouped query sums the
+        # message tallies of this page only (see messages_app.selectors).
+        mailings = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(mailings)
+        if page is None:  # pagination switched off: every mailing, still one summing query
+            return Response(self.get_serializer(attach_message_counts(mailings), many=True).data)
+        data = self.get_serializer(attach_message_counts(page), many=True).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        summary="Message totals across mailings",
+        tags=["statistics"],
+        description="The messages of every mailing matching the filters (the mailing list's: state, "
+        "period through start_at_after / start_at_before, tag, operator code, launched), counted by "
+        "status and in total.",
+        responses=MessageTotalsSerializer,
+    )
+    @action(detail=False, url_path="statistics/totals", pagination_class=None)
+    def statistics_totals(self, request):
+        mailings = self.filter_queryset(self.get_queryset())
+        return Response(MessageTotalsSerializer({"message_counts": message_totals(mailings)}).data)
+
+    @extend_schema(
+        summary="Statistics of one mailing",
+        tags=["statistics"],
+        description="The mailing, its messages counted by status and in total, and one page of its "
+        "messages, which ?status= filters.",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                enum=MessageStatus.values,
+                description="Messages in this status only.",
+            ),
+            OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="Page of messages."),
+        ],
+        responses=MailingStatisticsDetailSerializer,
+        filters=False,
+    )
+    @action(detail=True, url_path="statistics", filter_backends=[])
+    def statistics_detail(self, request, pk=None):
+        mailing = self.get_object()
+        now = timezone.now()
+        attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)
+        messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
+        if not messages.is_valid():
+            raise APIValidationError(messages.errors)
+        # The counts just read give the page count: no COUNT(*) over the mailing's messages.
+        listed = mailing.message_counts[messages.form.cleaned_data.get("status") or "total"]
+        page = self.paginator.paginate_queryset(messages.qs, request, view=self, count=listed)
+        data = self.get_serializer(mailing).data
+        data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
+        data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
+        return Response(data)
+
+
 @extend_schema(tags=["mailings"])
 @extend_schema_view(
     list=extend_schema(summary="List mailings"),
@@ -113,7 +243,7 @@ def _state_action(summary: str, description: str):
         filters=False,
     ),
 )
-class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
+class MailingViewSet(MailingTestSendActions, MailingStatisticsActions, AuditLogMixin, viewsets.ModelViewSet):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
 
     Request bodies with fields not listed here are refused with 400 naming them.
@@ -127,11 +257,6 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
     filterset_class = MailingFilter
     ordering_fields = ["id", "start_at", "end_at"]
 
-    def get_serializer_class(self):
-        if self.action in ("statistics", "statistics_detail", "statistics_totals"):
-            return MailingStatisticsSerializer
-        return super().get_serializer_class()
-
     # Beyond the method's rule (accounts.permissions): the state actions and a test send change the
     # mailing (as in the admin console); counting a draft's segments only reads.
     action_permissions = {
@@ -141,12 +266,6 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
         "test_send": "change",
         "segments": "view",
     }
-
-    @property
-    def throttle_scope(self):
-        """Test sends cost money and reach real phones: TEST_SEND_RATE per user (settings' scope
-        test_send). The POST only: listing them (GET, test_sends) is free."""
-        return "test_send" if self.action == "test_send" else None
 
     def perform_update(self, serializer):
         try:
@@ -224,53 +343,6 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
         return Response(MailingSerializer(resend).data, status=201)
 
     @extend_schema(
-        summary="Try the text on a few clients",
-        description="Sends the mailing's text now to each client given (any state, outside the "
-        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
-        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
-        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
-        request=TestSendRequestSerializer,
-        responses={
-            200: TestSendSerializer(many=True),
-            202: TestSendSerializer(many=True),
-            400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
-            404: OpenApiResponse(DetailSerializer),
-            429: OpenApiResponse(DetailSerializer, description="Too many test sends; retry later."),
-        },
-        filters=False,
-    )
-    @action(
-        detail=True,
-        methods=["post"],
-        url_path="test",
-        url_name="test",
-        filter_backends=[],
-    )
-    def test_send(self, request, pk=None):
-        mailing = self.get_object()
-        body = TestSendRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
-        except Client.DoesNotExist as exc:
-            raise APIValidationError({"client_ids": [str(exc)]}) from exc
-        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
-        done = all(send.status != TestSend.Status.PENDING for send in sends)
-        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
-
-    @extend_schema(
-        summary="Test sends of a mailing",
-        description="Every test send of this mailing, newest first, with its outcome.",
-        responses={200: TestSendSerializer(many=True), 404: OpenApiResponse(DetailSerializer)},
-        filters=False,
-    )
-    @test_send.mapping.get
-    def test_sends(self, request, pk=None):
-        mailing = self.get_object()
-        page = self.paginate_queryset(mailing.test_sends.all())
-        return self.get_paginated_response(TestSendSerializer(page, many=True).data)
-
-    @extend_schema(
         summary="Clients a filter reaches",
         description="The number of clients matching these filter fields now, and a few of them, "
         "before a mailing is created with the filter. List values repeat the parameter or are "
@@ -298,70 +370,6 @@ class MailingViewSet(AuditLogMixin, viewsets.ModelViewSet):
         draft = SegmentsDraftSerializer(data=request.data)
         draft.is_valid(raise_exception=True)
         return Response(SegmentsSerializer(sms_segments(draft.validated_data["text"])).data)
-
-    @extend_schema(
-        summary="Message counts of every mailing",
-        tags=["statistics"],
-        description="Each mailing with its messages counted by status (every status present, 0 when "
-        "none) and in total. Takes the same filters and ordering as the mailing list.",
-        responses=MailingStatisticsSerializer(many=True),
-    )
-    @action(detail=False, url_path="statistics")
-    def statistics(self, request):
-        # The same plain mailings as the list, paginated first; then one grouped query sums the
-        # message tallies of this page only (see messages_app.selectors).
-        mailings = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(mailings)
-        if page is None:  # pagination switched off: every mailing, still one summing query
-            return Response(self.get_serializer(attach_message_counts(mailings), many=True).data)
-        data = self.get_serializer(attach_message_counts(page), many=True).data
-        return self.get_paginated_response(data)
-
-    @extend_schema(
-        summary="Message totals across mailings",
-        tags=["statistics"],
-        description="The messages of every mailing matching the filters (the mailing list's: state, "
-        "period through start_at_after / start_at_before, tag, operator code, launched), counted by "
-        "status and in total.",
-        responses=MessageTotalsSerializer,
-    )
-    @action(detail=False, url_path="statistics/totals", pagination_class=None)
-    def statistics_totals(self, request):
-        mailings = self.filter_queryset(self.get_queryset())
-        return Response(MessageTotalsSerializer({"message_counts": message_totals(mailings)}).data)
-
-    @extend_schema(
-        summary="Statistics of one mailing",
-        tags=["statistics"],
-        description="The mailing, its messages counted by status and in total, and one page of its "
-        "messages, which ?status= filters.",
-        parameters=[
-            OpenApiParameter(
-                "status",
-                OpenApiTypes.STR,
-                enum=MessageStatus.values,
-                description="Messages in this status only.",
-            ),
-            OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="Page of messages."),
-        ],
-        responses=MailingStatisticsDetailSerializer,
-        filters=False,
-    )
-    @action(detail=True, url_path="statistics", filter_backends=[])
-    def statistics_detail(self, request, pk=None):
-        mailing = self.get_object()
-        now = timezone.now()
-        attach_message_counts([mailing], sent_since=now - PROGRESS_RATE_WINDOW)
-        messages = MessageStatusFilter(request.query_params, queryset=mailing.messages.all())
-        if not messages.is_valid():
-            raise APIValidationError(messages.errors)
-        # The counts just read give the page count: no COUNT(*) over the mailing's messages.
-        listed = mailing.message_counts[messages.form.cleaned_data.get("status") or "total"]
-        page = self.paginator.paginate_queryset(messages.qs, request, view=self, count=listed)
-        data = self.get_serializer(mailing).data
-        data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
-        data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
-        return Response(data)
 
 
 def _wait_for_outcomes(ids: list[int], *, seconds: float) -> list[TestSend]:

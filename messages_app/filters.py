@@ -2,6 +2,7 @@ import re
 
 import django_filters
 from django import forms
+from drf_spectacular.utils import extend_schema_field
 
 from mailing_service.filters import StrictFilterSet
 
@@ -18,10 +19,18 @@ class WholeNumberField(forms.IntegerField):
         return super().to_python(value)
 
 
+# Ids are 64-bit in every database we run on: a larger number is a 400, not a query that fails.
+ID_MAX = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": -ID_MAX, "maximum": ID_MAX})
 class IdFilter(django_filters.NumberFilter):
     """Matches a related row by id without loading it: a deleted one gives an empty page, no error."""
 
     field_class = WholeNumberField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=-ID_MAX, max_value=ID_MAX, **kwargs)
 
 
 class MessageStatusFilter(StrictFilterSet):

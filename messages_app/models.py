@@ -6,10 +6,6 @@ from clients.models import Client
 from mailing_service.lookups import AnyOf
 from mailings.models import Mailing
 
-# last_error of a pending message deferred because its client's local window is closed; the
-# statistics count these while their next attempt is ahead (messages_app.selectors).
-WAITING_FOR_WINDOW = "waiting for the client's local sending window"
-
 
 class MessageStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # waiting for its next attempt
@@ -22,10 +18,20 @@ class MessageStatus(models.TextChoices):
     UNKNOWN = "unknown", "Sent, answer unknown"
 
 
+class WaitingFor(models.TextChoices):
+    """What a pending message waits for besides its next attempt's time, which is set to its end."""
+
+    NOTHING = "", "Nothing"  # due at its next attempt (a new message, a retry)
+    # Its client's local window is closed: next_attempt_at is the window's next opening. The
+    # statistics count these while that opening is ahead (messages_app.selectors).
+    WINDOW = "window", "The client's local sending window"
+
+
 class Message(models.Model):
     """One message of one mailing to one client; the row is the unit of work and its truth."""
 
     Status = MessageStatus
+    WaitingFor = WaitingFor
     FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN)
 
     # No index of its own: the (mailing, client) unique constraint and the progress index both lead
@@ -39,6 +45,9 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    waiting_for = models.CharField(
+        max_length=16, choices=WaitingFor.choices, blank=True, default=WaitingFor.NOTHING
+    )
     lease_until = models.DateTimeField(null=True, blank=True)
     # Set by each claim; a result is written only where the row still carries its claim's token,
     # so a sender that lost its claim (lease ran out, another sender took the row) changes nothing.
@@ -68,7 +77,7 @@ class Message(models.Model):
             # Statistics count the messages waiting for their local window by index only.
             models.Index(
                 fields=["mailing", "next_attempt_at"],
-                condition=Q(status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW),
+                condition=Q(status=MessageStatus.PENDING, waiting_for=WaitingFor.WINDOW),
                 name="message_waiting_window_idx",
             ),
         ]

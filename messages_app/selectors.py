@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 
-from .models import WAITING_FOR_WINDOW, Message, MessageStatus, MessageTally
+from .models import Message, MessageStatus, MessageTally, WaitingFor
 
 WAITING = "waiting_for_window"
 # The keys of every counts dict here: one per message status, "total", then how many of the pending
@@ -83,7 +83,9 @@ def message_counts_by_mailing(
 def _waiting_for_window(now: datetime | None = None):
     """Pending messages whose next attempt waits for their client's local window to open."""
     return Message.objects.filter(
-        status=MessageStatus.PENDING, last_error=WAITING_FOR_WINDOW, next_attempt_at__gt=now or timezone.now()
+        status=MessageStatus.PENDING,
+        waiting_for=WaitingFor.WINDOW,
+        next_attempt_at__gt=now or timezone.now(),
     )
 
 

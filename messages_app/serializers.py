@@ -18,6 +18,13 @@ class MessageSerializer(serializers.ModelSerializer):
             "created_at",
             "sent_at",
             "next_attempt_at",
+            "waiting_for",
         ]
         read_only_fields = fields
-        extra_kwargs = {"client": {"help_text": "The client's id; null when the client was deleted."}}
+        extra_kwargs = {
+            "client": {"help_text": "The client's id; null when the client was deleted."},
+            "waiting_for": {
+                "help_text": 'What a pending message waits for until next_attempt_at: "window" (its '
+                "client's local sending window opens then) or nothing (empty)."
+            },
+        }

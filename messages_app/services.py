@@ -32,7 +32,7 @@ from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import WAITING_FOR_WINDOW, Message, MessageTally, ProviderPause, SenderSlot
+from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
@@ -94,6 +94,7 @@ def messages_create_for_clients(
             "status",
             "attempts",
             "last_error",
+            "waiting_for",
             "created_at",
             "next_attempt_at",
             "claimed_by",
@@ -101,19 +102,19 @@ def messages_create_for_clients(
     )
     params: list[Any] = [mailing_id, Status.PENDING]
     if openings:
-        last_error, due = (
+        waiting_for, due = (
             "CASE WHEN opening.zone IS NULL THEN '' ELSE %s END",
             "COALESCE(opening.opens_at, %s)",
         )
-        params.append(WAITING_FOR_WINDOW)
+        params.append(WaitingFor.WINDOW)
         opening_sql, opening_params = _openings_table(openings)
         joined = f" LEFT JOIN {opening_sql} ON opening.zone = batch.timezone"
     else:
-        last_error, due, joined, opening_params = "''", "%s", "", []
+        waiting_for, due, joined, opening_params = "''", "%s", "", []
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"SELECT %s, batch.id, %s, 0, {last_error}, %s, {due}, '' "
+            f"SELECT %s, batch.id, %s, 0, '', {waiting_for}, %s, {due}, '' "
             f"FROM ({select_sql}) AS batch{joined} WHERE true ON CONFLICT DO NOTHING",
             [*params, moment, moment, *select_params, *opening_params],
         )
@@ -164,6 +165,7 @@ def messages_claim(
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
                 status=Status.SENDING,
+                waiting_for=WaitingFor.NOTHING,
                 claimed_by=holder,
                 lease_until=now + lease_duration(),
                 attempts=F("attempts") + 1,
@@ -444,7 +446,7 @@ def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime
     message, client = quote(Message._meta.db_table), quote(Client._meta.db_table)
     opening_sql, opening_params = _openings_table(openings)
     params = [
-        WAITING_FOR_WINDOW,
+        WaitingFor.WINDOW,
         *opening_params,
         mailing_id,
         Status.PENDING,
@@ -452,7 +454,7 @@ def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime
     ]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {message} AS m SET next_attempt_at = opening.opens_at, last_error = %s "
+            f"UPDATE {message} AS m SET next_attempt_at = opening.opens_at, waiting_for = %s "
             f"FROM {client} AS c, {opening_sql} "
             "WHERE m.mailing_id = %s AND m.status = %s AND m.next_attempt_at <= %s "
             "AND c.id = m.client_id AND c.timezone = opening.zone",

@@ -8,7 +8,7 @@ from rest_framework.pagination import PageNumberPagination
 
 from mailings.models import Mailing, MailingState
 from mailings.tests.factories import MailingFactory, mailing_in
-from messages_app.models import WAITING_FOR_WINDOW, Message, MessageStatus
+from messages_app.models import Message, MessageStatus, WaitingFor
 from messages_app.tests.factories import (
     MessageFactory,
     create_messages,
@@ -192,12 +192,12 @@ def windowed_mailing_with_waiting_messages() -> Mailing:
     mailing = MailingFactory(local_window_start="09:00", local_window_end="21:00")
     later = timezone.now() + timedelta(hours=3)
     MessageFactory.create_batch(
-        3, mailing=mailing, status="pending", next_attempt_at=later, last_error=WAITING_FOR_WINDOW
+        3, mailing=mailing, status="pending", next_attempt_at=later, waiting_for=WaitingFor.WINDOW
     )
     MessageFactory.create_batch(2, mailing=mailing, status="pending")
     MessageFactory(mailing=mailing, status="pending", next_attempt_at=later, last_error="HTTP 503")
     # Deferred for the window, but the window has opened since: due, no longer waiting for it.
-    MessageFactory(mailing=mailing, status="pending", last_error=WAITING_FOR_WINDOW)
+    MessageFactory(mailing=mailing, status="pending", waiting_for=WaitingFor.WINDOW)
     return mailing
 
 
@@ -257,7 +257,7 @@ def running_with_a_window(*, due: int, sent_last_minute: int, waiting_until: dat
     mailing = mailing_in(MailingState.RUNNING, pending=due)
     Mailing.objects.filter(pk=mailing.pk).update(local_window_start="09:00", local_window_end="21:00")
     MessageFactory.create_batch(
-        3, mailing=mailing, status="pending", next_attempt_at=waiting_until, last_error=WAITING_FOR_WINDOW
+        3, mailing=mailing, status="pending", next_attempt_at=waiting_until, waiting_for=WaitingFor.WINDOW
     )
     MessageFactory.create_batch(
         sent_last_minute,

@@ -34,6 +34,7 @@ def test_retrieve_gives_the_message_fields(api_client):
         "created_at": response.data["created_at"],
         "sent_at": "2100-01-01T09:30:00Z",
         "next_attempt_at": response.data["next_attempt_at"],
+        "waiting_for": "",
     }
 
 
@@ -141,3 +142,10 @@ def test_one_mailings_page_count_comes_from_its_tallies_not_a_count(api_client, 
     assert response.data["count"] == expected.count() == {None: 4, "sent": 3, "pending": 1}[status]
     assert ids(response) == sorted(expected.values_list("id", flat=True))
     assert not [query for query in queries if "COUNT(" in query["sql"].upper()]
+
+
+def test_an_id_beyond_64_bits_is_a_field_error(api_client):
+    response = api_client.get("/api/v1/messages/", {"mailing": 2**63})
+
+    assert response.status_code == 400
+    assert "mailing" in response.json()

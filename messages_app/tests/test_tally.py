@@ -188,12 +188,15 @@ def test_reconciling_repairs_tallies_that_missed_or_doubled_messages(capsys):
 @pytest.mark.django_db(transaction=True)
 def test_migrating_counts_the_messages_that_were_there_before_the_triggers():
     executor = MigrationExecutor(connection)
-    executor.migrate([("messages_app", "0005_mailing_fk_without_own_index")])
+    before_triggers = [("messages_app", "0005_mailing_fk_without_own_index")]
+    executor.migrate(before_triggers)
+    # The table as it was then: a message of that time, not of today's model.
+    OldMessage = executor.loader.project_state(before_triggers).apps.get_model("messages_app", "Message")
     try:
         mailing = MailingFactory()
         for client in ClientFactory.create_batch(3):
-            Message.objects.create(mailing=mailing, client=client, status=Status.SENT)
-        Message.objects.create(mailing=mailing, client=ClientFactory())
+            OldMessage.objects.create(mailing_id=mailing.pk, client_id=client.pk, status=Status.SENT)
+        OldMessage.objects.create(mailing_id=mailing.pk, client_id=ClientFactory().pk)
     finally:
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
@@ -225,3 +228,33 @@ def test_two_reconciles_at_once_add_the_missing_messages_once():
     thread.join()
 
     assert tallied(mailing.pk) == counted(mailing.pk) == {Status.PENDING: 4}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_turns_the_old_waiting_text_into_data_and_keeps_the_tallies():
+    executor = MigrationExecutor(connection)
+    before = [("messages_app", "0007_message_tally_backfill")]
+    executor.migrate(before)
+    OldMessage = executor.loader.project_state(before).apps.get_model("messages_app", "Message")
+    try:
+        mailing = MailingFactory()
+        waiting = OldMessage.objects.create(
+            mailing_id=mailing.pk,
+            client_id=ClientFactory().pk,
+            last_error="waiting for the client's local sending window",
+        )
+        retried = OldMessage.objects.create(
+            mailing_id=mailing.pk, client_id=ClientFactory().pk, last_error="HTTP 503"
+        )
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    rows = Message.objects.in_bulk([waiting.pk, retried.pk])
+    assert (rows[waiting.pk].waiting_for, rows[waiting.pk].last_error) == (Message.WaitingFor.WINDOW, "")
+    assert (rows[retried.pk].waiting_for, rows[retried.pk].last_error) == (
+        Message.WaitingFor.NOTHING,
+        "HTTP 503",
+    )
+    Message.objects.filter(pk=retried.pk).update(status=Status.SENT)  # the triggers still count
+    assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 1, Status.PENDING: 1}

@@ -13,7 +13,7 @@ from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import launch, services
-from messages_app.models import WAITING_FOR_WINDOW, Message
+from messages_app.models import Message, WaitingFor
 from messages_app.sending.outcomes import Outcome, Result
 from messages_app.windows import WindowGuard
 
@@ -79,7 +79,7 @@ def test_fan_out_defers_closed_zones_to_their_opening_and_leaves_open_ones_due(l
         "Europe/London": {at("Europe/London", 2026, 1, 10, 9)},
         "America/New_York": {at("America/New_York", 2026, 1, 10, 9)},
     }
-    waiting = Message.objects.filter(mailing=launched, last_error=WAITING_FOR_WINDOW)
+    waiting = Message.objects.filter(mailing=launched, waiting_for=WaitingFor.WINDOW)
     assert set(waiting.values_list("client__timezone", flat=True)) == {"Europe/London", "America/New_York"}
 
 
@@ -142,8 +142,9 @@ def test_stragglers_found_due_in_closed_zones_are_deferred_to_their_opening(laun
     london.update(next_attempt_at=NOW - timedelta(seconds=5), last_error="HTTP 503")  # a retry
 
     assert guard.defer_stragglers(NOW) == 2
-    assert set(london.values_list("next_attempt_at", "last_error")) == {
-        (at("Europe/London", 2026, 1, 10, 9), WAITING_FOR_WINDOW)
+    # Waiting is a mark of its own: the retry's error stays what it was.
+    assert set(london.values_list("next_attempt_at", "waiting_for", "last_error")) == {
+        (at("Europe/London", 2026, 1, 10, 9), WaitingFor.WINDOW, "HTTP 503")
     }
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
-from messages_app.models import WAITING_FOR_WINDOW, Message
+from messages_app.models import Message, WaitingFor
 from messages_app.tests.factories import MessageFactory
 
 from .test_sender import running_mailing, sender
@@ -37,6 +37,6 @@ def test_only_clients_inside_their_window_are_sent_and_the_others_wait_for_their
     assert sorted(msg_id for msg_id, _ in transport.accepted) == sorted(m.id for m in inside)
     opening = mailing.local_window.next_opening("America/Bogota", clock.now())
     waiting = Message.objects.filter(pk__in=[m.id for m in outside])
-    assert set(waiting.values_list("status", "next_attempt_at", "last_error")) == {
-        ("pending", opening, WAITING_FOR_WINDOW)
+    assert set(waiting.values_list("status", "next_attempt_at", "waiting_for")) == {
+        ("pending", opening, WaitingFor.WINDOW)
     }
