@@ -1,8 +1,11 @@
 """How hard to push the provider, learned from its answers (no Django here).
 
-`InFlightLimit`: requests in flight, a slow start, then additive increase while latency stays near
-its baseline (a long average), multiplicative decrease when it climbs or the provider throttles or
-fails (AIMD, as TCP's congestion window and Netflix's concurrency-limits).
+`InFlightLimit`: requests in flight. By Little's law a sender's throughput is what it has in flight
+divided by the latency, so while the latency of a round trip stays near the lowest seen, more in
+flight is more throughput and the limit grows (a slow start, then a quarter per round trip); once
+the latency climbs with it, the provider is queueing our requests (its knee): the limit holds, and
+backs off when the latency has grown by half (as TCP Vegas and Netflix's gradient limit compare with
+the lowest recent latency). A 429, a timeout or a 5xx backs it off as well.
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
@@ -16,33 +19,48 @@ from collections.abc import Callable
 Clock = Callable[[], float]
 
 BACKOFF = 0.9  # multiplicative decrease
-# Additive increase of the in-flight limit per answer while it is in use: about a quarter per round
-# trip. A tenth took 17 round trips from 200 to 1,000 in flight: 8 s of a 500 ms provider, which a
-# 30,000-message mailing spent mostly climbing (1,689 msg/s, against 1,863 with a quarter and
-# 2,002 starting at 1,000 by hand; `make bench`, latency phase).
+# The slow start begins at this share of its target (SENDER_CONCURRENCY), so that it reaches it in
+# one round trip: from the floor (20 of 200) it took four, 20 s of a provider answering in 5 s.
+SLOW_START_SHARE = 0.5
+# Additive increase of the in-flight limit per answer after the slow start, while it is in use and
+# latency near its best: about a quarter per round trip. A tenth took 17 round trips from 200 to
+# 1,000 in flight: 8 s of a 500 ms provider, which a 30,000-message mailing spent mostly climbing
+# (1,689 msg/s, against 1,863 with a quarter and 2,002 starting at 1,000 by hand; `make bench`,
+# latency phase).
 GROWTH_PER_ANSWER = 0.25
-LATENCY_TOLERANCE = 2.0  # smoothed latency above baseline times this: the provider is queueing
-LATENCY_SMOOTHING = 0.05  # weight of a new sample in the short moving average
-# The baseline is a long moving average (this many seconds): our own queueing shows within a few
-# round trips, while a provider (or a machine) slower for good becomes the new normal instead of
-# holding the limit at its floor forever.
-BASELINE_SECONDS = 10.0
+# A round trip's mean latency over the baseline: below GROW_BELOW, more in flight still brings more
+# throughput; above CUT_ABOVE a third of every request's time is spent waiting in the provider's queue.
+# The baseline is the lowest round trip's *mean*, not the fastest answer: with latencies spread
+# ±50 % the fastest answer is half the mean. Means of a growing limit run a few per cent low (its
+# newest requests are over-represented, and their quick answers arrive first), hence the margin.
+GROW_BELOW = 1.25
+CUT_ABOVE = 1.5
+# Answers in a round trip's mean at the least: fewer vary too much to be compared.
+MIN_ROUND_TRIP_ANSWERS = 16
+# Cut this many round trips in a row: when the latency did not fall with what was in flight, it is
+# the provider's own (slower for good), and becomes the new baseline.
+REBASE_AFTER_CUTS = 5
+REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that counts as not fallen
 
 
 class InFlightLimit:
-    """Starts at `minimum` and doubles every round trip (slow start) up to `initial`, or until the
-    first sign of overload; from there it grows by about a quarter per round trip up to `maximum`."""
+    """Starts at half of `initial` (not below `minimum`) and doubles every round trip (slow
+    start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
+    up to `maximum` while latency stays near its baseline."""
 
     def __init__(self, *, initial: int, minimum: int, maximum: int, clock: Clock = time.monotonic):
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self.slow_start_until = float(min(maximum, max(minimum, initial)))
-        self.value = float(minimum)
+        self.value = float(max(minimum, int(self.slow_start_until * SLOW_START_SHARE)))
         self._clock = clock
-        self.baseline: float | None = None
-        self.smoothed: float | None = None
-        self._sampled_at = clock()
+        self.baseline: float | None = None  # the lowest mean latency of a round trip
+        self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
+        self._round_trip: _RoundTrip | None = None  # begins with its first answer
+        self._growing = True  # the last round trip's latency was near the baseline
+        self._cuts_in_a_row = 0
+        self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
 
     @property
@@ -51,33 +69,79 @@ class InFlightLimit:
 
     def on_answer(self, latency: float, *, in_flight: int) -> None:
         """An answer came back in time (accepted or refused): latency says whether it queued."""
-        self._sample(latency)
-        if self.smoothed > self.baseline * LATENCY_TOLERANCE:
-            self._decrease()
-        elif in_flight * 2 >= self.value:  # only a limit in use may grow
+        if self._round_trip is None:
+            # About one round trip of answers when the limit is in use.
+            self._round_trip = _RoundTrip(max(MIN_ROUND_TRIP_ANSWERS, self.limit))
+        round_trip = self._round_trip
+        round_trip.add(latency)
+        if self.baseline is None:
+            self.latency = round_trip.mean
+        elif round_trip.answers >= MIN_ROUND_TRIP_ANSWERS and round_trip.mean > self.baseline * GROW_BELOW:
+            # Stop growing at once: a round trip of growth past the knee is a round trip of queue.
+            self._growing = False
+        # Only a limit in use may grow: one left half empty says nothing of the provider.
+        if self._growing and in_flight * 2 >= self.value:
             growth = 1.0 if self.value < self.slow_start_until else GROWTH_PER_ANSWER
             self.value = min(self.maximum, self.value + growth)
+        if round_trip.answers >= round_trip.size:
+            self._round_trip = None
+            self._judge(round_trip)
 
     def on_overload(self) -> None:
         """A 429, a timeout, a 5xx or a refused connection."""
+        now = self._clock()
+        if now >= self._cut_until:
+            self._cut_until = now + (self.latency or 0.0)
+            self._decrease()
+
+    def _judge(self, round_trip: "_RoundTrip") -> None:
+        """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
+        self.latency = round_trip.mean
+        self.baseline = min(self.baseline or self.latency, self.latency)
+        queueing = self.latency / self.baseline if self.baseline else 1.0
+        self._growing = queueing <= GROW_BELOW
+        if queueing > CUT_ABOVE:
+            self._back_off_from_queueing()
+            return
+        self._cuts_in_a_row = 0
+        if not self._growing:
+            self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
+
+    def _back_off_from_queueing(self) -> None:
+        self._worst_since_cuts = (
+            max(self._worst_since_cuts, self.latency) if self._cuts_in_a_row else self.latency
+        )
+        self._cuts_in_a_row += 1
         self._decrease()
+        if (
+            self._cuts_in_a_row >= REBASE_AFTER_CUTS
+            and self.latency >= self._worst_since_cuts * REBASE_IF_LATENCY_KEPT
+        ):
+            self.baseline = self.latency
+            self._cuts_in_a_row = 0
 
     def _decrease(self) -> None:
-        now = self._clock()
-        if now < self._cut_until:
-            return
         self.value = max(self.minimum, self.value * BACKOFF)
         self.slow_start_until = 0.0
-        self._cut_until = now + (self.smoothed or 0.0)
 
-    def _sample(self, latency: float) -> None:
-        now = self._clock()
-        if self.smoothed is None:
-            self.baseline = self.smoothed = latency
-        else:
-            self.smoothed += LATENCY_SMOOTHING * (latency - self.smoothed)
-            self.baseline += min(1.0, (now - self._sampled_at) / BASELINE_SECONDS) * (latency - self.baseline)
-        self._sampled_at = now
+
+class _RoundTrip:
+    """The answers of about one round trip, for their mean latency."""
+
+    __slots__ = ("size", "answers", "total")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.answers = 0
+        self.total = 0.0
+
+    def add(self, latency: float) -> None:
+        self.answers += 1
+        self.total += latency
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.answers
 
 
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over
