@@ -41,6 +41,10 @@ MIN_ROUND_TRIP_ANSWERS = 16
 # the provider's own (slower for good), and becomes the new baseline.
 REBASE_AFTER_CUTS = 5
 REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that counts as not fallen
+# Held this many round trips between GROW_BELOW and CUT_ABOVE, the limit grows for one round trip to
+# see whether the latency follows (our own queue: back to where it was) or not (the latency is not
+# ours, e.g. a machine busy with something else, and becomes the new baseline).
+PROBE_AFTER_HELD = 4
 
 
 class InFlightLimit:
@@ -59,6 +63,9 @@ class InFlightLimit:
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
         self._growing = True  # the last round trip's latency was near the baseline
+        self._held_in_a_row = 0
+        self._probe: tuple[float, float] | None = None  # latency and limit before a probe grew it
+        self._probe_round_trips = 0
         self._cuts_in_a_row = 0
         self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
@@ -76,7 +83,11 @@ class InFlightLimit:
         round_trip.add(latency)
         if self.baseline is None:
             self.latency = round_trip.mean
-        elif round_trip.answers >= MIN_ROUND_TRIP_ANSWERS and round_trip.mean > self.baseline * GROW_BELOW:
+        elif (
+            self._probe is None
+            and round_trip.answers >= MIN_ROUND_TRIP_ANSWERS
+            and round_trip.mean > self.baseline * GROW_BELOW
+        ):
             # Stop growing at once: a round trip of growth past the knee is a round trip of queue.
             self._growing = False
         # Only a limit in use may grow: one left half empty says nothing of the provider.
@@ -98,14 +109,39 @@ class InFlightLimit:
         """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
         self.latency = round_trip.mean
         self.baseline = min(self.baseline or self.latency, self.latency)
+        if self._probe is not None:
+            self._judge_probe()
+            return
         queueing = self.latency / self.baseline if self.baseline else 1.0
         self._growing = queueing <= GROW_BELOW
         if queueing > CUT_ABOVE:
+            self._held_in_a_row = 0
             self._back_off_from_queueing()
             return
         self._cuts_in_a_row = 0
-        if not self._growing:
+        if self._growing:
+            self._held_in_a_row = 0
+        else:
             self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
+            self._held_in_a_row += 1
+            if self._held_in_a_row >= PROBE_AFTER_HELD:
+                self._probe, self._probe_round_trips = (self.latency, self.value), 0
+                self._growing = True
+
+    def _judge_probe(self) -> None:
+        """The round trip that grew is over; the next one's answers say what the growth did."""
+        self._probe_round_trips += 1
+        self._growing = False
+        if self._probe_round_trips < 2:
+            return
+        (latency_before, value_before), self._probe = self._probe, None
+        self._held_in_a_row = 0
+        grown = self.value / value_before - 1
+        if self.latency > latency_before * (1 + grown / 4):
+            self.value = value_before  # the latency followed what was in flight: our own queue
+        else:
+            self.baseline = self.latency
+            self._growing = True
 
     def _back_off_from_queueing(self) -> None:
         self._worst_since_cuts = (

@@ -2,10 +2,11 @@
 
 import asyncio
 import math
+from collections.abc import Callable
 
 import pytest
 
-from messages_app.sending.adaptive import GROWTH_PER_ANSWER, InFlightLimit, LearnedRate
+from messages_app.sending.adaptive import GROWTH_PER_ANSWER, PROBE_AFTER_HELD, InFlightLimit, LearnedRate
 from messages_app.sending.pacing import Feedback, Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
 from messages_app.sending.tests.test_ratelimit import FakeClock
@@ -82,16 +83,51 @@ def test_latency_half_again_over_the_best_round_trip_cuts_the_limit_once_per_rou
     assert adaptive.limit == 81
 
 
-def test_latency_climbing_by_less_than_half_holds_the_limit():
-    adaptive = limit(FakeClock())
+def held_after_a_climb(adaptive: InFlightLimit) -> int:
+    """Latency 1.4 times its best: the round trip that shows it still grew (it is judged at its end)."""
     answered_at(adaptive, 0.1, 100)
-    answered_at(adaptive, 0.14, 125)  # this round trip's answers still grow it: it is judged at its end
-    held = adaptive.limit
+    answered_at(adaptive, 0.14, 125)
+    return adaptive.limit
 
-    answered_at(adaptive, 0.14, 10 * held)
+
+def round_trips(adaptive: InFlightLimit, count: int, latency: Callable[[float], float]) -> None:
+    """`count` round trips, every request in flight answering, in `latency(limit)` seconds."""
+    for _ in range(count):
+        answered_at(adaptive, latency(adaptive.limit), adaptive.limit, in_flight=adaptive.limit)
+
+
+def test_latency_climbing_by_less_than_half_holds_the_limit_until_a_probe():
+    adaptive = limit(FakeClock())
+    held = held_after_a_climb(adaptive)
+
+    round_trips(adaptive, PROBE_AFTER_HELD - 1, lambda _: 0.14)
 
     assert adaptive.limit == held
     assert adaptive.baseline == pytest.approx(0.1)
+
+
+def test_a_probe_whose_latency_follows_what_is_in_flight_goes_back_to_what_was_held():
+    adaptive = limit(FakeClock())
+    held = held_after_a_climb(adaptive)
+    round_trips(adaptive, PROBE_AFTER_HELD, lambda _: 0.14)  # the last one grew it
+    assert adaptive.limit > held * 1.2
+
+    round_trips(adaptive, 1, lambda in_flight: 0.14 * in_flight / held)  # our own queue
+
+    assert adaptive.limit == held
+    assert adaptive.baseline == pytest.approx(0.1)
+
+
+def test_a_probe_whose_latency_stays_makes_it_the_new_baseline_and_the_limit_grows_again():
+    adaptive = limit(FakeClock())
+    held_after_a_climb(adaptive)
+    round_trips(adaptive, PROBE_AFTER_HELD + 1, lambda _: 0.14)  # the probe's latency is not ours
+    assert adaptive.baseline == pytest.approx(0.14)
+    probed = adaptive.limit
+
+    round_trips(adaptive, 1, lambda _: 0.14)
+
+    assert adaptive.limit == pytest.approx(probed * 1.25, abs=1)
 
 
 def test_the_baseline_is_the_best_round_trip_mean_not_the_fastest_answer():
