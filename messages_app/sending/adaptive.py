@@ -62,7 +62,7 @@ class InFlightLimit:
         self.baseline: float | None = None  # the lowest mean latency of a round trip
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
-        self._growing = True  # the last round trip's latency was near the baseline
+        self._growing = True  # the last round trip's latency was near the baseline, or a probe grows it
         self._held_in_a_row = 0
         self._probe: tuple[float, float] | None = None  # latency and limit before a probe grew it
         self._probe_round_trips = 0
@@ -137,6 +137,7 @@ class InFlightLimit:
         (latency_before, value_before), self._probe = self._probe, None
         self._held_in_a_row = 0
         grown = self.value / value_before - 1
+        # A quarter of the growth: the requests answered by now went out while the limit still grew.
         if self.latency > latency_before * (1 + grown / 4):
             self.value = value_before  # the latency followed what was in flight: our own queue
         else:
