@@ -7,7 +7,10 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   send       N clients at 50 ms until every message is final; the raw limit: a plain aiohttp client
              (a process of its own) with as many requests in flight against the same provider,
              before the send and after it (the headline ratio, to their mean).
-  latency    the same at 500 ms with default settings: what the adaptive in-flight limit reaches.
+  latency    a sweep of provider latencies (50 ms, 500 ms, 2 s, 5 s, each spread ±50 %), default
+             settings: what the pace reaches and how fast, against the ideal (the senders'
+             SENDER_CONCURRENCY over the latency, or the raw client where the CPU binds first);
+             then the fairness run at 5 s: a big mailing alone, then with ten small ones beside it.
   soak       a long send at 50 ms: throughput of the first and last tenth, memory, Celery queue.
   baseline   the design card's shape: one Celery task per message with requests (same worker),
              then a requests thread pool and the aiohttp client against the same provider.
@@ -43,16 +46,23 @@ from zoneinfo import ZoneInfo
 import redis
 import requests
 
-from fake_provider.client import FakeProviderProcess, free_port
+from fake_provider.client import FakeProviderControl, FakeProviderProcess, free_port
 from mailings.window import LocalWindow, all_zones
 
 from . import processes
+from .sweep import Timeline, sweep_svg
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PHASES = ("send", "latency", "soak", "baseline", "ratelimit", "scaleout", "size", "stats")
 RATE_LIMIT_CHECK_WINDOW = 10.0  # seconds over which the rate limit must hold
 QUEUE = "celery"
+# A real provider's latency varies from request to request: the latency phase's is uniform within
+# this share of its mean either side.
+LATENCY_SPREAD = 0.5
+# The fairness run: a big mailing, then these many small ones of this size created a round trip later.
+FAIR_LATENCY = 5.0
+FAIR_SMALL_MAILINGS, FAIR_SMALL_CLIENTS = 10, 20
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,8 +82,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="processes of a Celery worker node")
     parser.add_argument("--concurrency", type=int, default=None, help="SENDER_CONCURRENCY per sender")
     parser.add_argument("--raw-seconds", type=float, default=10.0)
-    parser.add_argument("--slow-latency", type=float, default=0.5, help="latency and scaleout phases")
-    parser.add_argument("--slow-clients", type=int, default=30_000, help="latency phase size")
+    parser.add_argument("--slow-latency", type=float, default=0.5, help="scaleout phase's latency")
+    parser.add_argument(
+        "--sweep-latencies",
+        type=lambda text: [float(value) for value in text.split(",")],
+        default=[0.05, 0.5, 2.0, 5.0],
+        help="latency phase: provider mean latencies, seconds, comma-separated",
+    )
+    parser.add_argument(
+        "--sweep-seconds", type=float, default=40.0, help="latency phase: clients for this long at the ideal"
+    )
+    parser.add_argument(
+        "--fair-clients",
+        type=int,
+        default=3_000,
+        help="latency phase: the fairness run's big mailing (0: none)",
+    )
+    parser.add_argument("--svg", type=Path, help="latency phase: draw the sweep into this file")
     parser.add_argument("--soak-messages", type=int, default=1_000_000, help="soak phase size")
     parser.add_argument("--baseline-messages", type=int, default=1_000, help="per-message Celery tasks")
     parser.add_argument("--baseline-threads", type=int, default=200, help="requests thread pool size")
@@ -94,7 +119,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     sizes = {
         "send": args.clients,
-        "latency": args.slow_clients,
+        "latency": args.sweep_seconds,
         "soak": args.soak_messages,
         "baseline": args.baseline_messages,
         "ratelimit": args.rate_limit,
@@ -234,16 +259,16 @@ class Bench:
         self._sql("TRUNCATE messages_app_message, mailings_mailing, clients_client RESTART IDENTITY CASCADE")
         self.control.reset()
 
-    def _insert_clients(self, count: int) -> None:
+    def _insert_clients(self, count: int, *, tag: str = "", first: int = 1) -> None:
         self._sql(
             "INSERT INTO clients_client (phone, operator_code, tag, timezone, created_at, updated_at) "
             "SELECT '79' || lpad(n::text, 9, '0'), '9' || lpad((n %% 100)::text, 2, '0'), "
-            "'', (%s::text[])[1 + n %% %s], now(), now() FROM generate_series(1, %s) AS n",
-            [self.zones, len(self.zones), count],
+            "%s, (%s::text[])[1 + n %% %s], now(), now() FROM generate_series(%s, %s) AS n",
+            [tag, self.zones, len(self.zones), first, first + count - 1],
         )
         self._sql("ANALYZE clients_client")
 
-    def _create_mailing(self, *, ends_in: float, starts_in: float = 0.0):
+    def _create_mailing(self, *, ends_in: float, starts_in: float = 0.0, filter_tag: str = ""):
         from django.utils import timezone
 
         from mailings.models import Mailing
@@ -261,7 +286,11 @@ class Bench:
             self.window = LocalWindow(*window.values())
         # Saved inside its window: the post_save hook launches it, as an API call would.
         return Mailing.objects.create(
-            start_at=start, end_at=start + timedelta(seconds=ends_in), text="Bench", **window
+            start_at=start,
+            end_at=start + timedelta(seconds=ends_in),
+            text="Bench",
+            filter_tag=filter_tag,
+            **window,
         )
 
     def _final_count(self, mailing_id: int) -> int:
@@ -402,18 +431,109 @@ class Bench:
         }
 
     def latency_phase(self) -> None:
-        n, latency = self.args.slow_clients, self.args.slow_latency
         self.start_workers()
-        self.control.configure(latency=latency)
-        print(f"latency: {n} clients at {latency * 1000:.0f} ms, default settings ...", flush=True)
-        run = self._send(n)
-        self.results["latency"] = _public(run) | {"latency_s": latency}
+        senders = min(self.args.workers, self.results["senders_per_mailing"])
+        in_flight = self.results["sender_concurrency"] * senders
+        latencies = self.args.sweep_latencies
+        self._provider_latency(min(latencies))
+        raw = self._raw_client(in_flight)  # where the machine's CPU binds before the latency does
+        self.results["latency"] = {"raw_in_flight": in_flight, "raw_per_s": raw["rate"], "sweep": []}
+        timelines = []
+        for latency in latencies:
+            ideal = round(min(in_flight / latency, raw["rate"]), 1)
+            n = int(ideal * self.args.sweep_seconds)
+            self._provider_latency(latency)
+            print(f"latency: {n} clients at {latency * 1000:.0f} ms ±50 %, default settings ...", flush=True)
+            sampler = InFlightSampler(self.control)
+            run = self._send(n, samplers=[sampler])
+            timeline = Timeline.of(
+                latency=latency,
+                created=run["created"],
+                accepted_at=[at for _, at in self.control.accepted()],
+                in_flight=sampler.samples,
+            )
+            timelines.append(timeline)
+            to_ideal = timeline.seconds_to(0.85 * ideal)
+            figures = _public(run) | {
+                "latency_s": latency,
+                "ideal_per_s": ideal,
+                "ratio_to_ideal": round(run["messages_per_s"] / ideal, 3),
+                "peak_per_s": round(timeline.peak_rate(), 1),
+                "largest_in_flight": max(timeline.in_flight),
+                "s_to_90pc_of_peak": timeline.seconds_to(0.9 * timeline.peak_rate()),
+                "s_to_85pc_of_ideal": to_ideal,
+            }
+            self.results["latency"]["sweep"].append(figures)
+            self.row(
+                "latency",
+                f"{n:,} clients at {latency * 1000:,.0f} ms ±50 %, defaults",
+                f"{run['messages_per_s']:,} msg/s ({figures['ratio_to_ideal']} of {ideal:,}); "
+                f"peak {figures['peak_per_s']:,}/s after {figures['s_to_90pc_of_peak']} s (90 %); "
+                f"0.85 of ideal after {to_ideal} s; {figures['largest_in_flight']:,} in flight",
+            )
+        if self.args.svg:
+            self.args.svg.write_text(sweep_svg(timelines))
+        if self.args.fair_clients:
+            self._fairness_run()
+        self.control.configure(latency=self.args.latency, latency_jitter=0.0)
+
+    def _provider_latency(self, mean: float) -> None:
+        self.control.configure(
+            latency=mean, latency_jitter=mean * LATENCY_SPREAD, error_rate=0.0, garbage_rate=0.0
+        )
+
+    def _fairness_run(self) -> None:
+        """A big mailing alone, then the same with small ones created a round trip after it: when each
+        small one was delivered, and what the big one kept of its rate alone."""
+        self._provider_latency(FAIR_LATENCY)
+        big_size = self.args.fair_clients
+        print(f"latency: fairness at {FAIR_LATENCY:.0f} s, {big_size} clients alone ...", flush=True)
+        alone = self._big_and_small(big_size, 0)
+        print(
+            f"latency: the same with {FAIR_SMALL_MAILINGS} mailings of {FAIR_SMALL_CLIENTS} ...", flush=True
+        )
+        beside = self._big_and_small(big_size, FAIR_SMALL_MAILINGS)
+        delays = beside["small_delivered_after_s"]
+        kept = round(beside["big_per_s"] / alone["big_per_s"], 3)
+        self.results["latency"]["fairness"] = {
+            "latency_s": FAIR_LATENCY,
+            "big_alone_per_s": alone["big_per_s"],
+            "big_beside_small_per_s": beside["big_per_s"],
+            "big_rate_kept": kept,
+            "small_delivered_after_s": delays,
+        }
         self.row(
             "latency",
-            f"{n:,} clients at {latency * 1000:.0f} ms, defaults",
-            f"{run['messages_per_s']:,} msg/s",
+            f"fairness at {FAIR_LATENCY:.0f} s: {big_size:,} clients, then "
+            f"{FAIR_SMALL_MAILINGS} x {FAIR_SMALL_CLIENTS} a round trip later",
+            f"small ones delivered {min(delays)} to {max(delays)} s after creation; big one "
+            f"{beside['big_per_s']} msg/s, {kept} of {alone['big_per_s']} alone",
         )
-        self.control.configure(latency=self.args.latency)
+
+    def _big_and_small(self, big_size: int, small_count: int) -> dict:
+        self._reset_tables()
+        self._insert_clients(big_size, tag="big")
+        small_tags = [f"small{index}" for index in range(small_count)]
+        for index, tag in enumerate(small_tags):
+            self._insert_clients(FAIR_SMALL_CLIENTS, tag=tag, first=big_size + 1 + index * FAIR_SMALL_CLIENTS)
+        big = self._create_mailing(ends_in=3600, filter_tag="big")
+        big_created = time.time()
+        time.sleep(FAIR_LATENCY)  # the big one's first round trip is in flight
+        small = {}
+        for tag in small_tags:
+            small[self._create_mailing(ends_in=3600, filter_tag=tag).pk] = time.time()
+        total = big_size + small_count * FAIR_SMALL_CLIENTS
+        while sum(self._final_count(pk) for pk in [big.pk, *small]) < total:
+            time.sleep(0.25)
+        accepted_at = dict(self.control.accepted())
+        mailing_of = dict(self._sql("SELECT id, mailing_id FROM messages_app_message"))
+        last = defaultdict(float)
+        for msg_id, at in accepted_at.items():
+            last[mailing_of[msg_id]] = max(last[mailing_of[msg_id]], at)
+        return {
+            "big_per_s": round(big_size / (last[big.pk] - big_created), 1),
+            "small_delivered_after_s": sorted(round(last[pk] - created, 1) for pk, created in small.items()),
+        }
 
     def soak_phase(self) -> None:
         n = self.args.soak_messages
@@ -710,6 +830,18 @@ class ApiLatencySampler(processes.PeriodicSampler):
 
     def summary(self) -> dict[str, float]:
         return _percentiles(self._took)
+
+
+class InFlightSampler(processes.PeriodicSampler):
+    """Requests the provider holds, four times a second: (time, count)."""
+
+    def __init__(self, control: FakeProviderControl):
+        super().__init__()
+        self._control = control
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> None:
+        self.samples.append((time.time(), self._control.stats()["in_flight"]))
 
 
 class QueueSampler(processes.PeriodicSampler):

@@ -95,6 +95,24 @@ def bar_chart(
     label_every: int = 6,
 ) -> SafeString:
     """Stacked bars, one per bucket, with a scale on the left and a label under every few bars."""
+    shapes = bar_chart_shapes(buckets, series, width=width, height=height, label_every=label_every)
+    legend = format_html_join(
+        " ",
+        '<span class="legend"><span class="swatch" style="background:{}"></span>{}</span>',
+        ((one.colour, one.label) for one in series),
+    )
+    svg = (
+        f'<svg class="bar-chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
+        f'width="100%" style="max-width:{width}px" font-size="10" font-family="sans-serif">'
+        f"<title>{escape(title)}</title>{''.join(shapes)}</svg>"
+    )
+    return format_html('<figure class="chart">{}<figcaption>{}</figcaption></figure>', mark_safe(svg), legend)
+
+
+def bar_chart_shapes(
+    buckets: Sequence[Bucket], series: Sequence[Series], *, width: int, height: int, label_every: int
+) -> list[str]:
+    """The SVG elements of `bar_chart` in a `width` × `height` box, for a picture of several charts."""
     left, bottom, top = 44, 20, 8
     plot_width, plot_height = width - left - 4, height - bottom - top
     peak = max((sum(bucket.values.get(s.key, 0) for s in series) for bucket in buckets), default=0)
@@ -126,17 +144,7 @@ def bar_chart(
         )
         if index % label_every == 0:
             shapes.append(_text(x + slot / 2, height - 4, bucket.label, anchor="middle"))
-    legend = format_html_join(
-        " ",
-        '<span class="legend"><span class="swatch" style="background:{}"></span>{}</span>',
-        ((one.colour, one.label) for one in series),
-    )
-    svg = (
-        f'<svg class="bar-chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-        f'width="100%" style="max-width:{width}px" font-size="10" font-family="sans-serif">'
-        f"<title>{escape(title)}</title>{''.join(shapes)}</svg>"
-    )
-    return format_html('<figure class="chart">{}<figcaption>{}</figcaption></figure>', mark_safe(svg), legend)
+    return shapes
 
 
 def _text(x: float, y: float, text: str, *, anchor: str) -> str:

@@ -1,8 +1,11 @@
 """How hard to push the provider, learned from its answers (no Django here).
 
-`InFlightLimit`: requests in flight, a slow start, then additive increase while latency stays near
-its baseline (a long average), multiplicative decrease when it climbs or the provider throttles or
-fails (AIMD, as TCP's congestion window and Netflix's concurrency-limits).
+`InFlightLimit`: requests in flight. By Little's law a sender's throughput is what it has in flight
+divided by the latency, so while the latency of a round trip stays near the lowest seen, more in
+flight is more throughput and the limit grows (a slow start, then a quarter per round trip); once
+the latency climbs with it, the provider is queueing our requests (its knee): the limit holds, and
+backs off when the latency has grown by half (as TCP Vegas and Netflix's gradient limit compare with
+the lowest recent latency). A 429, a timeout or a 5xx backs it off as well.
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
@@ -16,32 +19,54 @@ from collections.abc import Callable
 Clock = Callable[[], float]
 
 BACKOFF = 0.9  # multiplicative decrease
-# Additive increase of the in-flight limit per answer while it is in use: about a quarter per round
-# trip, so that a slow provider's mailing reaches its ceiling in a few round trips instead of spending
-# most of its time climbing (`make bench`, latency phase).
+# The slow start begins at this share of its target (SENDER_CONCURRENCY), so that it reaches it in
+# one round trip: from the floor it took several, tens of seconds with a provider answering in seconds.
+SLOW_START_SHARE = 0.5
+# Additive increase of the in-flight limit per answer after the slow start, while it is in use and
+# latency near its best: about a quarter per round trip, so that a slow provider's mailing reaches
+# its ceiling in a few round trips instead of spending most of its time climbing (`make bench`,
+# latency phase).
 GROWTH_PER_ANSWER = 0.25
-LATENCY_TOLERANCE = 2.0  # smoothed latency above baseline times this: the provider is queueing
-LATENCY_SMOOTHING = 0.05  # weight of a new sample in the short moving average
-# The baseline is a long moving average (this many seconds): our own queueing shows within a few
-# round trips, while a provider (or a machine) slower for good becomes the new normal instead of
-# holding the limit at its floor forever.
-BASELINE_SECONDS = 10.0
+# A round trip's mean latency over the baseline: below GROW_BELOW, more in flight still brings more
+# throughput; above CUT_ABOVE a third of every request's time is spent waiting in the provider's queue.
+# The baseline is the lowest round trip's *mean*, not the fastest answer: with latencies spread
+# ±50 % the fastest answer is half the mean. Means of a growing limit run a few per cent low (its
+# newest requests are over-represented, and their quick answers arrive first), hence the margin.
+GROW_BELOW = 1.25
+CUT_ABOVE = 1.5
+# Answers in a round trip's mean at the least: fewer vary too much to be compared.
+MIN_ROUND_TRIP_ANSWERS = 16
+# Cut this many round trips in a row: when the latency did not fall with what was in flight, it is
+# the provider's own (slower for good), and becomes the new baseline.
+REBASE_AFTER_CUTS = 5
+REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that counts as not fallen
+# Held this many round trips between GROW_BELOW and CUT_ABOVE, the limit grows for one round trip to
+# see whether the latency follows (our own queue: back to where it was) or not (the latency is not
+# ours, e.g. a machine busy with something else, and becomes the new baseline).
+PROBE_AFTER_HELD = 4
 
 
 class InFlightLimit:
-    """Starts at `minimum` and doubles every round trip (slow start) up to `initial`, or until the
-    first sign of overload; from there it grows by about a quarter per round trip up to `maximum`."""
+    """Starts at half of `initial` (not below `minimum`) and doubles every round trip (slow
+    start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
+    up to `maximum` while latency stays near its baseline."""
 
     def __init__(self, *, initial: int, minimum: int, maximum: int, clock: Clock = time.monotonic):
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self.slow_start_until = float(min(maximum, max(minimum, initial)))
-        self.value = float(minimum)
+        self.value = float(max(minimum, int(self.slow_start_until * SLOW_START_SHARE)))
         self._clock = clock
-        self.baseline: float | None = None
-        self.smoothed: float | None = None
-        self._sampled_at = clock()
+        self.baseline: float | None = None  # the lowest mean latency of a round trip
+        self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
+        self._round_trip: _RoundTrip | None = None  # begins with its first answer
+        self._growing = True  # the last round trip's latency was near the baseline, or a probe grows it
+        self._held_in_a_row = 0
+        self._probe: tuple[float, float] | None = None  # latency and limit before a probe grew it
+        self._probe_round_trips = 0
+        self._cuts_in_a_row = 0
+        self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
 
     @property
@@ -50,33 +75,107 @@ class InFlightLimit:
 
     def on_answer(self, latency: float, *, in_flight: int) -> None:
         """An answer came back in time (accepted or refused): latency says whether it queued."""
-        self._sample(latency)
-        if self.smoothed > self.baseline * LATENCY_TOLERANCE:
-            self._decrease()
-        elif in_flight * 2 >= self.value:  # only a limit in use may grow
+        if self._round_trip is None:
+            # About one round trip of answers when the limit is in use.
+            self._round_trip = _RoundTrip(max(MIN_ROUND_TRIP_ANSWERS, self.limit))
+        round_trip = self._round_trip
+        round_trip.add(latency)
+        if self.baseline is None:
+            self.latency = round_trip.mean
+        elif (
+            self._probe is None
+            and round_trip.answers >= MIN_ROUND_TRIP_ANSWERS
+            and round_trip.mean > self.baseline * GROW_BELOW
+        ):
+            # Stop growing at once: a round trip of growth past the knee is a round trip of queue.
+            self._growing = False
+        # Only a limit in use may grow: one left half empty says nothing of the provider.
+        if self._growing and in_flight * 2 >= self.value:
             growth = 1.0 if self.value < self.slow_start_until else GROWTH_PER_ANSWER
             self.value = min(self.maximum, self.value + growth)
+        if round_trip.answers >= round_trip.size:
+            self._round_trip = None
+            self._judge(round_trip)
 
     def on_overload(self) -> None:
         """A 429, a timeout, a 5xx or a refused connection."""
+        now = self._clock()
+        if now >= self._cut_until:
+            self._cut_until = now + (self.latency or 0.0)
+            self._decrease()
+
+    def _judge(self, round_trip: "_RoundTrip") -> None:
+        """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
+        latency = self.latency = round_trip.mean
+        self.baseline = min(self.baseline or latency, latency)
+        if self._probe is not None:
+            self._judge_probe(self._probe, latency)
+            return
+        queueing = latency / self.baseline if self.baseline else 1.0
+        self._growing = queueing <= GROW_BELOW
+        if queueing > CUT_ABOVE:
+            self._held_in_a_row = 0
+            self._back_off_from_queueing(latency)
+            return
+        self._cuts_in_a_row = 0
+        if self._growing:
+            self._held_in_a_row = 0
+        else:
+            self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
+            self._held_in_a_row += 1
+            if self._held_in_a_row >= PROBE_AFTER_HELD:
+                self._probe, self._probe_round_trips = (self.latency, self.value), 0
+                self._growing = True
+
+    def _judge_probe(self, probe: tuple[float, float], latency: float) -> None:
+        """The round trip that grew is over; the next one's answers say what the growth did."""
+        self._probe_round_trips += 1
+        self._growing = False
+        if self._probe_round_trips < 2:
+            return
+        (latency_before, value_before), self._probe = probe, None
+        self._held_in_a_row = 0
+        grown = self.value / value_before - 1
+        # A quarter of the growth: the requests answered by now went out while the limit still grew.
+        if latency > latency_before * (1 + grown / 4):
+            self.value = value_before  # the latency followed what was in flight: our own queue
+        else:
+            self.baseline = latency
+            self._growing = True
+
+    def _back_off_from_queueing(self, latency: float) -> None:
+        self._worst_since_cuts = max(self._worst_since_cuts, latency) if self._cuts_in_a_row else latency
+        self._cuts_in_a_row += 1
         self._decrease()
+        if (
+            self._cuts_in_a_row >= REBASE_AFTER_CUTS
+            and latency >= self._worst_since_cuts * REBASE_IF_LATENCY_KEPT
+        ):
+            self.baseline = latency
+            self._cuts_in_a_row = 0
 
     def _decrease(self) -> None:
-        now = self._clock()
-        if now < self._cut_until:
-            return
         self.value = max(self.minimum, self.value * BACKOFF)
         self.slow_start_until = 0.0
-        self._cut_until = now + (self.smoothed or 0.0)
 
-    def _sample(self, latency: float) -> None:
-        now = self._clock()
-        if self.smoothed is None:
-            self.baseline = self.smoothed = latency
-        else:
-            self.smoothed += LATENCY_SMOOTHING * (latency - self.smoothed)
-            self.baseline += min(1.0, (now - self._sampled_at) / BASELINE_SECONDS) * (latency - self.baseline)
-        self._sampled_at = now
+
+class _RoundTrip:
+    """The answers of about one round trip, for their mean latency."""
+
+    __slots__ = ("size", "answers", "total")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.answers = 0
+        self.total = 0.0
+
+    def add(self, latency: float) -> None:
+        self.answers += 1
+        self.total += latency
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.answers
 
 
 RATE_WINDOW = 1.0  # seconds of accepted sends the estimate is taken over

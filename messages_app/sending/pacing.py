@@ -12,19 +12,22 @@ is never a failure: the caller gives the message back, untouched.
 
 import asyncio
 import enum
+import math
 import time
 from collections import deque
 from pathlib import Path
 
 from .adaptive import InFlightLimit, LearnedRate
-from .ratelimit import Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
+from .ratelimit import Bucket, Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
 
 RATE_LIMIT_KEY = "sender:rate-limit"
 # Bucket of the configured rate: a twentieth of a second's sends, so the rate holds over any window.
 SHARED_BURST_SECONDS = 0.05
 # The learned rate's bucket is smaller still: the provider's own bucket may be small.
 LEARNED_BURST_SECONDS = 0.02
-BACKLOG_SECONDS = 2.0
+# What a sender claims beyond the next round trip's sends: the sends of this many seconds, twice (a
+# slow start adds one with every answer), for the claims coming every tenth of a second or so.
+FEED_SECONDS = 0.25
 CONFIGURED_RATE_TOLERANCE = 0.02  # share of 429s a configured rate is allowed before learning
 RETRY_AFTER_CAP = 60.0  # a provider asking for longer is still tried again after this
 
@@ -44,6 +47,7 @@ def pacer_for(
     if not rate:
         return Pacer(limit=limit)
     burst = max(1.0, rate * SHARED_BURST_SECONDS)
+    bucket: Bucket
     if redis_url:
         bucket = RedisBucket(redis_url, RATE_LIMIT_KEY, rate=rate, burst=burst)
     else:
@@ -94,10 +98,19 @@ class Pacer:
 
     @property
     def backlog(self) -> int:
-        """Messages worth holding claimed: twice the in-flight limit, but no more than two seconds
-        of what goes out now, so that a rate-limited sender does not sit on thousands."""
-        recent = int(BACKLOG_SECONDS * self.learned.recent_rate())
-        return min(2 * self.limit.limit, max(2 * self.limit.minimum, recent))
+        """Messages worth holding claimed: what goes out over the next round trip (latency × rate)
+        and a little more to feed it, never more than twice the in-flight limit. A message claimed
+        waits behind those claimed before it, so a new mailing waits behind the backlog."""
+        limit, round_trip = self.limit.limit, self.limit.latency
+        if not round_trip:  # no answer yet
+            return limit
+        rate = limit / round_trip  # as fast as the in-flight limit lets requests out
+        if self.shared is not None or self._learned_limiter is not None:
+            # A rate may bind first: room to double what this sender got lately, so that its share
+            # can grow, down to the floor of the in-flight limit.
+            rate = min(rate, 2 * max(self.learned.recent_rate(), self.limit.minimum / round_trip))
+        wanted = rate * (round_trip + 2 * FEED_SECONDS)
+        return max(self.limit.minimum, min(2 * limit, math.ceil(wanted)))
 
     async def acquire(self) -> None:
         """Wait until a request may start. Cancelled, it holds nothing."""
@@ -140,7 +153,7 @@ class Pacer:
         if rate is None:
             return
         if self._learned_limiter is None:
-            bucket = MemoryBucket(rate=rate, burst=1.0, clock=self._clock)
+            bucket: Bucket = MemoryBucket(rate=rate, burst=1.0, clock=self._clock)
             self._learned_limiter = RateLimiter(bucket, sleep=self._sleep, clock=self._clock)
         bucket = self._learned_limiter.bucket
         bucket.rate, bucket.burst = rate, max(1.0, rate * LEARNED_BURST_SECONDS)

@@ -119,7 +119,7 @@ def test_the_pace_bounds_what_may_be_claimed_and_what_may_start():
     clock = Clock()
     gate = paced_gate(clock)
 
-    assert gate.capacity(50, in_flight=0) == 8  # twice the in-flight limit of 4
+    assert gate.capacity(50, in_flight=0) == 4  # no answer yet: what the in-flight limit lets start
 
     async def scenario():
         for _ in range(4):
@@ -131,6 +131,8 @@ def test_the_pace_bounds_what_may_be_claimed_and_what_may_start():
         return await asyncio.wait_for(fifth, 1)
 
     assert asyncio.run(scenario())
+    # Answers in 50 ms: a round trip's sends and the feed's are more than twice the limit of 4.
+    assert gate.capacity(50, in_flight=4) == 8 - 4
 
 
 def test_a_request_waiting_for_its_turn_when_a_pause_begins_does_not_go():

@@ -2,10 +2,11 @@
 
 import asyncio
 import math
+from collections.abc import Callable
 
 import pytest
 
-from messages_app.sending.adaptive import GROWTH_PER_ANSWER, InFlightLimit, LearnedRate
+from messages_app.sending.adaptive import GROWTH_PER_ANSWER, PROBE_AFTER_HELD, InFlightLimit, LearnedRate
 from messages_app.sending.pacing import Feedback, Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
 from messages_app.sending.tests.test_ratelimit import FakeClock
@@ -18,18 +19,22 @@ def limit(clock, **options) -> InFlightLimit:
     return adaptive
 
 
-def test_limit_starts_low_and_doubles_every_round_trip_up_to_its_initial_value():
-    adaptive = InFlightLimit(initial=100, minimum=10, maximum=1000, clock=FakeClock())
-    assert adaptive.limit == 10
+def test_limit_starts_at_half_its_initial_value_and_doubles_every_round_trip_up_to_it():
+    adaptive = InFlightLimit(initial=200, minimum=10, maximum=1000, clock=FakeClock())
+    assert adaptive.limit == 100
 
-    for expected in (20, 40, 80):
+    for expected in (200,):
         for _ in range(adaptive.limit):  # one round trip: every request in flight answers
             adaptive.on_answer(0.5, in_flight=adaptive.limit)
         assert adaptive.limit == expected
-    for _ in range(80):
+    for _ in range(200):
         adaptive.on_answer(0.5, in_flight=adaptive.limit)
 
-    assert 100 <= adaptive.limit <= 116  # then a quarter per round trip
+    assert adaptive.limit == 250  # then a quarter per round trip
+
+
+def test_slow_start_begins_at_the_floor_when_half_is_below_it():
+    assert InFlightLimit(initial=30, minimum=20, maximum=100).limit == 20
 
 
 def test_limit_grows_by_about_a_quarter_per_round_trip_while_latency_is_flat():
@@ -60,25 +65,81 @@ def test_limit_stops_at_its_ceiling():
     assert adaptive.limit == 120
 
 
-def answered_at(adaptive: InFlightLimit, latency: float, times: int) -> None:
+def answered_at(adaptive: InFlightLimit, latency: float, times: int, *, in_flight: int = 100) -> None:
     for _ in range(times):
-        adaptive.on_answer(latency, in_flight=100)
+        adaptive.on_answer(latency, in_flight=in_flight)
 
 
-def test_climbing_latency_cuts_the_limit_once_per_round_trip():
-    clock = FakeClock()
-    adaptive = limit(clock)
-    answered_at(adaptive, 0.05, 20)
-    before = adaptive.value
+def test_latency_half_again_over_the_best_round_trip_cuts_the_limit_once_per_round_trip():
+    adaptive = limit(FakeClock())
+    answered_at(adaptive, 0.05, 100, in_flight=10)  # a round trip (of the limit's 100 answers) idle
 
-    answered_at(adaptive, 0.5, 200)  # the provider is queueing our requests
+    answered_at(adaptive, 0.5, 100, in_flight=10)  # the provider is queueing our requests
+    assert adaptive.limit == 90
+    answered_at(adaptive, 0.5, 89, in_flight=10)
+    assert adaptive.limit == 90  # the answers of one round trip say the same thing once
 
-    # The average takes a few answers to climb (the limit grows meanwhile), then one cut per instant.
-    once = adaptive.value
-    assert before * 0.9 <= once < before * 0.9 + 1
-    clock.now += 1.0
-    adaptive.on_answer(0.5, in_flight=100)
-    assert adaptive.value == pytest.approx(once * 0.9)
+    adaptive.on_answer(0.5, in_flight=10)
+    assert adaptive.limit == 81
+
+
+def held_after_a_climb(adaptive: InFlightLimit) -> int:
+    """Latency 1.4 times its best: the round trip that shows it still grew (it is judged at its end)."""
+    answered_at(adaptive, 0.1, 100)
+    answered_at(adaptive, 0.14, 125)
+    return adaptive.limit
+
+
+def round_trips(adaptive: InFlightLimit, count: int, latency: Callable[[float], float]) -> None:
+    """`count` round trips, every request in flight answering, in `latency(limit)` seconds."""
+    for _ in range(count):
+        answered_at(adaptive, latency(adaptive.limit), adaptive.limit, in_flight=adaptive.limit)
+
+
+def test_latency_climbing_by_less_than_half_holds_the_limit_until_a_probe():
+    adaptive = limit(FakeClock())
+    held = held_after_a_climb(adaptive)
+
+    round_trips(adaptive, PROBE_AFTER_HELD - 1, lambda _: 0.14)
+
+    assert adaptive.limit == held
+    assert adaptive.baseline == pytest.approx(0.1)
+
+
+def test_a_probe_whose_latency_follows_what_is_in_flight_goes_back_to_what_was_held():
+    adaptive = limit(FakeClock())
+    held = held_after_a_climb(adaptive)
+    round_trips(adaptive, PROBE_AFTER_HELD, lambda _: 0.14)  # the last one grew it
+    assert adaptive.limit > held * 1.2
+
+    round_trips(adaptive, 1, lambda in_flight: 0.14 * in_flight / held)  # our own queue
+
+    assert adaptive.limit == held
+    assert adaptive.baseline == pytest.approx(0.1)
+
+
+def test_a_probe_whose_latency_stays_makes_it_the_new_baseline_and_the_limit_grows_again():
+    adaptive = limit(FakeClock())
+    held_after_a_climb(adaptive)
+    round_trips(adaptive, PROBE_AFTER_HELD + 1, lambda _: 0.14)  # the probe's latency is not ours
+    assert adaptive.baseline == pytest.approx(0.14)
+    probed = adaptive.limit
+
+    round_trips(adaptive, 1, lambda _: 0.14)
+
+    assert adaptive.limit == pytest.approx(probed * 1.25, abs=1)
+
+
+def test_the_baseline_is_the_best_round_trip_mean_not_the_fastest_answer():
+    adaptive = limit(FakeClock(), maximum=100)
+    spread = [0.25 + 0.5 * n / 99 for n in range(100)]  # half to one and a half of 0.5 s
+
+    for _ in range(20):
+        for latency in spread:
+            adaptive.on_answer(latency, in_flight=100)
+
+    assert adaptive.baseline == pytest.approx(0.5)
+    assert adaptive.limit == 100
 
 
 def test_overload_cuts_down_to_the_floor_and_no_further():
@@ -93,19 +154,27 @@ def test_overload_cuts_down_to_the_floor_and_no_further():
 
 
 def test_a_provider_slower_for_good_becomes_the_new_baseline_and_the_limit_grows_again():
-    clock = FakeClock()
-    adaptive = limit(clock)
-    answered_at(adaptive, 0.05, 20)
-    for _ in range(60):  # a minute at ten times the latency
-        clock.now += 1.0
-        adaptive.on_answer(0.5, in_flight=100)
-    assert adaptive.baseline == pytest.approx(0.5, rel=0.05)
+    adaptive = limit(FakeClock())
+    answered_at(adaptive, 0.05, 100, in_flight=10)
+    while adaptive.baseline < 0.5:  # ten times the latency: cut after cut, and it does not fall
+        answered_at(adaptive, 0.5, adaptive.limit, in_flight=10)
+    assert adaptive.limit == 59  # five cuts
+    answered_at(adaptive, 0.5, adaptive.limit, in_flight=10)  # a round trip at the new normal
     before = adaptive.value
 
-    for _ in range(10):
-        adaptive.on_answer(0.5, in_flight=100)
+    answered_at(adaptive, 0.5, 10, in_flight=100)
 
     assert adaptive.value == pytest.approx(before + 10 * GROWTH_PER_ANSWER)
+
+
+def test_latency_that_falls_with_the_cuts_is_our_own_queue_and_keeps_its_baseline():
+    adaptive = limit(FakeClock())
+    answered_at(adaptive, 0.05, 100, in_flight=10)
+
+    for _ in range(8):  # latency follows what is in flight, as in a queue
+        answered_at(adaptive, 0.5 * adaptive.limit / 100, adaptive.limit, in_flight=10)
+
+    assert adaptive.baseline == pytest.approx(0.05)
 
 
 def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_accepted():
@@ -294,3 +363,15 @@ def test_a_pacer_given_a_learned_rate_paces_from_its_first_request():
         return clock.now - started
 
     assert asyncio.run(scenario()) == pytest.approx(2.0, rel=0.1)
+
+
+@pytest.mark.parametrize(("latency", "backlog"), [(5.0, 220), (0.5, 400), (0.05, 400)])
+def test_backlog_is_a_round_trip_of_sends_and_a_little_more_at_most_twice_the_limit(latency, backlog):
+    clock = FakeClock()
+    paced = pacer(clock, initial=200)
+    assert paced.backlog == 200  # before any answer: what may start now
+
+    for _ in range(200):
+        paced.limit.on_answer(latency, in_flight=50)  # a limit not in use keeps its value
+
+    assert paced.backlog == backlog  # 200 / 5 s × (5 s + 2 × 0.25 s) = 220
