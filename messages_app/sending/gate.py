@@ -23,16 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .outcomes import ProviderAnswer
-from .pacing import Feedback, Pacer
-
-PACER_FEEDBACK = {
-    ProviderAnswer.ACCEPTED: Feedback.ANSWERED,
-    ProviderAnswer.REJECTED: Feedback.ANSWERED,
-    ProviderAnswer.AUTH_REFUSED: Feedback.ANSWERED,
-    ProviderAnswer.ERROR: Feedback.OVERLOADED,
-    ProviderAnswer.THROTTLED: Feedback.THROTTLED,
-    ProviderAnswer.NO_ANSWER: Feedback.ABANDONED,
-}
+from .pacing import Pacer
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +81,7 @@ class ProviderGate:
             return True
         await self.pacer.acquire()
         if self.paused():  # a pause began while this request waited for its turn
-            self.pacer.report(Feedback.ABANDONED)
+            self.pacer.report(ProviderAnswer.NO_ANSWER)
             return False
         return True
 
@@ -102,7 +93,7 @@ class ProviderGate:
 
     def record(self, answer: ProviderAnswer, latency: float, *, retry_after: float | None = None) -> None:
         if self.pacer is not None:
-            self.pacer.report(PACER_FEEDBACK[answer], latency=latency, retry_after=retry_after)
+            self.pacer.report(answer, latency=latency, retry_after=retry_after)
         if answer in (ProviderAnswer.NO_ANSWER, ProviderAnswer.THROTTLED):
             return
         if answer is ProviderAnswer.AUTH_REFUSED:

@@ -2,7 +2,7 @@
 
     await pacer.acquire()          # a slot under the in-flight limit, then a token of every rate
     ... send ...
-    pacer.report(Feedback.ANSWERED, latency=seconds)
+    pacer.report(ProviderAnswer.ACCEPTED, latency=seconds)
 
 It combines the adaptive in-flight limit, the configured `PROVIDER_RATE_LIMIT` shared by every
 sender (in Redis when there is one, else in a file on this machine), the rate learned from
@@ -11,13 +11,13 @@ is never a failure: the caller gives the message back, untouched.
 """
 
 import asyncio
-import enum
 import math
 import time
 from collections import deque
 from pathlib import Path
 
 from .adaptive import InFlightLimit, LearnedRate
+from .outcomes import ProviderAnswer
 from .ratelimit import Bucket, Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
 
 RATE_LIMIT_KEY = "sender:rate-limit"
@@ -59,11 +59,8 @@ def pacer_for(
     return Pacer(limit=limit, shared=RateLimiter(bucket), learned=learned)
 
 
-class Feedback(enum.Enum):
-    ANSWERED = "answered"  # the provider answered in time (accepted, rejected, refused the token)
-    THROTTLED = "throttled"  # HTTP 429
-    OVERLOADED = "overloaded"  # timeout, 5xx, refused connection, an answer that is not ours
-    ABANDONED = "abandoned"  # we gave up first (mailing ended, sender stopping): says nothing
+# The provider answered in time, whatever it said of the message: its latency tells the pace.
+ANSWERED = frozenset({ProviderAnswer.ACCEPTED, ProviderAnswer.REJECTED, ProviderAnswer.AUTH_REFUSED})
 
 
 class Pacer:
@@ -127,13 +124,16 @@ class Pacer:
             raise
         self.sending += 1
 
-    def report(self, feedback: Feedback, *, latency: float = 0.0, retry_after: float | None = None) -> None:
-        """What became of the request an `acquire` let through."""
-        if feedback is Feedback.ANSWERED:
+    def report(
+        self, answer: ProviderAnswer, *, latency: float = 0.0, retry_after: float | None = None
+    ) -> None:
+        """What became of the request an `acquire` let through (NO_ANSWER: it never went, or we gave
+        up first, which says nothing of the provider)."""
+        if answer in ANSWERED:
             # Slots held while waiting for the rate count as use: the limit must not be what binds.
             self.limit.on_answer(latency, in_flight=self.in_flight)
             self.learned.on_accepted()
-        elif feedback is Feedback.THROTTLED:
+        elif answer is ProviderAnswer.THROTTLED:
             self.throttled += 1
             self.learned.on_throttled()
             if self.learned.rate is None:
@@ -142,7 +142,7 @@ class Pacer:
                 self.limit.on_overload()
             if retry_after:
                 self._resume_at = max(self._resume_at, self._clock() + min(retry_after, RETRY_AFTER_CAP))
-        elif feedback is Feedback.OVERLOADED:
+        elif answer is ProviderAnswer.ERROR:
             self.limit.on_overload()
         self._follow_learned_rate()
         self.sending -= 1

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from messages_app.sending.adaptive import InFlightLimit
-from messages_app.sending.pacing import Feedback, Pacer
+from messages_app.sending.outcomes import ProviderAnswer
+from messages_app.sending.pacing import Pacer
 from messages_app.sending.tests.test_ratelimit import FakeClock
 
 CLAIM_EVERY = 0.1  # the sender claims about this often
@@ -70,7 +71,7 @@ def simulate(provider: Provider, *, seconds: float) -> Run:
             clock.now = min(next_claim, pending[0][0]) if pending else next_claim
             while pending and pending[0][0] <= clock.now:
                 answered, sent = heapq.heappop(pending)
-                pacer.report(Feedback.ANSWERED, latency=answered - sent)
+                pacer.report(ProviderAnswer.ACCEPTED, latency=answered - sent)
                 claimed -= 1
                 run.answers.append(answered)
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from messages_app.sending.adaptive import GROWTH_PER_ANSWER, PROBE_AFTER_HELD, InFlightLimit, LearnedRate
-from messages_app.sending.pacing import Feedback, Pacer, pacer_for
+from messages_app.sending.outcomes import ProviderAnswer
+from messages_app.sending.pacing import Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
 from messages_app.sending.tests.test_ratelimit import FakeClock
 
@@ -236,7 +237,7 @@ def test_pacer_holds_requests_over_the_in_flight_limit_until_one_returns():
         third = asyncio.create_task(gate.acquire())
         await asyncio.sleep(0)
         assert not third.done()
-        gate.report(Feedback.ANSWERED, latency=0.1)
+        gate.report(ProviderAnswer.ACCEPTED, latency=0.1)
         await asyncio.wait_for(third, 1)
         return gate.in_flight
 
@@ -253,7 +254,7 @@ def test_cancelled_acquire_holds_no_slot():
         await asyncio.sleep(0)
         waiting.cancel()
         await asyncio.sleep(0)
-        gate.report(Feedback.ABANDONED)
+        gate.report(ProviderAnswer.NO_ANSWER)
         await asyncio.wait_for(gate.acquire(), 1)
         return gate.in_flight
 
@@ -266,7 +267,7 @@ def test_retry_after_holds_every_request_of_the_pacer_that_long():
 
     async def scenario():
         await gate.acquire()
-        gate.report(Feedback.THROTTLED, retry_after=3.0)
+        gate.report(ProviderAnswer.THROTTLED, retry_after=3.0)
         started = clock.now
         await gate.acquire()
         return clock.now - started
@@ -282,13 +283,13 @@ def test_after_a_429_the_pacer_sends_at_the_learned_rate():
         for _ in range(200):  # 200/s accepted for a second
             await gate.acquire()
             clock.now += 0.005
-            gate.report(Feedback.ANSWERED, latency=0.005)
+            gate.report(ProviderAnswer.ACCEPTED, latency=0.005)
         await gate.acquire()
-        gate.report(Feedback.THROTTLED)
+        gate.report(ProviderAnswer.THROTTLED)
         started = clock.now
         for _ in range(360):
             await gate.acquire()
-            gate.report(Feedback.ANSWERED, latency=0.0)
+            gate.report(ProviderAnswer.ACCEPTED, latency=0.0)
         return 360 / (clock.now - started)
 
     rate = asyncio.run(scenario())
@@ -302,18 +303,18 @@ def test_429s_shrink_the_in_flight_limit_until_a_rate_is_learned_and_timeouts_al
 
     async def scenario():
         await gate.acquire()
-        gate.report(Feedback.THROTTLED)  # nothing accepted yet: fewer in flight
+        gate.report(ProviderAnswer.THROTTLED)  # nothing accepted yet: fewer in flight
         after_first_429 = gate.limit.value
         clock.now += 1
         await gate.acquire()
-        gate.report(Feedback.ANSWERED, latency=0.05)
+        gate.report(ProviderAnswer.ACCEPTED, latency=0.05)
         clock.now += 1
         await gate.acquire()
-        gate.report(Feedback.THROTTLED)  # a rate is learned: it slows us down instead
+        gate.report(ProviderAnswer.THROTTLED)  # a rate is learned: it slows us down instead
         after_learning = gate.limit.value
         clock.now += 1
         await gate.acquire()
-        gate.report(Feedback.OVERLOADED)
+        gate.report(ProviderAnswer.ERROR)
         return after_first_429, after_learning, gate.limit.value
 
     after_first_429, after_learning, after_timeout = asyncio.run(scenario())
