@@ -1,10 +1,10 @@
 """The one fake clock of the sending engine's tests.
 
-Outside an event loop it moves only when a test says so (`advance`); it is also callable, so it
-stands in wherever a part takes a plain `() -> float` clock. The event loop it makes
-(`new_event_loop`) runs on fake time with looptime: whenever every task waits, the loop skips
-ahead to its next timer, so a five-second round trip or a thirty-second pause costs no real time.
-While the database thread works, fake time runs at the real pace.
+Outside an event loop it moves only when a test says so (`advance`, `move_to`, or a part awaiting
+its `sleep`); it is also callable, so it stands in wherever a part takes a plain `() -> float`
+clock. The event loop it makes (`new_event_loop`) runs on fake time with looptime: whenever every
+task waits, the loop skips ahead to its next timer, so a five-second round trip or a thirty-second
+pause costs no real time. While the database thread works, fake time runs at the real pace.
 """
 
 import asyncio
@@ -38,6 +38,15 @@ class FakeClock(Clock):
     def advance(self, seconds: float) -> None:
         assert self._loop is None or self._loop.is_closed(), "inside its loop, time moves by itself"
         self._moved += seconds
+
+    def move_to(self, moment: float) -> None:
+        assert moment >= self._moved, "time never goes back"
+        self.advance(moment - self._moved)
+
+    async def sleep(self, seconds: float) -> None:
+        """A sleep outside its loop: the clock moves (at least a little), other tasks get a turn."""
+        self.advance(max(seconds, 1e-6))
+        await asyncio.sleep(0)
 
     def __call__(self) -> float:
         return self.monotonic()

@@ -6,23 +6,16 @@ from messages_app.sending.adaptive import InFlightLimit
 from messages_app.sending.gate import ProviderGate
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer
+from messages_app.sending.tests.clock import FakeClock
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def new_gate(clock: Clock, **overrides) -> ProviderGate:
+def new_gate(clock: FakeClock, **overrides) -> ProviderGate:
     options = {"breaker_threshold": 3, "breaker_pause": 30.0, "auth_pause": 60.0}
     return ProviderGate(clock=clock, **options | overrides)
 
 
 def test_failures_in_a_row_pause_then_one_trial_request_then_full_speed():
-    clock = Clock()
+    clock = FakeClock()
     gate = new_gate(clock)
     for _ in range(2):
         gate.record(ProviderAnswer.ERROR, 0.1)
@@ -36,7 +29,7 @@ def test_failures_in_a_row_pause_then_one_trial_request_then_full_speed():
     assert (pause.until, pause.critical) == (1030.0, False)
     assert gate.take_pause_to_publish() is None
 
-    clock.now = 1030.5
+    clock.move_to(1030.5)
     assert gate.capacity(50, in_flight=0) == 1  # the trial request
     assert gate.capacity(50, in_flight=1) == 0
     gate.record(ProviderAnswer.ACCEPTED, 0.2)
@@ -44,18 +37,18 @@ def test_failures_in_a_row_pause_then_one_trial_request_then_full_speed():
 
 
 def test_a_failed_trial_request_pauses_again_at_once_and_a_refused_token_is_critical():
-    clock = Clock()
+    clock = FakeClock()
     gate = new_gate(clock)
     gate.record(ProviderAnswer.AUTH_REFUSED, 0.1)
     assert gate.take_pause_to_publish().critical
-    clock.now += 61
+    clock.advance(61)
     gate.record(ProviderAnswer.ERROR, 0.1)  # the trial request fails
 
-    assert gate.paused() and gate.paused_until == clock.now + 30
+    assert gate.paused() and gate.paused_until == clock() + 30
 
 
 def test_a_shared_pause_only_ever_lengthens_the_local_one():
-    clock = Clock()
+    clock = FakeClock()
     gate = new_gate(clock)
     gate.observe_shared_pause(1100.0)
     gate.observe_shared_pause(1050.0)
@@ -66,7 +59,7 @@ def test_a_shared_pause_only_ever_lengthens_the_local_one():
 
 
 def test_rejections_and_cut_requests_do_not_trip_the_breaker_and_latency_percentile():
-    gate = new_gate(Clock())
+    gate = new_gate(FakeClock())
     for latency in (0.1, 0.2, 0.3, 2.0):
         gate.record(ProviderAnswer.REJECTED, latency)
     for _ in range(10):
@@ -74,11 +67,11 @@ def test_rejections_and_cut_requests_do_not_trip_the_breaker_and_latency_percent
 
     assert not gate.paused()
     assert gate.latency_percentile(0.99) == 2.0
-    assert new_gate(Clock()).latency_percentile(0.99) == 0.0
+    assert new_gate(FakeClock()).latency_percentile(0.99) == 0.0
 
 
 def test_latency_percentile_rises_at_once_and_falls_once_a_tenth_of_the_window_is_new():
-    gate = new_gate(Clock())  # a window of the last 200 latencies
+    gate = new_gate(FakeClock())  # a window of the last 200 latencies
     for _ in range(200):
         gate.record(ProviderAnswer.ACCEPTED, 0.1)
     assert gate.latency_percentile(0.99) == 0.1
@@ -97,13 +90,13 @@ def test_latency_percentile_rises_at_once_and_falls_once_a_tenth_of_the_window_i
     assert gate.latency_percentile(0.05) == 0.05  # sorted again once a tenth of the window is new
 
 
-def paced_gate(clock: Clock, **limit_options) -> ProviderGate:
+def paced_gate(clock: FakeClock, **limit_options) -> ProviderGate:
     limit = InFlightLimit(**({"initial": 4, "minimum": 4, "maximum": 4} | limit_options))
     return new_gate(clock, pacer=Pacer(limit=limit))
 
 
 def test_429s_never_trip_the_breaker():
-    clock = Clock()
+    clock = FakeClock()
     gate = paced_gate(clock)
 
     for _ in range(10):
@@ -116,7 +109,7 @@ def test_429s_never_trip_the_breaker():
 
 
 def test_the_pace_bounds_what_may_be_claimed_and_what_may_start():
-    clock = Clock()
+    clock = FakeClock()
     gate = paced_gate(clock)
 
     assert gate.capacity(50, in_flight=0) == 4  # no answer yet: what the in-flight limit lets start
@@ -136,7 +129,7 @@ def test_the_pace_bounds_what_may_be_claimed_and_what_may_start():
 
 
 def test_a_request_waiting_for_its_turn_when_a_pause_begins_does_not_go():
-    clock = Clock()
+    clock = FakeClock()
     limit = InFlightLimit(initial=1, minimum=1, maximum=1)
     gate = new_gate(clock, breaker_threshold=1, pacer=Pacer(limit=limit))
 

@@ -13,7 +13,7 @@ import pytest
 from messages_app.sending.adaptive import InFlightLimit
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer
-from messages_app.sending.tests.test_ratelimit import FakeClock
+from messages_app.sending.tests.clock import FakeClock
 
 CLAIM_EVERY = 0.1  # the sender claims about this often
 # The defaults: SENDER_CONCURRENCY, SENDER_CONCURRENCY_MIN, SENDER_CONCURRENCY_MAX.
@@ -51,7 +51,7 @@ class Run:
 
 
 def simulate(provider: Provider, *, seconds: float) -> Run:
-    clock = FakeClock(0.0)
+    clock = FakeClock(start=0.0)
     limit = InFlightLimit(initial=INITIAL, minimum=MINIMUM, maximum=MAXIMUM, clock=clock)
     pacer = Pacer(limit=limit, clock=clock, sleep=clock.sleep)
     run = Run(answers=[], in_flight=[], pacer=pacer)
@@ -60,16 +60,16 @@ def simulate(provider: Provider, *, seconds: float) -> Run:
     async def send_all() -> None:
         claimed = 0  # the sender's tasks: waiting for a slot, or in flight
         next_claim = 0.0
-        while clock.now < seconds:
-            if clock.now >= next_claim:
+        while clock() < seconds:
+            if clock() >= next_claim:
                 claimed = max(claimed, min(MAXIMUM, pacer.backlog))
-                run.in_flight.append((clock.now, pacer.in_flight))
+                run.in_flight.append((clock(), pacer.in_flight))
                 next_claim += CLAIM_EVERY
             while claimed > pacer.in_flight < pacer.limit.limit:
                 await pacer.acquire()
-                heapq.heappush(pending, (provider.answer_at(clock.now), clock.now))
-            clock.now = min(next_claim, pending[0][0]) if pending else next_claim
-            while pending and pending[0][0] <= clock.now:
+                heapq.heappush(pending, (provider.answer_at(clock()), clock()))
+            clock.move_to(min(next_claim, pending[0][0]) if pending else next_claim)
+            while pending and pending[0][0] <= clock():
                 answered, sent = heapq.heappop(pending)
                 pacer.report(ProviderAnswer.ACCEPTED, latency=answered - sent)
                 claimed -= 1

@@ -10,7 +10,7 @@ from messages_app.sending.adaptive import GROWTH_PER_ANSWER, PROBE_AFTER_HELD, I
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
-from messages_app.sending.tests.test_ratelimit import FakeClock
+from messages_app.sending.tests.clock import FakeClock
 
 
 def limit(clock, **options) -> InFlightLimit:
@@ -149,7 +149,7 @@ def test_overload_cuts_down_to_the_floor_and_no_further():
 
     for _ in range(100):
         adaptive.on_overload()
-        clock.now += 1.0
+        clock.advance(1.0)
 
     assert adaptive.limit == 10
 
@@ -182,7 +182,7 @@ def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_a
     clock = FakeClock()
     learned = LearnedRate(clock=clock)
     for _ in range(300):
-        clock.now += 1 / 300
+        clock.advance(1 / 300)
         learned.on_accepted()
     assert learned.rate is None
 
@@ -194,7 +194,7 @@ def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_a
 def learned_after_a_second_at_100_per_s(clock: FakeClock) -> LearnedRate:
     learned = LearnedRate(clock=clock)
     for _ in range(100):
-        clock.now += 0.01
+        clock.advance(0.01)
         learned.on_accepted()
     learned.on_throttled()
     return learned
@@ -217,7 +217,7 @@ def test_learned_rate_grows_a_tenth_a_second_without_429():
     start = learned.rate
 
     for _ in range(90 * 10):  # ten seconds at 90/s
-        clock.now += 1 / 90
+        clock.advance(1 / 90)
         learned.on_accepted()
 
     assert learned.rate == pytest.approx(start * math.exp(0.1 * 10), rel=0.01)
@@ -268,9 +268,9 @@ def test_retry_after_holds_every_request_of_the_pacer_that_long():
     async def scenario():
         await gate.acquire()
         gate.report(ProviderAnswer.THROTTLED, retry_after=3.0)
-        started = clock.now
+        started = clock()
         await gate.acquire()
-        return clock.now - started
+        return clock() - started
 
     assert asyncio.run(scenario()) == pytest.approx(3.0)
 
@@ -282,15 +282,15 @@ def test_after_a_429_the_pacer_sends_at_the_learned_rate():
     async def scenario():
         for _ in range(200):  # 200/s accepted for a second
             await gate.acquire()
-            clock.now += 0.005
+            clock.advance(0.005)
             gate.report(ProviderAnswer.ACCEPTED, latency=0.005)
         await gate.acquire()
         gate.report(ProviderAnswer.THROTTLED)
-        started = clock.now
+        started = clock()
         for _ in range(360):
             await gate.acquire()
             gate.report(ProviderAnswer.ACCEPTED, latency=0.0)
-        return 360 / (clock.now - started)
+        return 360 / (clock() - started)
 
     rate = asyncio.run(scenario())
 
@@ -305,14 +305,14 @@ def test_429s_shrink_the_in_flight_limit_until_a_rate_is_learned_and_timeouts_al
         await gate.acquire()
         gate.report(ProviderAnswer.THROTTLED)  # nothing accepted yet: fewer in flight
         after_first_429 = gate.limit.value
-        clock.now += 1
+        clock.advance(1)
         await gate.acquire()
         gate.report(ProviderAnswer.ACCEPTED, latency=0.05)
-        clock.now += 1
+        clock.advance(1)
         await gate.acquire()
         gate.report(ProviderAnswer.THROTTLED)  # a rate is learned: it slows us down instead
         after_learning = gate.limit.value
-        clock.now += 1
+        clock.advance(1)
         await gate.acquire()
         gate.report(ProviderAnswer.ERROR)
         return after_first_429, after_learning, gate.limit.value
@@ -340,7 +340,7 @@ def test_with_a_tolerance_stray_429s_teach_nothing_and_a_steady_share_does():
     learned = LearnedRate(clock=clock)
     learned.tolerance = 0.02
     for _ in range(200):
-        clock.now += 0.01
+        clock.advance(0.01)
         learned.on_accepted()
 
     learned.on_throttled()
@@ -358,10 +358,10 @@ def test_a_pacer_given_a_learned_rate_paces_from_its_first_request():
     gate = Pacer(limit=limit(clock), learned=learned, clock=clock, sleep=clock.sleep)
 
     async def scenario():
-        started = clock.now
+        started = clock()
         for _ in range(21):
             await gate.acquire()
-        return clock.now - started
+        return clock() - started
 
     assert asyncio.run(scenario()) == pytest.approx(2.0, rel=0.1)
 

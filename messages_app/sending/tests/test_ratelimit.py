@@ -16,22 +16,9 @@ from messages_app.sending.ratelimit import (
     RedisBucket,
     refill_and_take,
 )
+from messages_app.sending.tests.clock import FakeClock
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-class FakeClock:
-    """Time that moves only when someone sleeps."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 1e-6)
-        await asyncio.sleep(0)
 
 
 def test_a_full_bucket_grants_its_burst_then_one_token_per_interval():
@@ -49,10 +36,10 @@ def test_limiter_holds_the_rate_over_a_long_run_on_a_fake_clock():
     limiter = RateLimiter(MemoryBucket(rate=300, burst=15, clock=clock), sleep=clock.sleep, clock=clock)
 
     async def run():
-        started = clock.now
+        started = clock()
         for _ in range(3015):
             await limiter.acquire()
-        return clock.now - started
+        return clock() - started
 
     elapsed = asyncio.run(run())
 
@@ -95,7 +82,7 @@ def test_cancelled_waiter_holds_no_token_and_blocks_nobody():
         waiting = asyncio.create_task(limiter.acquire())
         await asyncio.sleep(0.01)
         waiting.cancel()
-        clock.now += 1.0
+        clock.advance(1.0)
         await asyncio.wait_for(limiter.acquire(), 1.0)
 
     asyncio.run(scenario())
@@ -132,14 +119,14 @@ def redis_key():
 
 
 def test_redis_script_keeps_the_same_arithmetic_on_an_injected_clock(redis_key):
-    clock = FakeClock(5000.0)
+    clock = FakeClock(start=5000.0)
     bucket = RedisBucket(REDIS_URL, redis_key, rate=100, burst=10, clock=clock)
 
     async def scenario():
         results = [await bucket.take(15)]
-        clock.now += 0.035
+        clock.advance(0.035)
         results.append(await bucket.take(15))
-        clock.now += 3600
+        clock.advance(3600)
         results.append(await bucket.take(50))
         await bucket.aclose()
         return results
@@ -157,11 +144,11 @@ def test_unreachable_redis_falls_back_to_a_local_limit():
     limiter = RateLimiter(bucket, sleep=clock.sleep, clock=clock)
 
     async def scenario():
-        started = clock.now
+        started = clock()
         for _ in range(12):
             await limiter.acquire()
         await limiter.aclose()
-        return clock.now - started
+        return clock() - started
 
     assert asyncio.run(scenario()) == pytest.approx(1.0, rel=0.05)
 
