@@ -3,6 +3,7 @@
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -185,21 +186,27 @@ def test_reconciling_repairs_tallies_that_missed_or_doubled_messages(capsys):
     assert services.message_tallies_reconcile() == 0
 
 
+@contextmanager
+def migrated_back_to(migration: str):
+    """The database as it was after messages_app's `migration`, with the Message model of that time
+    (not today's); migrated forward again to the latest on the way out."""
+    executor = MigrationExecutor(connection)
+    target = [("messages_app", migration)]
+    executor.migrate(target)
+    try:
+        yield executor.loader.project_state(target).apps.get_model("messages_app", "Message")
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migrating_counts_the_messages_that_were_there_before_the_triggers():
-    executor = MigrationExecutor(connection)
-    before_triggers = [("messages_app", "0005_mailing_fk_without_own_index")]
-    executor.migrate(before_triggers)
-    # The table as it was then: a message of that time, not of today's model.
-    OldMessage = executor.loader.project_state(before_triggers).apps.get_model("messages_app", "Message")
-    try:
+    with migrated_back_to("0005_mailing_fk_without_own_index") as OldMessage:
         mailing = MailingFactory()
         for client in ClientFactory.create_batch(3):
             OldMessage.objects.create(mailing_id=mailing.pk, client_id=client.pk, status=Status.SENT)
         OldMessage.objects.create(mailing_id=mailing.pk, client_id=ClientFactory().pk)
-    finally:
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 3, Status.PENDING: 1}
 
@@ -232,11 +239,7 @@ def test_two_reconciles_at_once_add_the_missing_messages_once():
 
 @pytest.mark.django_db(transaction=True)
 def test_migrating_turns_the_old_waiting_text_into_data_and_keeps_the_tallies():
-    executor = MigrationExecutor(connection)
-    before = [("messages_app", "0007_message_tally_backfill")]
-    executor.migrate(before)
-    OldMessage = executor.loader.project_state(before).apps.get_model("messages_app", "Message")
-    try:
+    with migrated_back_to("0007_message_tally_backfill") as OldMessage:
         mailing = MailingFactory()
         waiting = OldMessage.objects.create(
             mailing_id=mailing.pk,
@@ -246,9 +249,6 @@ def test_migrating_turns_the_old_waiting_text_into_data_and_keeps_the_tallies():
         retried = OldMessage.objects.create(
             mailing_id=mailing.pk, client_id=ClientFactory().pk, last_error="HTTP 503"
         )
-    finally:
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
 
     rows = Message.objects.in_bulk([waiting.pk, retried.pk])
     assert (rows[waiting.pk].waiting_for, rows[waiting.pk].last_error) == (Message.WaitingFor.WINDOW, "")
