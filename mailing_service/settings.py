@@ -254,8 +254,8 @@ PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 # How long one request may take in all, connecting included: then it is given up and retried.
 PROVIDER_REQUEST_TIMEOUT = PROVIDER_CONNECT_TIMEOUT + PROVIDER_READ_TIMEOUT
 
-# Requests one sender (one per worker pool process) keeps in flight at first, and senders working on
-# one mailing at once (each holds one of the mailing's slots under a lease).
+# The in-flight limit's slow-start target for one sender (one per worker pool process): it starts at
+# half of this and doubles every round trip up to it, then adapts between MIN and MAX.
 SENDER_CONCURRENCY = env.int("SENDER_CONCURRENCY", default=200)
 # The in-flight limit then adapts (AIMD) between these: it grows while the provider's latency
 # stays near its best and shrinks on 429s, timeouts, 5xx or latency climbing.

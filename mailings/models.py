@@ -1,4 +1,4 @@
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.apps import apps
@@ -64,9 +64,9 @@ class MailingQuerySet(models.QuerySet):
         """Mailings whose messages may be sent now: launched, inside their window, neither paused
         nor cancelled.
 
-        The senders re-read this every second (`messages_app.sending.sender`): a mailing that leaves it
-        (a pause, a cancel, its end) stops being claimed for within a second or two and its
-        unstarted claims go back to pending.
+        The senders re-read this every second (`messages_app.selectors.mailings_to_send`): a mailing
+        that leaves it (a pause, a cancel, its end) stops being claimed for within a second or two
+        and its unstarted claims go back to pending.
         """
         return self.filter(
             launched_at__isnull=False,
@@ -74,18 +74,6 @@ class MailingQuerySet(models.QuerySet):
             end_at__gt=now,
             paused_at__isnull=True,
             cancelled_at__isnull=True,
-        )
-
-    def to_send(self, now: datetime, *, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
-        """(id, text, end) of every sendable mailing with pending messages, and of those in
-        `including` (a sender's mailings with requests in flight) that are still sendable."""
-        message = apps.get_model("messages_app", "Message")  # messages_app depends on this app
-        pending = message.objects.filter(mailing=OuterRef("pk"), status=message.Status.PENDING)
-        return list(
-            self.sendable(now)
-            .filter(Q(id__in=including) | Exists(pending))
-            .order_by("start_at", "id")
-            .values_list("id", "text", "end_at")
         )
 
     def ends(self, ids: Iterable[int]) -> dict[int, datetime]:

@@ -45,8 +45,9 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A default in the database too, for rows written by SQL that does not name it (bench, scripts).
     waiting_for = models.CharField(
-        max_length=16, choices=WaitingFor.choices, blank=True, default=WaitingFor.NOTHING
+        max_length=16, choices=WaitingFor.choices, blank=True, default=WaitingFor.NOTHING, db_default=""
     )
     lease_until = models.DateTimeField(null=True, blank=True)
     # Set by each claim; a result is written only where the row still carries its claim's token,

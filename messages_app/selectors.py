@@ -14,11 +14,11 @@ narrows the messages read to those mailings.
 Figures only: the console draws them (console.charts).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, Max, Min, Q, Sum, When
+from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Sum, When
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -281,3 +281,15 @@ def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
         for status in MessageStatus.values:
             totals[status] += counts[status]
     return totals
+
+
+def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
+    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
+    and of those in `including` (a sender's mailings with requests in flight) that are still sendable."""
+    pending = Message.objects.filter(mailing=OuterRef("pk"), status=MessageStatus.PENDING)
+    return list(
+        Mailing.objects.sendable(now)
+        .filter(Q(id__in=including) | Exists(pending))
+        .order_by("start_at", "id")
+        .values_list("id", "text", "end_at")
+    )

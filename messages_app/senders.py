@@ -1,6 +1,6 @@
 """The sending engine's parts as the settings describe them: for the worker's senders and test sends.
 
-Loads aiohttp and uvloop: imported by pool processes only, when they start sending.
+Loads aiohttp: imported by worker processes only, when they start sending or deliver test sends.
 """
 
 import os
@@ -40,6 +40,7 @@ def gate_from_settings(clock: Clock) -> ProviderGate:
             rate=settings.PROVIDER_RATE_LIMIT,
             redis_url=settings.RATE_LIMIT_REDIS_URL,
             file_path=Path(settings.RATE_LIMIT_FILE),
+            clock=clock.monotonic,
         ),
     )
 

@@ -24,7 +24,8 @@ class MessageSerializer(serializers.ModelSerializer):
         extra_kwargs = {
             "client": {"help_text": "The client's id; null when the client was deleted."},
             "waiting_for": {
-                "help_text": 'What a pending message waits for until next_attempt_at: "window" (its '
-                "client's local sending window opens then) or nothing (empty)."
+                "help_text": 'What the message waits for until next_attempt_at: "window" (its '
+                "client's local sending window opens then) or nothing (empty). An expired message "
+                "keeps what it was still waiting for."
             },
         }

@@ -10,6 +10,7 @@ from django.utils import timezone
 from mailings.models import Mailing, MailingState
 from mailings.tests.factories import MailingFactory, mailing_in
 from messages_app.models import Message
+from messages_app.selectors import mailings_to_send
 from messages_app.services import CANCELLED_ERROR
 from messages_app.tests.factories import MessageFactory
 
@@ -48,7 +49,7 @@ def test_pause_holds_a_running_mailing_and_no_sender_works_on_it(api_client, ope
     assert response.status_code == 200, response.data
     assert response.data["state"] == MailingState.PAUSED
     assert response.data["paused_at"] is not None
-    assert mailing.pk not in [row[0] for row in Mailing.objects.to_send(timezone.now())]
+    assert mailing.pk not in [row[0] for row in mailings_to_send(now=timezone.now())]
     assert Message.objects.filter(mailing=mailing, status=Status.PENDING).count() == 3
     assert f"mailing={mailing.pk} paused by {operator.username}" in caplog.text
 
@@ -79,7 +80,7 @@ def test_resume_makes_a_paused_mailing_sendable_again(api_client, operator, capl
     assert response.status_code == 200, response.data
     assert response.data["state"] == MailingState.RUNNING
     assert Mailing.objects.sendable(timezone.now()).filter(pk=mailing.pk).exists()
-    assert mailing.pk in [row[0] for row in Mailing.objects.to_send(timezone.now())]
+    assert mailing.pk in [row[0] for row in mailings_to_send(now=timezone.now())]
     assert f"mailing={mailing.pk} resumed by {operator.username}" in caplog.text
 
 

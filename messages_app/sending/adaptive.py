@@ -14,13 +14,13 @@ by a tenth every second without one. It stays None (no rate limit) until the fir
 
 import time
 from collections import deque
-from collections.abc import Callable
 
-Clock = Callable[[], float]
+from .clock import TimeSource
 
 BACKOFF = 0.9  # multiplicative decrease
 # The slow start begins at this share of its target (SENDER_CONCURRENCY), so that it reaches it in
-# one round trip: from the floor it took several, tens of seconds with a provider answering in seconds.
+# one round trip: from the floor it would take several, tens of seconds with a provider answering in
+# seconds.
 SLOW_START_SHARE = 0.5
 # Additive increase of the in-flight limit per answer after the slow start, while it is in use and
 # latency near its best: about a quarter per round trip, so that a slow provider's mailing reaches
@@ -43,7 +43,7 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 # Held this many round trips between GROW_BELOW and CUT_ABOVE, the limit grows for one round trip to
 # see whether the latency follows (our own queue: back to where it was) or not (the latency is not
 # ours, e.g. a machine busy with something else, and becomes the new baseline).
-PROBE_AFTER_HELD = 4
+STRETCH_AFTER_HELD = 4
 
 
 class InFlightLimit:
@@ -51,7 +51,7 @@ class InFlightLimit:
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
     up to `maximum` while latency stays near its baseline."""
 
-    def __init__(self, *, initial: int, minimum: int, maximum: int, clock: Clock = time.monotonic):
+    def __init__(self, *, initial: int, minimum: int, maximum: int, clock: TimeSource = time.monotonic):
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
@@ -61,10 +61,10 @@ class InFlightLimit:
         self.baseline: float | None = None  # the lowest mean latency of a round trip
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
-        self._growing = True  # the last round trip's latency was near the baseline, or a probe grows it
+        self._growing = True  # the last round trip's latency was near the baseline, or a stretch grows it
         self._held_in_a_row = 0
-        self._probe: tuple[float, float] | None = None  # latency and limit before a probe grew it
-        self._probe_round_trips = 0
+        self._stretch: tuple[float, float] | None = None  # latency and limit before a stretch grew it
+        self._stretch_round_trips = 0
         self._cuts_in_a_row = 0
         self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
@@ -83,7 +83,7 @@ class InFlightLimit:
         if self.baseline is None:
             self.latency = round_trip.mean
         elif (
-            self._probe is None
+            self._stretch is None
             and round_trip.answers >= MIN_ROUND_TRIP_ANSWERS
             and round_trip.mean > self.baseline * GROW_BELOW
         ):
@@ -108,8 +108,8 @@ class InFlightLimit:
         """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
         latency = self.latency = round_trip.mean
         self.baseline = min(self.baseline or latency, latency)
-        if self._probe is not None:
-            self._judge_probe(self._probe, latency)
+        if self._stretch is not None:
+            self._judge_stretch(self._stretch, latency)
             return
         queueing = latency / self.baseline if self.baseline else 1.0
         self._growing = queueing <= GROW_BELOW
@@ -123,17 +123,17 @@ class InFlightLimit:
         else:
             self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
             self._held_in_a_row += 1
-            if self._held_in_a_row >= PROBE_AFTER_HELD:
-                self._probe, self._probe_round_trips = (self.latency, self.value), 0
+            if self._held_in_a_row >= STRETCH_AFTER_HELD:
+                self._stretch, self._stretch_round_trips = (self.latency, self.value), 0
                 self._growing = True
 
-    def _judge_probe(self, probe: tuple[float, float], latency: float) -> None:
+    def _judge_stretch(self, stretch: tuple[float, float], latency: float) -> None:
         """The round trip that grew is over; the next one's answers say what the growth did."""
-        self._probe_round_trips += 1
+        self._stretch_round_trips += 1
         self._growing = False
-        if self._probe_round_trips < 2:
+        if self._stretch_round_trips < 2:
             return
-        (latency_before, value_before), self._probe = probe, None
+        (latency_before, value_before), self._stretch = stretch, None
         self._held_in_a_row = 0
         grown = self.value / value_before - 1
         # A quarter of the growth: the requests answered by now went out while the limit still grew.
@@ -186,7 +186,7 @@ MIN_RATE = 1.0
 
 
 class LearnedRate:
-    def __init__(self, *, clock: Clock = time.monotonic):
+    def __init__(self, *, clock: TimeSource = time.monotonic):
         self.rate: float | None = None
         self._clock = clock
         self._first_accepted: float | None = None

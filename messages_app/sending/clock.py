@@ -8,13 +8,17 @@ test hands the engine a clock whose loop skips ahead whenever every task waits
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-import uvloop
+# What the pace's parts take for a clock: seconds, from whatever source the engine's Clock hands them.
+TimeSource = Callable[[], float]
 
 
 class Clock:
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        import uvloop  # the sender's only: the web never loads it
+
         # uvloop: the event loop is most of a sender's CPU, and uvloop's costs less per message.
         return uvloop.new_event_loop()
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from django.db import DatabaseError, close_old_connections, connections
 
 from mailings.models import Mailing
-from messages_app import services
+from messages_app import selectors, services
 from messages_app.windows import WindowGuards
 
 from .clock import Clock
@@ -28,7 +28,7 @@ class DjangoMessageStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; this thread only
 
-    async def _run(self, function, /, **kwargs):
+    async def _in_thread(self, function, /, **kwargs):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, lambda: function(**kwargs))
@@ -40,12 +40,12 @@ class DjangoMessageStore:
         self._thread.shutdown()
 
     async def look(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> SenderView:
-        return await self._run(self._look, in_flight_mailings=in_flight_mailings, tokens=tokens)
+        return await self._in_thread(self._look, in_flight_mailings=in_flight_mailings, tokens=tokens)
 
     def _look(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> SenderView:
         close_old_connections()  # a connection broken by a database restart is replaced here
         now = self._clock.now()
-        sendable = Mailing.objects.to_send(now, including=in_flight_mailings)
+        sendable = selectors.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
         self._windows.keep_only(wanted)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
@@ -59,7 +59,7 @@ class DjangoMessageStore:
         )
 
     async def claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
-        return await self._run(self._claim, asks=asks, wanted=wanted)
+        return await self._in_thread(self._claim, asks=asks, wanted=wanted)
 
     def _claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
         now, claims = self._clock.now(), list[Claim]()
@@ -85,7 +85,7 @@ class DjangoMessageStore:
         return claims, None
 
     async def record(self, *, results: list[Result], deferred_until: float) -> int:
-        return await self._run(
+        return await self._in_thread(
             services.messages_record,
             results=results,
             now=self._clock.now(),
@@ -93,13 +93,15 @@ class DjangoMessageStore:
         )
 
     async def release_expired_leases(self) -> int:
-        return await self._run(services.messages_release_expired_leases, now=self._clock.now())
+        return await self._in_thread(services.messages_release_expired_leases, now=self._clock.now())
 
     async def expire_pending(self, *, mailing_id: int) -> int:
-        return await self._run(services.messages_expire_pending, now=self._clock.now(), mailing_id=mailing_id)
+        return await self._in_thread(
+            services.messages_expire_pending, now=self._clock.now(), mailing_id=mailing_id
+        )
 
     async def pause_all(self, *, until: float) -> None:
-        await self._run(services.provider_pause, until=datetime.fromtimestamp(until, tz=UTC))
+        await self._in_thread(services.provider_pause, until=datetime.fromtimestamp(until, tz=UTC))
 
     async def release_slots(self) -> int:
-        return await self._run(services.sender_slots_release, holder=self.holder)
+        return await self._in_thread(services.sender_slots_release, holder=self.holder)

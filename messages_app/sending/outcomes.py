@@ -53,22 +53,21 @@ NOT_SENDABLE = Fate(Outcome.DEFERRED, ProviderAnswer.NO_ANSWER, "mailing not sen
 TOO_LATE = Fate(Outcome.EXPIRED, ProviderAnswer.NO_ANSWER, "could not finish before the end")
 STOPPED = Fate(Outcome.DEFERRED, ProviderAnswer.NO_ANSWER, "sender stopped")
 
-# (the transport's exception, what it means): the first row whose type matches wins.
-FATES: tuple[tuple[type[BaseException], Outcome, ProviderAnswer], ...] = (
-    (TransportThrottled, Outcome.THROTTLED, ProviderAnswer.THROTTLED),  # we go too fast
-    (TransportAuthError, Outcome.DEFERRED, ProviderAnswer.AUTH_REFUSED),  # every message waits
-    (TransportError, Outcome.RETRY, ProviderAnswer.ERROR),  # 5xx, garbage, refused connection
+# (the transport's exception, what it means): the first row that matches wins; `permanent` only
+# says so of a plain TransportError (a refused token or a 429 is never the message's fault).
+FATES: tuple[tuple[type[TransportError], bool | None, Outcome, ProviderAnswer], ...] = (
+    (TransportThrottled, None, Outcome.THROTTLED, ProviderAnswer.THROTTLED),  # we go too fast
+    (TransportAuthError, None, Outcome.DEFERRED, ProviderAnswer.AUTH_REFUSED),  # every message waits
+    (TransportError, True, Outcome.FAILED, ProviderAnswer.REJECTED),  # this message, never
+    (TransportError, False, Outcome.RETRY, ProviderAnswer.ERROR),  # 5xx, garbage, refused connection
 )
-REJECTED_FATE = (Outcome.FAILED, ProviderAnswer.REJECTED)  # a TransportError marked permanent
-# Any other exception is a surprise (a bug, a library's): RETRY and ERROR, so the message is tried
-# again instead of staying claimed until its lease runs out.
+# (outcome, answer, detail) of a request one of its limits cut: at the end or by a stopping worker
+# it may have reached the provider; without an answer in time it is tried again.
 CUT_FATES = {
-    Cut.TIMEOUT: (Outcome.RETRY, ProviderAnswer.ERROR),  # no answer in time: try again
-    # At the end or by a stopping worker, the request may have reached the provider.
-    Cut.END: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER),
-    Cut.STOP: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER),
+    Cut.TIMEOUT: (Outcome.RETRY, ProviderAnswer.ERROR, None),  # detail: no_answer_within(timeout)
+    Cut.END: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER, "cut at the mailing's end"),
+    Cut.STOP: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER, "cut by a stopping worker"),
 }
-CUT_DETAILS = {Cut.END: "cut at the mailing's end", Cut.STOP: "cut by a stopping worker"}
 
 
 def fate_of(ended_by: Exception | Cut | None, *, request_timeout: float) -> Fate:
@@ -77,14 +76,17 @@ def fate_of(ended_by: Exception | Cut | None, *, request_timeout: float) -> Fate
     if ended_by is None:
         return Fate(Outcome.SENT, ProviderAnswer.ACCEPTED)
     if isinstance(ended_by, Cut):
-        outcome, answer = CUT_FATES[ended_by]
-        detail = no_answer_within(request_timeout) if ended_by is Cut.TIMEOUT else CUT_DETAILS[ended_by]
-        return Fate(outcome, answer, detail)
+        outcome, answer, detail = CUT_FATES[ended_by]
+        return Fate(outcome, answer, detail or no_answer_within(request_timeout))
     if not isinstance(ended_by, TransportError):
+        # A surprise (a bug, a library's exception): tried again instead of staying claimed until
+        # its lease runs out.
         return Fate(Outcome.RETRY, ProviderAnswer.ERROR, f"unexpected {type(ended_by).__name__}")
-    if ended_by.permanent:
-        return Fate(*REJECTED_FATE, ended_by.detail)
-    outcome, answer = next((o, a) for kind, o, a in FATES if isinstance(ended_by, kind))
+    outcome, answer = next(
+        (outcome, answer)
+        for kind, permanent, outcome, answer in FATES
+        if isinstance(ended_by, kind) and permanent in (None, ended_by.permanent)
+    )
     return Fate(outcome, answer, ended_by.detail, getattr(ended_by, "retry_after", None))
 
 

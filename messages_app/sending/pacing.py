@@ -17,8 +17,9 @@ from collections import deque
 from pathlib import Path
 
 from .adaptive import InFlightLimit, LearnedRate
+from .clock import TimeSource
 from .outcomes import ProviderAnswer
-from .ratelimit import Bucket, Clock, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
+from .ratelimit import Bucket, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
 
 RATE_LIMIT_KEY = "sender:rate-limit"
 # Bucket of the configured rate: a twentieth of a second's sends, so the rate holds over any window.
@@ -40,23 +41,25 @@ def pacer_for(
     rate: float | None,
     redis_url: str,
     file_path: Path,
+    clock: TimeSource = time.monotonic,
 ) -> "Pacer":
     """A pacer with the adaptive in-flight limit and, when `rate` is set, the rate shared by every
-    sender: in Redis at `redis_url`, else in the file (the processes of one machine)."""
-    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum)
+    sender: in Redis at `redis_url`, else in the file (the processes of one machine). `clock` times
+    this process's pace; the shared buckets keep the time their sharers agree on (Redis's, the wall's)."""
+    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum, clock=clock)
     if not rate:
-        return Pacer(limit=limit)
+        return Pacer(limit=limit, clock=clock)
     burst = max(1.0, rate * SHARED_BURST_SECONDS)
     bucket: Bucket
     if redis_url:
         bucket = RedisBucket(redis_url, RATE_LIMIT_KEY, rate=rate, burst=burst)
     else:
         bucket = FileBucket(file_path, rate=rate, burst=burst)
-    learned = LearnedRate()
+    learned = LearnedRate(clock=clock)
     # Sending right at the configured rate meets a stray 429 now and then (requests bunch up on
     # the way): only a steady share of them means the provider allows less than configured.
     learned.tolerance = CONFIGURED_RATE_TOLERANCE
-    return Pacer(limit=limit, shared=RateLimiter(bucket), learned=learned)
+    return Pacer(limit=limit, shared=RateLimiter(bucket, clock=clock), learned=learned, clock=clock)
 
 
 # The provider answered in time, whatever it said of the message: its latency tells the pace.
@@ -70,7 +73,7 @@ class Pacer:
         limit: InFlightLimit,
         shared: RateLimiter | None = None,
         learned: LearnedRate | None = None,
-        clock: Clock = time.monotonic,
+        clock: TimeSource = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ):
         self.limit = limit

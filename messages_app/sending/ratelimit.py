@@ -23,9 +23,10 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from .clock import TimeSource
+
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 # Tokens taken from the shared bucket at once: what the limiter hands out in this many seconds.
@@ -60,7 +61,7 @@ class Bucket(Protocol):
 class MemoryBucket:
     """One process's bucket; `rate` may change as it runs (a learned rate)."""
 
-    def __init__(self, *, rate: float, burst: float, clock: Clock = time.monotonic):
+    def __init__(self, *, rate: float, burst: float, clock: TimeSource = time.monotonic):
         self.rate, self.burst = rate, burst
         self._clock = clock
         self._tokens = burst
@@ -80,7 +81,7 @@ class FileBucket:
 
     _STATE = struct.Struct("<dd")  # tokens, at
 
-    def __init__(self, path: Path, *, rate: float, burst: float, clock: Clock = time.time):
+    def __init__(self, path: Path, *, rate: float, burst: float, clock: TimeSource = time.time):
         self.rate, self.burst = rate, burst
         self._path = path
         self._clock = clock
@@ -132,7 +133,7 @@ return {granted, math.ceil(wait * 1000000)}
 class RedisBucket:
     """Every machine's bucket: one atomic script per batch of tokens."""
 
-    def __init__(self, url: str, key: str, *, rate: float, burst: float, clock: Clock | None = None):
+    def __init__(self, url: str, key: str, *, rate: float, burst: float, clock: TimeSource | None = None):
         self.rate, self.burst = rate, burst
         self._url, self._key = url, key
         self._clock = clock  # None: the Redis server's clock
@@ -163,7 +164,7 @@ class RateLimiter:
     alone rather than not at all, and says so once.
     """
 
-    def __init__(self, bucket: Bucket, *, sleep: Sleep = asyncio.sleep, clock: Clock = time.monotonic):
+    def __init__(self, bucket: Bucket, *, sleep: Sleep = asyncio.sleep, clock: TimeSource = time.monotonic):
         self.bucket = bucket
         self._sleep = sleep
         self._clock = clock

@@ -114,7 +114,7 @@ def test_against_a_saturated_provider_the_pace_holds_what_its_rate_needs_not_the
     held = run.in_flight_between(*settled)
     # Near the knee, far from the ceiling (1,000). Its best round trip, the first (100 sent at once),
     # met a queue already, so above the provider's own latency: hence a little more than the knee;
-    # every few round trips a probe grows it by a quarter for a round trip.
+    # every few round trips a stretch grows it by a quarter for a round trip.
     assert sum(held) / len(held) <= 2 * provider.knee
     assert max(held) <= 3 * provider.knee
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from messages_app.sending.adaptive import GROWTH_PER_ANSWER, PROBE_AFTER_HELD, InFlightLimit, LearnedRate
+from messages_app.sending.adaptive import GROWTH_PER_ANSWER, STRETCH_AFTER_HELD, InFlightLimit, LearnedRate
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
@@ -97,20 +97,20 @@ def round_trips(adaptive: InFlightLimit, count: int, latency: Callable[[float], 
         answered_at(adaptive, latency(adaptive.limit), adaptive.limit, in_flight=adaptive.limit)
 
 
-def test_latency_climbing_by_less_than_half_holds_the_limit_until_a_probe():
+def test_latency_climbing_by_less_than_half_holds_the_limit_until_a_stretch():
     adaptive = limit(FakeClock())
     held = held_after_a_climb(adaptive)
 
-    round_trips(adaptive, PROBE_AFTER_HELD - 1, lambda _: 0.14)
+    round_trips(adaptive, STRETCH_AFTER_HELD - 1, lambda _: 0.14)
 
     assert adaptive.limit == held
     assert adaptive.baseline == pytest.approx(0.1)
 
 
-def test_a_probe_whose_latency_follows_what_is_in_flight_goes_back_to_what_was_held():
+def test_a_stretch_whose_latency_follows_what_is_in_flight_goes_back_to_what_was_held():
     adaptive = limit(FakeClock())
     held = held_after_a_climb(adaptive)
-    round_trips(adaptive, PROBE_AFTER_HELD, lambda _: 0.14)  # the last one grew it
+    round_trips(adaptive, STRETCH_AFTER_HELD, lambda _: 0.14)  # the last one grew it
     assert adaptive.limit > held * 1.2
 
     round_trips(adaptive, 1, lambda in_flight: 0.14 * in_flight / held)  # our own queue
@@ -119,16 +119,16 @@ def test_a_probe_whose_latency_follows_what_is_in_flight_goes_back_to_what_was_h
     assert adaptive.baseline == pytest.approx(0.1)
 
 
-def test_a_probe_whose_latency_stays_makes_it_the_new_baseline_and_the_limit_grows_again():
+def test_a_stretch_whose_latency_stays_makes_it_the_new_baseline_and_the_limit_grows_again():
     adaptive = limit(FakeClock())
     held_after_a_climb(adaptive)
-    round_trips(adaptive, PROBE_AFTER_HELD + 1, lambda _: 0.14)  # the probe's latency is not ours
+    round_trips(adaptive, STRETCH_AFTER_HELD + 1, lambda _: 0.14)  # the stretch's latency is not ours
     assert adaptive.baseline == pytest.approx(0.14)
-    probed = adaptive.limit
+    stretched = adaptive.limit
 
     round_trips(adaptive, 1, lambda _: 0.14)
 
-    assert adaptive.limit == pytest.approx(probed * 1.25, abs=1)
+    assert adaptive.limit == pytest.approx(stretched * 1.25, abs=1)
 
 
 def test_the_baseline_is_the_best_round_trip_mean_not_the_fastest_answer():
