@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from .__main__ import PG_ADMIN_URL
+from .context import PG_ADMIN_URL
 
 AUDIENCE_QUERIES = {
     "every client": {},

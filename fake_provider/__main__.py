@@ -8,7 +8,8 @@ import signal
 import sys
 
 from fake_provider import run_in_fast_loop
-from fake_provider.server import Config, FakeProvider
+from fake_provider.behaviour import Config
+from fake_provider.server import FakeProvider
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

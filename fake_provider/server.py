@@ -3,162 +3,32 @@
 The send port (``POST /v1/send/{msgId}``, a low-level aiohttp server) speaks the provider contract
 and misbehaves on demand. The control application, on a second port so that it stays reachable
 while the send port refuses connections, reads the records and changes the configuration at runtime.
+What a send is answered is in ``sends``, the configuration and its draws in ``behaviour``, what is
+recorded in ``records``.
 """
 
 import asyncio
-import dataclasses
-import json
 import logging
 import math
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
+from fake_provider.behaviour import Behaviour, Config
+from fake_provider.records import Records
+from fake_provider.sends import HANGING, answer, health, send_handler
+
 logger = logging.getLogger(__name__)
 
-PHONE_MIN = 70_000_000_000
-PHONE_MAX = 79_999_999_999
-MSG_ID_MAX = 2**63 - 1
-OUTCOMES = (
-    "ok",
-    "rejected",
-    "error_5xx",
-    "garbage",
-    "hang",
-    "unauthorized",
-    "bad_request",
-    "throttled",
-    "abandoned",
-)
 OUTAGE_MODES = ("refuse", "503", "none")
 
-OK_BODY = b'{"code": 0, "message": "OK"}'
-REJECTED_BODY = b'{"code": 3, "message": "rejected"}'
-# Alternated: a proxy's error page, then JSON without "code".
-GARBAGE_ANSWERS = (
-    (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    (b'{"status": "queued"}', "application/json"),
-)
-SEND_PATH = "/v1/send/"
-HANGING = web.RequestKey("hanging", bool)
 # Closing connections that wait on a hang should not keep a shutdown waiting for long.
 SHUTDOWN_TIMEOUT = 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """What the fake does to each send; replaced as a whole on every change."""
-
-    token: str
-    latency: float = 0.0
-    latency_jitter: float = 0.0
-    error_rate: float = 0.0
-    garbage_rate: float = 0.0
-    hang_rate: float = 0.0
-    reject_rate: float = 0.0
-    hang_seconds: float = 3600.0
-    # Sends per second allowed across all connections, 429 above (0: no limit). A token bucket
-    # holding `rate_limit_burst` sends (0: a tenth of a second's worth, at least one).
-    rate_limit: float = 0.0
-    rate_limit_burst: float = 0.0
-    # Seconds announced in Retry-After on a 429, rounded up (0: no header).
-    retry_after: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not self.token or self.token != self.token.strip():
-            raise ValueError("token must be a non-empty string without surrounding spaces")
-        for field in dataclasses.fields(self):
-            if field.name == "token":
-                continue
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{field.name} must be a finite number")
-            if field.name.endswith("_rate") and not 0 <= value <= 1:
-                raise ValueError(f"{field.name} must be between 0 and 1")
-            if value < 0:
-                raise ValueError(f"{field.name} must not be negative")
-            object.__setattr__(self, field.name, float(value))
-
-    @property
-    def authorization(self) -> str:
-        return f"Bearer {self.token}"
-
-    def updated(self, changes: Mapping[str, Any]) -> "Config":
-        unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
-
-    def public(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"token": "<hidden>"}
-
-    @property
-    def bucket_size(self) -> float:
-        return self.rate_limit_burst or max(1.0, self.rate_limit / 10)
-
-
-class RateLimit:
-    """The provider's account limit: a token bucket over every connection, on the monotonic clock."""
-
-    def __init__(self) -> None:
-        self._tokens: float | None = None  # None: full
-        self._at = 0.0
-
-    def allows(self, config: Config, now: float) -> bool:
-        if not config.rate_limit:
-            return True
-        size = config.bucket_size
-        tokens = size if self._tokens is None else self._tokens
-        tokens = min(size, tokens + (now - self._at) * config.rate_limit)
-        self._at = now
-        allowed = tokens >= 1
-        self._tokens = tokens - 1 if allowed else tokens
-        return allowed
-
-
-class Records:
-    """What happened to the sends since the last reset: what tests and benchmarks trust."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.requests_total = 0
-        self.outcomes = dict.fromkeys(OUTCOMES, 0)
-        # One (msg_id, time.time()) per acceptance, duplicates included, in acceptance order.
-        self.accepted: list[tuple[int, float]] = []
-        self.accepts_by_id: dict[int, int] = {}
-
-    def count(self, outcome: str) -> None:
-        self.outcomes[outcome] += 1
-
-    def accept(self, msg_id: int) -> None:
-        self.outcomes["ok"] += 1
-        self.accepted.append((msg_id, time.time()))
-        self.accepts_by_id[msg_id] = self.accepts_by_id.get(msg_id, 0) + 1
-
-    def stats(self, after: float | None = None) -> dict[str, Any]:
-        accepted_total = len(self.accepted)
-        unique = len(self.accepts_by_id)
-        stats = {
-            "requests_total": self.requests_total,
-            "accepted_total": accepted_total,
-            "unique_accepted": unique,
-            "duplicates": accepted_total - unique,
-            "outcomes": dict(self.outcomes),
-            "first_accept_at": self.accepted[0][1] if self.accepted else None,
-            "last_accept_at": self.accepted[-1][1] if self.accepted else None,
-        }
-        if after is not None:
-            stats["accepted_after"] = sum(1 for _, accepted_at in self.accepted if accepted_at > after)
-        return stats
-
-
 class FakeProvider:
-    """Configuration, records, outage state and the two listening sites of one fake provider."""
+    """One fake provider: its behaviour, its records, its outage state and its two listening sites."""
 
     def __init__(
         self,
@@ -170,17 +40,13 @@ class FakeProvider:
         seed: int | None = None,
         access_log: bool = False,
     ) -> None:
-        self.config = config
+        self.behaviour = Behaviour(config, seed=seed)
         self.records = Records()
         self.host = host
         self.port = port
         self.control_port = port + 1 if control_port is None else control_port
         self.in_flight = 0
-        self._rng = random.Random(seed)
-        self._rate_limit = RateLimit()
         self._access_log = access_log
-        self._errors_answered = 0
-        self._garbage_answered = 0
         self._outage_mode: str | None = None
         self._outage_until = 0.0  # time.monotonic()
         self._outage_task: asyncio.Task[None] | None = None
@@ -248,22 +114,7 @@ class FakeProvider:
         for connection in self._send_runner.server.connections:
             connection.force_close()
 
-    # --- configuration and outages ---------------------------------------------------------
-
-    def configure(self, changes: Mapping[str, Any]) -> None:
-        """Apply a partial update atomically; ValueError (and no change at all) on a bad value."""
-        changes = dict(changes)
-        reseed = "seed" in changes
-        seed = changes.pop("seed", None)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError("seed must be an integer or null")
-        config = self.config.updated(changes)
-        if (config.rate_limit, config.bucket_size) != (self.config.rate_limit, self.config.bucket_size):
-            self._rate_limit = RateLimit()
-        self.config = config
-        if reseed:
-            self._rng.seed(seed)
-            self._errors_answered = self._garbage_answered = 0
+    # --- outages ---------------------------------------------------------------------------
 
     async def start_outage(self, mode: str, seconds: float) -> None:
         """Refuse connections, or answer 503 to every send, for `seconds`; mode "none" ends an outage."""
@@ -305,7 +156,10 @@ class FakeProvider:
         self.records.requests_total += 1
         self.in_flight += 1
         try:
-            return await self._answer(request, path_id)
+            if self._outage_mode == "503":
+                self.records.count("error_5xx")
+                return web.Response(status=503, text="provider outage")
+            return await answer(self.behaviour, self.records, request, path_id)
         except asyncio.CancelledError:
             # The client went away (or we shut down); a hang was counted when it began.
             if not request.get(HANGING):
@@ -314,108 +168,10 @@ class FakeProvider:
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, request: web.BaseRequest, path_id: str) -> web.Response:
-        records = self.records
-        if self._outage_mode == "503":
-            records.count("error_5xx")
-            return web.Response(status=503, text="provider outage")
-
-        config = self.config
-        msg_id: int | None = None
-        if request.headers.get("Authorization") != config.authorization:
-            outcome = "unauthorized"
-        else:
-            msg_id = _valid_msg_id(path_id, await request.read())
-            outcome = "bad_request" if msg_id is None else self._draw_outcome(config)
-        # The account's limit counts every authenticated send, as a provider's would, and answers at once.
-        if outcome != "unauthorized" and not self._rate_limit.allows(config, time.monotonic()):
-            records.count("throttled")
-            headers = {"Retry-After": str(math.ceil(config.retry_after))} if config.retry_after else None
-            return web.json_response({"message": "too many requests"}, status=429, headers=headers)
-
-        if outcome == "hang":
-            records.count("hang")
-            request[HANGING] = True
-            # Cancelled when the client disconnects (handler_cancellation).
-            await asyncio.sleep(config.hang_seconds)
-            return web.Response(status=504, text="hung")
-
-        delay = config.latency
-        if config.latency_jitter:
-            delay = max(0.0, delay + self._rng.uniform(-config.latency_jitter, config.latency_jitter))
-        if delay:
-            await asyncio.sleep(delay)
-
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            # The client gave up (e.g. at a mailing's end): whatever we answer, nobody hears it.
-            records.count("abandoned")
-            return web.Response(status=499)
-        if outcome == "ok":
-            assert msg_id is not None
-            records.accept(msg_id)
-            return web.Response(body=OK_BODY, content_type="application/json")
-        records.count(outcome)
-        return self._misbehaving_response(outcome)
-
-    def _draw_outcome(self, config: Config) -> str:
-        # One draw per option on every request, so a seed gives the same sequence whatever the rates.
-        rng = self._rng
-        hang = rng.random() < config.hang_rate
-        error = rng.random() < config.error_rate
-        garbage = rng.random() < config.garbage_rate
-        reject = rng.random() < config.reject_rate
-        if hang:
-            return "hang"
-        if error:
-            return "error_5xx"
-        if garbage:
-            return "garbage"
-        if reject:
-            return "rejected"
-        return "ok"
-
-    def _misbehaving_response(self, outcome: str) -> web.Response:
-        if outcome == "unauthorized":
-            return web.json_response({"message": "missing or bad token"}, status=401)
-        if outcome == "bad_request":
-            return web.json_response({"message": "invalid input"}, status=400)
-        if outcome == "rejected":
-            return web.Response(body=REJECTED_BODY, content_type="application/json")
-        if outcome == "error_5xx":
-            status = (503, 500)[self._errors_answered % 2]
-            self._errors_answered += 1
-            return web.Response(status=status, text="provider error")
-        body, content_type = GARBAGE_ANSWERS[self._garbage_answered % 2]
-        self._garbage_answered += 1
-        return web.Response(body=body, content_type=content_type)
-
-
-def _valid_msg_id(path_id: str, body: bytes) -> int | None:
-    """The message id if the path and body follow the contract, else None."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    msg_id, phone, text = payload.get("id"), payload.get("phone"), payload.get("text")
-    if type(msg_id) is not int or not 0 <= msg_id <= MSG_ID_MAX or str(msg_id) != path_id:
-        return None
-    if type(phone) is not int or not PHONE_MIN <= phone <= PHONE_MAX:
-        return None
-    if not isinstance(text, str):
-        return None
-    return msg_id
-
 
 # --- applications --------------------------------------------------------------------------
 
 PROVIDER = web.AppKey("provider", FakeProvider)
-
-
-async def _health(request: web.BaseRequest) -> web.Response:  # on both ports
-    return web.json_response({"status": "ok"})
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -441,7 +197,7 @@ async def _reset(request: web.Request) -> web.Response:
 
 
 def _config_answer(provider: FakeProvider) -> web.Response:
-    return web.json_response(provider.config.public() | {"outage": provider.outage()})
+    return web.json_response(provider.behaviour.config.public() | {"outage": provider.outage()})
 
 
 async def _get_config(request: web.Request) -> web.Response:
@@ -452,7 +208,7 @@ async def _put_config(request: web.Request) -> web.Response:
     provider = request.app[PROVIDER]
     changes = await _json_object(request)
     try:
-        provider.configure(changes)
+        provider.behaviour.configure(changes)
     except (TypeError, ValueError) as error:
         raise web.HTTPBadRequest(text=str(error)) from None
     return _config_answer(provider)
@@ -482,45 +238,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _not_found() -> web.Response:
-    return web.Response(status=404, text="404: Not Found")
-
-
-def _method_not_allowed(allowed: str) -> web.Response:
-    return web.Response(status=405, text="405: Method Not Allowed", headers={"Allow": allowed})
-
-
-def send_handler(provider: FakeProvider) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
-    """The send port's two routes, matched by hand rather than by an application's router: the
-    fake shares the bench's cores with the service it measures, and the router was an eighth of
-    its CPU per send."""
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        path = request.path
-        if path.startswith(SEND_PATH):
-            path_id = path[len(SEND_PATH) :]
-            if not path_id or "/" in path_id:
-                return _not_found()
-            if request.method != "POST":
-                return _method_not_allowed("POST")
-            if request.headers.get("Expect", "").lower() == "100-continue":
-                # What the router's default did: curl asks for it before a body over 1 KB.
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                request.writer.output_size = 0
-            return await provider.send(request, path_id)
-        if path == "/health":
-            if request.method not in ("GET", "HEAD"):
-                return _method_not_allowed("GET,HEAD")
-            return await _health(request)
-        return _not_found()
-
-    return handle
-
-
 def create_control_app(provider: FakeProvider) -> web.Application:
     app = web.Application()
     app[PROVIDER] = provider
-    app.router.add_get("/health", _health)
+    app.router.add_get("/health", health)
     app.router.add_get("/stats", _stats)
     app.router.add_get("/accepted", _accepted)
     app.router.add_get("/config", _get_config)

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
+from fake_provider.behaviour import Config, RateLimit
 from fake_provider.client import FakeProviderProcess
-from fake_provider.server import Config, RateLimit
 from harness.waiting import wait_until
 
 TOKEN = "test-token"
