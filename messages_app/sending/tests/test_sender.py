@@ -29,6 +29,7 @@ from messages_app.sending.gate import ProviderGate
 from messages_app.sending.outcomes import Outcome
 from messages_app.sending.pacing import Pacer
 from messages_app.sending.sender import IDLE_TICK, Sender
+from messages_app.sending.store import StoreUnavailable
 from messages_app.sending.transports.base import (
     TransportAuthError,
     TransportError,
@@ -501,3 +502,48 @@ def test_the_pace_learns_the_providers_rate_from_its_429s(transport, clock):
     assert pacer.learned.rate is not None and pacer.learned.rate < 70
     # The first round trips meet 429s; once the rate is learned they are rare.
     assert report[Outcome.THROTTLED] < 150
+
+
+def failing_first(monkeypatch, method: str, times: int) -> list[list]:
+    """DjangoMessageStore.`method` raises StoreUnavailable its first `times` calls (the database away),
+    then works; returns the keyword arguments of every call, in order."""
+    calls: list = []
+    original = getattr(DjangoMessageStore, method)
+
+    async def flaky(store, **kwargs):
+        calls.append(kwargs)
+        if len(calls) <= times:
+            raise StoreUnavailable("the database is restarting")
+        return await original(store, **kwargs)
+
+    monkeypatch.setattr(DjangoMessageStore, method, flaky)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["look", "claim", "release_expired_leases"])
+def test_the_sender_goes_on_once_the_database_is_back(transport, clock, monkeypatch, method, caplog):
+    mailing = running_mailing()
+    messages_of(mailing, 10)
+    calls = failing_first(monkeypatch, method, times=2)
+
+    report = run_until_idle(transport, clock)
+
+    assert len(calls) > 2
+    assert report[Outcome.SENT] == 10
+    assert statuses(mailing) == {Status.SENT: 10}
+    assert caplog.text.count("database error, trying again") == 2
+
+
+def test_results_the_database_refused_are_kept_in_order_and_written_once_it_is_back(
+    transport, clock, monkeypatch
+):
+    mailing = running_mailing()
+    messages_of(mailing, 10)
+    calls = failing_first(monkeypatch, "record", times=1)
+
+    report = run_until_idle(transport, clock)
+
+    assert report[Outcome.SENT] == 10
+    assert statuses(mailing) == {Status.SENT: 10}
+    refused, retried = calls[0]["results"], calls[1]["results"]
+    assert retried[: len(refused)] == refused  # the refused batch first, as it was
