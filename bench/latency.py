@@ -105,7 +105,7 @@ def _big_and_small(bench: Bench, big_size: int, small_count: int) -> dict:
         bench.insert_clients(FAIR_SMALL_CLIENTS, tag=tag, first=big_size + 1 + index * FAIR_SMALL_CLIENTS)
     big = bench.create_mailing(ends_in=3600, filter_tag="big")
     big_created = time.time()
-    time.sleep(FAIR_LATENCY)  # the big one's first round trip is in flight
+    time.sleep(FAIR_LATENCY)  # the big one's opening round trip is in flight
     small = {}
     for tag in small_tags:
         small[bench.create_mailing(ends_in=3600, filter_tag=tag).pk] = time.time()

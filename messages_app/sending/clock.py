@@ -3,7 +3,7 @@
 Two kinds of time, from one object: the event loop's time for deadlines, timers and the pace (it
 never jumps), and the wall clock for the database and for pauses shared with other processes. A
 test hands the engine a clock whose loop skips ahead whenever every task waits
-(`messages_app.sending.tests.clock.FakeClock`), so a five-second round trip costs no real time.
+(`messages_app.sending.tests.clock.FakeClock`), so a round trip of five seconds costs no real time.
 """
 
 import asyncio

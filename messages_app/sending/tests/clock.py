@@ -3,8 +3,8 @@
 Outside an event loop it moves only when a test says so (`advance`, `move_to`, or a part awaiting
 its `sleep`); it is also callable, so it stands in wherever a part takes a plain `() -> float`
 clock. The event loop it makes (`new_event_loop`) runs on fake time with looptime: whenever every
-task waits, the loop skips ahead to its next timer, so a five-second round trip or a thirty-second
-pause costs no real time. While the database thread works, fake time runs at the real pace.
+task waits, the loop skips ahead to its next timer, so a round trip of five seconds or a pause of
+thirty costs no real time. While the database thread works, fake time runs at the real pace.
 """
 
 import asyncio

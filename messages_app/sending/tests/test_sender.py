@@ -500,7 +500,7 @@ def test_the_pace_learns_the_providers_rate_from_its_429s(transport, clock):
     assert statuses(mailing) == {Status.SENT: 150}
     assert services.provider_paused_until(now=clock.now()) is None
     assert pacer.learned.rate is not None and pacer.learned.rate < 70
-    # The first round trips meet 429s; once the rate is learned they are rare.
+    # The earliest round trips meet 429s; once the rate is learned they are rare.
     assert report[Outcome.THROTTLED] < 150
 
 
