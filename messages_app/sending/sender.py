@@ -90,7 +90,7 @@ class Sender:
     async def _run(self, *, until_idle: bool, seconds: float | None) -> SenderReport:
         cutoffs = Cutoffs(asyncio.get_running_loop(), self._request_timeout)
         self._writer = ResultWriter(store=self._store, gate=self._gate, clock=self._clock)
-        self._runs = MailingRuns(store=self._store, gate=self._gate, cutoffs=cutoffs, clock=self._clock)
+        self._mailings = MailingRuns(store=self._store, gate=self._gate, cutoffs=cutoffs, clock=self._clock)
         self._deliveries = Deliveries(
             transport=self._transport,
             gate=self._gate,
@@ -125,9 +125,9 @@ class Sender:
                     await self._store.release_expired_leases()
                     next_release = now + RELEASE_EVERY
                 if now >= next_refresh:
-                    await self._runs.refresh(self._deliveries)
+                    await self._mailings.refresh(self._deliveries)
                     next_refresh = self._clock.monotonic() + REFRESH_EVERY
-                    if until_idle and not (self._runs or self._deliveries or self._writer):
+                    if until_idle and not (self._mailings or self._deliveries or self._writer):
                         return
                 await self._publish_pause()
                 in_flight = len(self._deliveries)
@@ -137,7 +137,7 @@ class Sender:
                     wanted >= max(1, self._concurrency // 8) or now - last_claim > CLAIM_AT_LEAST_EVERY
                 ):
                     last_claim = now
-                    for run, claim in await self._runs.claim(wanted, margin=self._deliveries.margin()):
+                    for run, claim in await self._mailings.claim(wanted, margin=self._deliveries.margin()):
                         for row in claim.rows:
                             self._deliveries.start(run, row, claim.token)
             except StoreUnavailable:
@@ -147,7 +147,7 @@ class Sender:
                 continue
             self._deliveries.room.clear()
             with contextlib.suppress(TimeoutError):
-                tick = FEED_TICK if self._runs.claimable() else IDLE_TICK
+                tick = FEED_TICK if self._mailings.claimable() else IDLE_TICK
                 await asyncio.wait_for(self._deliveries.room.wait(), tick)
 
     async def _publish_pause(self) -> None:
@@ -177,5 +177,5 @@ class Sender:
             timeout = min(REFRESH_EVERY, give_up_at - self._clock.monotonic())
             await asyncio.wait(self._deliveries.tasks(), timeout=timeout)
             with contextlib.suppress(StoreUnavailable):  # the requests in flight matter more
-                await self._runs.refresh(self._deliveries)
+                await self._mailings.refresh(self._deliveries)
         await self._deliveries.cancel_all()
