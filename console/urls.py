@@ -10,26 +10,15 @@ from . import views
 app_name = "console"
 
 
+def mailing_page(suffix: str, view, name: str):
+    """A page of one mailing's console, beside its admin page."""
+    return path(f"mailings/mailing/<int:mailing_id>/{suffix}", admin.site.admin_view(view), name=name)
+
+
 urlpatterns = [
     path("dashboard/", admin.site.admin_view(views.dashboard_view), name="dashboard"),
-    path(
-        "mailings/mailing/<int:mailing_id>/progress/",
-        admin.site.admin_view(views.mailing_progress_view),
-        name="mailing-progress",
-    ),
-    path(
-        "mailings/mailing/<int:mailing_id>/action/<str:action>/",
-        admin.site.admin_view(views.mailing_action_view),
-        name="mailing-action",
-    ),
-    path(
-        "mailings/mailing/<int:mailing_id>/resend/",
-        admin.site.admin_view(views.mailing_resend_view),
-        name="mailing-resend",
-    ),
-    path(
-        "mailings/mailing/<int:mailing_id>/test-send/",
-        admin.site.admin_view(views.mailing_test_send_view),
-        name="mailing-test-send",
-    ),
+    mailing_page("progress/", views.mailing_progress_view, "mailing-progress"),
+    mailing_page("action/<str:action>/", views.mailing_action_view, "mailing-action"),
+    mailing_page("resend/", views.mailing_resend_view, "mailing-resend"),
+    mailing_page("test-send/", views.mailing_test_send_view, "mailing-test-send"),
 ]
