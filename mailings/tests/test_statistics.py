@@ -268,16 +268,24 @@ def running_with_a_window(*, due: int, sent_last_minute: int, waiting_until: dat
     return mailing
 
 
+def progress_at(api_client, mailing, now) -> dict:
+    with time_machine.travel(now, tick=False):
+        return api_client.get(statistics_url(mailing)).data["progress"]
+
+
+def iso(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def test_the_finish_is_no_earlier_than_the_window_opening_that_messages_wait_for(api_client):
     now = timezone.now()
     opening = now + timedelta(hours=3)
     # 30 sent in the last minute: 0.5 messages/s, 13 unsent would take 26 s at that rate.
     mailing = running_with_a_window(due=10, sent_last_minute=30, waiting_until=opening)
 
-    with time_machine.travel(now, tick=False):
-        progress = api_client.get(statistics_url(mailing)).data["progress"]
+    progress = progress_at(api_client, mailing, now)
 
-    assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
+    assert progress["estimated_finish_at"] == iso(opening)
 
 
 def test_the_finish_at_the_rate_stands_when_later_than_the_window_opening(api_client):
@@ -285,12 +293,9 @@ def test_the_finish_at_the_rate_stands_when_later_than_the_window_opening(api_cl
     # 63 unsent at 0.5 messages/s: 126 s, after the opening in 10 s.
     mailing = running_with_a_window(due=60, sent_last_minute=30, waiting_until=now + timedelta(seconds=10))
 
-    with time_machine.travel(now, tick=False):
-        progress = api_client.get(statistics_url(mailing)).data["progress"]
+    progress = progress_at(api_client, mailing, now)
 
-    assert progress["estimated_finish_at"] == (now + timedelta(seconds=126)).isoformat().replace(
-        "+00:00", "Z"
-    )
+    assert progress["estimated_finish_at"] == iso(now + timedelta(seconds=126))
 
 
 def test_with_nothing_sent_lately_and_every_unsent_message_waiting_the_finish_is_the_opening(api_client):
@@ -298,8 +303,7 @@ def test_with_nothing_sent_lately_and_every_unsent_message_waiting_the_finish_is
     opening = now + timedelta(hours=2)
     mailing = running_with_a_window(due=0, sent_last_minute=0, waiting_until=opening)
 
-    with time_machine.travel(now, tick=False):
-        progress = api_client.get(statistics_url(mailing)).data["progress"]
+    progress = progress_at(api_client, mailing, now)
 
     assert progress["rate_per_second"] == 0
     assert progress["estimated_finish_at"] == opening.isoformat().replace("+00:00", "Z")
