@@ -46,6 +46,8 @@ class Fate:
     retry_after: float | None = None  # the provider's own wait, with a 429
 
 
+# The provider accepted it: every sent message's fate, made once (the hot path's).
+ACCEPTED = Fate(Outcome.SENT, ProviderAnswer.ACCEPTED)
 # The ends of a request that never reached the provider: the gate hears NO_ANSWER.
 CLIENT_DELETED = Fate(Outcome.FAILED, ProviderAnswer.NO_ANSWER, "client was deleted")
 PAUSED = Fate(Outcome.DEFERRED, ProviderAnswer.NO_ANSWER, "sending paused")
@@ -74,7 +76,7 @@ def fate_of(ended_by: Exception | Cut | None, *, request_timeout: float) -> Fate
     """The fate of a request that was sent: None when the provider accepted it, else the exception
     it raised or the limit that cut it."""
     if ended_by is None:
-        return Fate(Outcome.SENT, ProviderAnswer.ACCEPTED)
+        return ACCEPTED
     if isinstance(ended_by, Cut):
         outcome, answer, detail = CUT_FATES[ended_by]
         return Fate(outcome, answer, detail or no_answer_within(request_timeout))
