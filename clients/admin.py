@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from accounts.roles import VIEW_PHONE
 from ops.audit import AuditLogAdminMixin
 
 from .models import Client
@@ -24,7 +25,11 @@ class ClientImportForm(forms.Form):
 
 @admin.register(Client)
 class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
-    """Lists show phones masked, as logs do; the change form shows the full phone."""
+    """Lists show phones masked, as logs do. The change form shows the full phone to those who may see
+    it (VIEW_PHONE, as in the API) and the masked one, read-only, to the others; only they search,
+    filter or sort by phone, so no answer tells them whether a phone is stored (the test send's client
+    picker searches here too).
+    """
 
     audit_name = "client"
     list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
@@ -38,6 +43,34 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     @admin.display(description="phone", ordering="phone")
     def masked_phone(self, client: Client) -> str:
         return client.masked_phone
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or request.user.has_perm(VIEW_PHONE):
+            return fields
+        return ["masked_phone" if name == "phone" else name for name in fields if name != "masked_phone"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is None or request.user.has_perm(VIEW_PHONE):
+            return readonly
+        return [*readonly, "masked_phone"]
+
+    def get_search_fields(self, request):
+        if request.user.has_perm(VIEW_PHONE):
+            return self.search_fields
+        return [name for name in self.search_fields if name.lstrip("=^@") != "phone"]
+
+    def get_sortable_by(self, request):
+        if request.user.has_perm(VIEW_PHONE):
+            return super().get_sortable_by(request)
+        return [name for name in self.get_list_display(request) if name != "masked_phone"]
+
+    def lookup_allowed(self, lookup, value, request):
+        # The admin allows any lookup on the model's own fields in the query string (?phone__startswith=).
+        if lookup.split("__")[0] == "phone" and not request.user.has_perm(VIEW_PHONE):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.import_view)

@@ -1,0 +1,120 @@
+"""Phones in the admin follow the API's rule: clear to those with clients.view_phone, masked to the
+others, who can neither search, filter nor sort by phone (no answer tells them a phone is stored)."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.roles import OPERATORS, VIEWERS
+from clients.models import Client
+from clients.tests.factories import ClientFactory
+from conftest import user_with_role
+from mailings.tests.factories import MailingFactory
+from messages_app.models import Message
+
+pytestmark = pytest.mark.django_db
+
+PHONE, MASKED = "79260000001", "7926*****01"
+CHANGELIST = reverse("admin:clients_client_changelist")
+AUTOCOMPLETE = reverse("admin:autocomplete")
+# The test send's client picker (console.forms.TestSendForm) asks this.
+PICKER = {"app_label": "mailings", "model_name": "testsend", "field_name": "client"}
+
+
+def staff_client(client, django_user_model, group: str):
+    user = user_with_role(django_user_model, f"staff-{group}", group)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def staff_viewer(client, django_user_model):
+    return staff_client(client, django_user_model, VIEWERS)
+
+
+@pytest.fixture
+def staff_operator(client, django_user_model):
+    return staff_client(client, django_user_model, OPERATORS)
+
+
+@pytest.fixture
+def stored():
+    ClientFactory(phone="79030000000", tag="other")
+    return ClientFactory(phone=PHONE, tag="vip")
+
+
+def picked_ids(response) -> list[str]:
+    assert response.status_code == 200
+    return [result["id"] for result in response.json()["results"]]
+
+
+def test_a_viewer_sees_the_phone_masked_on_the_change_form(staff_viewer, stored):
+    response = staff_viewer.get(reverse("admin:clients_client_change", args=[stored.pk]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert MASKED in content
+    assert PHONE not in content
+
+
+def test_an_operator_sees_the_phone_in_clear_on_the_change_form(staff_operator, stored):
+    response = staff_operator.get(reverse("admin:clients_client_change", args=[stored.pk]))
+
+    assert f'value="{PHONE}"' in response.content.decode()
+
+
+@pytest.mark.parametrize("term", [PHONE, "7926000", "0001"])
+def test_a_viewers_search_by_phone_finds_nothing(staff_viewer, stored, term):
+    response = staff_viewer.get(CHANGELIST, {"q": term})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+
+
+def test_a_viewer_still_searches_by_tag(staff_viewer, stored):
+    response = staff_viewer.get(CHANGELIST, {"q": "vip"})
+
+    assert [client.pk for client in response.context["cl"].result_list] == [stored.pk]
+
+
+@pytest.mark.parametrize("lookup", ["phone", "phone__startswith", "phone__regex"])
+def test_a_viewer_cannot_filter_the_list_by_phone_in_the_query_string(staff_viewer, stored, lookup):
+    response = staff_viewer.get(CHANGELIST, {lookup: "7926"})
+
+    assert response.status_code == 400  # the admin's answer to a lookup it does not allow
+
+
+def test_a_viewer_cannot_sort_the_list_by_phone(staff_viewer, stored):
+    response = staff_viewer.get(CHANGELIST)
+
+    assert response.context["cl"].sortable_by == ["id", "operator_code", "tag", "timezone", "created_at"]
+
+
+def test_the_client_picker_does_not_tell_a_viewer_whether_a_phone_is_stored(staff_viewer, stored):
+    for term in (PHONE, "7926", "0001"):
+        assert picked_ids(staff_viewer.get(AUTOCOMPLETE, {**PICKER, "term": term})) == []
+
+    by_tag = staff_viewer.get(AUTOCOMPLETE, {**PICKER, "term": "vip"})
+    assert picked_ids(by_tag) == [str(stored.pk)]
+    assert PHONE not in by_tag.content.decode()
+
+
+def test_the_client_picker_finds_a_phone_for_an_operator_and_shows_it_masked(staff_operator, stored):
+    response = staff_operator.get(AUTOCOMPLETE, {**PICKER, "term": "7926"})
+
+    assert picked_ids(response) == [str(stored.pk)]
+    assert MASKED in response.content.decode()
+
+
+def test_a_viewer_cannot_find_messages_by_phone(staff_viewer, stored):
+    mailing = MailingFactory()
+    for client in Client.objects.all():
+        Message.objects.create(mailing=mailing, client=client)
+    messages = reverse("admin:messages_app_message_changelist")
+
+    response = staff_viewer.get(messages, {"q": PHONE})
+
+    assert response.status_code == 200
+    assert not response.context["cl"].search_fields
+    assert response.context["cl"].result_count == 2  # the list, not filtered by the phone
