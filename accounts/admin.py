@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token, TokenProxy
 
 from .models import masked_key, token_expires_at
@@ -10,6 +11,12 @@ from .models import masked_key, token_expires_at
 # and revoked with an action on users. `manage.py issue_api_token` issues them and prints the key once.
 admin.site.unregister(TokenProxy)
 admin.site.unregister(get_user_model())
+admin.site.unregister(Group)
+
+# What a user may do. Only superusers give it (groups and permissions are granted, not earned), and
+# nobody changes their own: an administrator cannot make itself superuser or take a role.
+GRANTED_BY_SUPERUSERS = ["is_superuser", "groups", "user_permissions"]
+ROLE_FIELDS = ["is_staff", *GRANTED_BY_SUPERUSERS]
 
 
 @admin.register(get_user_model())
@@ -21,6 +28,22 @@ class UserWithTokenAdmin(UserAdmin):
     readonly_fields = [*UserAdmin.readonly_fields, "api_token"]
     fieldsets = [*UserAdmin.fieldsets, ("API", {"fields": ["api_token"]})]  # type: ignore[misc]
     actions = ["revoke_api_tokens"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.pk == request.user.pk:
+            return [*readonly, *ROLE_FIELDS]
+        if not request.user.is_superuser:
+            return [*readonly, *GRANTED_BY_SUPERUSERS]
+        return readonly
+
+    def has_change_permission(self, request, obj=None):
+        """A superuser's account (its password, e-mail, name) is changed by superusers only: whoever
+        changes it could log in as a superuser. The password form asks this too."""
+        return super().has_change_permission(request, obj) and _superuser_or_not_about_one(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and _superuser_or_not_about_one(request, obj)
 
     @admin.display(description="API token")
     def api_token(self, user) -> str:
@@ -37,5 +60,20 @@ class UserWithTokenAdmin(UserAdmin):
 
     @admin.action(description="Revoke the API tokens of the selected users", permissions=["change"])
     def revoke_api_tokens(self, request, queryset):
+        if not request.user.is_superuser:
+            queryset = queryset.filter(is_superuser=False)
         revoked, _ = Token.objects.filter(user__in=queryset).delete()
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
+
+
+def _superuser_or_not_about_one(request, user) -> bool:
+    return request.user.is_superuser or user is None or not user.is_superuser
+
+
+@admin.register(Group)
+class RoleGroupAdmin(GroupAdmin):
+    """A group's permissions are its members' role: only superusers change them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly if request.user.is_superuser else [*readonly, "permissions"]
