@@ -147,15 +147,14 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Admin login lockout (django-axes) ---------------------------------------------------------
-# This many wrong passwords from one address lock it out of the admin login for AXES_COOLOFF_MINUTES.
+# This many wrong passwords for one account from one address lock that pair out of the admin login
+# for AXES_COOLOFF_MINUTES: an attacker cannot lock an administrator out from elsewhere, and a login
+# clears the failures of its own account only. The address is counted as the API's limits count it.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if TRUSTED_PROXY_COUNT else ["REMOTE_ADDR"]
-)
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_address"
 
 # --- OpenID Connect login for the admin (mailing_service/oidc.py) -----------------------------
 # Off by default: the admin's username and password login is always there; this adds a button.

@@ -3,7 +3,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from accounts.roles import VIEWERS
 from clients.tests.factories import ClientFactory
+from clients.tests.test_admin_phones import staff_client
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message, MessageStatus
 from messages_app.tests.factories import MessageFactory
@@ -109,3 +111,15 @@ def test_messages_of_a_deleted_client_still_render(admin_client):
     assert listed_ids(admin_client.get(CHANGELIST)) == {message.pk}
     change_url = reverse("admin:messages_app_message_change", args=[message.pk])
     assert admin_client.get(change_url).status_code == 200
+
+
+def test_a_viewer_cannot_find_messages_by_phone(client, django_user_model):
+    viewer = staff_client(client, django_user_model, VIEWERS)
+    MessageFactory(client=ClientFactory(phone="79260000001"))
+    MessageFactory(client=ClientFactory(phone="79260000002"))
+
+    response = viewer.get(reverse("admin:messages_app_message_changelist"), {"q": "79260000001"})
+
+    assert response.status_code == 200
+    assert not response.context["cl"].search_fields
+    assert response.context["cl"].result_count == 2  # the list, not narrowed by the phone
