@@ -33,3 +33,19 @@ def token_expires_at(token: Token) -> datetime | None:
 def masked_key(key: str) -> str:
     """Enough of a key to tell tokens apart in the admin, not enough to use it."""
     return f"{key[:4]}…" if key else ""
+
+
+class SingleSignOnIdentity(models.Model):
+    """Who a user is at the identity provider (mailing_service.oidc): its subject (`sub`), which
+    stays when the person's e-mail there changes, and which matches them at every later login."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="single_sign_on"
+    )
+    subject = models.CharField(max_length=255, unique=True)
+
+    class Meta:
+        verbose_name_plural = "single sign-on identities"
+
+    def __str__(self) -> str:
+        return f"subject {self.subject}"

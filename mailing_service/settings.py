@@ -171,6 +171,8 @@ OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
 # The claim listing a person's roles, and which role grants which Django group ("role=group,...").
 OIDC_ROLES_CLAIM = env.str("OIDC_ROLES_CLAIM", default="groups")
 OIDC_ROLE_GROUPS = env.dict("OIDC_ROLE_GROUPS", default={"operators": "operators", "viewers": "viewers"})
+# The groups whose members use the admin: only they are made staff by a single sign-on login.
+OIDC_STAFF_GROUPS = env.list("OIDC_STAFF_GROUPS", default=["operators", "admins"])
 LOGIN_REDIRECT_URL = "/admin/"
 LOGOUT_REDIRECT_URL = "/admin/"
 AUTHENTICATION_BACKENDS = [

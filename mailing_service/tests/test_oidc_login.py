@@ -99,7 +99,10 @@ def test_a_person_with_the_operator_role_logs_in_as_staff_in_the_operators_group
     assert client.get(reverse("console:dashboard")).status_code == 200
 
 
-def test_the_next_login_follows_a_role_changed_at_the_provider(client, oidc_on, roles, django_user_model):
+def test_the_next_login_follows_a_role_changed_at_the_provider(
+    client, oidc_on, roles, django_user_model, settings
+):
+    settings.OIDC_STAFF_GROUPS = ["operators", "viewers"]
     oidc_on.claims = {"sub": "u-2", "email": "ivan@example.com", "groups": ["mail-ops"]}
     log_in_through_the_provider(client, oidc_on)
     client.logout()
@@ -142,3 +145,77 @@ def test_password_login_is_the_default_and_single_sign_on_is_off(client, admin_u
     # Through the login form: the lockout backend (axes) needs the request.
     response = client.post(reverse("admin:login"), {"username": "admin", "password": "password"})
     assert response.status_code == 302 and "_auth_user_id" in client.session
+
+
+def logged_in_user(client, django_user_model):
+    return django_user_model.objects.get(pk=client.session["_auth_user_id"])
+
+
+def test_only_the_roles_that_use_the_admin_are_made_staff(client, oidc_on, roles, django_user_model):
+    oidc_on.claims = {"sub": "u-4", "email": "vera@example.com", "groups": ["mail-readers"]}
+
+    log_in_through_the_provider(client, oidc_on)
+
+    viewer = logged_in_user(client, django_user_model)
+    assert [group.name for group in viewer.groups.all()] == ["viewers"]
+    assert not viewer.is_staff
+    assert client.get(reverse("admin:clients_client_changelist")).status_code == 302  # to the login
+
+
+def test_an_unverified_email_does_not_log_in_as_the_account_with_that_email(
+    client, oidc_on, roles, django_user_model
+):
+    local = django_user_model.objects.create_user("olga", email="olga@example.com", password="pw-local-1")
+    oidc_on.claims = {
+        "sub": "u-5",
+        "email": "olga@example.com",
+        "preferred_username": "olga",
+        "groups": ["mail-ops"],
+    }
+
+    log_in_through_the_provider(client, oidc_on)
+
+    newcomer = logged_in_user(client, django_user_model)
+    assert newcomer != local
+    assert newcomer.username == "sso-u-5"  # the local account keeps its name
+    local.refresh_from_db()
+    assert not local.groups.exists() and not local.is_staff
+
+
+def test_a_verified_email_links_the_account_and_later_logins_match_the_subject(
+    client, oidc_on, roles, django_user_model
+):
+    local = django_user_model.objects.create_user("olga", email="olga@example.com")
+    oidc_on.claims = {
+        "sub": "u-6",
+        "email": "olga@example.com",
+        "email_verified": True,
+        "groups": ["mail-ops"],
+    }
+    log_in_through_the_provider(client, oidc_on)
+    assert logged_in_user(client, django_user_model) == local
+    client.logout()
+
+    # The e-mail changes at the provider; a local account holds the new one.
+    django_user_model.objects.create_user("other", email="olga.new@example.com")
+    oidc_on.claims = {**oidc_on.claims, "email": "olga.new@example.com"}
+    log_in_through_the_provider(client, oidc_on)
+
+    assert logged_in_user(client, django_user_model) == local
+
+
+def test_a_superuser_is_never_logged_in_through_single_sign_on(client, oidc_on, roles, admin_user):
+    admin_user.email = "root@example.com"
+    admin_user.save()
+    oidc_on.claims = {
+        "sub": "u-7",
+        "email": "root@example.com",
+        "email_verified": True,
+        "groups": ["mail-ops"],
+    }
+
+    landing = log_in_through_the_provider(client, oidc_on)
+
+    assert landing == "/"  # the library's failure URL
+    assert "_auth_user_id" not in client.session
+    assert not admin_user.groups.exists()
