@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from mailing_service.admin_limits import seconds_throttled
 from mailings.models import Mailing, MailingState
 from mailings.services import (
     MailingNothingToResendError,
@@ -80,6 +81,15 @@ def _require_view_permission(request: HttpRequest) -> None:
         raise PermissionDenied
 
 
+def _over_the_limits(request: HttpRequest, *, scope: str | None = None) -> bool:
+    """Whether the API's rate limits refuse this action (scope: its own rate, as in the API); if so,
+    says when to try again."""
+    wait = seconds_throttled(request, scope=scope)
+    if wait is not None:
+        messages.error(request, f"Too many requests: try again in {wait} s.")
+    return wait is not None
+
+
 def offered_actions(request: HttpRequest, mailing: Mailing, state: MailingState) -> list[dict]:
     """The buttons this user may press on this mailing now."""
     if not request.user.has_perm("mailings.change_mailing"):
@@ -103,13 +113,16 @@ def mailing_action_view(request: HttpRequest, mailing_id: int, action: str) -> H
     if not request.user.has_perm("mailings.change_mailing"):
         raise PermissionDenied
     mailing = get_object_or_404(Mailing, pk=mailing_id)
+    back = HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    if _over_the_limits(request):
+        return back
     try:
         ACTIONS[action].service(mailing=mailing, user=request.user)
     except MailingStateError as error:
         messages.error(request, str(error))
     else:
         messages.success(request, f"{mailing}: {action} done.")
-    return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    return back
 
 
 RESENDABLE_STATES = (MailingState.FINISHED, MailingState.CANCELLED)
@@ -122,6 +135,8 @@ def mailing_resend_view(request: HttpRequest, mailing_id: int) -> HttpResponse:
         raise PermissionDenied
     mailing = get_object_or_404(Mailing, pk=mailing_id)
     back = HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    if _over_the_limits(request):
+        return back
     form = ResendForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(f"{field}: {' '.join(problems)}" for field, problems in form.errors.items())
@@ -164,18 +179,21 @@ def test_send_panel(request: HttpRequest, mailing: Mailing) -> dict:
 
 @require_POST
 def mailing_test_send_view(request: HttpRequest, mailing_id: int) -> HttpResponse:
-    """Sends the mailing's text now to the picked clients through mailing_test_send."""
+    """Queues the mailing's text for the picked clients through mailing_test_send, within the API's
+    limits for test sends; the outcomes appear on the mailing's page as the worker records them."""
     if not request.user.has_perm("mailings.change_mailing"):
         raise PermissionDenied
     mailing = get_object_or_404(Mailing, pk=mailing_id)
+    back = HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
     form = TestSendForm(request.POST)
-    if form.is_valid():
-        client_ids = [client.pk for client in form.cleaned_data["clients"]]
-        mailing_test_send(mailing=mailing, user=request.user, client_ids=client_ids)
-        messages.success(request, f"Test send to {len(client_ids)} client(s) queued; outcomes below.")
-    else:
+    if not form.is_valid():
         messages.error(request, f"Test send not started: {' '.join(form.errors['clients'])}")
-    return HttpResponseRedirect(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    elif not _over_the_limits(request, scope="test_send"):
+        client_ids = [client.pk for client in form.cleaned_data["clients"]]
+        sends = mailing_test_send(mailing=mailing, user=request.user, client_ids=client_ids)
+        ids = ", ".join(str(send.pk) for send in sends)
+        messages.success(request, f"Test sends {ids} queued; their outcomes appear below.")
+    return back
 
 
 def progress(mailing: Mailing) -> dict:

@@ -243,9 +243,8 @@ DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Mos
 # Client CSV import: rows written per transaction, and the largest file taken.
 CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
 CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
-# Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
+# Test sends: clients per request (the request answers at once; a worker sends them).
 TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
-TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)
 
 # --- Sending --------------------------------------------------------------------------------
 PROVIDER_URL = env.str("PROVIDER_URL", default="http://127.0.0.1:8070/v1")

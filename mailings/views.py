@@ -1,6 +1,3 @@
-import time
-
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -26,7 +23,7 @@ from messages_app.services import MailingHistoryError, mailing_cancel, mailing_d
 from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
-from .models import Mailing, TestSend
+from .models import Mailing
 from .segments import sms_segments
 from .selectors import audience_preview
 from .serializers import (
@@ -90,13 +87,12 @@ class MailingTestSendActions:
 
     @extend_schema(
         summary="Try the text on a few clients",
-        description="Sends the mailing's text now to each client given (any state, outside the "
-        "mailing's messages and statistics) through a worker, and waits up to TEST_SEND_WAIT seconds "
-        "for the provider's answers: 200 with every outcome, or 202 with those still pending (GET "
-        "this path later). Throttled per user (TEST_SEND_RATE): 429 beyond it.",
+        description="Queues the mailing's text for each client given (any state, outside the "
+        "mailing's messages and statistics) and answers at once, 202 with one pending test send per "
+        "client; a worker sends them now and records each outcome (GET this path for them). "
+        "Throttled per user (TEST_SEND_RATE): 429 beyond it.",
         request=TestSendRequestSerializer,
         responses={
-            200: TestSendSerializer(many=True),
             202: TestSendSerializer(many=True),
             400: OpenApiResponse(description="Field errors: no ids, too many, or unknown clients."),
             404: OpenApiResponse(DetailSerializer),
@@ -119,9 +115,7 @@ class MailingTestSendActions:
             sends = mailing_test_send(mailing=mailing, user=request.user, **body.validated_data)
         except Client.DoesNotExist as exc:
             raise APIValidationError({"client_ids": [str(exc)]}) from exc
-        sends = _wait_for_outcomes([send.pk for send in sends], seconds=settings.TEST_SEND_WAIT)
-        done = all(send.status != TestSend.Status.PENDING for send in sends)
-        return Response(TestSendSerializer(sends, many=True).data, status=200 if done else 202)
+        return Response(TestSendSerializer(sends, many=True).data, status=202)
 
     @extend_schema(
         summary="Test sends of a mailing",
@@ -370,13 +364,3 @@ class MailingViewSet(MailingTestSendActions, MailingStatisticsActions, AuditLogM
         draft = SegmentsDraftSerializer(data=request.data)
         draft.is_valid(raise_exception=True)
         return Response(SegmentsSerializer(sms_segments(draft.validated_data["text"])).data)
-
-
-def _wait_for_outcomes(ids: list[int], *, seconds: float) -> list[TestSend]:
-    """The rows, re-read until none is pending or `seconds` have passed (the worker writes them)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        sends = list(TestSend.objects.filter(pk__in=ids).order_by("id"))
-        if time.monotonic() >= deadline or all(send.status != TestSend.Status.PENDING for send in sends):
-            return sends
-        time.sleep(0.1)

@@ -311,7 +311,8 @@ def test_test_send_picks_clients_and_calls_the_service_after_commit(
     rows = TestSend.objects.filter(mailing=mailing)
     assert sorted(rows.values_list("client_id", flat=True)) == sorted(client.pk for client in clients)
     assert sent == [("messages_app.tasks.send_test_messages", (sorted(rows.values_list("pk", flat=True)),))]
-    assert "Test send to 2 client(s) queued" in response.content.decode()
+    ids = ", ".join(str(pk) for pk in sorted(rows.values_list("pk", flat=True)))
+    assert f"Test sends {ids} queued" in response.content.decode()
     assert len(response.context["test_send"]["recent"]) == 2
 
 
