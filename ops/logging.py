@@ -1,4 +1,5 @@
-"""Log records as operations reads them: ids as fields, phones masked, JSON lines when asked.
+"""Log records as operations reads them: ids as fields, phones masked, control characters escaped
+(a newline in a path or a header cannot forge a line), JSON lines when asked.
 
 Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id` (not `message`, which is the
 log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
@@ -16,13 +17,18 @@ from contextlib import contextmanager
 
 from pythonjsonlogger import json as json_logger
 
-# A Russian mobile number as the service stores and sends it (7XXXXXXXXXX; +7 or 8 before it too).
-# Digits only: the service never logs a request body, where a phone could come with separators,
-# and a simple pattern keeps the per-attempt line cheap.
-PHONE_PATTERN = re.compile(r"(?<!\d)(\+?[78]\d{3})\d{3}(\d{4})(?!\d)")
+# A Russian mobile number as the service stores and sends it (7XXXXXXXXXX; +7 or 8 before it too),
+# standing alone: eleven digits inside a longer run of hex digits are part of an id (a request id,
+# a provider's message id), not a phone. Digits only: the service never logs a request body, where
+# a phone could come with separators, and a simple pattern keeps the per-attempt line cheap.
+PHONE_PATTERN = re.compile(r"(?<![0-9A-Fa-f])(\+?[78]\d{3})\d{3}(\d{4})(?![0-9A-Fa-f])")
 # Eleven digits in a row: what every phone above has. Searching for them alone is faster, and most
 # lines (the sender's thousands a second among them) have none.
 MAYBE_A_PHONE = re.compile(r"\d{11}")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what could end a line or
+# rewrite the terminal that shows it.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id")
 # Each field with the key a pipeline line's text already gives it in ("mailing=1 message=2 client=3").
 FIELDS_IN_TEXT = tuple((name, f"{name.removesuffix('_id')}=") for name in FIELDS)
@@ -48,6 +54,18 @@ def mask_phones(text: str) -> str:
     return PHONE_PATTERN.sub(r"\1***\2", text)
 
 
+def escape_controls(text: str) -> str:
+    r"""Each control character as an escape: a line feed as \n, ESC as \u001b."""
+    if CONTROL_CHARACTERS.search(text) is None:
+        return text
+    return CONTROL_CHARACTERS.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    character = match.group()
+    return _NAMED_ESCAPES.get(character) or f"\\u{ord(character):04x}"
+
+
 def log_ids(*, mailing=None, message=None, client=None) -> dict:
     """`extra` for a pipeline line: log.info("...", extra=log_ids(mailing=1, message=2, client=3))."""
     ids = {"mailing_id": mailing, "message_id": message, "client_id": client}
@@ -64,7 +82,8 @@ def log_context(**fields) -> Iterator[None]:
 
 
 class ContextFilter(logging.Filter):
-    """Adds the fields of `log_context` to every record, and masks phones in its text and traceback.
+    """Adds the fields of `log_context` to every record, masks phones in its text and traceback, and
+    escapes the text's control characters (the traceback keeps its own line breaks).
 
     On the handler, so that records of every logger (Django's request and server logs, Celery's,
     gunicorn's) pass through it.
@@ -78,13 +97,14 @@ class ContextFilter(logging.Filter):
             text = record.getMessage()
         except Exception:  # a broken format string still gets logged, as logging would
             text = str(record.msg)
-        record.msg, record.args = mask_phones(text), None
+        record.msg, record.args = escape_controls(mask_phones(text)), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             # Formatters (python-json-logger's too) format exc_info afresh when it is set: only the
             # masked text may reach them.
-            record.exc_text, record.exc_info = mask_phones(record.exc_text), None
+            lines = mask_phones(record.exc_text).split("\n")
+            record.exc_text, record.exc_info = "\n".join(map(escape_controls, lines)), None
         return True
 
 
@@ -116,7 +136,8 @@ class TextFormatter(SecondStampMixin, logging.Formatter):
         if not fields:
             return line
         head, newline, traceback = line.partition("\n")
-        return f"{head} {mask_phones(fields)}{newline}{traceback}"  # a user name may be a phone
+        # A user name may be a phone; a field may come from a request.
+        return f"{head} {escape_controls(mask_phones(fields))}{newline}{traceback}"
 
 
 class JsonFormatter(SecondStampMixin, json_logger.JsonFormatter):

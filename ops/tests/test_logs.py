@@ -17,7 +17,14 @@ from messages_app.sending.tests.clock import FakeClock
 from messages_app.sending.tests.fakes import ScriptedTransport
 from messages_app.sending.tests.test_sender import run_until_idle, running_mailing
 from messages_app.tests.factories import MessageFactory
-from ops.logging import JsonFormatter, TextFormatter, configure_worker, log_context, mask_phones
+from ops.logging import (
+    JsonFormatter,
+    TextFormatter,
+    configure_worker,
+    escape_controls,
+    log_context,
+    mask_phones,
+)
 
 PHONE = "79161234567"
 MASKED = "7916***4567"
@@ -247,6 +254,9 @@ def test_the_time_of_a_line_is_the_standard_one_though_formatted_once_a_second(f
         ("id 791612345678 is twelve digits", "id 791612345678 is twelve digits"),
         ("69161234567 starts with 6", "69161234567 starts with 6"),
         ("mailing=1 message=123456 client=654321", "mailing=1 message=123456 client=654321"),
+        ("request_id=6715c74921234015a4eb8ad08a18f14c", "request_id=6715c74921234015a4eb8ad08a18f14c"),
+        ("provider id 79161234567ab, cd79161234567", "provider id 79161234567ab, cd79161234567"),
+        ("to 79161234567: sent", "to 7916***4567: sent"),
     ],
 )
 def test_phones_are_masked_and_other_numbers_are_not(text, logged):
@@ -284,3 +294,36 @@ def test_static_files_and_the_favicon_are_logged_at_debug_only(anonymous_client,
     assert log_lines("GET /static/admin/") == []
     assert log_lines("/favicon.") == []
     assert len(log_lines("GET /static/no-such-file.css")) == 1
+
+
+@pytest.mark.django_db
+def test_a_newline_in_a_path_does_not_forge_a_line(anonymous_client, log_lines):
+    anonymous_client.get("/nope%0A2026-12-06 10:00:00,000 INFO ops.middleware GET /admin/ 200")
+
+    [line] = log_lines("/nope")
+    text = field(line, "message") if log_lines.format == "json" else line
+    assert "/nope\\n2026-12-06" in text
+    assert not [line for line in log_lines() if str(line).startswith("2026-12-06 10:00:00,000")]
+
+
+def test_control_characters_are_escaped_in_every_field_and_the_traceback(log_lines):
+    try:
+        raise ValueError("bad\rvalue\x1b[2J")
+    except ValueError:
+        with log_context(user="eve\nforged", mailing_id=5):
+            logging.getLogger("ops.test").exception("line\u2028split")
+
+    logged = log_lines()
+    if log_lines.format == "text":
+        assert logged[0].endswith("line\\u2028split user=eve\\nforged mailing_id=5")
+        assert logged[-1] == "ValueError: bad\\rvalue\\u001b[2J"
+        assert not [line for line in logged if line.startswith("forged")]
+    else:
+        [line] = logged
+        assert (line["message"], line["user"]) == ("line\\u2028split", "eve\nforged")
+        assert line["exc_info"].endswith("ValueError: bad\\rvalue\\u001b[2J")
+
+
+def test_escape_controls_leaves_printable_text_alone():
+    assert escape_controls("Привет, 7916***4567 — ok") == "Привет, 7916***4567 — ok"
+    assert escape_controls("a\tb\x7fc\x85d") == "a\\tb\\u007fc\\u0085d"

@@ -59,7 +59,23 @@ def test_without_a_token_only_this_machine_may_scrape(anonymous_client, settings
     assert anonymous_client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
 
 
-@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_FORWARDED",
+        "HTTP_X_REAL_IP",
+        "HTTP_TRUE_CLIENT_IP",
+        "HTTP_CF_CONNECTING_IP",
+        "HTTP_X_CLIENT_IP",
+        "HTTP_FASTLY_CLIENT_IP",
+        "HTTP_X_CLUSTER_CLIENT_IP",
+        "HTTP_X_ORIGINATING_IP",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_ENVOY_EXTERNAL_ADDRESS",
+        "HTTP_VIA",
+    ],
+)
 def test_without_a_token_a_proxy_on_this_machine_is_not_trusted(anonymous_client, settings, header):
     settings.METRICS_TOKEN = ""
 
