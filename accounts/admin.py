@@ -38,12 +38,12 @@ class UserWithTokenAdmin(UserAdmin):
         return readonly
 
     def has_change_permission(self, request, obj=None):
-        """A superuser's account (its password, e-mail, name) is changed by superusers only: whoever
-        changes it could log in as a superuser. The password form asks this too."""
-        return super().has_change_permission(request, obj) and _superuser_or_not_about_one(request, obj)
+        """Whoever changes an account (its password, e-mail, name) could log in as it: a non-superuser
+        changes only accounts that may do no more than itself. The password form asks this too."""
+        return super().has_change_permission(request, obj) and _may_manage(request.user, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) and _superuser_or_not_about_one(request, obj)
+        return super().has_delete_permission(request, obj) and _may_manage(request.user, obj)
 
     @admin.display(description="API token")
     def api_token(self, user) -> str:
@@ -60,14 +60,15 @@ class UserWithTokenAdmin(UserAdmin):
 
     @admin.action(description="Revoke the API tokens of the selected users", permissions=["change"])
     def revoke_api_tokens(self, request, queryset):
-        if not request.user.is_superuser:
-            queryset = queryset.filter(is_superuser=False)
-        revoked, _ = Token.objects.filter(user__in=queryset).delete()
+        managed = [user.pk for user in queryset if _may_manage(request.user, user)]
+        revoked, _ = Token.objects.filter(user__in=managed).delete()
         self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
 
 
-def _superuser_or_not_about_one(request, user) -> bool:
-    return request.user.is_superuser or user is None or not user.is_superuser
+def _may_manage(manager, user) -> bool:
+    if manager.is_superuser or user is None:
+        return True
+    return not user.is_superuser and user.get_all_permissions() <= manager.get_all_permissions()
 
 
 @admin.register(Group)

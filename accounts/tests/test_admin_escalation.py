@@ -129,6 +129,18 @@ def test_an_administrator_cannot_change_a_superusers_password_or_details(client,
     assert admin_user.email != "attacker@example.com"
 
 
+def test_an_administrator_cannot_take_over_an_account_that_may_do_more(client, administrator, viewer_user):
+    viewer_user.user_permissions.add(permission("delete_logentry"))  # given by a superuser
+    client.force_login(administrator)
+
+    response = client.post(
+        reverse("admin:auth_user_password_change", args=[viewer_user.pk]),
+        {"password1": "taken-over-1x", "password2": "taken-over-1x", "usable_password": "true"},
+    )
+
+    assert response.status_code == 403
+
+
 def test_a_superuser_gives_roles_to_others_but_cannot_change_its_own(client, admin_user, viewer_user):
     client.force_login(admin_user)
     admins = Group.objects.get(name=ADMINS)
