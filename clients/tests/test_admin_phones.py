@@ -2,6 +2,7 @@
 others, who can neither search, filter nor sort by phone (no answer tells them a phone is stored)."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from accounts.roles import OPERATORS, VIEWERS
@@ -103,3 +104,21 @@ def test_the_client_picker_finds_a_phone_for_an_operator_and_shows_it_masked(sta
 
     assert picked_ids(response) == [str(stored.pk)]
     assert MASKED in response.content.decode()
+
+
+def test_who_may_change_clients_but_not_see_phones_edits_the_rest_and_keeps_the_phone(
+    client, django_user_model, stored
+):
+    editor = django_user_model.objects.create_user("editor", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["view_client", "change_client"]))
+    client.force_login(editor)
+    url = reverse("admin:clients_client_change", args=[stored.pk])
+
+    assert PHONE not in client.get(url).content.decode()
+    response = client.post(
+        url, {"phone": "79999999999", "operator_code": "926", "tag": "renamed", "timezone": "Europe/Moscow"}
+    )
+
+    assert response.status_code == 302
+    stored.refresh_from_db()
+    assert (stored.phone, stored.tag) == (PHONE, "renamed")
