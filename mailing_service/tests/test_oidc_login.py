@@ -219,3 +219,19 @@ def test_a_superuser_is_never_logged_in_through_single_sign_on(client, oidc_on, 
     assert landing == "/"  # the library's failure URL
     assert "_auth_user_id" not in client.session
     assert not admin_user.groups.exists()
+
+
+def test_a_userinfo_answer_about_another_subject_logs_nobody_in(
+    client, oidc_on, roles, django_user_model, monkeypatch
+):
+    oidc_on.claims = {"sub": "u-8", "email": "olga@example.com", "groups": ["mail-ops"]}
+    userinfo = oidc_on.userinfo
+    monkeypatch.setattr(
+        oidc_on,
+        "userinfo",
+        lambda authorization: (*userinfo(authorization)[:2], {**oidc_on.claims, "sub": "u-1"}),
+    )
+
+    assert log_in_through_the_provider(client, oidc_on) == "/"
+    assert "_auth_user_id" not in client.session
+    assert not django_user_model.objects.filter(email="olga@example.com").exists()
