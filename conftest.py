@@ -89,6 +89,21 @@ def no_rate_limits(settings):
 
 
 @pytest.fixture
+def own_cache(settings, request):
+    """A cache of this test's own, so that rate-limit counts start at zero and leave nothing behind.
+
+    Its own LOCATION: locmem caches of one location share their store, and on SQLite a rolled-back
+    test's user id comes back in the next test, which would then find the earlier test's counts.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": request.node.nodeid,
+        }
+    }
+
+
+@pytest.fixture
 def anonymous_client():
     return APIClient()
 
