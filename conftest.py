@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,28 @@ def celery_test_broker():
     yield url
     if url != "memory://":
         remove_test_queues(url)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on: a service that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again once the block ends
+
+
+@pytest.fixture
+def broker_down(celery_test_broker):
+    """The web's broker at a closed port, as while the broker is down; the tests' broker after."""
+
+    def use(url: str) -> None:
+        celery_app.conf.broker_url = url
+        # Celery keeps its connection pools per app once made: new ones for the new URL.
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    use(f"redis://127.0.0.1:{closed_port()}/0")
+    yield
+    use(celery_test_broker)
 
 
 def test_redis_url() -> str:

@@ -6,14 +6,15 @@ go with it) in messages_app.services.
 """
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
 from clients.models import Client
 from ops.audit import audit
+from ops.enqueue import enqueue_on_commit
 
 from .models import Mailing, MailingState, TestSend
 
@@ -171,6 +172,14 @@ def mailing_resend(
     return resend
 
 
+def _test_sends_not_enqueued(ids: list[int]) -> None:
+    TestSend.objects.filter(pk__in=ids, status=TestSend.Status.PENDING).update(
+        status=TestSend.Status.FAILED,
+        detail="Not sent: the task queue did not answer. Try again.",
+        finished_at=timezone.now(),
+    )
+
+
 def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[TestSend]:
     """Sends the mailing's text to these clients now, in any state, outside its messages and
     statistics: one TestSend row each, delivered by a worker (messages_app.tasks.send_test_messages)
@@ -184,8 +193,11 @@ def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[
             [TestSend(mailing=mailing, client_id=client_id, requested_by=user) for client_id in client_ids]
         )
         ids = [send.pk for send in sends]
-        transaction.on_commit(
-            lambda: current_app.send_task("messages_app.tasks.send_test_messages", args=(ids,))
+        enqueue_on_commit(
+            "messages_app.tasks.send_test_messages",
+            (ids,),
+            instead=f"test sends {ids} failed, to be tried again",
+            on_failure=partial(_test_sends_not_enqueued, ids),
         )
     audit(
         name="mailing", pk=mailing.pk, done=f"test-sent to clients {client_ids} (test sends {ids})", user=user

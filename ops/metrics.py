@@ -87,6 +87,13 @@ RATE_LIMIT_UNCOUNTED = Counter(
     ["scope"],
     namespace=NAMESPACE,
 )
+ENQUEUE_FAILURES = Counter(
+    "enqueue_failures",
+    "Tasks not enqueued after a commit because the broker did not answer, by task name; a periodic "
+    "task picks their work up.",
+    ["task"],
+    namespace=NAMESPACE,
+)
 CELERY_TASKS = Counter(
     "celery_tasks",
     "Celery task runs that ended, by task name and state (succeeded, failed, retried).",

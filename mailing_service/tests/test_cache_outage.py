@@ -3,7 +3,6 @@ uncounted: every class of route answers as it would with no limits, never 500; t
 once a minute and counted in a metric."""
 
 import logging
-import socket
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from clients.tests.factories import ClientFactory
+from conftest import closed_port
 from mailing_service import throttling
 from mailings.tests.factories import MailingFactory
 
@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db
 
 WRONG_TOKEN = "Token 0123456789abcdef0123456789abcdef01234567"
 SCOPES = ("user", "user_write", "ip", "failed_auth", "test_send", "client_import")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again once the block ends: nothing listens there
 
 
 def uncounted(scope: str) -> float:
