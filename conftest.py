@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.roles import OPERATORS, VIEWERS
-from fake_provider.client import FakeProviderProcess
+from fake_provider.client import FakeProviderProcess, free_port
 from mailing_service.celery import app as celery_app
 from messages_app.tests.e2e import FAKE_PROVIDER_SEED, TOKEN, Worker, require_real_services
 
@@ -124,13 +123,6 @@ def celery_test_broker():
         remove_test_queues(url)
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on: a service that is down."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again once the block ends
-
-
 @pytest.fixture
 def broker_down(celery_test_broker):
     """The web's broker at a closed port, as while the broker is down; the tests' broker after."""
@@ -141,7 +133,7 @@ def broker_down(celery_test_broker):
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
-    use(f"redis://127.0.0.1:{closed_port()}/0")
+    use(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     yield
     use(celery_test_broker)
 

@@ -232,6 +232,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Hours a POST's Idempotency-Key is remembered with its answer (ops.idempotency); purged hourly.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
+
 # Days an API token works after it was issued, unless issue_api_token --expires-in gave it its own
 # expiry; 0: tokens do not expire.
 API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
@@ -351,6 +354,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "messages_app.tasks.sweep_messages",
         "schedule": MESSAGE_SWEEP_INTERVAL,
+    },
+    "purge-idempotency-keys": {
+        "task": "ops.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
     },
 }
 

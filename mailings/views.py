@@ -24,6 +24,7 @@ from messages_app.selectors import (
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
 from ops.audit import AuditLogMixin
+from ops.idempotency import IdempotentPostMixin
 
 from .filters import MailingFilter
 from .models import Mailing, TestSend
@@ -257,7 +258,13 @@ class MailingStatisticsActions:
         filters=False,
     ),
 )
-class MailingViewSet(MailingTestSendActions, MailingStatisticsActions, AuditLogMixin, viewsets.ModelViewSet):
+class MailingViewSet(
+    IdempotentPostMixin,
+    MailingTestSendActions,
+    MailingStatisticsActions,
+    AuditLogMixin,
+    viewsets.ModelViewSet,
+):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
 
     Request bodies with fields not listed here are refused with 400 naming them.

@@ -10,7 +10,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from clients.tests.factories import ClientFactory
-from conftest import closed_port
+from fake_provider.client import free_port
 from mailing_service import throttling
 from mailings.tests.factories import MailingFactory
 
@@ -54,7 +54,7 @@ def cache_down(settings, clock):
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         }
     }
 
