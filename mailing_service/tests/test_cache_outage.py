@@ -3,6 +3,7 @@ uncounted: every class of route answers as it would with no limits, never 500; t
 once a minute and counted in a metric."""
 
 import logging
+import socket
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from clients.tests.factories import ClientFactory
+from conftest import run_python
 from fake_provider.client import free_port
 from mailing_service import throttling
 from mailings.tests.factories import MailingFactory
@@ -134,3 +136,33 @@ def test_the_limits_count_again_once_the_cache_answers(settings, cache_down, clo
     assert [api_client.get("/api/v1/clients/").status_code for _ in range(3)] == [200, 200, 200]
     clock.now += throttling.CACHE_RETRY_SECONDS
     assert [api_client.get("/api/v1/clients/").status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_redis_cache_gives_up_after_cache_timeout():
+    """redis-py would wait for ever on a Redis that stopped answering, and every request with it."""
+    result = run_python(
+        "from django.conf import settings; print(settings.CACHES['default']['OPTIONS'])",
+        DJANGO_SETTINGS_MODULE="mailing_service.settings",
+        CACHE_URL="redis://127.0.0.1:6379/0",
+        CACHE_TIMEOUT="0.5",
+    )
+
+    assert result.stdout.strip() == "{'socket_connect_timeout': 0.5, 'socket_timeout': 0.5}", result.stderr
+
+
+def test_a_cache_that_never_answers_fails_open_after_its_timeout(settings, clock, api_client):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "1/min"}}
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+            }
+        }
+
+        statuses = [api_client.get("/api/v1/clients/").status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]
