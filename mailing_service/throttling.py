@@ -89,8 +89,8 @@ class CountedRateThrottle(SimpleRateThrottle):
         return count is None or count <= self.num_requests
 
     def wait(self):
-        """Seconds until the window that refused the request ends."""
-        return max(self.window_ends_at - self.now, 0.0)
+        """Whole seconds until the window that refused the request ends (Retry-After), at least 1."""
+        return max(math.ceil(self.window_ends_at - self.now), 1)
 
     def _window_key(self, key: str) -> str:
         # crc32, not hash(): every process must put a counter's windows at the same offset.
