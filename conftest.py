@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.roles import OPERATORS, VIEWERS
-from fake_provider.client import FakeProviderProcess
+from fake_provider.client import FakeProviderProcess, free_port
 from mailing_service.celery import app as celery_app
 from messages_app.tests.e2e import FAKE_PROVIDER_SEED, TOKEN, Worker, require_real_services
 
@@ -89,6 +89,21 @@ def no_rate_limits(settings):
 
 
 @pytest.fixture
+def own_cache(settings, request):
+    """A cache of this test's own, so that rate-limit counts start at zero and leave nothing behind.
+
+    Its own LOCATION: locmem caches of one location share their store, and on SQLite a rolled-back
+    test's user id comes back in the next test, which would then find the earlier test's counts.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": request.node.nodeid,
+        }
+    }
+
+
+@pytest.fixture
 def anonymous_client():
     return APIClient()
 
@@ -106,6 +121,21 @@ def celery_test_broker():
     yield url
     if url != "memory://":
         remove_test_queues(url)
+
+
+@pytest.fixture
+def broker_down(celery_test_broker):
+    """The web's broker at a closed port, as while the broker is down; the tests' broker after."""
+
+    def use(url: str) -> None:
+        celery_app.conf.broker_url = url
+        # Celery keeps its connection pools per app once made: new ones for the new URL.
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    use(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    yield
+    use(celery_test_broker)
 
 
 def test_redis_url() -> str:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from mailing_service.api import Conflict, DetailSerializer
 from mailing_service.schema import VALIDATION_ERROR
 from ops.audit import AuditLogMixin
+from ops.idempotency import IdempotentPostMixin
 
 from .filters import ClientFilter
 from .models import Client
@@ -67,7 +68,7 @@ class ImportWriteFailed(APIException):
     ),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
-class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
+class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
 
     audit_name = "client"

@@ -122,6 +122,13 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # redis-py waits forever by default: a Redis that stops answering would hold every request. The
+    # API's rate limits let requests through when the cache fails (mailing_service.throttling).
+    _cache_timeout = env.float("CACHE_TIMEOUT", default=1.0)
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        socket_connect_timeout=_cache_timeout, socket_timeout=_cache_timeout
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -232,6 +239,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Hours a POST's Idempotency-Key is remembered with its answer (ops.idempotency); purged hourly.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
 
 # Days an API token works after it was issued, unless issue_api_token --expires-in gave it its own
 # expiry; 0: tokens do not expire.
@@ -351,6 +361,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "messages_app.tasks.sweep_messages",
         "schedule": MESSAGE_SWEEP_INTERVAL,
+    },
+    "purge-idempotency-keys": {
+        "task": "ops.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
     },
 }
 

@@ -11,7 +11,13 @@ from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
 from .models import Mailing, MailingState, TestSend
-from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
+from .services import (
+    EDITABLE_FIELDS,
+    FROZEN_AFTER_LAUNCH,
+    MailingEndTooSoonError,
+    mailing_end_check,
+    mailing_update,
+)
 
 AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
 
@@ -77,6 +83,15 @@ class MailingForm(forms.ModelForm):
     class Meta:
         model = Mailing
         fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS, "local_window_start", "local_window_end"]
+
+    def clean_end_at(self):
+        end_at = self.cleaned_data["end_at"]
+        if self.instance.pk is not None and end_at is not None:
+            try:
+                mailing_end_check(mailing=self.instance, end_at=end_at, now=timezone.now())
+            except MailingEndTooSoonError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return end_at
 
 
 class LaunchedListFilter(admin.SimpleListFilter):

@@ -20,6 +20,7 @@ from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
 from .selectors import audience_zones_missing_the_window
+from .services import MailingEndTooSoonError, mailing_end_check
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
 
@@ -172,6 +173,12 @@ class MailingSerializer(StrictModelSerializer):
         }
 
     def validate(self, attrs):
+        if self.instance is not None and "end_at" in attrs:
+            # Before the order of start and end: an end in the past is answered with cancel.
+            try:
+                mailing_end_check(mailing=self.instance, end_at=attrs["end_at"], now=timezone.now())
+            except MailingEndTooSoonError as exc:
+                raise serializers.ValidationError({"end_at": [str(exc)]}) from exc
         start_at = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end_at = attrs.get("end_at", getattr(self.instance, "end_at", None))
         if end_at <= start_at and not ("start_at" in attrs and "end_at" in attrs):

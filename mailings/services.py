@@ -5,15 +5,16 @@ fan-out in messages_app.launch, cancelling (its unsent messages expire) and dele
 go with it) in messages_app.services.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
 from clients.models import Client
 from ops.audit import audit
+from ops.enqueue import enqueue_on_commit
 
 from .models import Mailing, MailingState, TestSend
 
@@ -46,11 +47,39 @@ class MailingLaunchedError(Exception):
         )
 
 
+# A running or paused mailing's end may move earlier only to a moment at least this far ahead. Senders
+# learn of a new end within about a second and a request in flight runs to its timeout, so a closer
+# end is a stop in all but name (cancel says that, and keeps its unsent messages' reason); the margin
+# also absorbs the clock of whoever typed the end running a little ahead of the server's.
+END_MIN_LEAD = timedelta(minutes=1)
+
+
+class MailingEndTooSoonError(Exception):
+    """An end moved earlier to the past, or too near the present, on a running or paused mailing."""
+
+    def __init__(self, mailing: Mailing, state: MailingState, end_at: datetime, earliest: datetime):
+        super().__init__(
+            f"Mailing {mailing.pk} is {state}: its end may move earlier only to {earliest.isoformat()} "
+            f"or later (at least {END_MIN_LEAD.total_seconds():.0f} s ahead), not {end_at.isoformat()}. "
+            f"To stop it now, cancel it (POST /api/v1/mailings/{mailing.pk}/cancel/)."
+        )
+
+
+def mailing_end_check(*, mailing: Mailing, end_at: datetime, now: datetime) -> None:
+    """Raises MailingEndTooSoonError if `end_at` would move a running or paused mailing's end
+    earlier than END_MIN_LEAD from now: its unsent messages would expire at once, for good."""
+    state = mailing.state_at(now)
+    earliest = now + END_MIN_LEAD
+    if state in (MailingState.RUNNING, MailingState.PAUSED) and end_at < mailing.end_at and end_at < earliest:
+        raise MailingEndTooSoonError(mailing, state, end_at, earliest)
+
+
 def mailing_update(*, mailing: Mailing, data: dict[str, Any]) -> Mailing:
-    """Applies validated field values to the mailing; refuses to change frozen fields once launched.
+    """Applies validated field values to the mailing; refuses to change frozen fields once launched,
+    and a running or paused mailing's end moved to the past or near it (mailing_end_check).
 
     Values equal to the stored ones are no change, so a full replacement that repeats them passes.
-    Raises MailingLaunchedError.
+    Raises MailingLaunchedError, MailingEndTooSoonError.
     """
     unknown = set(data) - EDITABLE_FIELDS
     if unknown:
@@ -62,6 +91,8 @@ def mailing_update(*, mailing: Mailing, data: dict[str, Any]) -> Mailing:
         frozen = sorted(FROZEN_AFTER_LAUNCH.intersection(changed))
         if mailing.is_launched and frozen:
             raise MailingLaunchedError(mailing, frozen)
+        if "end_at" in changed:
+            mailing_end_check(mailing=mailing, end_at=changed["end_at"], now=timezone.now())
         if changed:
             for name, value in changed.items():
                 setattr(mailing, name, value)
@@ -171,6 +202,14 @@ def mailing_resend(
     return resend
 
 
+def _test_sends_not_enqueued(ids: list[int]) -> None:
+    TestSend.objects.filter(pk__in=ids, status=TestSend.Status.PENDING).update(
+        status=TestSend.Status.FAILED,
+        detail="Not sent: the task queue did not answer. Try again.",
+        finished_at=timezone.now(),
+    )
+
+
 def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[TestSend]:
     """Sends the mailing's text to these clients now, in any state, outside its messages and
     statistics: one TestSend row each, delivered by a worker (messages_app.tasks.send_test_messages)
@@ -184,8 +223,11 @@ def mailing_test_send(*, mailing: Mailing, user, client_ids: list[int]) -> list[
             [TestSend(mailing=mailing, client_id=client_id, requested_by=user) for client_id in client_ids]
         )
         ids = [send.pk for send in sends]
-        transaction.on_commit(
-            lambda: current_app.send_task("messages_app.tasks.send_test_messages", args=(ids,))
+        enqueue_on_commit(
+            "messages_app.tasks.send_test_messages",
+            (ids,),
+            instead=f"test sends {ids} failed, to be tried again",
+            on_failure=partial(_test_sends_not_enqueued, ids),
         )
     audit(
         name="mailing", pk=mailing.pk, done=f"test-sent to clients {client_ids} (test sends {ids})", user=user

@@ -3,12 +3,11 @@
 Mailings with a future start are picked up by the beat scanner (mailings.tasks.launch_due_mailings).
 """
 
-from functools import partial
-
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
+
+from ops.enqueue import enqueue_on_commit
 
 from .models import Mailing
 
@@ -17,6 +16,10 @@ from .models import Mailing
 def launch_active_mailing(sender, instance: Mailing, raw: bool = False, **kwargs):
     if raw or instance.fanout_completed_at is not None or not instance.is_active(timezone.now()):
         return
-    from .tasks import launch_mailing_enqueue
+    from .tasks import LAUNCH_MAILING
 
-    transaction.on_commit(partial(launch_mailing_enqueue, instance.pk))
+    enqueue_on_commit(
+        LAUNCH_MAILING,
+        (instance.pk,),
+        instead=f"mailing {instance.pk} is launched by beat's scanner within MAILING_SCAN_INTERVAL",
+    )

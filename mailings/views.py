@@ -21,6 +21,7 @@ from messages_app.selectors import (
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
 from ops.audit import AuditLogMixin
+from ops.idempotency import IdempotentPostMixin
 
 from .filters import MailingFilter
 from .models import Mailing
@@ -42,6 +43,8 @@ from .serializers import (
     TestSendSerializer,
 )
 from .services import (
+    END_MIN_LEAD,
+    MailingEndTooSoonError,
     MailingLaunchedError,
     MailingNothingToResendError,
     MailingStateError,
@@ -60,6 +63,12 @@ _CONFLICT = OpenApiResponse(
     'stored other one: `{"start_at": [...]}`.',
 )
 
+
+_END_EARLIER = (
+    f"A running or paused mailing's end_at may move earlier only to a moment at least "
+    f"{END_MIN_LEAD.total_seconds():.0f} s ahead: an earlier one, the past included, is a 400 naming "
+    "end_at. To stop a mailing now, cancel it."
+)
 
 _WRONG_STATE = OpenApiResponse(
     DetailSerializer, description="The action makes no sense in the mailing's state, which the detail names."
@@ -212,9 +221,15 @@ class MailingStatisticsActions:
         description="A mailing whose window contains the present moment starts at once; a later one "
         "starts at start_at. With an empty filter it goes to every client.",
     ),
-    update=extend_schema(summary="Replace a mailing", responses={200: MailingSerializer, 409: _CONFLICT}),
+    update=extend_schema(
+        summary="Replace a mailing",
+        description=_END_EARLIER,
+        responses={200: MailingSerializer, 409: _CONFLICT},
+    ),
     partial_update=extend_schema(
-        summary="Change some fields of a mailing", responses={200: MailingSerializer, 409: _CONFLICT}
+        summary="Change some fields of a mailing",
+        description=_END_EARLIER,
+        responses={200: MailingSerializer, 409: _CONFLICT},
     ),
     destroy=extend_schema(
         summary="Delete a mailing",
@@ -237,7 +252,13 @@ class MailingStatisticsActions:
         filters=False,
     ),
 )
-class MailingViewSet(MailingTestSendActions, MailingStatisticsActions, AuditLogMixin, viewsets.ModelViewSet):
+class MailingViewSet(
+    IdempotentPostMixin,
+    MailingTestSendActions,
+    MailingStatisticsActions,
+    AuditLogMixin,
+    viewsets.ModelViewSet,
+):
     """SMS campaigns: a text sent between start_at and end_at to the clients matching a filter.
 
     Request bodies with fields not listed here are refused with 400 naming them.
@@ -266,6 +287,8 @@ class MailingViewSet(MailingTestSendActions, MailingStatisticsActions, AuditLogM
             serializer.instance = mailing_update(mailing=serializer.instance, data=serializer.validated_data)
         except MailingLaunchedError as exc:
             raise Conflict(str(exc)) from exc
+        except MailingEndTooSoonError as exc:
+            raise APIValidationError({"end_at": [str(exc)]}) from exc
         except Mailing.DoesNotExist as exc:
             raise NotFound() from exc
 

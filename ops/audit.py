@@ -25,6 +25,11 @@ def audit(*, name: str, pk: int | None, done: str, user) -> None:
     )
 
 
+# On an answer repeated from an earlier request with the same Idempotency-Key (ops.idempotency): that
+# request did the work and was audited, the repeat did nothing.
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
 class AuditLogMixin:
     """For API viewsets: logs create, update, delete and any other action that is not a read (a
     mailing's lifecycle actions). In finalize_response, so that the viewset's perform_* methods and
@@ -40,7 +45,7 @@ class AuditLogMixin:
         if action in self.audited_in_services:
             return super().finalize_response(request, response, *args, **kwargs)
         done = _API_ACTIONS.get(action) or (action if request.method not in SAFE_METHODS else None)
-        if done and 200 <= response.status_code < 300:
+        if done and 200 <= response.status_code < 300 and not response.has_header(REPLAYED_HEADER):
             pk = self.kwargs.get("pk")
             if pk is None and isinstance(response.data, Mapping):
                 pk = response.data.get("id")

@@ -6,8 +6,8 @@ each process's values to files in that shared folder and the web's `/metrics` ad
 ops.views). Figures the database knows (messages by status, backlog, mailing states) are not kept
 here but computed at scrape time by mailing_service.collectors.
 
-Labels are bounded: outcome, error class, route pattern, status code, task name. Never a message,
-client, phone or mailing id.
+Labels are bounded: outcome, error class, route pattern, status code, task name, rate-limit scope.
+Never a message, client, phone or mailing id.
 """
 
 import asyncio
@@ -80,6 +80,19 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["method", "route"],
     namespace=NAMESPACE,
     buckets=LATENCY_BUCKETS,
+)
+RATE_LIMIT_UNCOUNTED = Counter(
+    "rate_limit_uncounted",
+    "API rate-limit checks let through uncounted because the cache did not answer, by scope.",
+    ["scope"],
+    namespace=NAMESPACE,
+)
+ENQUEUE_FAILURES = Counter(
+    "enqueue_failures",
+    "Tasks not enqueued after a commit because the broker did not answer, by task name; a periodic "
+    "task picks their work up.",
+    ["task"],
+    namespace=NAMESPACE,
 )
 CELERY_TASKS = Counter(
     "celery_tasks",

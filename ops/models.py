@@ -1,6 +1,9 @@
 """What operations needs to remember beyond Prometheus, which forgets on restart: the daily report's
-claim, the history of provider pauses, and attempts counted by hour (the report's error rate)."""
+claim, the history of provider pauses, attempts counted by hour (the report's error rate), and the
+API's idempotency keys."""
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -50,3 +53,22 @@ class ProviderAttemptsHourly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}:00 {self.outcome} {self.count}"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user sent with a POST, and the first answer to it (ops.idempotency):
+    no status yet while that request runs. Kept IDEMPOTENCY_KEY_HOURS, then purged."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path, query and body: the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(db_index=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")]
+
+    def __str__(self) -> str:
+        return f"Idempotency key of user {self.user_id} ({self.status_code or 'in progress'})"

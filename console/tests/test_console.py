@@ -297,9 +297,7 @@ def test_test_send_picks_clients_and_calls_the_service_after_commit(
     content = page.content.decode()
     assert "admin/js/autocomplete.js" in content and 'data-action="test-send"' in content
     sent = []
-    monkeypatch.setattr(
-        "mailings.services.current_app.send_task", lambda name, args: sent.append((name, args))
-    )
+    monkeypatch.setattr("ops.enqueue.current_app.send_task", lambda name, args: sent.append((name, args)))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(

@@ -34,7 +34,7 @@ def rates(settings, **rates: str) -> None:
 def test_test_sends_from_the_console_and_the_api_share_one_limit(
     staff_operator, api_client, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr("mailings.services.current_app.send_task", lambda name, args: None)
+    monkeypatch.setattr("ops.enqueue.current_app.send_task", lambda name, args: None)
     rates(settings, test_send="2/minute")
     mailing, picked = MailingFactory(), ClientFactory()
     form = reverse("console:mailing-test-send", args=[mailing.pk])

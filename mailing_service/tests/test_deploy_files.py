@@ -167,3 +167,23 @@ def test_a_broken_file_fails_the_schema_check(tmp_path):
     broken.write_text("services:\n  web:\n    image: 3\n    ports: nope\n")
 
     assert check_jsonschema("vendor.compose-spec", broken).returncode != 0
+
+
+def gitlab_job() -> tuple[dict, list[str]]:
+    job = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())["test"]
+    return job, [*job.get("before_script", []), *job["script"], *job.get("after_script", [])]
+
+
+def github_job() -> tuple[dict, list[str]]:
+    job = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())["jobs"]["test"]
+    return job, [step["run"] for step in job["steps"] if "run" in step]
+
+
+@pytest.mark.parametrize("ci_job", [gitlab_job, github_job])
+def test_the_ci_files_run_ci_run_and_install_nothing_of_their_own(ci_job):
+    """What .ci/run installs and starts (the services, chromium-driver, promtool...) is what CI has:
+    a CI file with packages or services of its own would drift from it."""
+    job, commands = ci_job()
+
+    assert commands == ["bash .ci/run"]
+    assert "services" not in job

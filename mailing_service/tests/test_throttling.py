@@ -1,30 +1,27 @@
 """Rate limits answer 429 with Retry-After, counted in the configured cache; the rates come from
 settings (conftest turns them off for every other test)."""
 
+import os
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import redis
+import requests
 import time_machine
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
 
+import conftest
 from conftest import token_client
-
-pytestmark = pytest.mark.django_db
+from mailing_service.throttling import FailedAuthThrottle
 
 WRONG_TOKEN = "Token 0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(settings, request):
-    """A cache of this test's own, so that counts start at zero and leave nothing behind.
-
-    Its own LOCATION: locmem caches of one location share their store, and on SQLite a rolled-back
-    test's user id comes back in the next test, which would then find the earlier test's counts.
-    """
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": request.node.nodeid,
-        }
-    }
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_cache")]
 
 
 def rates(settings, **scopes):
@@ -105,6 +102,20 @@ def test_wrong_tokens_from_one_address_get_429_even_with_the_right_one_then(
         assert right.get("/api/v1/clients/").status_code == 200
 
 
+def test_a_failure_count_gone_past_the_rate_still_blocks(settings, rf):
+    """Requests that passed the check together each count their failure: the count can go past the
+    rate, and the block must hold then too (a history longer than the rate once read as no block)."""
+    rates(settings, failed_auth="5/min")
+    request = Request(rf.get("/api/v1/clients/", REMOTE_ADDR="203.0.113.9"))
+
+    with time_machine.travel(timezone.now(), tick=False):
+        for _ in range(9):
+            FailedAuthThrottle().record_failure(request)
+        wait = FailedAuthThrottle().seconds_blocked(request)
+
+    assert wait is not None and 0 < wait <= 60
+
+
 def test_right_tokens_count_no_failure(settings, api_client):
     rates(settings, failed_auth="1/min")
 
@@ -135,3 +146,50 @@ def test_default_rates_declare_every_scope():
     assert {"user", "user_write", "ip", "failed_auth", "test_send", "client_import"} <= set(
         configured.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
     )
+
+
+@pytest.fixture
+def redis_cache(settings, request):
+    """The cache on the tests' Redis, as in production, under a key prefix of this test's own whose
+    keys are removed afterwards. Without Redis the test skips, or fails under CI."""
+    url = conftest.test_redis_url()
+    if not conftest.redis_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis does not answer at {url}")
+        pytest.skip(f"Redis does not answer at {url}")
+    prefix = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    yield
+    connection = redis.Redis.from_url(url)
+    if keys := list(connection.scan_iter(f"{prefix}:*")):
+        connection.delete(*keys)
+
+
+@pytest.mark.usefixtures("redis_cache")
+def test_wrong_tokens_sent_in_parallel_are_all_counted_and_then_refused(settings, live_server, operator):
+    """Sent 8 at a time, each wrong token counts (Redis INCR): once the count reaches the rate every
+    token from that address gets 429, however far past the rate the count has gone."""
+    rates(settings, failed_auth="10/min")
+    url = f"{live_server.url}/api/v1/clients/"
+
+    def wrong_token(_) -> int:
+        return requests.get(url, headers={"Authorization": WRONG_TOKEN}, timeout=30).status_code
+
+    with time_machine.travel(timezone.now(), tick=False), ThreadPoolExecutor(max_workers=8) as pool:
+        in_parallel = Counter(pool.map(wrong_token, range(48)))
+        one_at_a_time = Counter(wrong_token(n) for n in range(30))
+        right_token = requests.get(
+            url, headers={"Authorization": f"Token {Token.objects.create(user=operator).key}"}, timeout=30
+        ).status_code
+
+    assert set(in_parallel) == {401, 429}
+    # The 10 the rate allows, and at most the requests already past the check when the 10th failed.
+    assert 10 <= in_parallel[401] <= 10 + 8
+    assert one_at_a_time == {429: 30}
+    assert right_token == 429

@@ -5,14 +5,12 @@ from datetime import timedelta
 
 import pytest
 from celery import current_app
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 from fake_provider.client import FakeProviderProcess
-from mailing_service.throttling import ActionRateThrottle
 from mailings.models import TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import Message
@@ -33,14 +31,6 @@ def fake_provider_process():
 @pytest.fixture(autouse=True)
 def provider_settings(settings, fake_provider_process):
     settings.PROVIDER_URL, settings.PROVIDER_TOKEN = fake_provider_process.url, fake_provider_process.token
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle(operator):
-    key = ActionRateThrottle.cache_format % {"scope": "test_send", "ident": operator.pk}
-    cache.delete(key)
-    yield
-    cache.delete(key)
 
 
 @pytest.fixture
@@ -172,6 +162,7 @@ def test_bad_client_lists_are_field_errors(api_client, body, enqueued):
     assert enqueued == []
 
 
+@pytest.mark.usefixtures("own_cache")
 def test_test_sends_are_throttled_per_user(api_client, enqueued, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"test_send": "2/minute"}}
     mailing, client = MailingFactory(), ClientFactory()
