@@ -19,9 +19,10 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class ClaimedRow:
     id: int
-    client_id: int | None
-    phone: str | None  # None when the client was deleted after the fan-out
-    attempt: int
+    client_id: int | None  # None when the client was deleted after the fan-out: not sent
+    phone: str  # the recipient copied at fan-out
+    attempt: int  # this one's number, counting from 1
+    unanswered: bool = False  # an earlier attempt's answer never came: it may have been accepted
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 """The sweeper releases what dead senders left behind and expires what ended mailings left unsent."""
 
+import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -59,6 +61,79 @@ def test_pending_and_orphaned_messages_of_an_ended_mailing_expire():
         orphan.pk: Status.EXPIRED,
         sent.pk: Status.SENT,
     }
+
+
+def test_a_dead_senders_claims_end_unknown_when_lost_claims_are_unknown(settings):
+    settings.SENDER_LOST_CLAIMS = "unknown"
+    mailing = launched()
+    orphan = MessageFactory(
+        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    in_flight = MessageFactory(
+        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() + timedelta(seconds=30)
+    )
+
+    tasks.sweep_messages()
+
+    orphan.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert (orphan.status, orphan.lease_until) == (Status.UNKNOWN, None)
+    assert orphan.last_error == "its sender died after claiming it"
+    assert in_flight.status == Status.SENDING
+
+
+def test_a_message_with_an_unanswered_attempt_ends_unknown_not_expired():
+    ended = launched(started_ago=timedelta(hours=2), ends_in=-timedelta(minutes=1))
+    maybe_sent = MessageFactory(mailing=ended, attempts=2, unanswered=True, last_error="no answer within 6 s")
+    never_tried = MessageFactory(mailing=ended)
+
+    tasks.sweep_messages()
+
+    maybe_sent.refresh_from_db()
+    never_tried.refresh_from_db()
+    assert (maybe_sent.status, maybe_sent.last_error) == (Status.UNKNOWN, "no answer within 6 s")
+    assert never_tried.status == Status.EXPIRED
+
+
+def test_cancel_ends_a_message_with_an_unanswered_attempt_unknown(operator):
+    mailing = launched()
+    maybe_sent = MessageFactory(mailing=mailing, attempts=1, unanswered=True)
+    never_tried = MessageFactory(mailing=mailing)
+
+    services.mailing_cancel(mailing=mailing, user=operator)
+
+    assert {m.pk: (m.status, m.last_error) for m in Message.objects.filter(mailing=mailing)} == {
+        maybe_sent.pk: (Status.UNKNOWN, services.CANCELLED_ERROR),
+        never_tried.pk: (Status.EXPIRED, services.CANCELLED_ERROR),
+    }
+
+
+def logged_ids(caplog, words: str) -> list[int]:
+    """The message ids named by the log lines that contain `words`, in order."""
+    return [
+        int(found)
+        for record in caplog.records
+        if words in record.getMessage()
+        for found in re.findall(r"\b\d+\b", record.getMessage().rpartition(": ")[2])
+    ]
+
+
+def test_every_message_the_sweeper_releases_or_ends_is_named_in_the_log(caplog, monkeypatch):
+    monkeypatch.setattr(services, "ID_BATCH", 2)  # a line per batch: three lines for five messages
+    running, ended = launched(), launched(started_ago=timedelta(hours=2), ends_in=-timedelta(minutes=1))
+    ago = timezone.now() - timedelta(seconds=1)
+    orphans = MessageFactory.create_batch(3, mailing=running, status=Status.SENDING, lease_until=ago)
+    unsent = MessageFactory.create_batch(5, mailing=ended)
+    maybe_sent = MessageFactory(mailing=ended, unanswered=True)
+
+    with caplog.at_level(logging.INFO, logger="messages_app.services"):
+        tasks.sweep_messages()
+
+    assert sorted(logged_ids(caplog, "released to be sent again")) == [m.pk for m in orphans]
+    assert sorted(logged_ids(caplog, "expired: the mailing ended")) == [m.pk for m in unsent]
+    assert logged_ids(caplog, "ended unknown, an attempt never answered") == [maybe_sent.pk]
+    expiries = [r for r in caplog.records if "expired: the mailing ended" in r.getMessage()]
+    assert len(expiries) == 3 and all(r.mailing_id == ended.pk for r in expiries)
 
 
 def test_retry_delay_grows_exponentially_with_full_jitter_up_to_the_cap(settings):
