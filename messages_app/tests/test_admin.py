@@ -109,3 +109,20 @@ def test_messages_of_a_deleted_client_still_render(admin_client):
     assert listed_ids(admin_client.get(CHANGELIST)) == {message.pk}
     change_url = reverse("admin:messages_app_message_change", args=[message.pk])
     assert admin_client.get(change_url).status_code == 200
+
+
+def test_a_messages_page_shows_its_recipient_in_clear_only_to_those_who_may_see_phones(
+    client, viewer, operator
+):
+    message = MessageFactory(client=ClientFactory(phone="79161234567"))
+    message.client.delete()  # the message keeps its recipient
+    page = reverse("admin:messages_app_message_change", args=[message.pk])
+    pages = {}
+    for user in (viewer, operator):
+        user.is_staff = True
+        user.save()
+        client.force_login(user)
+        pages[user.username] = client.get(page).content.decode()
+
+    assert "7916*****67" in pages["viewer"] and "79161234567" not in pages["viewer"]
+    assert "79161234567" in pages["operator"]

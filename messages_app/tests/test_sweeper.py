@@ -11,6 +11,7 @@ from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 from messages_app import services, tasks
 from messages_app.models import Message
+from messages_app.sending.outcomes import Outcome, Result
 from messages_app.tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -80,6 +81,22 @@ def test_a_dead_senders_claims_end_unknown_when_lost_claims_are_unknown(settings
     assert (orphan.status, orphan.lease_until) == (Status.UNKNOWN, None)
     assert orphan.last_error == "its sender died after claiming it"
     assert in_flight.status == Status.SENDING
+
+
+def test_a_late_acceptance_from_a_slow_sender_settles_a_claim_ended_unknown(settings):
+    settings.SENDER_LOST_CLAIMS = "unknown"
+    mailing = launched()
+    message = MessageFactory(mailing=mailing, next_attempt_at=timezone.now() - timedelta(hours=1))
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    claim = services.messages_claim(mailing_id=mailing.pk, limit=1, now=a_minute_ago)
+    services.messages_release_expired_leases(now=timezone.now())
+    message.refresh_from_db()
+    assert message.status == Status.UNKNOWN
+
+    services.messages_record(results=[Result(message.pk, claim.token, Outcome.SENT, 1)], now=timezone.now())
+
+    message.refresh_from_db()
+    assert message.status == Status.SENT
 
 
 def test_a_message_with_an_unanswered_attempt_ends_unknown_not_expired():
