@@ -129,6 +129,18 @@ class SenderSlot(models.Model):
         return f"Slot {self.number} of mailing {self.mailing_id}"
 
 
+class SenderHeartbeat(models.Model):
+    """A running sender, renewed every second: live while `seen_at` is within a lease
+    (SENDER_LEASE_SECONDS). Read by the readiness check, the metrics and `manage.py check_senders`;
+    a stopping sender removes its row, the sweeper those of senders long dead."""
+
+    holder = models.CharField(max_length=64, primary_key=True)  # host:pid:random (senders.sender_holder)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Sender {self.holder} seen at {self.seen_at:%H:%M:%S}"
+
+
 class ProviderPause(models.Model):
     """Until when no sender of any worker may call the provider (breaker, refused token).
 

@@ -36,7 +36,7 @@ from ops.audit import audit
 from ops.logging import log_ids
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
+from .models import Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
@@ -485,6 +485,30 @@ def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> 
 def sender_slots_release(*, holder: str) -> int:
     """A stopping sender gives its slots back at once, for another to take without waiting."""
     return SenderSlot.objects.filter(holder=holder).update(holder="", lease_until=None)
+
+
+def sender_heartbeat(*, holder: str, now: datetime) -> None:
+    """A running sender says so (every second, with its slots)."""
+    if not SenderHeartbeat.objects.filter(holder=holder).update(seen_at=now):
+        SenderHeartbeat.objects.create(holder=holder, seen_at=now)
+
+
+def sender_heartbeat_end(*, holder: str) -> None:
+    """A stopping sender is no longer counted."""
+    SenderHeartbeat.objects.filter(holder=holder).delete()
+
+
+def senders_live(*, now: datetime, host: str | None = None) -> int:
+    """Senders seen within a lease, of every worker or of the machine named `host`."""
+    live = SenderHeartbeat.objects.filter(seen_at__gte=now - lease_duration())
+    if host is not None:
+        live = live.filter(holder__startswith=f"{host}:")
+    return live.count()
+
+
+def sender_heartbeats_forget(*, now: datetime) -> int:
+    """Removes the rows of senders that died without a word (a killed worker), a minute on."""
+    return SenderHeartbeat.objects.filter(seen_at__lt=now - timedelta(minutes=1)).delete()[0]
 
 
 # --- the pause shared by every sender --------------------------------------------------------------
