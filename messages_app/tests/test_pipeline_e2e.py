@@ -14,7 +14,7 @@ from django.utils import timezone
 from clients.models import Client
 from harness.waiting import wait_until
 from mailings.models import Mailing
-from messages_app.models import Message
+from messages_app.models import Message, SenderHeartbeat
 
 from .e2e import (
     TOKEN,
@@ -56,6 +56,28 @@ def create_mailing(api_client, *, starts_in: float = -1, ends_in: float = 600, *
 
 def accepted_ids(fake_provider_process: FakeProviderProcess) -> list[int]:
     return [msg_id for msg_id, _ in fake_provider_process.control.accepted()]
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_worker_without_pool_processes_runs_its_sender(
+    pool, services_up, fake_provider_process, api_client, tmp_path
+):
+    make_clients(20)
+    with Worker(
+        broker_url=services_up,
+        cache_url=services_up,
+        provider=fake_provider_process,
+        workdir=tmp_path,
+        concurrency=1,
+        pool=pool,
+    ) as worker:
+        wait_until(lambda: SenderHeartbeat.objects.exists(), timeout=15, message="the sender's heartbeat")
+        mailing_id = create_mailing(api_client)
+        wait_until(lambda: all_final(mailing_id, 20), timeout=30, message="every message to be final")
+        worker.stop()  # Celery's own warm shutdown, then the sender's
+
+    assert counts_by_status(mailing_id) == {"sent": 20}
+    assert not SenderHeartbeat.objects.exists()  # it stopped and said so
 
 
 def test_mailing_inside_its_window_is_sent_at_once_to_every_client(worker, fake_provider_process, api_client):
