@@ -5,14 +5,6 @@ from django.db import migrations, models
 tally = importlib.import_module("messages_app.migrations.0006_message_tally")
 
 
-def recreate_sqlite_triggers(apps, schema_editor):
-    """SQLite adds a NOT NULL column by rebuilding the table, which drops its triggers: the tally
-    triggers are made again. PostgreSQL adds the column in place and keeps them."""
-    if schema_editor.connection.vendor == "sqlite":
-        tally.drop_triggers(apps, schema_editor)
-        tally.create_triggers(apps, schema_editor)
-
-
 def copy_recipients(apps, schema_editor):
     """Messages made before the copy take their client's phone; those whose client is gone stay empty."""
     Message = apps.get_model("messages_app", "Message")
@@ -38,6 +30,6 @@ class Migration(migrations.Migration):
             name="unanswered",
             field=models.BooleanField(db_default=False, default=False),
         ),
-        migrations.RunPython(recreate_sqlite_triggers, recreate_sqlite_triggers),
+        migrations.RunPython(tally.recreate_sqlite_triggers, tally.recreate_sqlite_triggers),
         migrations.RunPython(copy_recipients, migrations.RunPython.noop),
     ]

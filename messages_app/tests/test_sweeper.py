@@ -31,7 +31,14 @@ def launched(*, started_ago=timedelta(minutes=5), ends_in=timedelta(hours=1)) ->
     return mailing
 
 
-def test_message_whose_sender_died_goes_back_to_pending_due_at_once():
+@pytest.mark.parametrize(
+    ("lost_claims", "becomes", "error"),
+    [("resend", Status.PENDING, ""), ("unknown", Status.UNKNOWN, "its sender died after claiming it")],
+)
+def test_a_message_whose_sender_died_is_sent_again_or_ends_unknown_as_lost_claims_say(
+    settings, lost_claims, becomes, error
+):
+    settings.SENDER_LOST_CLAIMS = lost_claims
     mailing = launched()
     orphan = MessageFactory(
         mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
@@ -44,8 +51,13 @@ def test_message_whose_sender_died_goes_back_to_pending_due_at_once():
 
     orphan.refresh_from_db()
     in_flight.refresh_from_db()
-    assert (orphan.status, orphan.lease_until, orphan.attempts) == (Status.PENDING, None, 1)
-    assert orphan.next_attempt_at <= timezone.now()
+    assert (orphan.status, orphan.lease_until, orphan.attempts, orphan.last_error) == (
+        becomes,
+        None,
+        1,
+        error,
+    )
+    assert orphan.next_attempt_at <= timezone.now()  # due at once, when sent again
     assert in_flight.status == Status.SENDING
 
 
@@ -62,25 +74,6 @@ def test_pending_and_orphaned_messages_of_an_ended_mailing_expire():
         orphan.pk: Status.EXPIRED,
         sent.pk: Status.SENT,
     }
-
-
-def test_a_dead_senders_claims_end_unknown_when_lost_claims_are_unknown(settings):
-    settings.SENDER_LOST_CLAIMS = "unknown"
-    mailing = launched()
-    orphan = MessageFactory(
-        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() - timedelta(seconds=1)
-    )
-    in_flight = MessageFactory(
-        mailing=mailing, status=Status.SENDING, attempts=1, lease_until=timezone.now() + timedelta(seconds=30)
-    )
-
-    tasks.sweep_messages()
-
-    orphan.refresh_from_db()
-    in_flight.refresh_from_db()
-    assert (orphan.status, orphan.lease_until) == (Status.UNKNOWN, None)
-    assert orphan.last_error == "its sender died after claiming it"
-    assert in_flight.status == Status.SENDING
 
 
 def test_a_late_acceptance_from_a_slow_sender_settles_a_claim_ended_unknown(settings):
