@@ -127,11 +127,11 @@ def sweep_messages() -> None:
     message tallies the statistics sum."""
     now = timezone.now()
     released = services.messages_release_expired_leases(now=now)
-    expired = services.messages_expire_pending(now=now)
+    expired = services.messages_expire_pending(now=now)  # expired, or unknown if maybe sent
     services.message_tallies_fold()
     services.sender_heartbeats_forget(now=now)
     if released or expired:
-        log.info("sweep: %s leases released, %s messages expired", released, expired)
+        log.info("sweep: %s leases released, %s unsent messages ended", released, expired)
 
 
 @shared_task
