@@ -103,7 +103,8 @@ def final_fate(fate: Fate, *, attempt: int, max_attempts: int, unanswered_before
 
     A retry after the `max_attempts`th attempt gives up: `failed`, or `unknown` when some attempt
     went unanswered, since the provider may have accepted that one. For the same reason a message
-    with an unanswered attempt that runs out of time ends `unknown`, not `expired`.
+    with an unanswered attempt that ends without being sent this time (out of time, client deleted)
+    ends `unknown`, not `expired` or `failed`.
     """
     maybe_sent = unanswered_before or fate.outcome is Outcome.UNANSWERED
     if fate.outcome in TRIED_AGAIN and attempt >= max_attempts:
@@ -111,7 +112,10 @@ def final_fate(fate: Fate, *, attempt: int, max_attempts: int, unanswered_before
             detail = f"gave up after {attempt} attempts, one never answered: {fate.detail}"
             return Fate(Outcome.UNKNOWN, fate.answer, detail)
         return Fate(Outcome.FAILED, fate.answer, f"gave up after {attempt} attempts: {fate.detail}")
-    if fate.outcome is Outcome.EXPIRED and maybe_sent:
+    ends_unsent = (
+        fate.outcome in (Outcome.EXPIRED, Outcome.FAILED) and fate.answer is ProviderAnswer.NO_ANSWER
+    )
+    if ends_unsent and maybe_sent:
         return Fate(Outcome.UNKNOWN, fate.answer, f"{fate.detail}; an earlier attempt never answered")
     return fate
 

@@ -621,3 +621,18 @@ def test_results_the_database_refused_are_kept_in_order_and_written_once_it_is_b
     assert statuses(mailing) == {Status.SENT: 10}
     refused, retried = calls[0]["results"], calls[1]["results"]
     assert retried[: len(refused)] == refused  # the refused batch first, as it was
+
+
+def test_a_deleted_clients_message_with_an_unanswered_attempt_ends_unknown_not_failed(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    recipient = message.phone
+    Message.objects.filter(pk=message.pk).update(attempts=1, unanswered=True)
+    message.client.delete()
+
+    run_until_idle(transport, clock)
+
+    message.refresh_from_db()
+    assert (message.status, message.phone) == (Status.UNKNOWN, recipient)
+    assert message.last_error == "client was deleted; an earlier attempt never answered"
+    assert transport.requests == []
