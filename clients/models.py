@@ -47,6 +47,11 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA timezone name of a place, such as Europe/Moscow.")
 
 
+def mask_phone(phone: str) -> str:
+    """A phone as logs, lists and viewers may see it: operator code and last two digits."""
+    return f"{phone[:4]}*****{phone[-2:]}" if phone else ""
+
+
 def default_timezone() -> str:
     return settings.DEFAULT_CLIENT_TIMEZONE
 
@@ -109,5 +114,4 @@ class Client(models.Model):
 
     @property
     def masked_phone(self) -> str:
-        """The phone as logs and lists may show it: operator code and last two digits."""
-        return f"{self.phone[:4]}*****{self.phone[-2:]}" if self.phone else ""
+        return mask_phone(self.phone)

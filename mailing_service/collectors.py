@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from mailings.selectors import mailing_state_counts
 from messages_app.selectors import message_backlog, messages_of_unfinished_mailings
-from messages_app.services import provider_paused_until
+from messages_app.services import provider_paused_until, senders_live
 from ops.metrics import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,15 @@ def _shared_figures() -> dict:
     return figures
 
 
+def live_senders() -> int:
+    return senders_live(now=timezone.now())
+
+
 def _figures() -> dict:
     now = timezone.now()
     backlog = message_backlog(now=now)
     return {
+        "senders": senders_live(now=now),
         "messages": messages_of_unfinished_mailings(now=now),
         "pending": backlog.pending,
         "due": backlog.due,
@@ -86,6 +91,11 @@ class DatabaseCollector:
             f"{NAMESPACE}_oldest_due_message_age_seconds",
             "How long the oldest due pending message has been due (0 when none is): the backlog's lag.",
             figures["oldest_due_age"],
+        )
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_senders_live",
+            "Senders alive in every worker (one per pool process): 0 while mailings wait means none sends.",
+            figures["senders"],
         )
         mailings = GaugeMetricFamily(
             f"{NAMESPACE}_mailings",

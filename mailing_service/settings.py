@@ -303,6 +303,18 @@ SENDER_WINDOW_MARGIN = env.float("SENDER_WINDOW_MARGIN", default=15.0)
 # failures are best retried soon; a provider that is down is the breaker's job.
 SENDER_RETRY_BASE = env.float("SENDER_RETRY_BASE", default=0.5)
 SENDER_RETRY_CAP = env.float("SENDER_RETRY_CAP", default=5.0)
+# Attempts a message gets: the last one's retryable failure ends it `failed` ("gave up after N
+# attempts"), or `unknown` if some attempt went unanswered. Attempts given back (429s, pauses) and
+# deferrals do not count. Ten spans about 25 s of backoff: a random failure is not met ten times.
+SENDER_MAX_ATTEMPTS = env.int("SENDER_MAX_ATTEMPTS", default=10)
+if SENDER_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("SENDER_MAX_ATTEMPTS must be at least 1")
+# A dead sender's claims, once their lease runs out: `resend` (back to pending and sent again: no
+# message lost, those it had in flight may be sent twice) or `unknown` (ended `unknown`: none sent
+# twice, those it had not yet sent are not sent at all). docs/sending.md#a-dead-senders-claims.
+SENDER_LOST_CLAIMS = env.str("SENDER_LOST_CLAIMS", default="resend")
+if SENDER_LOST_CLAIMS not in ("resend", "unknown"):
+    raise ImproperlyConfigured(f"SENDER_LOST_CLAIMS must be resend or unknown, not {SENDER_LOST_CLAIMS!r}")
 # Circuit breaker: this many retryable failures in a row pause all sending for the pause. With
 # hundreds of requests in flight a provider failing 40 % of them shows 5 in a row every hundred or
 # so answers (0.4 ** 5); 20 in a row (0.4 ** 20) means it is down, and still shows within a second.

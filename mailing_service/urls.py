@@ -12,7 +12,7 @@ from messages_app.views import MessageViewSet
 from ops import views as ops_views
 
 from .api import ApiRootView
-from .collectors import DatabaseCollector
+from .collectors import DatabaseCollector, live_senders
 
 router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -35,7 +35,7 @@ urlpatterns = [
     ),
     path("health/", ops_views.HealthView.as_view(), name="health"),
     path("health/live", ops_views.LiveView.as_view(), name="health-live"),
-    path("health/ready", ops_views.ReadyView.as_view(), name="health-ready"),
+    path("health/ready", ops_views.ReadyView.as_view(senders=live_senders), name="health-ready"),
     path("metrics", ops_views.metrics, {"collectors": [DatabaseCollector()]}, name="metrics"),
     # Where browsers look for an icon when a page names none (the API's JSON, for one).
     path(

@@ -12,7 +12,7 @@ class MessageAdmin(admin.ModelAdmin):
     A hand-edited status would contradict the provider and the counts; to stop sending, end the mailing.
     """
 
-    list_display = ["id", "mailing", "client", "status", "attempts", "sent_at", "last_error"]
+    list_display = ["id", "mailing", "client", "recipient", "status", "attempts", "sent_at", "last_error"]
     list_filter = ["status", "mailing"]
     list_select_related = ["mailing", "client"]
     # Exact match only, so the unique index on the phone answers it.
@@ -26,6 +26,18 @@ class MessageAdmin(admin.ModelAdmin):
     def get_search_fields(self, request):
         # Whether a phone has messages would tell those who may not see phones that it is a client's.
         return self.search_fields if request.user.has_perm(VIEW_PHONE) else []
+
+    @admin.display(description="phone")
+    def recipient(self, message: Message) -> str:
+        """Masked in lists, as logs show phones; the page of one message shows it in clear to those
+        who may see phones."""
+        return message.masked_phone
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm(VIEW_PHONE):
+            return fields
+        return ["recipient" if name == "phone" else name for name in fields]
 
     def has_add_permission(self, request):
         return False

@@ -2,7 +2,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from clients.models import Client
+from clients.models import Client, mask_phone
 from mailing_service.lookups import AnyOf
 from mailings.models import Mailing
 
@@ -13,8 +13,9 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", "Sent"  # accepted by the provider
     FAILED = "failed", "Failed"  # can never be sent (rejected, bad input, client gone)
     EXPIRED = "expired", "Expired"  # the mailing ended before it could be sent
-    # The request reached the provider but its answer never came back: cut by the mailing's end or
-    # by a stopping worker. Not retried (that could send it twice), never counted as expired.
+    # The request may have reached the provider but its answer never came back: cut by the mailing's
+    # end or by a stopping worker, a timed-out attempt never confirmed, or a dead sender's claim
+    # (SENDER_LOST_CLAIMS=unknown). Not retried (that could send it twice), never counted as expired.
     UNKNOWN = "unknown", "Sent, answer unknown"
 
 
@@ -39,9 +40,16 @@ class Message(models.Model):
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages", db_index=False)
     # A deleted client leaves its messages behind so that past mailings keep their statistics.
     client = models.ForeignKey(Client, on_delete=models.SET_NULL, null=True, related_name="messages")
+    # The recipient, copied at fan-out and sent to: deleting or renumbering the client later leaves
+    # the record of whom it went to as it was. Empty only for messages older than the copy whose
+    # client was already deleted.
+    phone = models.CharField(max_length=11, blank=True, db_default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=255, blank=True)
+    # Some attempt was cut by its own timeout: it may have reached the provider and been accepted.
+    # Such a message is never counted expired or plainly failed: unconfirmed, it ends `unknown`.
+    unanswered = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -87,6 +95,10 @@ class Message(models.Model):
         return f"Message {self.pk} ({self.status})"
 
     @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)
+
+    @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
 
@@ -115,6 +127,18 @@ class SenderSlot(models.Model):
 
     def __str__(self) -> str:
         return f"Slot {self.number} of mailing {self.mailing_id}"
+
+
+class SenderHeartbeat(models.Model):
+    """A running sender, renewed every second: live while `seen_at` is within a lease
+    (SENDER_LEASE_SECONDS). Read by the readiness check, the metrics and `manage.py check_senders`;
+    a stopping sender removes its row, the sweeper those of senders long dead."""
+
+    holder = models.CharField(max_length=64, primary_key=True)  # host:pid:random (senders.sender_holder)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Sender {self.holder} seen at {self.seen_at:%H:%M:%S}"
 
 
 class ProviderPause(models.Model):

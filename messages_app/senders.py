@@ -62,4 +62,5 @@ def sender_from_settings() -> Sender:
         end_margin=settings.SENDER_END_MARGIN,
         stop_grace=settings.SENDER_STOP_GRACE,
         request_timeout=settings.PROVIDER_REQUEST_TIMEOUT,
+        max_attempts=settings.SENDER_MAX_ATTEMPTS,
     )

@@ -1,9 +1,11 @@
 from rest_framework import serializers
 
+from clients.serializers import MaskedPhoneMixin
+
 from .models import Message
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(MaskedPhoneMixin, serializers.ModelSerializer):
     """One message of a mailing to one client, with its delivery state."""
 
     class Meta:
@@ -12,6 +14,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "id",
             "mailing",
             "client",
+            "phone",
             "status",
             "attempts",
             "last_error",
@@ -23,6 +26,11 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
         extra_kwargs = {
             "client": {"help_text": "The client's id; null when the client was deleted."},
+            "phone": {
+                "help_text": "The recipient: the client's phone when the mailing was launched, kept "
+                "when the client is deleted or renumbered. Masked for viewers (operator code and "
+                "last digits)."
+            },
             "waiting_for": {
                 "help_text": 'What the message waits for until next_attempt_at: "window" (its '
                 "client's local sending window opens then) or nothing (empty). An expired message "

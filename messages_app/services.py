@@ -6,13 +6,16 @@ after a crash can run side by side:
     claim      pending (due) -> sending, with a fresh claim token and a short lease
     renew      sending -> sending, lease pushed on, only for the claim's token
     record     sending -> the status of its Outcome (OUTCOME_TRANSITIONS), only for the claim's token
-    release    sending whose lease ran out -> pending (its sender died)
-    expire     pending of an ended mailing -> expired
+    release    sending whose lease ran out -> pending (its sender died; SENDER_LOST_CLAIMS=resend)
+               or unknown (SENDER_LOST_CLAIMS=unknown)
+    expire     pending of an ended or cancelled mailing -> expired, or unknown where an attempt
+               went unanswered
 
 A claim's token fences every write of its results: once a lease runs out and another sender
 claims the row, the first sender's late results match no row.
 """
 
+import logging
 import random
 import uuid
 from collections import Counter, defaultdict
@@ -30,27 +33,35 @@ from clients.models import Client
 from mailings.models import Mailing
 from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
+from ops.logging import log_ids
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
+from .models import Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
+
+log = logging.getLogger(__name__)
 
 Status = Message.Status
 
 PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
 RECONCILE_LOCK = 0x7A11E5  # PostgreSQL advisory lock key: one tally reconcile at a time
+# Messages changed per statement and named per log line by the sweeper's and a cancel's bulk
+# transitions: a line stays a few kilobytes, under what log shippers split.
+ID_BATCH = 500
 
 
 # Outcome -> (new status, statuses the fenced row may be in). An acceptance or an unknown send is
 # also written to a row whose lease was released but that nobody claimed since (same token): the
-# provider has it, so sending it again would be a duplicate.
+# provider has it, so sending it again would be a duplicate; an acceptance settles a row released
+# as unknown (SENDER_LOST_CLAIMS=unknown) by a sender that was slow, not dead.
 OUTCOME_TRANSITIONS: dict[Outcome, tuple[str, tuple[str, ...]]] = {
-    Outcome.SENT: (Status.SENT, (Status.SENDING, Status.PENDING)),
+    Outcome.SENT: (Status.SENT, (Status.SENDING, Status.PENDING, Status.UNKNOWN)),
     Outcome.UNKNOWN: (Status.UNKNOWN, (Status.SENDING, Status.PENDING)),
     Outcome.FAILED: (Status.FAILED, (Status.SENDING,)),
     Outcome.RETRY: (Status.PENDING, (Status.SENDING,)),
+    Outcome.UNANSWERED: (Status.PENDING, (Status.SENDING,)),
     Outcome.DEFERRED: (Status.PENDING, (Status.SENDING,)),
     Outcome.THROTTLED: (Status.PENDING, (Status.SENDING,)),
     Outcome.EXPIRED: (Status.EXPIRED, (Status.SENDING,)),
@@ -75,7 +86,8 @@ def retry_delay(attempt: int) -> timedelta:
 def messages_create_for_clients(
     *, mailing_id: int, clients: QuerySet, now: datetime, openings: Mapping[str, datetime] | None = None
 ) -> int:
-    """Create one pending message per client in `clients`, in one statement inside the database.
+    """Create one pending message per client in `clients`, in one statement inside the database,
+    with the client's phone copied: the recipient of record, whatever becomes of the client.
 
     INSERT ... SELECT, because building the rows in Python was most of the fan-out's time; the
     client filter is the ORM's own SQL. Rows that already exist (a replayed batch) are skipped.
@@ -83,7 +95,7 @@ def messages_create_for_clients(
     clients in those zones are created waiting for it, by a join in the same statement, rather than
     updated afterwards, which would write each of them twice.
     """
-    select_sql, select_params = clients.values("id", "timezone").query.sql_with_params()
+    select_sql, select_params = clients.values("id", "timezone", "phone").query.sql_with_params()
     quote = connection.ops.quote_name
     moment = connection.ops.adapt_datetimefield_value(now)
     columns = ", ".join(
@@ -91,6 +103,7 @@ def messages_create_for_clients(
         for name in (
             "mailing",
             "client",
+            "phone",
             "status",
             "attempts",
             "last_error",
@@ -114,7 +127,7 @@ def messages_create_for_clients(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "
-            f"SELECT %s, batch.id, %s, 0, '', {waiting_for}, %s, {due}, '' "
+            f"SELECT %s, batch.id, batch.phone, %s, 0, '', {waiting_for}, %s, {due}, '' "
             f"FROM ({select_sql}) AS batch{joined} WHERE true ON CONFLICT DO NOTHING",
             [*params, moment, moment, *select_params, *opening_params],
         )
@@ -160,7 +173,7 @@ def messages_claim(
         rows = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "client__phone", "attempts")[:limit]
+            .values_list("id", "client_id", "phone", "attempts", "unanswered")[:limit]
         )
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
@@ -172,7 +185,9 @@ def messages_claim(
                 claim_token=token,
             )
     return Claim(
-        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
+        token,
+        mailing_id,
+        [ClaimedRow(id, client_id, phone, n + 1, unanswered) for id, client_id, phone, n, unanswered in rows],
     )
 
 
@@ -200,7 +215,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             fenced = Message.objects.filter(
                 id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
             )
-            if outcome is Outcome.RETRY:
+            if outcome in (Outcome.RETRY, Outcome.UNANSWERED):
                 retries = [
                     Message(
                         id=result.id,
@@ -208,12 +223,14 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                         next_attempt_at=now + retry_delay(result.attempt),
                         last_error=detail,
                         lease_until=None,
+                        unanswered=True,
                     )
                     for result in group
                 ]
-                changed += fenced.bulk_update(
-                    retries, ["status", "next_attempt_at", "last_error", "lease_until"]
-                )
+                written = ["status", "next_attempt_at", "last_error", "lease_until"]
+                if outcome is Outcome.UNANSWERED:
+                    written.append("unanswered")
+                changed += fenced.bulk_update(retries, written)
                 continue
             fields: dict[str, Any] = {"status": status, "lease_until": None, "last_error": detail}
             if outcome is Outcome.SENT:
@@ -232,32 +249,92 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
 
 
 def messages_release_expired_leases(*, now: datetime) -> int:
-    """Messages whose sender died mid-send go back to pending, due at once; their token stays,
-    so a late acceptance from that sender still lands unless another sender claimed the row since.
+    """Messages whose sender died mid-send, as SENDER_LOST_CLAIMS says: `resend` puts them back to
+    pending, due at once (their token stays, so a late acceptance from that sender still lands
+    unless another sender claimed the row since); `unknown` ends them unknown, never sent twice.
     """
-    return Message.objects.filter(status=Status.SENDING, lease_until__lt=now).update(
-        status=Status.PENDING, next_attempt_at=now, lease_until=None
+    lost = Message.objects.filter(status=Status.SENDING, lease_until__lt=now)
+    if settings.SENDER_LOST_CLAIMS == "unknown":
+        return _transition_logged(
+            lost,
+            "ended unknown: their sender died",
+            status=Status.UNKNOWN,
+            lease_until=None,
+            last_error="its sender died after claiming it",
+        )
+    return _transition_logged(
+        lost,
+        "released to be sent again: their sender died",
+        status=Status.PENDING,
+        next_attempt_at=now,
+        lease_until=None,
     )
 
 
 def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> int:
-    """Pending messages of ended mailings can never be sent in time: they expire; so do those of
-    cancelled mailings (a retry scheduled by a request that was in flight when it was cancelled)."""
-    expiring = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
+    """Pending messages of ended mailings can never be sent in time: they expire, or end unknown
+    where an attempt went unanswered (it may have been accepted); so do those of cancelled mailings
+    (a retry scheduled by a request that was in flight when it was cancelled)."""
+    ending = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
-        expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
+        ending = ending.filter(mailing_id=mailing_id)
+    return _end_unsent(ending, "the mailing ended") + messages_expire_cancelled(mailing_id=mailing_id)
 
 
 CANCELLED_ERROR = "mailing cancelled"
 
 
 def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
-    """Pending messages of cancelled mailings expire, with last_error "mailing cancelled"."""
-    expiring = Message.objects.filter(status=Status.PENDING, mailing__cancelled_at__isnull=False)
+    """Pending messages of cancelled mailings expire (or end unknown where an attempt went
+    unanswered), with last_error "mailing cancelled"."""
+    ending = Message.objects.filter(status=Status.PENDING, mailing__cancelled_at__isnull=False)
     if mailing_id is not None:
-        expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
+        ending = ending.filter(mailing_id=mailing_id)
+    return _end_unsent(ending, CANCELLED_ERROR, last_error=CANCELLED_ERROR)
+
+
+def _end_unsent(pending: QuerySet, why: str, **fields) -> int:
+    return _transition_logged(
+        pending.filter(unanswered=False), f"expired: {why}", status=Status.EXPIRED, **fields
+    ) + _transition_logged(
+        pending.filter(unanswered=True),
+        f"ended unknown, an attempt never answered: {why}",
+        status=Status.UNKNOWN,
+        **fields,
+    )
+
+
+def _transition_logged(rows: QuerySet, what: str, **fields) -> int:
+    """Applies `fields` to `rows`, ID_BATCH messages per statement, and logs one line per batch that
+    names every message changed, so that each final transition is found by its message id.
+
+    A line per batch rather than per message: a cancel or an end can move a million messages at
+    once. The rows of a batch are locked as they are read (SKIP LOCKED on PostgreSQL), so the ids
+    logged are those changed; the condition is applied again in the UPDATE for SQLite, which reads
+    without locks.
+    """
+    changed = 0
+    while True:
+        with transaction.atomic():
+            locked = list(
+                rows.select_for_update(skip_locked=True, of=("self",))
+                .order_by()
+                .values_list("id", "mailing_id")[:ID_BATCH]
+            )
+            if not locked:
+                return changed
+            ids = [message_id for message_id, _ in locked]
+            batch = rows.filter(id__any=ids).update(**fields)
+        changed += batch
+        mailings = sorted({mailing_id for _, mailing_id in locked})
+        log.info(
+            "%s messages %s (mailing %s): %s",
+            batch,
+            what,
+            ",".join(map(str, mailings)),
+            " ".join(map(str, ids)),
+            extra=log_ids(mailing=mailings[0] if len(mailings) == 1 else None),
+        )
 
 
 # --- the operators' actions that reach a mailing's messages -----------------------------------------
@@ -408,6 +485,30 @@ def sender_slots_hold(*, holder: str, mailing_ids: list[int], now: datetime) -> 
 def sender_slots_release(*, holder: str) -> int:
     """A stopping sender gives its slots back at once, for another to take without waiting."""
     return SenderSlot.objects.filter(holder=holder).update(holder="", lease_until=None)
+
+
+def sender_heartbeat(*, holder: str, now: datetime) -> None:
+    """A running sender says so (every second, with its slots)."""
+    if not SenderHeartbeat.objects.filter(holder=holder).update(seen_at=now):
+        SenderHeartbeat.objects.create(holder=holder, seen_at=now)
+
+
+def sender_heartbeat_end(*, holder: str) -> None:
+    """A stopping sender is no longer counted."""
+    SenderHeartbeat.objects.filter(holder=holder).delete()
+
+
+def senders_live(*, now: datetime, host: str | None = None) -> int:
+    """Senders seen within a lease, of every worker or of the machine named `host`."""
+    live = SenderHeartbeat.objects.filter(seen_at__gte=now - lease_duration())
+    if host is not None:
+        live = live.filter(holder__startswith=f"{host}:")
+    return live.count()
+
+
+def sender_heartbeats_forget(*, now: datetime) -> int:
+    """Removes the rows of senders that died without a word (a killed worker), a minute on."""
+    return SenderHeartbeat.objects.filter(seen_at__lt=now - timedelta(minutes=1)).delete()[0]
 
 
 # --- the pause shared by every sender --------------------------------------------------------------

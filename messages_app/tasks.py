@@ -6,6 +6,12 @@ sweep tasks never queue behind it. How a pool process learns of a warm shutdown:
 closes the pool once its running tasks are done, the process leaves its loop and sends
 `worker_process_shutdown`, where the sender stops (and a SIGTERM sent to the whole process group
 reaches the process itself, which starts the same stop at once).
+
+Pools without processes: `solo` sends `worker_process_init` in the main process, `threads` sends
+nothing, so there the main process runs the one sender itself and stops it at `worker_shutdown`
+(Celery keeps its own SIGTERM handling). `gevent` and `eventlet` turn threads into greenlets, under
+which the sender's event loop would hold up every task: such a worker refuses to start unless
+SENDER_ENABLED is false.
 """
 
 import logging
@@ -13,7 +19,8 @@ import signal
 import threading
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.concurrency import get_implementation
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
 from django.conf import settings
 from django.utils import timezone
 
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 _stopping = threading.Event()
 _sender = None
 _sender_thread: threading.Thread | None = None
+_main_process_sends = False  # a pool without processes: the worker's own process runs the sender
+# The pools whose processes run tasks where a sender thread can run beside them.
+POOLS_WITH_SENDERS = {"prefork": False, "solo": True, "thread": True}  # True: in the main process
 
 
 def _send_until_stopped() -> None:
@@ -53,14 +63,40 @@ def _request_stop(*args) -> None:
         _sender.request_stop()
 
 
-@worker_process_init.connect
-def start_sender(**kwargs) -> None:
-    global _sender_thread
+@worker_init.connect
+def check_pool(sender, **kwargs) -> None:
+    """Starts the worker's one sender itself where no pool process will; refuses a pool that
+    cannot run one."""
+    global _main_process_sends
     if not settings.SENDER_ENABLED:
         return
+    pool = get_implementation(sender.pool_cls).__module__.rpartition(".")[2]
+    if pool not in POOLS_WITH_SENDERS:
+        message = (
+            f"the {pool} pool cannot run a sender (its event loop would hold up the greenlets): "
+            "start the worker with -P prefork (the default), solo or threads, or set "
+            "SENDER_ENABLED=false for a worker that only runs tasks"
+        )
+        log.critical("worker not started: %s", message)
+        raise SystemExit(f"worker not started: {message}")  # Celery's signals swallow an Exception
+    _main_process_sends = POOLS_WITH_SENDERS[pool]
+    if pool == "thread":  # sends no worker_process_init
+        _start_sender()
+
+
+@worker_process_init.connect
+def start_sender(**kwargs) -> None:
+    if not settings.SENDER_ENABLED or _sender_thread is not None:
+        return
+    _start_sender()
+    if not _main_process_sends:  # a prefork pool process: SIGTERM stops its sender at once
+        signal.signal(signal.SIGTERM, _request_stop)
+
+
+def _start_sender() -> None:
+    global _sender_thread
     _sender_thread = threading.Thread(target=_send_until_stopped, name="sender", daemon=True)
     _sender_thread.start()
-    signal.signal(signal.SIGTERM, _request_stop)
 
 
 @worker_process_shutdown.connect
@@ -70,6 +106,12 @@ def stop_sender(**kwargs) -> None:
     _request_stop()
     _sender_thread.join(settings.SENDER_STOP_GRACE + 5)
     log.info("sender stopped")
+
+
+@worker_shutdown.connect
+def stop_main_process_sender(**kwargs) -> None:
+    if _main_process_sends:
+        stop_sender()
 
 
 @shared_task(name=LAUNCH_MAILING)
@@ -85,10 +127,11 @@ def sweep_messages() -> None:
     message tallies the statistics sum."""
     now = timezone.now()
     released = services.messages_release_expired_leases(now=now)
-    expired = services.messages_expire_pending(now=now)
+    expired = services.messages_expire_pending(now=now)  # expired, or unknown if maybe sent
     services.message_tallies_fold()
+    services.sender_heartbeats_forget(now=now)
     if released or expired:
-        log.info("sweep: %s leases released, %s messages expired", released, expired)
+        log.info("sweep: %s leases released, %s unsent messages ended", released, expired)
 
 
 @shared_task

@@ -8,8 +8,8 @@ from django.db.models import Sum
 from .models import ProviderAttemptsHourly, ProviderPauseEvent
 
 # Outcomes of attempts that reached the provider (deferred and expired ones did not).
-ATTEMPT_OUTCOMES = ("sent", "failed", "retry", "unknown")
-PROVIDER_ERROR_OUTCOMES = ("failed", "retry")
+ATTEMPT_OUTCOMES = ("sent", "failed", "retry", "unanswered", "unknown")
+PROVIDER_ERROR_OUTCOMES = ("failed", "retry", "unanswered")
 
 
 @dataclass

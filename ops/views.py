@@ -4,7 +4,7 @@ import hmac
 import ipaddress
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import kombu
 from django.conf import settings
@@ -75,6 +75,10 @@ _HealthStatus = inline_serializer(
     fields={
         "status": serializers.ChoiceField(choices=["ok", "unavailable"]),
         "checks": serializers.DictField(child=serializers.CharField(), required=False),
+        "senders": serializers.IntegerField(
+            required=False,
+            help_text="Senders alive in every worker (readiness only; informs, does not decide the status).",
+        ),
     },
 )
 _UNAVAILABLE = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -102,7 +106,10 @@ class LiveView(HealthCheckView):
 
 class ReadyView(HealthCheckView):
     """Ready for traffic: the database answers with every migration applied and the broker accepts a
-    connection (within HEALTH_BROKER_TIMEOUT)."""
+    connection (within HEALTH_BROKER_TIMEOUT). Also says how many senders are alive (`senders`, from
+    the URLconf): workers are not the web's to wait for, so it does not decide the status."""
+
+    senders: Callable[[], int] | None = None
 
     @extend_schema(
         summary="Readiness check",
@@ -121,9 +128,10 @@ class ReadyView(HealthCheckView):
         if checks["database"] == "ok":
             checks["migrations"] = _migrations_check()
         ok = all(value == "ok" for value in checks.values())
-        return Response(
-            {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else _UNAVAILABLE
-        )
+        answer = {"status": "ok" if ok else "unavailable", "checks": checks}
+        if self.senders is not None and checks["database"] == "ok":
+            answer["senders"] = self.senders()
+        return Response(answer, status=200 if ok else _UNAVAILABLE)
 
 
 class HealthView(HealthCheckView):

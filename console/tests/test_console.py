@@ -148,7 +148,7 @@ def test_dashboard_provider_health_reads_ops_attempts_and_pauses(admin_client):
     response = admin_client.get(DASHBOARD)
 
     health = response.context["health"]
-    assert dict(health["attempts"]) == {"sent": 88, "failed": 2, "retry": 10, "unknown": 0}
+    assert dict(health["attempts"]) == {"sent": 88, "failed": 2, "retry": 10, "unanswered": 0, "unknown": 0}
     assert health["error_percent"] == 12.0
     assert (health["pauses"], health["paused_seconds"]) == (1, 60.0)
     since = timezone.localtime(this_hour - timedelta(hours=1))

@@ -47,7 +47,7 @@ def mailing_with(statuses: dict[str, int], *, start: datetime, end: datetime, te
 @pytest.fixture
 def day_of_mailings():
     finished = mailing_with(
-        {Status.SENT: 7, Status.FAILED: 2, Status.EXPIRED: 1},
+        {Status.SENT: 7, Status.FAILED: 2, Status.EXPIRED: 1, Status.UNKNOWN: 1},
         start=datetime(2026, 11, 28, 8, 0, tzinfo=UTC),
         end=datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
         text="Autumn sale",
@@ -65,7 +65,7 @@ def day_of_mailings():
         {Status.SENT: 5}, start=SEND_AT - timedelta(days=3), end=SEND_AT - timedelta(days=2), text="Old"
     )
     provider_attempts_record(
-        outcomes={"sent": 10, "failed": 2, "retry": 3, "deferred": 4},
+        outcomes={"sent": 10, "failed": 2, "retry": 3, "unanswered": 2, "deferred": 4},
         now=datetime(2026, 11, 28, 8, 30, tzinfo=UTC),
     )
     # Outside the period: not counted.
@@ -108,11 +108,18 @@ def test_the_report_arrives_once_with_both_parts_and_the_databases_figures(smtp_
         assert "Old" not in part
         assert "7916***4567" in part and "79161234567" not in part
         assert "HTTP 503" in part
-    assert "TOTALS: 2 mailings, 14 messages: pending 1, sending 0, sent 10, failed 2, expired 1" in text
+    # Never confirmed (unknown) apart from never attempted (expired).
+    assert (
+        "TOTALS: 2 mailings, 15 messages: pending 1, sending 0, sent 10, failed 2, expired 1, unknown 1"
+        in text
+    )
     assert "2 x rejected by the provider with code 7 for 7916***4567" in text
     assert f'#{finished.pk} "Autumn sale"' in text and "100.0 % done" in text
     assert f'- #{running.pk} "Winter tyres": 75.0 % done' in text
-    assert "PROVIDER: 15 attempts, 5 errors (33.3 %): sent 10, rejected 2, retried 3" in text
+    assert (
+        "PROVIDER: 17 attempts, 7 errors (41.2 %): sent 10, rejected 2, retried 3, "
+        "unanswered (timed out, retried) 2" in text
+    )
     assert "PAUSES: 1, 40 s in all: 12:00:00-12:00:40" in text
     assert "<img" not in html and "http" not in html.replace("http-equiv", "")
     assert DailyReport.objects.get().sent_at == SEND_AT
@@ -177,5 +184,5 @@ def test_the_command_sends_a_report_for_the_period_given(smtp_inbox, day_of_mail
     assert message["Subject"] == "SMS mailings: report 2026-11-28 10:00 to 2026-11-28 12:00"
     text, _ = parts(message)
     assert f"#{finished.pk}" in text and f"#{running.pk}" not in text
-    assert "Sent to me@example.com: 1 mailings, 10 messages" in capsys.readouterr().out
+    assert "Sent to me@example.com: 1 mailings, 11 messages" in capsys.readouterr().out
     assert not DailyReport.objects.exists()  # the daily one still goes

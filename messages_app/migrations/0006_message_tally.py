@@ -96,6 +96,15 @@ def drop_triggers(apps, schema_editor):
         schema_editor.execute("DROP FUNCTION IF EXISTS messages_app_message_tally_truncate()")
 
 
+def recreate_sqlite_triggers(apps, schema_editor):
+    """For a later migration that alters the message table: SQLite adds or alters a column by
+    rebuilding the table, which drops its triggers, so they are made again. PostgreSQL alters the
+    table in place and keeps them."""
+    if schema_editor.connection.vendor == "sqlite":
+        drop_triggers(apps, schema_editor)
+        create_triggers(apps, schema_editor)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("messages_app", "0005_mailing_fk_without_own_index"),

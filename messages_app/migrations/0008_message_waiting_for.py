@@ -10,14 +10,6 @@ tally = importlib.import_module("messages_app.migrations.0006_message_tally")
 OLD_MARK = "waiting for the client's local sending window"
 
 
-def recreate_sqlite_triggers(apps, schema_editor):
-    """SQLite adds a NOT NULL column by rebuilding the table, which drops its triggers: the tally
-    triggers are made again. PostgreSQL adds the column in place and keeps them."""
-    if schema_editor.connection.vendor == "sqlite":
-        tally.drop_triggers(apps, schema_editor)
-        tally.create_triggers(apps, schema_editor)
-
-
 def mark_as_data(apps, schema_editor):
     Message = apps.get_model("messages_app", "Message")
     Message.objects.filter(status="pending", last_error=OLD_MARK).update(waiting_for="window", last_error="")
@@ -47,7 +39,7 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
-        migrations.RunPython(recreate_sqlite_triggers, recreate_sqlite_triggers),
+        migrations.RunPython(tally.recreate_sqlite_triggers, tally.recreate_sqlite_triggers),
         # While the old partial index still serves the old mark's UPDATE.
         migrations.RunPython(mark_as_data, mark_as_text),
         migrations.RemoveIndex(

@@ -20,7 +20,7 @@ from . import outcomes
 from .clock import Clock
 from .cutoffs import Cut, Cutoffs
 from .gate import ProviderGate
-from .outcomes import Fate, Outcome, ProviderAnswer, Result, fate_of
+from .outcomes import Fate, Outcome, ProviderAnswer, Result, fate_of, final_fate
 from .results import ResultWriter
 from .runs import MailingRun
 from .store import ClaimedRow
@@ -51,6 +51,7 @@ class Deliveries:
         stopping: threading.Event,
         end_margin: float,
         request_timeout: float,
+        max_attempts: int,
         report: SenderReport,
         holder: str,
     ):
@@ -62,6 +63,7 @@ class Deliveries:
         self._stopping = stopping
         self._end_margin = end_margin
         self._request_timeout = request_timeout
+        self._max_attempts = max_attempts
         self._report = report
         self._holder = holder
         self._tasks: dict[asyncio.Task, tuple[MailingRun, uuid.UUID]] = {}
@@ -113,7 +115,7 @@ class Deliveries:
         acquired = False
         cut: Cut | None = None
         try:
-            if row.phone is None:
+            if row.client_id is None:
                 return self._settle(run, row, token, outcomes.CLIENT_DELETED)
             if not await self._gate.acquire():
                 return self._settle(run, row, token, outcomes.PAUSED)
@@ -177,6 +179,9 @@ class Deliveries:
         *,
         answered_at: datetime | None = None,
     ) -> None:
+        fate = final_fate(
+            fate, attempt=row.attempt, max_attempts=self._max_attempts, unanswered_before=row.unanswered
+        )
         self._writer.add(Result(row.id, token, fate.outcome, row.attempt, fate.detail, answered_at))
         self._report.outcomes[fate.outcome] += 1
         log.info(

@@ -48,6 +48,7 @@ class DjangoMessageStore:
         sendable = selectors.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
         self._windows.keep_only(wanted)
+        services.sender_heartbeat(holder=self.holder, now=now)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
         services.messages_renew_leases(tokens=tokens, now=now)
         paused_until = services.provider_paused_until(now=now)
@@ -104,4 +105,8 @@ class DjangoMessageStore:
         await self._in_thread(services.provider_pause, until=datetime.fromtimestamp(until, tz=UTC))
 
     async def release_slots(self) -> int:
-        return await self._in_thread(services.sender_slots_release, holder=self.holder)
+        return await self._in_thread(self._release_slots)
+
+    def _release_slots(self) -> int:
+        services.sender_heartbeat_end(holder=self.holder)
+        return services.sender_slots_release(holder=self.holder)

@@ -21,10 +21,13 @@ class Outcome(enum.StrEnum):
     SENT = "sent"  # the provider accepted it
     FAILED = "failed"  # it can never be sent (rejected, invalid, client deleted)
     RETRY = "retry"  # the attempt failed in a way a later attempt may not: back off, then again
+    # No answer within the request's own timeout: it may have been accepted. Retried as RETRY is,
+    # and remembered on the row (`unanswered`), so that the message never ends expired or failed.
+    UNANSWERED = "unanswered"
     DEFERRED = "deferred"  # not attempted (pause, mailing not sendable, worker stopping): back at once
     THROTTLED = "throttled"  # the provider answered 429: back at once, the attempt given back
     EXPIRED = "expired"  # not attempted: it could not have finished before the mailing's end
-    UNKNOWN = "unknown"  # sent, but the answer never came (cut by the end or a stopping worker)
+    UNKNOWN = "unknown"  # sent, but the answer never came and never will (see `final_fate`)
 
 
 class ProviderAnswer(enum.Enum):
@@ -66,7 +69,7 @@ FATES: tuple[tuple[type[TransportError], bool | None, Outcome, ProviderAnswer], 
 # (outcome, answer, detail) of a request one of its limits cut: at the end or by a stopping worker
 # it may have reached the provider; without an answer in time it is tried again.
 CUT_FATES = {
-    Cut.TIMEOUT: (Outcome.RETRY, ProviderAnswer.ERROR, None),  # detail: no_answer_within(timeout)
+    Cut.TIMEOUT: (Outcome.UNANSWERED, ProviderAnswer.ERROR, None),  # detail: no_answer_within(timeout)
     Cut.END: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER, "cut at the mailing's end"),
     Cut.STOP: (Outcome.UNKNOWN, ProviderAnswer.NO_ANSWER, "cut by a stopping worker"),
 }
@@ -90,6 +93,31 @@ def fate_of(ended_by: Exception | Cut | None, *, request_timeout: float) -> Fate
         if isinstance(ended_by, kind) and permanent in (None, ended_by.permanent)
     )
     return Fate(outcome, answer, ended_by.detail, getattr(ended_by, "retry_after", None))
+
+
+TRIED_AGAIN = (Outcome.RETRY, Outcome.UNANSWERED)
+
+
+def final_fate(fate: Fate, *, attempt: int, max_attempts: int, unanswered_before: bool) -> Fate:
+    """The fate as the message's earlier attempts bend it (`attempt` is this one's number).
+
+    A retry after the `max_attempts`th attempt gives up: `failed`, or `unknown` when some attempt
+    went unanswered, since the provider may have accepted that one. For the same reason a message
+    with an unanswered attempt that ends without being sent this time (out of time, client deleted)
+    ends `unknown`, not `expired` or `failed`.
+    """
+    maybe_sent = unanswered_before or fate.outcome is Outcome.UNANSWERED
+    if fate.outcome in TRIED_AGAIN and attempt >= max_attempts:
+        if maybe_sent:
+            detail = f"gave up after {attempt} attempts, one never answered: {fate.detail}"
+            return Fate(Outcome.UNKNOWN, fate.answer, detail)
+        return Fate(Outcome.FAILED, fate.answer, f"gave up after {attempt} attempts: {fate.detail}")
+    ends_unsent = (
+        fate.outcome in (Outcome.EXPIRED, Outcome.FAILED) and fate.answer is ProviderAnswer.NO_ANSWER
+    )
+    if ends_unsent and maybe_sent:
+        return Fate(Outcome.UNKNOWN, fate.answer, f"{fate.detail}; an earlier attempt never answered")
+    return fate
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """Results on their way to the store: written as soon as the previous write is done (tens of
-milliseconds), in batches, each row fenced by its claim's token."""
+milliseconds), in batches, each row fenced by its claim's token.
+
+A result not yet written is a message the provider has answered that a killed worker would send
+again (SENDER_LOST_CLAIMS=resend): results wait for company only while there are few of them."""
 
 import asyncio
 import logging
@@ -11,7 +14,8 @@ from .store import MessageStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-FLUSH_PAUSE = 0.03  # seconds between two writes: lets results gather, keeps them fresh
+FLUSH_PAUSE = 0.03  # seconds between two writes: lets a few results gather into one write
+FULL_BATCH = 50  # results waiting that are written at once: gathering more would save few writes
 RETRY_PAUSE = 1.0  # seconds before a write the store refused is tried again
 
 
@@ -52,7 +56,8 @@ class ResultWriter:
                 continue
             if last:
                 return
-            await asyncio.sleep(FLUSH_PAUSE)
+            if len(self._results) < FULL_BATCH:
+                await asyncio.sleep(FLUSH_PAUSE)
 
     async def _write(self) -> None:
         self._ready.clear()

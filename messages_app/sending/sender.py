@@ -60,6 +60,7 @@ class Sender:
         end_margin: float,
         stop_grace: float,
         request_timeout: float,
+        max_attempts: int,
     ):
         self.holder = store.holder
         self.report = SenderReport()
@@ -71,6 +72,7 @@ class Sender:
         self._end_margin = end_margin
         self._stop_grace = stop_grace
         self._request_timeout = request_timeout
+        self._max_attempts = max_attempts
         self._stop = threading.Event()
 
     def run(self, *, until_idle: bool = False, seconds: float | None = None) -> SenderReport:
@@ -100,6 +102,7 @@ class Sender:
             stopping=self._stop,
             end_margin=self._end_margin,
             request_timeout=self._request_timeout,
+            max_attempts=self._max_attempts,
             report=self.report,
             holder=self.holder,
         )

@@ -19,9 +19,10 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class ClaimedRow:
     id: int
-    client_id: int | None
-    phone: str | None  # None when the client was deleted after the fan-out
-    attempt: int
+    client_id: int | None  # None when the client was deleted after the fan-out: not sent
+    phone: str  # the recipient copied at fan-out
+    attempt: int  # this one's number, counting from 1
+    unanswered: bool = False  # an earlier attempt's answer never came: it may have been accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,8 @@ class MessageStore(Protocol):
     holder: str  # names the sender in leases and slots
 
     async def look(self, *, in_flight_mailings: list[int], tokens: list[uuid.UUID]) -> SenderView:
-        """The sendable mailings; holds a slot of each, renews the leases of `tokens`."""
+        """The sendable mailings; holds a slot of each, renews the leases of `tokens`, and tells that
+        this sender is alive."""
 
     async def claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
         """Claims `(mailing id, share)` in turn, `wanted` in all; none while another sender's pause
@@ -65,6 +67,7 @@ class MessageStore(Protocol):
     async def pause_all(self, *, until: float) -> None:
         """Every sender of every worker pauses until `until` (wall-clock seconds)."""
 
-    async def release_slots(self) -> int: ...
+    async def release_slots(self) -> int:
+        """A stopping sender gives its slots back and is no longer counted alive."""
 
     def close(self) -> None: ...

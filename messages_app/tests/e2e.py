@@ -100,9 +100,10 @@ class Worker(Process):
         workdir: Path,
         concurrency: int = 2,
         beat: bool = True,
+        pool: str = "prefork",
         **overrides: str,
     ):
-        command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker"]
+        command = [sys.executable, "-m", "celery", "-A", "mailing_service", "worker", "-P", pool]
         command += ["-B"] if beat else []
         command += [
             "--concurrency",

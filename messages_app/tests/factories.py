@@ -13,6 +13,7 @@ class MessageFactory(factory.django.DjangoModelFactory):
 
     mailing = factory.SubFactory(MailingFactory)
     client = factory.SubFactory(ClientFactory)
+    phone = factory.LazyAttribute(lambda message: message.client.phone if message.client else "")
 
 
 def zero_counts() -> dict[str, int]:

@@ -123,3 +123,19 @@ def test_a_viewer_cannot_find_messages_by_phone(client, django_user_model):
     assert response.status_code == 200
     assert not response.context["cl"].search_fields
     assert response.context["cl"].result_count == 2  # the list, not narrowed by the phone
+
+def test_a_messages_page_shows_its_recipient_in_clear_only_to_those_who_may_see_phones(
+    client, viewer, operator
+):
+    message = MessageFactory(client=ClientFactory(phone="79161234567"))
+    message.client.delete()  # the message keeps its recipient
+    page = reverse("admin:messages_app_message_change", args=[message.pk])
+    pages = {}
+    for user in (viewer, operator):
+        user.is_staff = True
+        user.save()
+        client.force_login(user)
+        pages[user.username] = client.get(page).content.decode()
+
+    assert "7916*****67" in pages["viewer"] and "79161234567" not in pages["viewer"]
+    assert "79161234567" in pages["operator"]

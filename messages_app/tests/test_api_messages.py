@@ -28,6 +28,7 @@ def test_retrieve_gives_the_message_fields(api_client):
         "id": message.pk,
         "mailing": message.mailing_id,
         "client": message.client_id,
+        "phone": message.client.phone,
         "status": "sent",
         "attempts": 2,
         "last_error": "timeout",
@@ -38,14 +39,26 @@ def test_retrieve_gives_the_message_fields(api_client):
     }
 
 
-def test_a_message_whose_client_was_deleted_shows_no_client(api_client):
-    message = MessageFactory()
-    message.client.delete()
+def test_a_message_keeps_its_recipient_when_the_client_is_deleted_or_renumbered(api_client):
+    renumbered, deleted = MessageFactory(), MessageFactory()
+    phones = {renumbered.pk: renumbered.client.phone, deleted.pk: deleted.client.phone}
+    renumbered.client.phone = "79990000001"
+    renumbered.client.save()
+    deleted.client.delete()
 
-    response = api_client.get(reverse("message-detail", args=[message.pk]))
+    answers = {pk: api_client.get(reverse("message-detail", args=[pk])).data for pk in phones}
 
-    assert response.status_code == 200
-    assert response.data["client"] is None
+    assert {pk: answer["phone"] for pk, answer in answers.items()} == phones
+    assert answers[deleted.pk]["client"] is None
+
+
+def test_viewers_see_a_messages_recipient_masked(viewer_client):
+    message = MessageFactory(client__phone="79161234567")
+
+    detail = viewer_client.get(reverse("message-detail", args=[message.pk]))
+    listed = viewer_client.get(LIST_URL, {"mailing": message.mailing_id})
+
+    assert detail.data["phone"] == listed.data["results"][0]["phone"] == "7916*****67"
 
 
 def test_list_filters_by_mailing_client_and_status(api_client):

@@ -44,6 +44,9 @@ def test_fan_out_creates_one_pending_message_per_client(enqueued_launches):
 
     assert recipients_of(mailing) == {client.pk for client in clients}
     assert set(Message.objects.filter(mailing=mailing).values_list("status", flat=True)) == {"pending"}
+    # Each message keeps the phone it goes to, whatever becomes of the client.
+    phones = dict(Message.objects.filter(mailing=mailing).values_list("client_id", "phone"))
+    assert phones == {client.pk: client.phone for client in clients}
     mailing.refresh_from_db()
     assert mailing.launched_at and mailing.fanout_completed_at
     assert mailing.fanout_cursor == max(client.pk for client in clients)

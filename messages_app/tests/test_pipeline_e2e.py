@@ -14,7 +14,7 @@ from django.utils import timezone
 from clients.models import Client
 from harness.waiting import wait_until
 from mailings.models import Mailing
-from messages_app.models import Message
+from messages_app.models import Message, SenderHeartbeat
 
 from .e2e import (
     TOKEN,
@@ -56,6 +56,28 @@ def create_mailing(api_client, *, starts_in: float = -1, ends_in: float = 600, *
 
 def accepted_ids(fake_provider_process: FakeProviderProcess) -> list[int]:
     return [msg_id for msg_id, _ in fake_provider_process.control.accepted()]
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_worker_without_pool_processes_runs_its_sender(
+    pool, services_up, fake_provider_process, api_client, tmp_path
+):
+    make_clients(20)
+    with Worker(
+        broker_url=services_up,
+        cache_url=services_up,
+        provider=fake_provider_process,
+        workdir=tmp_path,
+        concurrency=1,
+        pool=pool,
+    ) as worker:
+        wait_until(lambda: SenderHeartbeat.objects.exists(), timeout=15, message="the sender's heartbeat")
+        mailing_id = create_mailing(api_client)
+        wait_until(lambda: all_final(mailing_id, 20), timeout=30, message="every message to be final")
+        worker.stop()  # Celery's own warm shutdown, then the sender's
+
+    assert counts_by_status(mailing_id) == {"sent": 20}
+    assert not SenderHeartbeat.objects.exists()  # it stopped and said so
 
 
 def test_mailing_inside_its_window_is_sent_at_once_to_every_client(worker, fake_provider_process, api_client):
@@ -223,6 +245,44 @@ def test_worker_killed_mid_mailing_loses_nothing_and_duplicates_only_what_was_in
     assert counts_by_status(mailing_id) == {"sent": 3000}
     assert stats["unique_accepted"] == 3000
     assert stats["duplicates"] <= in_flight_at_kill
+
+
+def test_with_lost_claims_unknown_a_killed_worker_sends_nothing_twice(
+    services_up, fake_provider_process, api_client, tmp_path
+):
+    fake_provider_process.control.configure(latency=0.05)
+    make_clients(3000)
+    with Worker(
+        broker_url=services_up,
+        cache_url=services_up,
+        provider=fake_provider_process,
+        workdir=tmp_path,
+        SENDER_LOST_CLAIMS="unknown",
+    ) as worker:
+        mailing_id = create_mailing(api_client)
+        wait_until(
+            lambda: sent_count(mailing_id) > 600,
+            timeout=30,
+            message="sending to be well under way",
+            interval=0.05,
+        )
+        worker.kill()
+        claimed_at_kill = Message.objects.filter(mailing_id=mailing_id, status="sending").count()
+        worker.start()
+        wait_until(
+            lambda: all_final(mailing_id, 3000), timeout=60, message="the mailing to finish after the restart"
+        )
+
+    stats = fake_provider_process.control.stats()
+    counts = counts_by_status(mailing_id)
+    print(
+        f"\nkill -9, lost claims unknown: {claimed_at_kill} claimed, {counts}, "
+        f"{stats['duplicates']} duplicates"
+    )
+    assert stats["duplicates"] == 0
+    # What the dead sender held ends unknown, whether it had sent it or not; the rest is sent.
+    assert counts == {"sent": 3000 - claimed_at_kill, "unknown": claimed_at_kill}
+    assert stats["unique_accepted"] >= counts["sent"]
 
 
 def test_rabbitmq_as_broker_runs_a_scheduled_mailing(

@@ -258,3 +258,18 @@ def test_migrating_turns_the_old_waiting_text_into_data_and_keeps_the_tallies():
     )
     Message.objects.filter(pk=retried.pk).update(status=Status.SENT)  # the triggers still count
     assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 1, Status.PENDING: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_gives_each_message_its_clients_phone_and_keeps_the_tallies():
+    with migrated_back_to("0008_message_waiting_for") as OldMessage:
+        mailing = MailingFactory()
+        client = ClientFactory(phone="79161234567")
+        kept = OldMessage.objects.create(mailing_id=mailing.pk, client_id=client.pk)
+        orphan = OldMessage.objects.create(mailing_id=mailing.pk, client_id=None)
+
+    rows = Message.objects.in_bulk([kept.pk, orphan.pk])
+    assert (rows[kept.pk].phone, rows[orphan.pk].phone) == ("79161234567", "")
+    assert not rows[kept.pk].unanswered
+    Message.objects.filter(pk=kept.pk).update(status=Status.SENT)  # the triggers still count
+    assert tallied(mailing.pk) == counted(mailing.pk) == {Status.SENT: 1, Status.PENDING: 1}

@@ -23,6 +23,7 @@ def test_ready_checks_database_migrations_and_broker(anonymous_client, settings,
     assert response.json() == {
         "status": "ok",
         "checks": {"database": "ok", "migrations": "ok", "broker": "ok"},
+        "senders": 0,  # no worker here: said, not a reason to be unready
     }
 
 

@@ -23,6 +23,7 @@ class ScriptedTransport:
         self.requests: list[tuple[int, float]] = []  # (message id, wall time it began)
         self.accepted: list[tuple[int, float]] = []  # (message id, wall time of the acceptance)
         self.ended: list[tuple[int, float]] = []  # (message id, seconds it ran), answered or cut
+        self.phones: dict[int, str] = {}  # message id: the phone it was last sent to
         self.on_request: Callable[[int], None] = lambda count: None  # in the loop, after each begins
 
     async def __aenter__(self) -> "ScriptedTransport":
@@ -37,6 +38,7 @@ class ScriptedTransport:
     async def send(self, message: OutgoingMessage) -> None:
         began = self.clock.monotonic()
         self.requests.append((message.id, self.clock.wall()))
+        self.phones[message.id] = message.phone
         error, latency = self.script(message.id, self.attempts_of(message.id))
         self.on_request(len(self.requests))
         try:

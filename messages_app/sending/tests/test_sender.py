@@ -73,7 +73,13 @@ def sender(
     pacer=None,
     **overrides,
 ) -> Sender:
-    options = {"concurrency": 10, "end_margin": 0.05, "stop_grace": 5.0, "request_timeout": 6.0}
+    options = {
+        "concurrency": 10,
+        "end_margin": 0.05,
+        "stop_grace": 5.0,
+        "request_timeout": 6.0,
+        "max_attempts": 100,
+    }
     gate = ProviderGate(
         breaker_threshold=breaker_threshold,
         breaker_pause=breaker_pause,
@@ -290,12 +296,80 @@ def test_a_request_without_an_answer_in_time_is_retried_later_not_cut(transport,
     ((_, ran_for),) = transport.ended
     assert ran_for == pytest.approx(0.3, abs=0.05)  # given up at its own limit, not at the answer
     message.refresh_from_db()
-    assert (message.status, message.attempts, message.last_error) == (
+    assert (message.status, message.attempts, message.last_error, message.unanswered) == (
         Status.PENDING,
         1,
         "no answer within 0.3 s",
+        True,  # it may have been accepted: it never ends expired or plainly failed
     )
     assert provider_errors() - errors_before == Counter(timeout=1)
+
+
+def test_a_message_that_keeps_failing_gives_up_as_failed_after_max_attempts(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    transport.script = lambda msg_id, attempt: (TransportError("HTTP 503"), 0.01)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(milliseconds=50))
+        report = run_until_idle(transport, clock, max_attempts=3)
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == (
+        Status.FAILED,
+        3,
+        "gave up after 3 attempts: HTTP 503",
+    )
+    assert transport.attempts_of(message.id) == 3
+    assert (report[Outcome.RETRY], report[Outcome.FAILED]) == (2, 1)
+
+
+def test_giving_up_after_an_unanswered_attempt_ends_unknown_not_failed(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    # The first attempt outlives its timeout (it may have been accepted), the next ones fail.
+    transport.script = lambda msg_id, attempt: (
+        (None, 3.0) if attempt == 1 else (TransportError("HTTP 503"), 0.01)
+    )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(milliseconds=50))
+        report = run_until_idle(transport, clock, max_attempts=3, request_timeout=0.3)
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Status.UNKNOWN, 3)
+    assert message.last_error == "gave up after 3 attempts, one never answered: HTTP 503"
+    assert (report[Outcome.UNANSWERED], report[Outcome.RETRY], report[Outcome.UNKNOWN]) == (1, 1, 1)
+
+
+def test_an_unanswered_message_the_end_leaves_unconfirmed_is_unknown_not_expired(transport, clock):
+    mailing = running_mailing(ends_in=2.0)
+    maybe_sent, never_tried = messages_of(mailing, 2)
+    Message.objects.filter(pk=never_tried.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    transport.script = lambda msg_id, attempt: (None, 3.0)  # no answer within the 0.3 s timeout
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "retry_delay", lambda attempt: timedelta(minutes=5))
+        sender(transport, clock, request_timeout=0.3).run(seconds=4.0)
+
+    assert {m.pk: m.status for m in Message.objects.filter(mailing=mailing)} == {
+        maybe_sent.pk: Status.UNKNOWN,
+        never_tried.pk: Status.EXPIRED,
+    }
+
+
+def test_a_message_goes_to_the_phone_copied_at_fan_out_whatever_becomes_of_the_client(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    recipient = message.phone
+    message.client.phone = "79990000001"  # renumbered after the fan-out
+    message.client.save()
+
+    run_until_idle(transport, clock)
+
+    message.refresh_from_db()
+    assert transport.phones == {message.id: recipient}
+    assert (message.status, message.phone) == (Status.SENT, recipient)
 
 
 def test_moving_the_end_later_extends_a_request_only_up_to_its_own_limit(transport, clock):
@@ -547,3 +621,18 @@ def test_results_the_database_refused_are_kept_in_order_and_written_once_it_is_b
     assert statuses(mailing) == {Status.SENT: 10}
     refused, retried = calls[0]["results"], calls[1]["results"]
     assert retried[: len(refused)] == refused  # the refused batch first, as it was
+
+
+def test_a_deleted_clients_message_with_an_unanswered_attempt_ends_unknown_not_failed(transport, clock):
+    mailing = running_mailing()
+    (message,) = messages_of(mailing, 1)
+    recipient = message.phone
+    Message.objects.filter(pk=message.pk).update(attempts=1, unanswered=True)
+    message.client.delete()
+
+    run_until_idle(transport, clock)
+
+    message.refresh_from_db()
+    assert (message.status, message.phone) == (Status.UNKNOWN, recipient)
+    assert message.last_error == "client was deleted; an earlier attempt never answered"
+    assert transport.requests == []
