@@ -31,6 +31,7 @@ from mailings.models import Mailing
 from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
 from ops.services import provider_attempts_record, provider_pause_record
+from providers.models import SETTINGS_PROVIDER
 
 from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
@@ -39,7 +40,6 @@ from .sending.store import Claim, ClaimedRow
 
 Status = Message.Status
 
-PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
 RECONCILE_LOCK = 0x7A11E5  # PostgreSQL advisory lock key: one tally reconcile at a time
 
 
@@ -160,7 +160,7 @@ def messages_claim(
         rows = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "client__phone", "attempts")[:limit]
+            .values_list("id", "client_id", "client__phone", "attempts", "client__operator_code")[:limit]
         )
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
@@ -172,7 +172,9 @@ def messages_claim(
                 claim_token=token,
             )
     return Claim(
-        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
+        token,
+        mailing_id,
+        [ClaimedRow(id, client_id, phone, n + 1, code or "") for id, client_id, phone, n, code in rows],
     )
 
 
@@ -191,11 +193,11 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
     The one place that maps an Outcome to a row transition (OUTCOME_TRANSITIONS).
     """
     changed = 0
-    groups: dict[tuple[Outcome, uuid.UUID, str], list[Result]] = defaultdict(list)
+    groups: dict[tuple[Outcome, uuid.UUID, str, str], list[Result]] = defaultdict(list)
     for result in results:
-        groups[result.outcome, result.token, result.detail[:255]].append(result)
+        groups[result.outcome, result.token, result.detail[:255], result.provider].append(result)
     with transaction.atomic():
-        for (outcome, token, detail), group in groups.items():
+        for (outcome, token, detail, provider), group in groups.items():
             status, from_statuses = OUTCOME_TRANSITIONS[outcome]
             fenced = Message.objects.filter(
                 id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
@@ -216,9 +218,12 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                 )
                 continue
             fields: dict[str, Any] = {"status": status, "lease_until": None, "last_error": detail}
+            if outcome in (Outcome.SENT, Outcome.UNKNOWN):
+                fields["provider"] = provider  # the provider that took it, or may have
             if outcome is Outcome.SENT:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
                 fields["sent_at"] = max(result.answered_at or now for result in group)
+                _provider_message_ids_record(fenced, group)
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.
@@ -226,6 +231,17 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             changed += fenced.update(**fields)
     provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
     return changed
+
+
+def _provider_message_ids_record(fenced: QuerySet, group: list[Result]) -> None:
+    """The provider's own ids of accepted messages, where its API gives them: one UPDATE for all."""
+    named = [
+        Message(id=result.id, provider_message_id=result.provider_message_id[:64])
+        for result in group
+        if result.provider_message_id
+    ]
+    if named:
+        fenced.bulk_update(named, ["provider_message_id"])
 
 
 # --- recovery ----------------------------------------------------------------------------------
@@ -413,22 +429,27 @@ def sender_slots_release(*, holder: str) -> int:
 # --- the pause shared by every sender --------------------------------------------------------------
 
 
-def provider_pause(*, until: datetime) -> datetime:
-    """Pause every sender of every worker until `until`, or later if a longer pause holds already.
+def provider_pause(*, until: datetime, provider: str = SETTINGS_PROVIDER) -> datetime:
+    """Pause every sender of every worker on this provider until `until`, or later if a longer
+    pause holds already.
 
     One atomic statement (GREATEST), so a short pause written after a long one never shortens it.
     """
     provider_pause_record(until=until)
-    ProviderPause.objects.get_or_create(provider=PROVIDER, defaults={"paused_until": until})
-    ProviderPause.objects.filter(provider=PROVIDER).update(
+    ProviderPause.objects.get_or_create(provider=provider, defaults={"paused_until": until})
+    ProviderPause.objects.filter(provider=provider).update(
         paused_until=Greatest(F("paused_until"), Value(until))
     )
-    return ProviderPause.objects.get(provider=PROVIDER).paused_until
+    return ProviderPause.objects.get(provider=provider).paused_until
 
 
-def provider_paused_until(*, now: datetime) -> datetime | None:
-    until = ProviderPause.objects.filter(provider=PROVIDER).values_list("paused_until", flat=True).first()
-    return until if until is not None and until > now else None
+def provider_pauses(*, now: datetime) -> dict[str, datetime]:
+    """The pauses in force, by provider name (a row per provider ever paused: a small table)."""
+    return dict(ProviderPause.objects.filter(paused_until__gt=now).values_list("provider", "paused_until"))
+
+
+def provider_paused_until(*, now: datetime, provider: str = SETTINGS_PROVIDER) -> datetime | None:
+    return provider_pauses(now=now).get(provider)
 
 
 def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:

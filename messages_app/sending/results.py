@@ -5,8 +5,8 @@ import asyncio
 import logging
 
 from .clock import Clock
-from .gate import ProviderGate
 from .outcomes import Result
+from .routing import Providers
 from .store import MessageStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,9 @@ RETRY_PAUSE = 1.0  # seconds before a write the store refused is tried again
 
 
 class ResultWriter:
-    def __init__(self, *, store: MessageStore, gate: ProviderGate, clock: Clock):
+    def __init__(self, *, store: MessageStore, providers: Providers, clock: Clock):
         self._store = store
-        self._gate = gate
+        self._providers = providers
         self._clock = clock
         self._results: list[Result] = []
         self._ready = asyncio.Event()
@@ -59,8 +59,8 @@ class ResultWriter:
         if not self._results:
             return
         results, self._results = self._results, []
-        # Deferred by a pause: due again when the pause ends, not before.
-        deferred_until = max(self._gate.paused_until, self._clock.wall())
+        # Deferred by a pause: due again when the first paused provider is back, not before.
+        deferred_until = max(self._providers.resume_at(), self._clock.wall())
         try:
             await self._store.record(results=results, deferred_until=deferred_until)
         except StoreUnavailable:
