@@ -187,17 +187,18 @@ def messages_renew_leases(*, tokens: list[uuid.UUID], now: datetime) -> int:
     )
 
 
-def messages_record(*, results: list[Result], now: datetime, deferred_until: datetime | None = None) -> int:
+def messages_record(*, results: list[Result], now: datetime) -> int:
     """Write a batch of results back, each only where its claim's token still holds. Returns rows changed.
 
     The one place that maps an Outcome to a row transition (OUTCOME_TRANSITIONS).
     """
     changed = 0
-    groups: dict[tuple[Outcome, uuid.UUID, str, str], list[Result]] = defaultdict(list)
+    groups: dict[tuple[Outcome, uuid.UUID, str, str, datetime | None], list[Result]] = defaultdict(list)
     for result in results:
-        groups[result.outcome, result.token, result.detail[:255], result.provider].append(result)
+        key = (result.outcome, result.token, result.detail[:255], result.provider, result.due_at)
+        groups[key].append(result)
     with transaction.atomic():
-        for (outcome, token, detail, provider), group in groups.items():
+        for (outcome, token, detail, provider, due_at), group in groups.items():
             status, from_statuses = OUTCOME_TRANSITIONS[outcome]
             fenced = Message.objects.filter(
                 id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
@@ -227,7 +228,7 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.
-                fields |= {"next_attempt_at": deferred_until or now, "attempts": F("attempts") - 1}
+                fields |= {"next_attempt_at": due_at or now, "attempts": F("attempts") - 1}
             changed += fenced.update(**fields)
     provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
     return changed

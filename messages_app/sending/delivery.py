@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ops import metrics
 from ops.logging import log_ids
@@ -121,7 +121,9 @@ class Deliveries:
         finally:
             route.in_flight -= 1
 
-    async def _deliver_through(self, route: Route, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+    async def _deliver_through(
+        self, route: Route, run: MailingRun, row: ClaimedRow, token: uuid.UUID
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None  # this coroutine runs as the task start() made
         started: float | None = None
@@ -188,7 +190,13 @@ class Deliveries:
         self._providers.heard(route, fate.answer)
         answered_at = self._clock.now() if fate.outcome is Outcome.SENT else None
         self._settle(
-            run, row, token, fate, answered_at=answered_at, provider=route.name, provider_message_id=provider_message_id
+            run,
+            row,
+            token,
+            fate,
+            answered_at=answered_at,
+            provider=route.name,
+            provider_message_id=provider_message_id,
         )
 
     def _settle(
@@ -202,8 +210,21 @@ class Deliveries:
         provider: str = "",
         provider_message_id: str = "",
     ) -> None:
+        due_at = None
+        if fate.outcome is Outcome.DEFERRED and (resume_at := self._providers.resume_at(row.operator_code)):
+            due_at = datetime.fromtimestamp(resume_at, tz=UTC)
         self._writer.add(
-            Result(row.id, token, fate.outcome, row.attempt, fate.detail, answered_at, provider, provider_message_id)
+            Result(
+                row.id,
+                token,
+                fate.outcome,
+                row.attempt,
+                fate.detail,
+                answered_at,
+                provider,
+                provider_message_id,
+                due_at,
+            )
         )
         self._report.outcomes[fate.outcome] += 1
         self._report.providers[provider] += 1

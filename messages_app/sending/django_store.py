@@ -94,13 +94,8 @@ class DjangoMessageStore:
             claims.append(claim)
         return claims, pauses
 
-    async def record(self, *, results: list[Result], deferred_until: float) -> int:
-        return await self._in_thread(
-            services.messages_record,
-            results=results,
-            now=self._clock.now(),
-            deferred_until=datetime.fromtimestamp(deferred_until, tz=UTC),
-        )
+    async def record(self, *, results: list[Result]) -> int:
+        return await self._in_thread(services.messages_record, results=results, now=self._clock.now())
 
     async def release_expired_leases(self) -> int:
         return await self._in_thread(services.messages_release_expired_leases, now=self._clock.now())

@@ -60,6 +60,7 @@ def unroutable(detail: str) -> Fate:
     """No provider's routes take the message: it can never be sent."""
     return Fate(Outcome.FAILED, ProviderAnswer.NO_ANSWER, detail)
 
+
 # (the transport's exception, what it means): the first row that matches wins; `permanent` only
 # says so of a plain TransportError (a refused token or a 429 is never the message's fault).
 FATES: tuple[tuple[type[TransportError], bool | None, Outcome, ProviderAnswer], ...] = (
@@ -111,3 +112,5 @@ class Result:
     answered_at: datetime | None = None
     provider: str = ""  # the provider's name, once one was chosen
     provider_message_id: str = ""  # the provider's own id for an accepted message
+    # A deferred message is due again then, not at once: every provider that takes it is paused.
+    due_at: datetime | None = None

@@ -4,9 +4,7 @@ milliseconds), in batches, each row fenced by its claim's token."""
 import asyncio
 import logging
 
-from .clock import Clock
 from .outcomes import Result
-from .routing import Providers
 from .store import MessageStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -16,10 +14,8 @@ RETRY_PAUSE = 1.0  # seconds before a write the store refused is tried again
 
 
 class ResultWriter:
-    def __init__(self, *, store: MessageStore, providers: Providers, clock: Clock):
+    def __init__(self, *, store: MessageStore):
         self._store = store
-        self._providers = providers
-        self._clock = clock
         self._results: list[Result] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -59,10 +55,8 @@ class ResultWriter:
         if not self._results:
             return
         results, self._results = self._results, []
-        # Deferred by a pause: due again when the first paused provider is back, not before.
-        deferred_until = max(self._providers.resume_at(), self._clock.wall())
         try:
-            await self._store.record(results=results, deferred_until=deferred_until)
+            await self._store.record(results=results)
         except StoreUnavailable:
             self._results[:0] = results  # kept, in order, for the next write
             raise

@@ -174,9 +174,13 @@ class Providers:
     def latency_percentile(self, share: float) -> float:
         return max(route.gate.latency_percentile(share) for route in self.routes)
 
-    def resume_at(self) -> float:
-        """When a message deferred for a pause is due again: the first paused provider's return."""
-        return min((route.gate.paused_until for route in self.routes if route.gate.paused()), default=0.0)
+    def resume_at(self, operator_code: str) -> float:
+        """When a message to this operator deferred for a pause may go again (wall-clock seconds; 0:
+        now): at once while a provider that takes it is not paused, else when the first is back."""
+        takers = [route for route in self.routes if route.spec.takes(operator_code)]
+        if not takers or any(not route.gate.paused() for route in takers):
+            return 0.0
+        return min(route.gate.paused_until for route in takers)
 
     def observe_pauses(self, pauses: dict[str, float]) -> None:
         for route in self.routes:

@@ -86,7 +86,7 @@ class Sender:
 
     async def _run(self, *, until_idle: bool, seconds: float | None) -> SenderReport:
         cutoffs = Cutoffs(asyncio.get_running_loop(), self._request_timeout)
-        self._writer = ResultWriter(store=self._store, providers=self._providers, clock=self._clock)
+        self._writer = ResultWriter(store=self._store)
         self._mailings = MailingRuns(
             store=self._store, providers=self._providers, cutoffs=cutoffs, clock=self._clock
         )

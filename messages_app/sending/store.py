@@ -70,8 +70,8 @@ class MessageStore(Protocol):
         """Claims `(mailing id, share)` in turn, `wanted` in all; none while every one of
         `providers` is paused. Returns the claims and the pauses in force (wall-clock seconds)."""
 
-    async def record(self, *, results: list[Result], deferred_until: float) -> int:
-        """Writes results, each fenced by its claim's token; deferred ones due at `deferred_until`."""
+    async def record(self, *, results: list[Result]) -> int:
+        """Writes results, each fenced by its claim's token."""
 
     async def release_expired_leases(self) -> int: ...
 
