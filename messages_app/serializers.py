@@ -19,10 +19,17 @@ class MessageSerializer(serializers.ModelSerializer):
             "sent_at",
             "next_attempt_at",
             "waiting_for",
+            "provider",
+            "provider_message_id",
         ]
         read_only_fields = fields
         extra_kwargs = {
             "client": {"help_text": "The client's id; null when the client was deleted."},
+            "provider": {
+                "help_text": "The name of the provider that took it (sent), or may have (unknown); "
+                "empty before."
+            },
+            "provider_message_id": {"help_text": "That provider's own id for it, when its API gives one."},
             "waiting_for": {
                 "help_text": 'What the message waits for until next_attempt_at: "window" (its '
                 "client's local sending window opens then) or nothing (empty). An expired message "

@@ -126,6 +126,7 @@ class Deliveries:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None  # this coroutine runs as the task start() made
+        assert row.phone is not None  # _deliver settled a deleted client's message already
         started: float | None = None
         acquired = False
         cut: Cut | None = None
