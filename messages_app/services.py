@@ -436,7 +436,7 @@ def provider_pause(*, until: datetime, provider: str = SETTINGS_PROVIDER) -> dat
 
     One atomic statement (GREATEST), so a short pause written after a long one never shortens it.
     """
-    provider_pause_record(until=until)
+    provider_pause_record(until=until, provider=provider)
     ProviderPause.objects.get_or_create(provider=provider, defaults={"paused_until": until})
     ProviderPause.objects.filter(provider=provider).update(
         paused_until=Greatest(F("paused_until"), Value(until))
