@@ -7,12 +7,11 @@ failing provider alone is paused.
 """
 
 import time
-from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from fake_provider.client import FakeProviderProcess
+from harness.sender_logs import attempts_on, traffic_moved_after
 from harness.waiting import wait_until
 from messages_app.models import Message, ProviderPause
 from providers.models import Provider
@@ -71,30 +70,10 @@ def test_a_provider_refusing_connections_mid_mailing_hands_its_share_to_the_othe
     assert on_a and on_b  # both took a share before the failure
     assert set(Message.objects.filter(mailing_id=mailing_id).values_list("provider", flat=True)) == {"a", "b"}
     assert set(ProviderPause.objects.values_list("provider", flat=True)) == {"a"}
-    moved_after = traffic_moved_after(attempts_on("a", tmp_path / "worker.log"), failed_at)
+    moved_after = traffic_moved_after(attempts_on("a", [tmp_path / "worker.log"]), failed_at)
     assert moved_after < 5, moved_after
     assert any(at > failed_at + moved_after for _, at in b.control.accepted())
     print(
         f"\nfailover: {len(on_a)} accepted by a, {len(on_b)} by b, {duplicates} duplicates, "
         f"a's traffic on b {moved_after:.1f} s after the failure"
     )
-
-
-def attempts_on(provider: str, log: Path) -> list[float]:
-    """When the worker's senders settled a request to the provider (its log's per-attempt lines)."""
-    marker = f" provider={provider} outcome="
-    return [
-        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        for line in log.read_text().splitlines()
-        if marker in line
-    ]
-
-
-def traffic_moved_after(attempts: list[float], failed_at: float) -> float:
-    """Seconds from the failure to the last attempt on the failed provider before its first quiet
-    second: what follows are its breaker's lone trial requests."""
-    after = sorted(at for at in attempts if at >= failed_at)
-    for at, following in zip(after, after[1:], strict=False):
-        if following - at >= 1.0:
-            return at - failed_at
-    return (after[-1] - failed_at) if after else 0.0
