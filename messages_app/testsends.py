@@ -13,7 +13,7 @@ from mailings.models import TestSend
 from ops import metrics
 
 from . import services
-from .senders import providers_from_settings
+from .senders import NoProvider, providers_from_settings
 from .sending import outcomes
 from .sending.clock import Clock
 from .sending.cutoffs import Cut
@@ -31,11 +31,15 @@ def testsends_deliver(*, test_send_ids: list[int]) -> None:
         )
     )
     clock = Clock()
-    providers = providers_from_settings(clock, max_connections=len(pending) or 1)
-    providers.observe_pauses(
-        {name: until.timestamp() for name, until in services.provider_pauses(now=clock.now()).items()}
-    )
-    fates = asyncio.run(_send_all(pending, providers=providers, clock=clock))
+    try:
+        providers = providers_from_settings(clock, max_connections=len(pending) or 1)
+    except NoProvider as error:
+        fates = [outcomes.unroutable(str(error))] * len(pending)
+    else:
+        providers.observe_pauses(
+            {name: until.timestamp() for name, until in services.provider_pauses(now=clock.now()).items()}
+        )
+        fates = asyncio.run(_send_all(pending, providers=providers, clock=clock))
     now = clock.now()
     for send, fate in zip(pending, fates, strict=True):
         status = TestSend.Status.SENT if fate.outcome is Outcome.SENT else TestSend.Status.FAILED

@@ -35,7 +35,6 @@ END_PERCENTILE = 0.99  # of recent latencies: a request must have this long left
 @dataclass(slots=True)
 class SenderReport:
     outcomes: Counter = field(default_factory=Counter)
-    providers: Counter = field(default_factory=Counter)  # requests settled by provider ("": none chosen)
 
     def __getitem__(self, outcome: Outcome) -> int:
         return self.outcomes[outcome]
@@ -228,7 +227,6 @@ class Deliveries:
             )
         )
         self._report.outcomes[fate.outcome] += 1
-        self._report.providers[provider] += 1
         log.info(
             "mailing=%s message=%s client=%s attempt=%s provider=%s outcome=%s%s",
             run.id,

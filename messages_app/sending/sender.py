@@ -167,7 +167,7 @@ class Sender:
         metrics.PROVIDER_PAUSES.labels("auth" if pause.critical else "breaker").inc()
         log.log(
             logging.CRITICAL if pause.critical else logging.WARNING,
-            "%sprovider %s paused for %.0f s: %s",
+            "%sprovider paused: %s for %.0f s, %s",
             "ALERT " if pause.critical else "",
             route.name,
             pause.until - self._clock.wall(),
