@@ -17,10 +17,10 @@ from messages_app.sending.outcomes import Outcome, ProviderAnswer
 from messages_app.sending.routing import NoRoute, Providers, Weights
 from messages_app.sending.sender import Sender
 from messages_app.sending.transports.base import TransportAuthError, TransportError
-from providers.models import ProviderWeightChange
+from providers.models import Provider, ProviderWeightChange
 
 from .clock import FakeClock
-from .fakes import ScriptedTransport, providers_of, spec
+from .fakes import ScriptedTransport, providers_of, soon, spec
 from .test_sender import running_mailing
 
 Status = Message.Status
@@ -258,3 +258,24 @@ def test_a_refused_token_pauses_that_provider_alone():
     assert services.provider_paused_until(now=clock.now(), provider="a") > clock.now() + timedelta(seconds=30)
     assert services.provider_paused_until(now=clock.now(), provider="b") is None
     assert set(Message.objects.filter(mailing=mailing).values_list("provider", flat=True)) == {"b"}
+
+
+@pytestmark_db
+def test_a_sender_starts_anew_once_the_providers_change_and_leaves_nothing_claimed():
+    clock = FakeClock()
+    mailing = running_mailing()
+    messages_to(mailing, ["903"] * 400)
+    slow = ScriptedTransport(clock, lambda msg_id, attempt: (None, 0.5), name="a")
+    providers = providers_of(clock, [(spec("a"), slow, gate(clock))])
+
+    def add_a_provider():
+        Provider.objects.create(name="new", url="https://sms.example/v1", credentials_env="NEW_TOKEN")
+
+    started = clock.monotonic()
+    slow.on_request = lambda count: count == 1 and soon(2.5, add_a_provider)
+    sender_over(providers, clock, concurrency=20).run(seconds=60)
+
+    assert clock.monotonic() - started < 10  # not the whole minute: it returned for a new sender
+    left = Counter(Message.objects.filter(mailing=mailing).values_list("status", flat=True))
+    assert left[Status.SENDING] == 0 and 0 < left[Status.SENT] < 400
+    assert left[Status.SENT] == len(slow.accepted)
