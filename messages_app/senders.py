@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from providers.models import SETTINGS_PROVIDER, Provider
+from providers.models import SETTINGS_PROVIDER, Provider, TransportKind
 from providers.selectors import providers_enabled
 
 from .sending.clock import Clock
@@ -61,6 +61,8 @@ def _spec_of(row: Provider) -> ProviderSpec | None:
 
 
 def transport_for(spec: ProviderSpec, *, max_connections: int) -> Transport:
+    if spec.transport != TransportKind.PROBE:
+        raise ValueError(f"provider {spec.name}: no transport for {spec.transport!r}")
     return ProbeTransport(
         base_url=spec.url,
         token=spec.token,
