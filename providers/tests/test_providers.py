@@ -146,3 +146,21 @@ def test_enabled_providers_take_their_tokens_from_the_environment(monkeypatch, c
     monkeypatch.delenv("SMS_ACME_TOKEN")
     with pytest.raises(NoProvider):
         provider_specs()
+
+
+def test_each_provider_paces_in_a_rate_bucket_of_its_own(settings):
+    from messages_app.senders import gate_for
+    from messages_app.sending.clock import Clock
+    from messages_app.sending.routing import ProviderSpec
+
+    settings.RATE_LIMIT_REDIS_URL, settings.PROVIDER_RATE_LIMIT = "", 20.0
+    clock = Clock()
+    acme = gate_for(ProviderSpec("acme", "probe", "https://a.example/v1", "t", rate_limit=50.0), clock)
+    default = gate_for(ProviderSpec("default", "probe", "https://d.example/v1", "t"), clock)
+    unlimited = gate_for(ProviderSpec("other", "probe", "https://o.example/v1", "t"), clock)
+
+    acme_bucket, default_bucket = acme.pacer.shared.bucket, default.pacer.shared.bucket
+    assert (acme_bucket.rate, default_bucket.rate) == (50.0, 20.0)  # the settings' rate is default's
+    assert acme_bucket._path.name == f"{settings.RATE_LIMIT_FILE.name}.acme"
+    assert default_bucket._path == settings.RATE_LIMIT_FILE
+    assert unlimited.pacer.shared is None
