@@ -238,6 +238,10 @@ def test_a_provider_that_refuses_connections_loses_its_share_within_seconds_and_
     assert any(wall > failed_at + 2 for _, wall in b.requests)
     assert set(ProviderPause.objects.values_list("provider", flat=True)) == {"a"}
     assert set(Message.objects.filter(mailing=mailing).values_list("provider", flat=True)) == {"a", "b"}
+    # Every message a refused went to b on a later attempt, once.
+    refused_by_a = {msg_id for msg_id, _ in a.requests} - {msg_id for msg_id, _ in a.accepted}
+    assert refused_by_a and set(b.attempts_of(msg_id) for msg_id in refused_by_a) == {1}
+    assert set(Message.objects.filter(id__in=refused_by_a).values_list("provider", flat=True)) == {"b"}
     shifts = list(ProviderWeightChange.objects.values_list("provider", "weight_from", "weight_to", "reason"))
     assert shifts and shifts[-1] == ("a", 100, 90, "5 errors within 10 s")
 
