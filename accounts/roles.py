@@ -2,7 +2,8 @@
 
 - operators: read and write clients, mailings and messages (see phones in clear);
 - viewers: read clients (phones masked), mailings, statistics and messages; write nothing;
-- admins: what operators do, plus users, groups and API tokens (in the admin, being staff).
+- admins: what operators do, plus users, groups, API tokens and SMS providers (in the admin, being
+  staff).
 
 The API checks model permissions (accounts.permissions.RolePermission), so an endpoint added later
 is covered by the permissions of its model: reading needs `view`, anything else `add`/`change`/`delete`.
@@ -18,7 +19,7 @@ ROLE_GROUPS = {"operator": OPERATORS, "viewer": VIEWERS, "admin": ADMINS}
 ROLE_APPS = ("clients", "mailings", "messages_app")
 # Seeing a client's phone in clear: operators and admins; viewers see it masked.
 VIEW_PHONE = "clients.view_phone"
-ADMIN_APPS = ("auth", "authtoken", "accounts")
+ADMIN_APPS = ("auth", "authtoken", "accounts", "providers")
 
 
 def role_permissions(permission_model) -> dict[str, QuerySet]:

@@ -16,6 +16,9 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
              then a requests thread pool and the aiohttp client against the same provider.
   ratelimit  a provider allowing R sends/s (429 above), 2 worker nodes, 4 senders: with
              PROVIDER_RATE_LIMIT=R and without it (learned from 429s).
+  failover   N clients over two providers (rows of equal weight) at --latency; at 30 % final the
+             first refuses connections: time until all traffic is on the other, every message
+             final, none lost, duplicates.
   scaleout   one mailing on one worker node, then on two nodes (``-n a@%h``, ``-n b@%h``), at 500 ms.
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
              messages in the database, database size per message.
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from .baseline import baseline_phase
 from .context import Bench
+from .failover import failover_phase
 from .latency import latency_phase
 from .ratelimit import ratelimit_phase
 from .scaleout import scaleout_phase
@@ -50,6 +54,7 @@ PHASES = {
     "soak": soak_phase,
     "baseline": baseline_phase,
     "ratelimit": ratelimit_phase,
+    "failover": failover_phase,
     "scaleout": scaleout_phase,
     "size": size_phase,
     "stats": stats_phase,
@@ -95,6 +100,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-threads", type=int, default=200, help="requests thread pool size")
     parser.add_argument("--rate-limit", type=float, default=300.0, help="provider allowance, sends/s")
     parser.add_argument("--rate-seconds", type=float, default=40.0, help="length of each rate-limit run")
+    parser.add_argument("--failover-clients", type=int, default=100_000, help="failover phase size")
     parser.add_argument("--scaleout-clients", type=int, default=16_000, help="scale-out phase size")
     parser.add_argument(
         "--scaleout-ceiling",
@@ -114,6 +120,7 @@ def parse_args() -> argparse.Namespace:
         "soak": args.soak_messages,
         "baseline": args.baseline_messages,
         "ratelimit": args.rate_limit,
+        "failover": args.failover_clients,
         "scaleout": args.scaleout_clients,
         "size": args.fanout_clients,
         "stats": args.stats_messages,

@@ -10,7 +10,7 @@ from django.db.models import Count
 from mailings.models import Mailing
 from messages_app.models import Message, MessageStatus
 from messages_app.selectors import message_counts_by_mailing
-from messages_app.services import provider_paused_until
+from messages_app.services import provider_pauses as provider_pauses_in_force
 from ops.logging import mask_phones
 from ops.selectors import (
     ATTEMPT_OUTCOMES,
@@ -19,6 +19,7 @@ from ops.selectors import (
     provider_attempts,
     provider_pauses,
 )
+from providers.selectors import provider_weight_history, provider_weights, provider_weights_last_set
 
 HEALTH_PERIOD = timedelta(hours=1)
 # The report's commonest errors per mailing.
@@ -26,9 +27,9 @@ TOP_ERRORS = 3
 
 
 def provider_health(*, now: datetime) -> dict:
-    """The provider over the last HEALTH_PERIOD, from what ops records: attempts by outcome (kept per
-    hour, so the counts start at the top of the hour before), pauses (breaker or refused token)
-    that began in the period, and the pause in force now. Latency is only in Prometheus
+    """The providers over the last HEALTH_PERIOD, from what ops records: attempts by outcome (kept per
+    hour, so the counts start at the top of the hour before) and pauses (breaker or refused token)
+    that began in the period (the pauses in force: `providers_overview`). Latency is only in Prometheus
     (sms_provider_request_duration_seconds at /metrics), not here."""
     since = (now - HEALTH_PERIOD).replace(minute=0, second=0, microsecond=0)
     attempts = provider_attempts(since=since, until=now)
@@ -41,7 +42,33 @@ def provider_health(*, now: datetime) -> dict:
         "error_percent": 100 * errors / reached if reached else None,
         "pauses": len(pauses),
         "paused_seconds": sum(span.seconds for span in pauses),
-        "paused_until": provider_paused_until(now=now),
+    }
+
+
+@dataclass
+class ProviderRow:
+    name: str
+    resting_weight: int
+    weight: int  # as a sender last set it, the resting weight when none did
+    paused_until: datetime | None
+
+
+def providers_overview(*, now: datetime, history: int = 10) -> dict:
+    """Each provider's weights and pause, and the latest weight changes with their reasons."""
+    resting = provider_weights()
+    last_set = provider_weights_last_set(list(resting))
+    pauses = provider_pauses_in_force(now=now)
+    return {
+        "providers": [
+            ProviderRow(
+                name,
+                weight,
+                last_set[name].weight_to if name in last_set else weight,
+                pauses.get(name),
+            )
+            for name, weight in resting.items()
+        ],
+        "weight_changes": provider_weight_history(limit=history),
     }
 
 

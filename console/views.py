@@ -41,7 +41,7 @@ from messages_app.services import mailing_cancel
 
 from . import charts
 from .forms import ResendForm, TestSendForm
-from .selectors import provider_health
+from .selectors import provider_health, providers_overview
 
 OUTCOME_SERIES = [series for series in charts.PROGRESS_SERIES if series.key != "waiting"]
 # Mailings the dashboard lists in each state (running, paused, scheduled).
@@ -263,6 +263,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             for mailing in mailings
         ],
         "health": provider_health(now=now),
+        "providers": providers_overview(now=now),
         "changelist_url": reverse("admin:mailings_mailing_changelist"),
     }
     return TemplateResponse(request, "console/dashboard.html", context)

@@ -16,8 +16,9 @@ from prometheus_client.core import GaugeMetricFamily
 
 from mailings.selectors import mailing_state_counts
 from messages_app.selectors import message_backlog, messages_of_unfinished_mailings
-from messages_app.services import provider_paused_until, senders_live
+from messages_app.services import provider_pauses, senders_live
 from ops.metrics import NAMESPACE
+from providers.selectors import provider_weights
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +107,21 @@ class DatabaseCollector:
             mailings.add_metric([state], number)
         yield mailings
 
-        remaining = 0.0
         now = timezone.now()
-        until = provider_paused_until(now=now)
-        if until is not None:
-            remaining = (until - now).total_seconds()
-        yield GaugeMetricFamily(
+        pauses = provider_pauses(now=now)
+        paused = GaugeMetricFamily(
             f"{NAMESPACE}_provider_paused",
-            "1 while all sending is paused (breaker or refused token).",
-            float(remaining > 0),
+            "1 while sending through the provider is paused (breaker or refused token).",
+            labels=["provider"],
         )
-        yield GaugeMetricFamily(
-            f"{NAMESPACE}_provider_pause_remaining_seconds", "Seconds left of the current pause.", remaining
+        remaining = GaugeMetricFamily(
+            f"{NAMESPACE}_provider_pause_remaining_seconds",
+            "Seconds left of the provider's current pause.",
+            labels=["provider"],
         )
+        for name in sorted(provider_weights().keys() | pauses.keys()):
+            seconds = (pauses[name] - now).total_seconds() if name in pauses else 0.0
+            paused.add_metric([name], float(seconds > 0))
+            remaining.add_metric([name], seconds)
+        yield paused
+        yield remaining

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "clients",
     "mailings",
     "messages_app",
+    "providers",
     "ops",
     "console",
     "accounts",
@@ -322,6 +323,12 @@ SENDER_BREAKER_THRESHOLD = env.int("SENDER_BREAKER_THRESHOLD", default=20)
 SENDER_BREAKER_PAUSE = env.float("SENDER_BREAKER_PAUSE", default=30.0)
 # After a 401/403 nobody sends for this long; then one attempt checks whether the token works again.
 SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
+# Several providers (docs/sending.md#providers): a tenth of a provider's resting weight moves away
+# after this many failed requests within the window, and comes back after DRIFT_EVERY seconds
+# without a shift.
+PROVIDER_WEIGHT_SHIFT_ERRORS = env.int("PROVIDER_WEIGHT_SHIFT_ERRORS", default=50)
+PROVIDER_WEIGHT_SHIFT_WINDOW = env.float("PROVIDER_WEIGHT_SHIFT_WINDOW", default=60.0)
+PROVIDER_WEIGHT_DRIFT_EVERY = env.float("PROVIDER_WEIGHT_DRIFT_EVERY", default=300.0)
 # Containers (objects that can hold others) made, net of those freed, between two young collections
 # of the cyclic garbage collector in a worker pool process (Python's default: 700). At the default,
 # collections take much of a sending process's time (docs/decisions/frozen-gc-in-pool-processes.md).

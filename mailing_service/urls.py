@@ -10,6 +10,7 @@ from clients.views import ClientViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 from ops import views as ops_views
+from providers.views import ProviderViewSet
 
 from .api import ApiRootView
 from .collectors import DatabaseCollector, live_senders
@@ -18,6 +19,7 @@ router = SimpleRouter()
 router.register("clients", ClientViewSet, basename="client")
 router.register("mailings", MailingViewSet, basename="mailing")
 router.register("messages", MessageViewSet, basename="message")
+router.register("providers", ProviderViewSet, basename="provider")
 
 urlpatterns = [
     # The operator console's pages, under the admin's paths and behind its login (console.urls).

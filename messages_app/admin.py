@@ -12,7 +12,17 @@ class MessageAdmin(admin.ModelAdmin):
     A hand-edited status would contradict the provider and the counts; to stop sending, end the mailing.
     """
 
-    list_display = ["id", "mailing", "client", "recipient", "status", "attempts", "sent_at", "last_error"]
+    list_display = [
+        "id",
+        "mailing",
+        "client",
+        "recipient",
+        "status",
+        "attempts",
+        "sent_at",
+        "provider",
+        "last_error",
+    ]
     list_filter = ["status", "mailing"]
     list_select_related = ["mailing", "client"]
     # Exact match only, so the unique index on the phone answers it.

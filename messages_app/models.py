@@ -62,6 +62,9 @@ class Message(models.Model):
     # so a sender that lost its claim (lease ran out, another sender took the row) changes nothing.
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     claimed_by = models.CharField(max_length=64, blank=True, editable=False, help_text="The last sender.")
+    # Who took it (the provider's name, providers.Provider.name) and the provider's own id for it.
+    provider = models.CharField(max_length=32, blank=True, default="", db_default="")
+    provider_message_id = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]

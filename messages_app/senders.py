@@ -1,8 +1,10 @@
-"""The sending engine's parts as the settings describe them: for the worker's senders and test sends.
+"""The sending engine's parts as the settings and the providers' rows describe them: for the
+worker's senders and test sends.
 
 Loads aiohttp: imported by worker processes only, when they start sending or deliver test sends.
 """
 
+import logging
 import os
 import socket
 import uuid
@@ -10,24 +12,72 @@ from pathlib import Path
 
 from django.conf import settings
 
+from providers.models import SETTINGS_PROVIDER, Provider, TransportKind
+from providers.selectors import providers_enabled
+
 from .sending.clock import Clock
 from .sending.django_store import DjangoMessageStore
 from .sending.gate import ProviderGate
-from .sending.pacing import pacer_for
+from .sending.pacing import RATE_LIMIT_KEY, pacer_for
+from .sending.routing import Providers, ProviderSpec, Route, Weights
 from .sending.sender import Sender
+from .sending.transports.base import Transport
 from .sending.transports.probe import ProbeTransport
 
+log = logging.getLogger(__name__)
 
-def transport_from_settings(*, max_connections: int) -> ProbeTransport:
+
+class NoProvider(Exception):
+    """No provider can be used: every enabled one lacks its token in the environment."""
+
+
+def provider_specs() -> list[ProviderSpec]:
+    """The enabled providers, with their tokens from the environment; without any, the one of
+    PROVIDER_URL and PROVIDER_TOKEN."""
+    rows = list(providers_enabled())
+    if not rows:
+        return [ProviderSpec(SETTINGS_PROVIDER, "probe", settings.PROVIDER_URL, settings.PROVIDER_TOKEN)]
+    specs = [spec for row in rows if (spec := _spec_of(row)) is not None]
+    if not specs:
+        raise NoProvider("no enabled provider has its token in the environment")
+    return specs
+
+
+def _spec_of(row: Provider) -> ProviderSpec | None:
+    token = os.environ.get(row.credentials_env)
+    if token is None:
+        log.error("provider %s left out: %s is not set in the environment", row.name, row.credentials_env)
+        return None
+    return ProviderSpec(
+        name=row.name,
+        transport=row.transport,
+        url=row.url,
+        token=token,
+        weight=row.weight,
+        rate_limit=row.rate_limit,
+        operators_only=frozenset(row.operators_only),
+        operators_excluded=frozenset(row.operators_excluded),
+    )
+
+
+def transport_for(spec: ProviderSpec, *, max_connections: int) -> Transport:
+    if spec.transport != TransportKind.PROBE:
+        raise ValueError(f"provider {spec.name}: no transport for {spec.transport!r}")
     return ProbeTransport(
-        base_url=settings.PROVIDER_URL,
-        token=settings.PROVIDER_TOKEN,
+        base_url=spec.url,
+        token=spec.token,
         connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
         max_connections=max_connections,
     )
 
 
-def gate_from_settings(clock: Clock) -> ProviderGate:
+def gate_for(spec: ProviderSpec, clock: Clock) -> ProviderGate:
+    settings_provider = spec.name == SETTINGS_PROVIDER and spec.rate_limit is None
+    rate = settings.PROVIDER_RATE_LIMIT if settings_provider else spec.rate_limit
+    # Each provider's rate is shared by every sender in a bucket of its own.
+    bucket_file = Path(settings.RATE_LIMIT_FILE)
+    if not settings_provider:
+        bucket_file = bucket_file.with_name(f"{bucket_file.name}.{spec.name}")
     return ProviderGate(
         breaker_threshold=settings.SENDER_BREAKER_THRESHOLD,
         breaker_pause=settings.SENDER_BREAKER_PAUSE,
@@ -37,12 +87,30 @@ def gate_from_settings(clock: Clock) -> ProviderGate:
             initial=settings.SENDER_CONCURRENCY,
             minimum=settings.SENDER_CONCURRENCY_MIN,
             maximum=settings.SENDER_CONCURRENCY_MAX,
-            rate=settings.PROVIDER_RATE_LIMIT,
+            rate=rate,
             redis_url=settings.RATE_LIMIT_REDIS_URL,
-            file_path=Path(settings.RATE_LIMIT_FILE),
+            redis_key=RATE_LIMIT_KEY if settings_provider else f"{RATE_LIMIT_KEY}:{spec.name}",
+            file_path=bucket_file,
             clock=clock.monotonic,
         ),
     )
+
+
+def providers_from_settings(clock: Clock, *, max_connections: int) -> Providers:
+    specs = provider_specs()
+    routes = [
+        Route(spec, transport_for(spec, max_connections=max_connections), gate_for(spec, clock))
+        for spec in specs
+    ]
+    weights = Weights(
+        {spec.name: spec.weight for spec in specs},
+        clock=clock.monotonic,
+        wall=clock.wall,
+        errors=settings.PROVIDER_WEIGHT_SHIFT_ERRORS,
+        window=settings.PROVIDER_WEIGHT_SHIFT_WINDOW,
+        drift_every=settings.PROVIDER_WEIGHT_DRIFT_EVERY,
+    )
+    return Providers(routes, weights)
 
 
 def sender_holder() -> str:
@@ -53,11 +121,10 @@ def sender_holder() -> str:
 def sender_from_settings() -> Sender:
     clock = Clock()
     return Sender(
-        transport=transport_from_settings(max_connections=settings.SENDER_CONCURRENCY_MAX),
-        gate=gate_from_settings(clock),
+        providers=providers_from_settings(clock, max_connections=settings.SENDER_CONCURRENCY_MAX),
         store=DjangoMessageStore(holder=sender_holder(), clock=clock),
         clock=clock,
-        # The ceiling: the gate's pace decides how much of it is used.
+        # The ceiling: the pace of each provider's gate decides how much of it is used.
         concurrency=settings.SENDER_CONCURRENCY_MAX,
         end_margin=settings.SENDER_END_MARGIN,
         stop_grace=settings.SENDER_STOP_GRACE,

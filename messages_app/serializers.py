@@ -22,6 +22,8 @@ class MessageSerializer(MaskedPhoneMixin, serializers.ModelSerializer):
             "sent_at",
             "next_attempt_at",
             "waiting_for",
+            "provider",
+            "provider_message_id",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -31,6 +33,11 @@ class MessageSerializer(MaskedPhoneMixin, serializers.ModelSerializer):
                 "when the client is deleted or renumbered. Masked for viewers (operator code and "
                 "last digits)."
             },
+            "provider": {
+                "help_text": "The name of the provider that took it (sent), or may have (unknown); "
+                "empty before."
+            },
+            "provider_message_id": {"help_text": "That provider's own id for it, when its API gives one."},
             "waiting_for": {
                 "help_text": 'What the message waits for until next_attempt_at: "window" (its '
                 "client's local sending window opens then) or nothing (empty). An expired message "

@@ -35,6 +35,7 @@ from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
 from ops.logging import log_ids
 from ops.services import provider_attempts_record, provider_pause_record
+from providers.models import SETTINGS_PROVIDER
 
 from .models import Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 Status = Message.Status
 
-PROVIDER = "probe"  # the one provider today; the pause row is keyed by it
 RECONCILE_LOCK = 0x7A11E5  # PostgreSQL advisory lock key: one tally reconcile at a time
 # Messages changed per statement and named per log line by the sweeper's and a cancel's bulk
 # transitions: a line stays a few kilobytes, under what log shippers split.
@@ -173,7 +173,9 @@ def messages_claim(
         rows = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "phone", "attempts", "unanswered")[:limit]
+            .values_list("id", "client_id", "phone", "attempts", "unanswered", "client__operator_code")[
+                :limit
+            ]
         )
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
@@ -187,7 +189,10 @@ def messages_claim(
     return Claim(
         token,
         mailing_id,
-        [ClaimedRow(id, client_id, phone, n + 1, unanswered) for id, client_id, phone, n, unanswered in rows],
+        [
+            ClaimedRow(id, client_id, phone, n + 1, unanswered, code or "")
+            for id, client_id, phone, n, unanswered, code in rows
+        ],
     )
 
 
@@ -200,17 +205,18 @@ def messages_renew_leases(*, tokens: list[uuid.UUID], now: datetime) -> int:
     )
 
 
-def messages_record(*, results: list[Result], now: datetime, deferred_until: datetime | None = None) -> int:
+def messages_record(*, results: list[Result], now: datetime) -> int:
     """Write a batch of results back, each only where its claim's token still holds. Returns rows changed.
 
     The one place that maps an Outcome to a row transition (OUTCOME_TRANSITIONS).
     """
     changed = 0
-    groups: dict[tuple[Outcome, uuid.UUID, str], list[Result]] = defaultdict(list)
+    groups: dict[tuple[Outcome, uuid.UUID, str, str, datetime | None], list[Result]] = defaultdict(list)
     for result in results:
-        groups[result.outcome, result.token, result.detail[:255]].append(result)
+        key = (result.outcome, result.token, result.detail[:255], result.provider, result.due_at)
+        groups[key].append(result)
     with transaction.atomic():
-        for (outcome, token, detail), group in groups.items():
+        for (outcome, token, detail, provider, due_at), group in groups.items():
             status, from_statuses = OUTCOME_TRANSITIONS[outcome]
             fenced = Message.objects.filter(
                 id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
@@ -233,16 +239,30 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                 changed += fenced.bulk_update(retries, written)
                 continue
             fields: dict[str, Any] = {"status": status, "lease_until": None, "last_error": detail}
+            if outcome in (Outcome.SENT, Outcome.UNKNOWN):
+                fields["provider"] = provider  # the provider that took it, or may have
             if outcome is Outcome.SENT:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
                 fields["sent_at"] = max(result.answered_at or now for result in group)
+                _provider_message_ids_record(fenced, group)
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.
-                fields |= {"next_attempt_at": deferred_until or now, "attempts": F("attempts") - 1}
+                fields |= {"next_attempt_at": due_at or now, "attempts": F("attempts") - 1}
             changed += fenced.update(**fields)
     provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
     return changed
+
+
+def _provider_message_ids_record(fenced: QuerySet, group: list[Result]) -> None:
+    """The provider's own ids of accepted messages, where its API gives them: one UPDATE for all."""
+    named = [
+        Message(id=result.id, provider_message_id=result.provider_message_id[:64])
+        for result in group
+        if result.provider_message_id
+    ]
+    if named:
+        fenced.bulk_update(named, ["provider_message_id"])
 
 
 # --- recovery ----------------------------------------------------------------------------------
@@ -514,22 +534,27 @@ def sender_heartbeats_forget(*, now: datetime) -> int:
 # --- the pause shared by every sender --------------------------------------------------------------
 
 
-def provider_pause(*, until: datetime) -> datetime:
-    """Pause every sender of every worker until `until`, or later if a longer pause holds already.
+def provider_pause(*, until: datetime, provider: str = SETTINGS_PROVIDER) -> datetime:
+    """Pause every sender of every worker on this provider until `until`, or later if a longer
+    pause holds already.
 
     One atomic statement (GREATEST), so a short pause written after a long one never shortens it.
     """
-    provider_pause_record(until=until)
-    ProviderPause.objects.get_or_create(provider=PROVIDER, defaults={"paused_until": until})
-    ProviderPause.objects.filter(provider=PROVIDER).update(
+    provider_pause_record(until=until, provider=provider)
+    ProviderPause.objects.get_or_create(provider=provider, defaults={"paused_until": until})
+    ProviderPause.objects.filter(provider=provider).update(
         paused_until=Greatest(F("paused_until"), Value(until))
     )
-    return ProviderPause.objects.get(provider=PROVIDER).paused_until
+    return ProviderPause.objects.get(provider=provider).paused_until
 
 
-def provider_paused_until(*, now: datetime) -> datetime | None:
-    until = ProviderPause.objects.filter(provider=PROVIDER).values_list("paused_until", flat=True).first()
-    return until if until is not None and until > now else None
+def provider_pauses(*, now: datetime) -> dict[str, datetime]:
+    """The pauses in force, by provider name (a row per provider ever paused: a small table)."""
+    return dict(ProviderPause.objects.filter(paused_until__gt=now).values_list("provider", "paused_until"))
+
+
+def provider_paused_until(*, now: datetime, provider: str = SETTINGS_PROVIDER) -> datetime | None:
+    return provider_pauses(now=now).get(provider)
 
 
 def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:

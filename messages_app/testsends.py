@@ -1,7 +1,7 @@
-"""Delivery of test sends (mailings.models.TestSend): each once, now, through the same transport,
-gate and classification (`sending.outcomes.fate_of`) as the sender, with the outcome written on its
-row. The gate holds them to the shared pause and the shared rate limit. No retry: the operator sees
-why and tries again.
+"""Delivery of test sends (mailings.models.TestSend): each once, now, through the same routing,
+transports, gates and classification (`sending.outcomes.fate_of`) as the sender, with the outcome
+written on its row. Each provider's gate holds them to its shared pause and shared rate limit. No
+retry: the operator sees why and tries again.
 """
 
 import asyncio
@@ -13,13 +13,13 @@ from mailings.models import TestSend
 from ops import metrics
 
 from . import services
-from .senders import gate_from_settings, transport_from_settings
+from .senders import NoProvider, providers_from_settings
 from .sending import outcomes
 from .sending.clock import Clock
 from .sending.cutoffs import Cut
-from .sending.gate import ProviderGate
 from .sending.outcomes import Fate, Outcome, fate_of
-from .sending.transports.base import OutgoingMessage, Transport
+from .sending.routing import NoRoute, Providers
+from .sending.transports.base import OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,15 @@ def testsends_deliver(*, test_send_ids: list[int]) -> None:
         )
     )
     clock = Clock()
-    gate = gate_from_settings(clock)
-    paused_until = services.provider_paused_until(now=clock.now())
-    gate.observe_shared_pause(paused_until.timestamp() if paused_until else None)
-    fates = asyncio.run(_send_all(pending, gate=gate, clock=clock))
+    try:
+        providers = providers_from_settings(clock, max_connections=len(pending) or 1)
+    except NoProvider as error:
+        fates = [outcomes.unroutable(str(error))] * len(pending)
+    else:
+        providers.observe_pauses(
+            {name: until.timestamp() for name, until in services.provider_pauses(now=clock.now()).items()}
+        )
+        fates = asyncio.run(_send_all(pending, providers=providers, clock=clock))
     now = clock.now()
     for send, fate in zip(pending, fates, strict=True):
         status = TestSend.Status.SENT if fate.outcome is Outcome.SENT else TestSend.Status.FAILED
@@ -52,17 +57,24 @@ def testsends_deliver(*, test_send_ids: list[int]) -> None:
         )
 
 
-async def _send_all(sends: list[TestSend], *, gate: ProviderGate, clock: Clock) -> list[Fate]:
+async def _send_all(sends: list[TestSend], *, providers: Providers, clock: Clock) -> list[Fate]:
     try:
-        async with transport_from_settings(max_connections=len(sends) or 1) as transport:
-            return await asyncio.gather(*(_send_one(transport, gate, clock, send) for send in sends))
+        async with providers:
+            return await asyncio.gather(*(_send_one(providers, clock, send) for send in sends))
     finally:
-        await gate.aclose()
+        await providers.aclose()
 
 
-async def _send_one(transport: Transport, gate: ProviderGate, clock: Clock, send: TestSend) -> Fate:
+async def _send_one(providers: Providers, clock: Clock, send: TestSend) -> Fate:
     if send.client is None:
         return outcomes.CLIENT_DELETED
+    try:
+        route = providers.choose(send.client.operator_code)
+    except NoRoute as error:
+        return outcomes.unroutable(str(error))
+    if route is None:
+        return outcomes.PAUSED
+    gate, transport = route.gate, route.transport
     if not await gate.acquire():
         return outcomes.PAUSED
     timeout = settings.PROVIDER_REQUEST_TIMEOUT

@@ -1,4 +1,4 @@
-"""The audit log: every change to clients and mailings, through the API or the admin, is one line
+"""The audit log: every change to clients, mailings and providers, through the API or the admin, is one line
 `<name>=<id> <what> by <user>` with the id as a field (`client_id`, `mailing_id`) beside the
 request's id."""
 
@@ -6,8 +6,6 @@ import logging
 from collections.abc import Mapping
 
 from rest_framework.permissions import SAFE_METHODS
-
-from .logging import log_ids
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +19,7 @@ def audit(*, name: str, pk: int | None, done: str, user) -> None:
         "*" if pk is None else pk,
         done,
         user.get_username(),
-        extra=log_ids(**{name: pk}),
+        extra={} if pk is None else {f"{name}_id": pk},
     )
 
 

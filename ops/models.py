@@ -24,11 +24,12 @@ class DailyReport(models.Model):
 
 
 class ProviderPauseEvent(models.Model):
-    """A pause of all sending (circuit breaker or refused token) as a sender published it: the
+    """A pause of one provider (circuit breaker or refused token) as a sender published it: the
     history the daily report reads (messages_app.ProviderPause holds only the pause in force)."""
 
     started_at = models.DateTimeField(db_index=True)
     until = models.DateTimeField()
+    provider = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["started_at"]

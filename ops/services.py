@@ -30,5 +30,5 @@ def provider_attempts_record(*, outcomes: Mapping[str, int], now: datetime) -> N
         )
 
 
-def provider_pause_record(*, until: datetime) -> None:
-    ProviderPauseEvent.objects.create(started_at=timezone.now(), until=until)
+def provider_pause_record(*, until: datetime, provider: str) -> None:
+    ProviderPauseEvent.objects.create(started_at=timezone.now(), until=until, provider=provider)

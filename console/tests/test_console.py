@@ -12,8 +12,12 @@ from clients.tests.factories import ClientFactory
 from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
 from messages_app.models import MessageStatus
+from messages_app.sending.store import WeightChange
+from messages_app.services import provider_pause
 from messages_app.tests.factories import MessageFactory
 from ops.models import ProviderAttemptsHourly, ProviderPauseEvent
+from providers.models import Provider
+from providers.services import provider_weight_changes_record
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +156,7 @@ def test_dashboard_provider_health_reads_ops_attempts_and_pauses(admin_client):
     assert health["error_percent"] == 12.0
     assert (health["pauses"], health["paused_seconds"]) == (1, 60.0)
     since = timezone.localtime(this_hour - timedelta(hours=1))
-    assert f"Provider since {since:%H:%M}" in response.content.decode()
+    assert f"Providers since {since:%H:%M}" in response.content.decode()
     assert '<td data-health="error-percent">12.0 %</td>' in response.content.decode()
 
 
@@ -168,6 +172,24 @@ def test_dashboard_query_count_does_not_grow_with_mailings(admin_client, django_
 
     with django_assert_max_num_queries(len(few.captured_queries)):
         admin_client.get(DASHBOARD)
+
+
+def test_the_dashboard_shows_each_provider_its_weights_pause_and_why_a_weight_moved(admin_client):
+    for name in ("acme", "backup"):
+        Provider.objects.create(name=name, url="https://sms.example/v1", credentials_env="T", weight=200)
+    now = timezone.now()
+    provider_weight_changes_record(
+        changes=[WeightChange("acme", 200, 180, "50 errors within 60 s", now.timestamp())], holder="w1"
+    )
+    provider_pause(until=now + timedelta(seconds=30), provider="acme")
+
+    response = admin_client.get(DASHBOARD)
+
+    rows = {row.name: row for row in response.context["providers"]["providers"]}
+    assert (rows["acme"].resting_weight, rows["acme"].weight, rows["backup"].weight) == (200, 180, 200)
+    assert rows["acme"].paused_until is not None and rows["backup"].paused_until is None
+    page = response.content.decode()
+    assert "200 → 180" in page and "50 errors within 60 s" in page
 
 
 def test_admin_index_links_to_the_dashboard(admin_client):

@@ -185,3 +185,40 @@ def test_a_test_send_waits_on_the_shared_pause_as_senders_do(
     send = TestSend.objects.get(pk=ids[0]["id"])
     assert (send.status, send.detail) == (TestSend.Status.FAILED, "sending paused")
     assert fake_provider_process.control.stats()["requests_total"] == 0
+
+
+def test_test_sends_go_through_the_provider_rows_and_their_routes(
+    api_client, fake_provider_process, enqueued, settings, monkeypatch
+):
+    from providers.models import Provider
+
+    settings.TEST_SEND_WAIT = 0
+    settings.PROVIDER_URL = "http://127.0.0.1:9/v1"  # unused once a provider row is enabled
+    monkeypatch.setenv("TEST_SEND_PROVIDER_TOKEN", fake_provider_process.token)
+    Provider.objects.create(
+        name="rows",
+        url=fake_provider_process.url,
+        credentials_env="TEST_SEND_PROVIDER_TOKEN",
+        operators_excluded=["999"],
+    )
+    fake_provider_process.control.reset()
+    routed, unroutable = ClientFactory(operator_code="916"), ClientFactory(operator_code="999")
+    ids = [
+        row["id"]
+        for row in api_client.post(url(MailingFactory()), {"client_ids": [routed.pk, unroutable.pk]}).data
+    ]
+
+    send_test_messages(ids)
+
+    sends = {send.client_id: send for send in TestSend.objects.filter(pk__in=ids)}
+    assert sends[routed.pk].status == TestSend.Status.SENT
+    assert (sends[unroutable.pk].status, sends[unroutable.pk].detail) == (
+        TestSend.Status.FAILED,
+        "no provider takes operator code 999",
+    )
+    assert fake_provider_process.control.stats()["requests_total"] == 1
+
+    monkeypatch.delenv("TEST_SEND_PROVIDER_TOKEN")
+    again = api_client.post(url(MailingFactory()), {"client_ids": [routed.pk]}).data[0]["id"]
+    send_test_messages([again])
+    assert TestSend.objects.get(pk=again).detail == "no enabled provider has its token in the environment"

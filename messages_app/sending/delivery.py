@@ -1,6 +1,7 @@
 """The requests a sender has in flight, one task each, from the gate to a settled result.
 
-A request asks the provider gate first (pause, pace), then sends until an answer, its own timeout
+A request is routed to a provider first (`routing.Providers`), asks that provider's gate (pause,
+pace), then sends until an answer, its own timeout
 or its mailing's end, whichever comes first (`cutoffs.Cutoffs`); what ended it is classified once,
 by `outcomes.fate_of`, which says both what becomes of the message and what the gate learns.
 """
@@ -11,7 +12,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ops import metrics
 from ops.logging import log_ids
@@ -19,12 +20,12 @@ from ops.logging import log_ids
 from . import outcomes
 from .clock import Clock
 from .cutoffs import Cut, Cutoffs
-from .gate import ProviderGate
 from .outcomes import Fate, Outcome, ProviderAnswer, Result, fate_of, final_fate
 from .results import ResultWriter
+from .routing import NoRoute, Providers, Route
 from .runs import MailingRun
 from .store import ClaimedRow
-from .transports.base import OutgoingMessage, Transport, TransportError
+from .transports.base import OutgoingMessage, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,7 @@ class Deliveries:
     def __init__(
         self,
         *,
-        transport: Transport,
-        gate: ProviderGate,
+        providers: Providers,
         cutoffs: Cutoffs,
         writer: ResultWriter,
         clock: Clock,
@@ -55,8 +55,7 @@ class Deliveries:
         report: SenderReport,
         holder: str,
     ):
-        self._transport = transport
-        self._gate = gate
+        self._providers = providers
         self._cutoffs = cutoffs
         self._writer = writer
         self._clock = clock
@@ -88,7 +87,7 @@ class Deliveries:
 
     def margin(self) -> float:
         """How long before its mailing's end a request may still start."""
-        return max(self._end_margin, self._gate.latency_percentile(END_PERCENTILE))
+        return max(self._end_margin, self._providers.latency_percentile(END_PERCENTILE))
 
     def start(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
         task = asyncio.create_task(self._deliver(run, row, token))
@@ -109,27 +108,42 @@ class Deliveries:
     # --- one request ---------------------------------------------------------------------------
 
     async def _deliver(self, run: MailingRun, row: ClaimedRow, token: uuid.UUID) -> None:
+        if row.client_id is None:
+            return self._settle(run, row, token, outcomes.CLIENT_DELETED)
+        try:
+            route = self._providers.choose(row.operator_code)
+        except NoRoute as error:
+            return self._settle(run, row, token, outcomes.unroutable(str(error)))
+        if route is None:  # every provider that takes it is paused
+            return self._settle(run, row, token, outcomes.PAUSED)
+        route.in_flight += 1
+        try:
+            await self._deliver_through(route, run, row, token)
+        finally:
+            route.in_flight -= 1
+
+    async def _deliver_through(
+        self, route: Route, run: MailingRun, row: ClaimedRow, token: uuid.UUID
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None  # this coroutine runs as the task start() made
         started: float | None = None
         acquired = False
         cut: Cut | None = None
         try:
-            if row.client_id is None:
-                return self._settle(run, row, token, outcomes.CLIENT_DELETED)
-            if not await self._gate.acquire():
+            if not await route.gate.acquire():
                 return self._settle(run, row, token, outcomes.PAUSED)
             acquired = True
             if self._stopping.is_set() or not run.sendable:
-                return self._settle_heard(run, row, token, None, outcomes.NOT_SENDABLE)
+                return self._settle_heard(route, run, row, token, None, outcomes.NOT_SENDABLE)
             # The end's own timer has the last word: it may fire a moment before the deadline.
             if self._clock.monotonic() + self.margin() >= run.deadline or not self._cutoffs.begin(
                 run.id, task
             ):
-                return self._settle_heard(run, row, token, None, outcomes.TOO_LATE)
+                return self._settle_heard(route, run, row, token, None, outcomes.TOO_LATE)
             started = self._clock.monotonic()
             try:
-                await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
+                provider_message_id = await route.transport.send(OutgoingMessage(row.id, row.phone, run.text))
             finally:
                 cut = self._cutoffs.end(run.id, task)
         except asyncio.CancelledError:
@@ -138,7 +152,7 @@ class Deliveries:
             if started is None:  # our own wind-down, before the request started
                 return self._settle(run, row, token, outcomes.STOPPED)
             metrics.PROVIDER_ERRORS.labels("timeout" if cut is Cut.TIMEOUT else "cut").inc()
-            self._settle_heard(run, row, token, started, self._fate(cut or Cut.STOP))
+            self._settle_heard(route, run, row, token, started, self._fate(cut or Cut.STOP))
         except Exception as error:
             if not isinstance(error, TransportError):
                 log.exception(
@@ -151,24 +165,40 @@ class Deliveries:
                 )
             fate = self._fate(error)
             if acquired:  # its place in the pace is given back
-                self._settle_heard(run, row, token, started, fate)
+                self._settle_heard(route, run, row, token, started, fate)
             else:
                 self._settle(run, row, token, fate)
         else:
-            self._settle_heard(run, row, token, started, self._fate(None))
+            self._settle_heard(route, run, row, token, started, self._fate(None), provider_message_id)
 
     def _fate(self, ended_by: Exception | Cut | None) -> Fate:
         return fate_of(ended_by, request_timeout=self._request_timeout)
 
     def _settle_heard(
-        self, run: MailingRun, row: ClaimedRow, token: uuid.UUID, started: float | None, fate: Fate
+        self,
+        route: Route,
+        run: MailingRun,
+        row: ClaimedRow,
+        token: uuid.UUID,
+        started: float | None,
+        fate: Fate,
+        provider_message_id: str = "",
     ) -> None:
         """Settles a request the gate let through: every acquire() is followed by one record()."""
         now = self._clock.monotonic()
         latency = 0.0 if started is None or fate.answer is ProviderAnswer.NO_ANSWER else now - started
-        self._gate.record(fate.answer, latency, retry_after=fate.retry_after)
+        route.gate.record(fate.answer, latency, retry_after=fate.retry_after)
+        self._providers.heard(route, fate.answer)
         answered_at = self._clock.now() if fate.outcome is Outcome.SENT else None
-        self._settle(run, row, token, fate, answered_at=answered_at)
+        self._settle(
+            run,
+            row,
+            token,
+            fate,
+            answered_at=answered_at,
+            provider=route.name,
+            provider_message_id=provider_message_id,
+        )
 
     def _settle(
         self,
@@ -178,18 +208,36 @@ class Deliveries:
         fate: Fate,
         *,
         answered_at: datetime | None = None,
+        provider: str = "",
+        provider_message_id: str = "",
     ) -> None:
         fate = final_fate(
             fate, attempt=row.attempt, max_attempts=self._max_attempts, unanswered_before=row.unanswered
         )
-        self._writer.add(Result(row.id, token, fate.outcome, row.attempt, fate.detail, answered_at))
+        due_at = None
+        if fate.outcome is Outcome.DEFERRED and (resume_at := self._providers.resume_at(row.operator_code)):
+            due_at = datetime.fromtimestamp(resume_at, tz=UTC)
+        self._writer.add(
+            Result(
+                row.id,
+                token,
+                fate.outcome,
+                row.attempt,
+                fate.detail,
+                answered_at,
+                provider,
+                provider_message_id,
+                due_at,
+            )
+        )
         self._report.outcomes[fate.outcome] += 1
         log.info(
-            "mailing=%s message=%s client=%s attempt=%s outcome=%s%s",
+            "mailing=%s message=%s client=%s attempt=%s provider=%s outcome=%s%s",
             run.id,
             row.id,
             row.client_id,
             row.attempt,
+            provider or "-",
             fate.outcome,
             f" error={fate.detail!r}" if fate.detail else "",
             extra=log_ids(mailing=run.id, message=row.id, client=row.client_id),

@@ -15,10 +15,12 @@ from django.db import DatabaseError, close_old_connections, connections
 from mailings.models import Mailing
 from messages_app import selectors, services
 from messages_app.windows import WindowGuards
+from providers.selectors import providers_version
+from providers.services import provider_weight_changes_record
 
 from .clock import Clock
 from .outcomes import Result
-from .store import Claim, SenderView, StoreUnavailable
+from .store import Claim, SenderView, StoreUnavailable, WeightChange
 
 
 class DjangoMessageStore:
@@ -51,22 +53,30 @@ class DjangoMessageStore:
         services.sender_heartbeat(holder=self.holder, now=now)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
         services.messages_renew_leases(tokens=tokens, now=now)
-        paused_until = services.provider_paused_until(now=now)
         return SenderView(
             sendable=sendable,
             held=held,
             ends=Mailing.objects.ends(in_flight_mailings),
-            paused_until=paused_until.timestamp() if paused_until else None,
+            pauses=self._pauses(now),
+            providers_version=providers_version(),
         )
 
-    async def claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
-        return await self._in_thread(self._claim, asks=asks, wanted=wanted)
+    @staticmethod
+    def _pauses(now: datetime) -> dict[str, float]:
+        return {name: until.timestamp() for name, until in services.provider_pauses(now=now).items()}
 
-    def _claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
+    async def claim(
+        self, *, asks: list[tuple[int, int]], wanted: int, providers: list[str]
+    ) -> tuple[list[Claim], dict[str, float]]:
+        return await self._in_thread(self._claim, asks=asks, wanted=wanted, providers=providers)
+
+    def _claim(
+        self, *, asks: list[tuple[int, int]], wanted: int, providers: list[str]
+    ) -> tuple[list[Claim], dict[str, float]]:
         now, claims = self._clock.now(), list[Claim]()
-        paused_until = services.provider_paused_until(now=now)  # one primary-key read
-        if paused_until is not None:
-            return claims, paused_until.timestamp()
+        pauses = self._pauses(now)  # a small table: a row per provider ever paused
+        if set(providers) <= pauses.keys():
+            return claims, pauses
         for mailing_id, share in asks:
             limit = min(share, wanted)
             if limit <= 0:
@@ -83,15 +93,10 @@ class DjangoMessageStore:
                 window.defer_stragglers(now)
             wanted -= len(claim.rows)
             claims.append(claim)
-        return claims, None
+        return claims, pauses
 
-    async def record(self, *, results: list[Result], deferred_until: float) -> int:
-        return await self._in_thread(
-            services.messages_record,
-            results=results,
-            now=self._clock.now(),
-            deferred_until=datetime.fromtimestamp(deferred_until, tz=UTC),
-        )
+    async def record(self, *, results: list[Result]) -> int:
+        return await self._in_thread(services.messages_record, results=results, now=self._clock.now())
 
     async def release_expired_leases(self) -> int:
         return await self._in_thread(services.messages_release_expired_leases, now=self._clock.now())
@@ -101,8 +106,13 @@ class DjangoMessageStore:
             services.messages_expire_pending, now=self._clock.now(), mailing_id=mailing_id
         )
 
-    async def pause_all(self, *, until: float) -> None:
-        await self._in_thread(services.provider_pause, until=datetime.fromtimestamp(until, tz=UTC))
+    async def pause(self, *, provider: str, until: float) -> None:
+        await self._in_thread(
+            services.provider_pause, provider=provider, until=datetime.fromtimestamp(until, tz=UTC)
+        )
+
+    async def record_weight_changes(self, *, changes: list[WeightChange]) -> None:
+        await self._in_thread(provider_weight_changes_record, changes=changes, holder=self.holder)
 
     async def release_slots(self) -> int:
         return await self._in_thread(self._release_slots)

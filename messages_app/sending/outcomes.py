@@ -58,6 +58,12 @@ NOT_SENDABLE = Fate(Outcome.DEFERRED, ProviderAnswer.NO_ANSWER, "mailing not sen
 TOO_LATE = Fate(Outcome.EXPIRED, ProviderAnswer.NO_ANSWER, "could not finish before the end")
 STOPPED = Fate(Outcome.DEFERRED, ProviderAnswer.NO_ANSWER, "sender stopped")
 
+
+def unroutable(detail: str) -> Fate:
+    """No provider's routes take the message: it can never be sent."""
+    return Fate(Outcome.FAILED, ProviderAnswer.NO_ANSWER, detail)
+
+
 # (the transport's exception, what it means): the first row that matches wins; `permanent` only
 # says so of a plain TransportError (a refused token or a 429 is never the message's fault).
 FATES: tuple[tuple[type[TransportError], bool | None, Outcome, ProviderAnswer], ...] = (
@@ -132,3 +138,7 @@ class Result:
     # When the provider's answer came: an acceptance's sent_at, which the write may follow by a
     # flush interval (past the mailing's end, for an answer that came just before it).
     answered_at: datetime | None = None
+    provider: str = ""  # the provider's name, once one was chosen
+    provider_message_id: str = ""  # the provider's own id for an accepted message
+    # A deferred message is due again then, not at once: every provider that takes it is paused.
+    due_at: datetime | None = None

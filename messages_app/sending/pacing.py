@@ -41,6 +41,7 @@ def pacer_for(
     rate: float | None,
     redis_url: str,
     file_path: Path,
+    redis_key: str = RATE_LIMIT_KEY,
     clock: TimeSource = time.monotonic,
 ) -> "Pacer":
     """A pacer with the adaptive in-flight limit and, when `rate` is set, the rate shared by every
@@ -52,7 +53,7 @@ def pacer_for(
     burst = max(1.0, rate * SHARED_BURST_SECONDS)
     bucket: Bucket
     if redis_url:
-        bucket = RedisBucket(redis_url, RATE_LIMIT_KEY, rate=rate, burst=burst)
+        bucket = RedisBucket(redis_url, redis_key, rate=rate, burst=burst)
     else:
         bucket = FileBucket(file_path, rate=rate, burst=burst)
     learned = LearnedRate(clock=clock)

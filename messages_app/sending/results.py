@@ -7,8 +7,6 @@ again (SENDER_LOST_CLAIMS=resend): results wait for company only while there are
 import asyncio
 import logging
 
-from .clock import Clock
-from .gate import ProviderGate
 from .outcomes import Result
 from .store import MessageStore, StoreUnavailable
 
@@ -20,10 +18,8 @@ RETRY_PAUSE = 1.0  # seconds before a write the store refused is tried again
 
 
 class ResultWriter:
-    def __init__(self, *, store: MessageStore, gate: ProviderGate, clock: Clock):
+    def __init__(self, *, store: MessageStore):
         self._store = store
-        self._gate = gate
-        self._clock = clock
         self._results: list[Result] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -64,10 +60,8 @@ class ResultWriter:
         if not self._results:
             return
         results, self._results = self._results, []
-        # Deferred by a pause: due again when the pause ends, not before.
-        deferred_until = max(self._gate.paused_until, self._clock.wall())
         try:
-            await self._store.record(results=results, deferred_until=deferred_until)
+            await self._store.record(results=results)
         except StoreUnavailable:
             self._results[:0] = results  # kept, in order, for the next write
             raise

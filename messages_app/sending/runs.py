@@ -20,7 +20,7 @@ from ops.logging import log_ids
 
 from .clock import Clock
 from .cutoffs import Cutoffs
-from .gate import ProviderGate
+from .routing import Providers
 from .store import Claim, MessageStore
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ class InFlight(Protocol):
 
 
 class MailingRuns:
-    def __init__(self, *, store: MessageStore, gate: ProviderGate, cutoffs: Cutoffs, clock: Clock):
+    def __init__(self, *, store: MessageStore, providers: Providers, cutoffs: Cutoffs, clock: Clock):
         self._store = store
-        self._gate = gate
+        self._providers = providers
         self._cutoffs = cutoffs
         self._clock = clock
         self._runs: dict[int, MailingRun] = {}
         self._rotation = 0
+        self.providers_version: str | None = None  # as of the last refresh
 
     def __bool__(self) -> bool:
         return bool(self._runs)
@@ -73,7 +74,8 @@ class MailingRuns:
 
     async def refresh(self, in_flight: InFlight) -> None:
         view = await self._store.look(in_flight_mailings=in_flight.mailing_ids(), tokens=in_flight.tokens())
-        self._gate.observe_shared_pause(view.paused_until)
+        self._providers.observe_pauses(view.pauses)
+        self.providers_version = view.providers_version
         now_wall, now = self._clock.now(), self._clock.monotonic()
         runs: dict[int, MailingRun] = {}
         for mailing_id, text, end_at in view.sendable:
@@ -127,10 +129,10 @@ class MailingRuns:
         self._rotation = (self._rotation + 1) % len(candidates)
         candidates = candidates[self._rotation :] + candidates[: self._rotation]
         share = math.ceil(wanted / len(candidates))
-        claims, paused_until = await self._store.claim(
-            asks=[(run.id, share) for run in candidates], wanted=wanted
+        claims, pauses = await self._store.claim(
+            asks=[(run.id, share) for run in candidates], wanted=wanted, providers=self._providers.names()
         )
-        self._gate.observe_shared_pause(paused_until)
+        self._providers.observe_pauses(pauses)
         claimed = []
         for claim in claims:
             run = self._runs[claim.mailing_id]

@@ -6,9 +6,9 @@ sending never holds a pool slot and launch, scan and sweep tasks never wait behi
 - `runs.MailingRuns`: which mailings may send now (refreshed every second) and claims shared in
   turn between them;
 - the feeder (`_feed`, here): fills the request places the gate's pace allows with claims;
-- `delivery.Deliveries`: one task per request, through the gate (`gate.ProviderGate`: pause,
-  breaker, adaptive in-flight limit, rate limits) and its limits (`cutoffs.Cutoffs`), classified by
-  `outcomes.fate_of`;
+- `delivery.Deliveries`: one task per request, routed to a provider (`routing.Providers`), through
+  that provider's gate (`gate.ProviderGate`: pause, breaker, adaptive in-flight limit, rate limits)
+  and its limits (`cutoffs.Cutoffs`), classified by `outcomes.fate_of`;
 - `results.ResultWriter`: writes results in batches, each fenced by its claim token.
 
 The mailing's end is a hard deadline: no request starts unless it can finish before it (margin: a
@@ -33,11 +33,10 @@ from ops import metrics
 from .clock import Clock
 from .cutoffs import Cutoffs
 from .delivery import Deliveries, SenderReport
-from .gate import ProviderGate
 from .results import ResultWriter
+from .routing import Providers, Route
 from .runs import MailingRuns
 from .store import MessageStore, StoreUnavailable
-from .transports.base import Transport
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class Sender:
     def __init__(
         self,
         *,
-        transport: Transport,
-        gate: ProviderGate,
+        providers: Providers,
         store: MessageStore,
         clock: Clock,
         concurrency: int,
@@ -64,8 +62,7 @@ class Sender:
     ):
         self.holder = store.holder
         self.report = SenderReport()
-        self._transport = transport
-        self._gate = gate
+        self._providers = providers
         self._store = store
         self._clock = clock
         self._concurrency = concurrency  # the ceiling: the gate's pace decides how much of it is used
@@ -91,11 +88,12 @@ class Sender:
 
     async def _run(self, *, until_idle: bool, seconds: float | None) -> SenderReport:
         cutoffs = Cutoffs(asyncio.get_running_loop(), self._request_timeout)
-        self._writer = ResultWriter(store=self._store, gate=self._gate, clock=self._clock)
-        self._mailings = MailingRuns(store=self._store, gate=self._gate, cutoffs=cutoffs, clock=self._clock)
+        self._writer = ResultWriter(store=self._store)
+        self._mailings = MailingRuns(
+            store=self._store, providers=self._providers, cutoffs=cutoffs, clock=self._clock
+        )
         self._deliveries = Deliveries(
-            transport=self._transport,
-            gate=self._gate,
+            providers=self._providers,
             cutoffs=cutoffs,
             writer=self._writer,
             clock=self._clock,
@@ -107,7 +105,7 @@ class Sender:
             holder=self.holder,
         )
         stop_at = self._clock.monotonic() + seconds if seconds is not None else math.inf
-        async with self._transport:
+        async with self._providers:
             writing = asyncio.create_task(self._writer.run())
             try:
                 await self._feed(until_idle=until_idle, stop_at=stop_at)
@@ -116,11 +114,12 @@ class Sender:
                 self._writer.close()
                 await writing  # never cancelled mid-write: a result once settled is written
                 await self._store.release_slots()
-                await self._gate.aclose()
+                await self._providers.aclose()
         return self.report
 
     async def _feed(self, *, until_idle: bool, stop_at: float) -> None:
         next_refresh = next_release = last_claim = 0.0
+        providers_version: str | None = None
         while not self._stop.is_set() and self._clock.monotonic() < stop_at:
             now = self._clock.monotonic()
             try:
@@ -129,12 +128,18 @@ class Sender:
                     next_release = now + RELEASE_EVERY
                 if now >= next_refresh:
                     await self._mailings.refresh(self._deliveries)
+                    await self._publish_weights()
+                    if providers_version is None:
+                        providers_version = self._mailings.providers_version
+                    elif self._mailings.providers_version != providers_version:
+                        # Built from the providers as they were: its worker starts a new sender.
+                        log.info("sender %s: the providers changed, starting anew", self.holder)
+                        return
                     next_refresh = self._clock.monotonic() + REFRESH_EVERY
                     if until_idle and not (self._mailings or self._deliveries or self._writer):
                         return
-                await self._publish_pause()
-                in_flight = len(self._deliveries)
-                wanted = self._gate.capacity(self._concurrency - in_flight, in_flight)
+                await self._publish_pauses()
+                wanted = self._providers.capacity(self._concurrency - len(self._deliveries))
                 # Claim in batches at high throughput, but never leave a place idle for long.
                 if wanted and (
                     wanted >= max(1, self._concurrency // 8) or now - last_claim > CLAIM_AT_LEAST_EVERY
@@ -153,20 +158,41 @@ class Sender:
                 tick = FEED_TICK if self._mailings.claimable() else IDLE_TICK
                 await asyncio.wait_for(self._deliveries.room.wait(), tick)
 
-    async def _publish_pause(self) -> None:
-        """A pause this sender's gate started goes to every other sender at once."""
-        pause = self._gate.take_pause_to_publish()
+    async def _publish_pauses(self) -> None:
+        for route in self._providers.routes:
+            await self._publish_pause(route)
+
+    async def _publish_pause(self, route: Route) -> None:
+        """A pause a provider's gate started goes to every other sender at once."""
+        pause = route.gate.take_pause_to_publish()
         if pause is None:
             return
         metrics.PROVIDER_PAUSES.labels("auth" if pause.critical else "breaker").inc()
         log.log(
             logging.CRITICAL if pause.critical else logging.WARNING,
-            "%sprovider paused for %.0f s: %s",
+            "%sprovider paused: %s for %.0f s, %s",
             "ALERT " if pause.critical else "",
+            route.name,
             pause.until - self._clock.wall(),
             pause.reason,
         )
-        await self._store.pause_all(until=pause.until)
+        await self._store.pause(provider=route.name, until=pause.until)
+
+    async def _publish_weights(self) -> None:
+        """Weights shifted by errors, or drifting back, are logged and recorded with their reason."""
+        weights = self._providers.weights
+        weights.drift()
+        changes = weights.take_changes()
+        for change in changes:
+            log.warning(
+                "provider %s weight %s -> %s: %s",
+                change.provider,
+                change.weight_from,
+                change.weight_to,
+                change.reason,
+            )
+        if changes:
+            await self._store.record_weight_changes(changes=changes)
 
     async def _wind_down(self) -> None:
         """Stop: in-flight requests get `stop_grace` seconds, then they are cut (UNKNOWN).

@@ -23,6 +23,7 @@ class ClaimedRow:
     phone: str  # the recipient copied at fan-out
     attempt: int  # this one's number, counting from 1
     unanswered: bool = False  # an earlier attempt's answer never came: it may have been accepted
+    operator_code: str = ""  # what routes a message to a provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +36,25 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class WeightChange:
+    """A provider's weight moved by a sender, and why (`routing.Weights`)."""
+
+    provider: str
+    weight_from: int
+    weight_to: int
+    reason: str
+    at: float  # wall-clock seconds
+
+
+@dataclass(frozen=True, slots=True)
 class SenderView:
     """What the sender learns at each refresh."""
 
     sendable: list[tuple[int, str, datetime]]  # (id, text, end) of each mailing it may send for
     held: set[int]  # the mailings it holds a slot of: only for these may it claim
     ends: dict[int, datetime]  # the ends of its mailings with requests in flight
-    paused_until: float | None  # wall-clock seconds of the shared pause, None when none holds
+    pauses: dict[str, float]  # provider name -> wall-clock seconds of its shared pause still in force
+    providers_version: str = ""  # changes whenever a provider is added, changed or deleted
 
 
 class MessageStore(Protocol):
@@ -53,19 +66,23 @@ class MessageStore(Protocol):
         """The sendable mailings; holds a slot of each, renews the leases of `tokens`, and tells that
         this sender is alive."""
 
-    async def claim(self, *, asks: list[tuple[int, int]], wanted: int) -> tuple[list[Claim], float | None]:
-        """Claims `(mailing id, share)` in turn, `wanted` in all; none while another sender's pause
-        holds. Returns the claims and that pause's end (wall-clock seconds), if one holds."""
+    async def claim(
+        self, *, asks: list[tuple[int, int]], wanted: int, providers: list[str]
+    ) -> tuple[list[Claim], dict[str, float]]:
+        """Claims `(mailing id, share)` in turn, `wanted` in all; none while every one of
+        `providers` is paused. Returns the claims and the pauses in force (wall-clock seconds)."""
 
-    async def record(self, *, results: list[Result], deferred_until: float) -> int:
-        """Writes results, each fenced by its claim's token; deferred ones due at `deferred_until`."""
+    async def record(self, *, results: list[Result]) -> int:
+        """Writes results, each fenced by its claim's token."""
 
     async def release_expired_leases(self) -> int: ...
 
     async def expire_pending(self, *, mailing_id: int) -> int: ...
 
-    async def pause_all(self, *, until: float) -> None:
-        """Every sender of every worker pauses until `until` (wall-clock seconds)."""
+    async def pause(self, *, provider: str, until: float) -> None:
+        """Every sender of every worker pauses this provider until `until` (wall-clock seconds)."""
+
+    async def record_weight_changes(self, *, changes: list[WeightChange]) -> None: ...
 
     async def release_slots(self) -> int:
         """A stopping sender gives its slots back and is no longer counted alive."""

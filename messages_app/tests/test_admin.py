@@ -124,6 +124,7 @@ def test_a_viewer_cannot_find_messages_by_phone(client, django_user_model):
     assert not response.context["cl"].search_fields
     assert response.context["cl"].result_count == 2  # the list, not narrowed by the phone
 
+
 def test_a_messages_page_shows_its_recipient_in_clear_only_to_those_who_may_see_phones(
     client, viewer, operator
 ):

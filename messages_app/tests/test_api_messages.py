@@ -19,7 +19,14 @@ def ids(response) -> list[int]:
 
 def test_retrieve_gives_the_message_fields(api_client):
     sent_at = datetime(2100, 1, 1, 9, 30, tzinfo=UTC)
-    message = MessageFactory(status=MessageStatus.SENT, attempts=2, last_error="timeout", sent_at=sent_at)
+    message = MessageFactory(
+        status=MessageStatus.SENT,
+        attempts=2,
+        last_error="timeout",
+        sent_at=sent_at,
+        provider="acme",
+        provider_message_id="a-77",
+    )
 
     response = api_client.get(reverse("message-detail", args=[message.pk]))
 
@@ -36,6 +43,8 @@ def test_retrieve_gives_the_message_fields(api_client):
         "sent_at": "2100-01-01T09:30:00Z",
         "next_attempt_at": response.data["next_attempt_at"],
         "waiting_for": "",
+        "provider": "acme",
+        "provider_message_id": "a-77",
     }
 
 

@@ -112,7 +112,7 @@ def test_database_gauges_match_the_rows(anonymous_client):
     assert samples[("sms_mailings", (("state", "paused"),))] == 1
     assert samples[("sms_mailings", (("state", "cancelled"),))] == 1
     assert samples[("sms_database_up", ())] == 1
-    assert samples[("sms_provider_paused", ())] == 0
+    assert samples[("sms_provider_paused", (("provider", "default"),))] == 0
 
 
 def test_figures_cached_for_another_database_are_not_served(anonymous_client):

@@ -4,7 +4,9 @@ import asyncio
 from collections.abc import Callable
 
 from messages_app.sending.clock import Clock
-from messages_app.sending.transports.base import OutgoingMessage
+from messages_app.sending.gate import ProviderGate
+from messages_app.sending.routing import Providers, ProviderSpec, Route, Weights
+from messages_app.sending.transports.base import OutgoingMessage, Transport
 
 # What a script answers for (message id, attempt at the provider): (exception or None, latency).
 Script = Callable[[int, int], tuple[Exception | None, float]]
@@ -17,8 +19,9 @@ def accept_at_once(msg_id: int, attempt: int) -> tuple[Exception | None, float]:
 class ScriptedTransport:
     """The provider as the sender's transport meets it, on the fake clock."""
 
-    def __init__(self, clock: Clock, script: Script = accept_at_once):
+    def __init__(self, clock: Clock, script: Script = accept_at_once, *, name: str = "scripted"):
         self.clock = clock
+        self.name = name  # the prefix of the ids it gives the messages it accepts
         self.script = script
         self.requests: list[tuple[int, float]] = []  # (message id, wall time it began)
         self.accepted: list[tuple[int, float]] = []  # (message id, wall time of the acceptance)
@@ -35,7 +38,7 @@ class ScriptedTransport:
     def attempts_of(self, msg_id: int) -> int:
         return sum(1 for seen, _ in self.requests if seen == msg_id)
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> str:
         began = self.clock.monotonic()
         self.requests.append((message.id, self.clock.wall()))
         self.phones[message.id] = message.phone
@@ -48,6 +51,33 @@ class ScriptedTransport:
         if error is not None:
             raise error
         self.accepted.append((message.id, self.clock.wall()))
+        return f"{self.name}-{message.id}"
+
+
+def spec(name: str = "default", **options) -> ProviderSpec:
+    """A provider as configured, for routes built in a test."""
+    return ProviderSpec(name, "probe", f"http://{name}.invalid/v1", "token", **options)
+
+
+def providers_of(
+    clock: Clock,
+    routes: list[tuple[ProviderSpec, Transport, ProviderGate]],
+    *,
+    errors: int = 1_000_000,
+    window: float = 60.0,
+    drift_every: float = 300.0,
+) -> Providers:
+    """Providers over the given (spec, transport, gate), weights moving as the options say (by
+    default errors never move them)."""
+    weights = Weights(
+        {spec.name: spec.weight for spec, _, _ in routes},
+        clock=clock.monotonic,
+        wall=clock.wall,
+        errors=errors,
+        window=window,
+        drift_every=drift_every,
+    )
+    return Providers([Route(spec, transport, gate) for spec, transport, gate in routes], weights)
 
 
 def soon(seconds: float, action: Callable[[], object]) -> None:

@@ -18,13 +18,9 @@ class SlowStore:
         self.clock = clock
         self.writes: list[tuple[float, int]] = []
 
-    async def record(self, *, results, deferred_until):
+    async def record(self, *, results):
         self.writes.append((self.clock.monotonic(), len(results)))
         await asyncio.sleep(WRITE_TAKES)
-
-
-class NoPause:
-    paused_until = 0.0
 
 
 def results(count: int) -> list[Result]:
@@ -36,7 +32,7 @@ def test_many_waiting_results_are_written_at_once_and_a_few_after_a_pause(clock)
     store = SlowStore(clock)
 
     async def scenario():
-        writer = ResultWriter(store=store, gate=NoPause(), clock=clock)
+        writer = ResultWriter(store=store)
         writing = asyncio.create_task(writer.run())
         for result in results(3):
             writer.add(result)

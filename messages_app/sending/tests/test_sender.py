@@ -38,7 +38,7 @@ from messages_app.sending.transports.base import (
 from messages_app.sending.transports.probe import ProbeTransport
 from messages_app.tests.factories import MessageFactory
 
-from .fakes import Script, ScriptedTransport, accept_at_once, soon
+from .fakes import Script, ScriptedTransport, accept_at_once, providers_of, soon, spec
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,7 +88,8 @@ def sender(
         pacer=pacer,
     )
     store = DjangoMessageStore(holder=sender_holder(), clock=clock)
-    return Sender(transport=transport, gate=gate, store=store, clock=clock, **options | overrides)
+    providers = providers_of(clock, [(spec(), transport, gate)])
+    return Sender(providers=providers, store=store, clock=clock, **options | overrides)
 
 
 def run_until_idle(transport, clock, *, seconds: float = 60, **overrides):

@@ -47,6 +47,7 @@ class Transport(Protocol):
 
     async def __aexit__(self, *exc_info) -> None: ...
 
-    async def send(self, message: OutgoingMessage) -> None:
-        """Deliver one message. The caller bounds how long it may take (it cancels the send): a
-        transport bounds only the connecting."""
+    async def send(self, message: OutgoingMessage) -> str:
+        """Deliver one message; returns the provider's own id for it ("" when its API gives none).
+        The caller bounds how long it may take (it cancels the send): a transport bounds only the
+        connecting."""
