@@ -1,4 +1,5 @@
 import functools
+import unicodedata
 import zoneinfo
 from collections.abc import Iterable
 
@@ -14,6 +15,18 @@ TAG_MAX_LENGTH = 64
 
 validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7: 7XXXXXXXXXX.")
 validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
+ECHOED_MAX_LENGTH = 40  # an error quoting the input quotes this much of it
+
+
+def echoed(value: str) -> str:
+    """The value as an error message may quote it: repr'd, cut short (a 10 MB cell is no answer)."""
+    return repr(value if len(value) <= ECHOED_MAX_LENGTH else value[:ECHOED_MAX_LENGTH] + "...")
+
+
+def validate_tag(value: str) -> None:
+    # A NUL cannot be stored in PostgreSQL text, and no control character belongs in a label.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValidationError("No control characters (such as NUL, tab or newline).")
 
 
 # The IANA areas whose zones are places. Left out: `localtime`, `Factory`, `posixrules`, POSIX-style
@@ -44,7 +57,9 @@ def client_timezones() -> tuple[str, ...]:
 
 def validate_timezone(value: str) -> None:
     if value not in client_timezones():
-        raise ValidationError(f"{value!r} is not an IANA timezone name of a place, such as Europe/Moscow.")
+        raise ValidationError(
+            f"{echoed(value)} is not the IANA name of a place's time zone, such as Europe/Moscow."
+        )
 
 
 def default_timezone() -> str:
@@ -70,7 +85,10 @@ class Client(models.Model):
         help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
     )
     tag = models.CharField(
-        max_length=TAG_MAX_LENGTH, blank=True, help_text="Free label used by mailing filters."
+        max_length=TAG_MAX_LENGTH,
+        blank=True,
+        validators=[validate_tag],
+        help_text="Free label used by mailing filters.",
     )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
@@ -106,6 +124,11 @@ class Client(models.Model):
     @staticmethod
     def operator_code_of(phone: str) -> str:
         return phone[1:4]
+
+    @property
+    def operator_code_is_derived(self) -> bool:
+        """False for a code set apart from the phone (a ported number): a new phone keeps it."""
+        return self.operator_code == self.operator_code_of(self.phone)
 
     @property
     def masked_phone(self) -> str:

@@ -239,9 +239,12 @@ API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
-# Client CSV import: rows written per transaction, and the largest file taken.
+# Client CSV import: rows written per transaction, the largest request body and the most rows
+# taken (a file over either is refused before anything is written), and the bulk upsert's items.
 CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
 CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+CLIENT_IMPORT_MAX_ROWS = env.int("CLIENT_IMPORT_MAX_ROWS", default=200_000)
+CLIENT_BULK_MAX_ITEMS = env.int("CLIENT_BULK_MAX_ITEMS", default=5000)
 # Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
 TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
 TEST_SEND_WAIT = env.float("TEST_SEND_WAIT", default=5.0)

@@ -31,7 +31,14 @@ def test_valid_rows_are_created_or_updated_by_phone(api_client):
     )
 
     assert response.status_code == 200, response.data
-    assert response.data == {"created": 2, "updated": 1, "invalid_count": 0, "invalid": []}
+    assert response.data == {
+        "created": 2,
+        "updated": 1,
+        "unchanged": 0,
+        "changed": {"operator_code": 0, "tag": 1, "timezone": 1},
+        "invalid_count": 0,
+        "invalid": [],
+    }
     updated = Client.objects.get(phone="79160000001")
     assert (updated.tag, updated.timezone) == ("vip", "Asia/Tokyo")
     derived = Client.objects.get(phone="79250000002")
@@ -97,16 +104,17 @@ def test_no_file_is_a_field_error(api_client):
 
 def test_a_failing_batch_is_rolled_back_whole_and_earlier_batches_stay(api_client, settings, monkeypatch):
     settings.CLIENT_IMPORT_BATCH_SIZE = 2
-    real_upsert = services._upsert
+    real_write = services._BatchWriter._write
     batches = []
 
-    def upsert_failing_on_the_second_batch(batch):
-        batches.append(batch)
-        real_upsert(batch)  # written, then lost with its transaction
+    def write_failing_on_the_second_batch(writer):
+        batches.append(writer.batch)
+        written = real_write(writer)  # written, then lost with its transaction
         if len(batches) == 2:
             raise DatabaseError("disk full")
+        return written
 
-    monkeypatch.setattr(services, "_upsert", upsert_failing_on_the_second_batch)
+    monkeypatch.setattr(services._BatchWriter, "_write", write_failing_on_the_second_batch)
     rows = "".join(f"7916000000{n},,,\n" for n in range(5))
 
     response = upload(api_client, HEADER + rows)
