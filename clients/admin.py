@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -59,7 +60,9 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         report = None
         if request.method == "POST" and form.is_valid():
             try:
-                report = clients_import(file=form.cleaned_data["file"].file, user=request.user)
+                file = form.cleaned_data["file"].file
+                max_rows = settings.CLIENT_IMPORT_MAX_ROWS
+                report = clients_import(file=file, user=request.user, max_rows=max_rows)
             except ImportRefused as error:
                 form.add_error("file", str(error))
             except ImportBatchFailed as error:

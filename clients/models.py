@@ -55,8 +55,13 @@ def client_timezones() -> tuple[str, ...]:
     return (*places, "UTC")
 
 
+@functools.cache
+def _client_timezone_set() -> frozenset[str]:
+    return frozenset(client_timezones())  # checked for every row of an import
+
+
 def validate_timezone(value: str) -> None:
-    if value not in client_timezones():
+    if value not in _client_timezone_set():
         raise ValidationError(
             f"{echoed(value)} is not the IANA name of a place's time zone, such as Europe/Moscow."
         )

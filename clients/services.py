@@ -149,15 +149,9 @@ class _BatchWriter:
         changed = dict.fromkeys(CHANGEABLE, 0)
         for phone, (_, values) in self.batch.items():
             client = stored.get(phone)
-            if client is None:
-                client = Client(
-                    phone=phone,
-                    operator_code=values.get("operator_code") or Client.operator_code_of(phone),
-                    tag=values.get("tag", ""),
-                    timezone=values.get("timezone", settings.DEFAULT_CLIENT_TIMEZONE),
-                    created_at=self.now,
-                )
-                client.updated_at = self.now
+            if client is None:  # the fields the row leaves out take the model's defaults
+                client = Client(**values, created_at=self.now, updated_at=self.now)
+                client.operator_code = client.operator_code or Client.operator_code_of(phone)
                 new.append(client)
                 continue
             names = [name for name in CHANGEABLE if name in values and getattr(client, name) != values[name]]
@@ -181,7 +175,7 @@ class _BatchWriter:
             f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
             f"{report.invalid_count} invalid rows"
         )
-        audit(name="client", pk=None, done=f"{self.source} done ({counts})", user=self.user)
+        audit(name="client", pk=None, done=f"{self.source}: done ({counts})", user=self.user)
         return report
 
 
@@ -235,20 +229,20 @@ def _reason(error: Exception) -> str:
     return "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
 
 
-def clients_import(*, file: IO[bytes], user) -> ImportReport:
+def clients_import(*, file: IO[bytes], user, max_rows: int | None) -> ImportReport:
     """Creates or updates (by phone) a client for each valid row of a CSV file with a header row.
 
     The file is read twice as a stream, so memory does not grow with it: first to check its
-    encoding, header and quoting and count its rows against CLIENT_IMPORT_MAX_ROWS (ImportRefused,
-    nothing written), then to check each row and write the valid ones in batches. Rows with a bad
-    value are skipped and reported with their row number and reasons; a phone seen earlier in the
-    file is reported too (the first one counts). Raises ImportBatchFailed when writing a batch fails.
+    encoding, header and quoting and count its rows against `max_rows` (None: no cap; over it:
+    ImportRefused, nothing written), then to check each row and write the valid ones in batches.
+    Rows with a bad value are skipped and reported with their row number and reasons; a phone seen
+    earlier in the file is reported too (the first one counts). Raises ImportBatchFailed when
+    writing a batch fails.
     """
-    limit = settings.CLIENT_IMPORT_MAX_ROWS
     with _csv_rows(file) as (_, rows):
         count = sum(1 for _ in rows)
-    if count > limit:
-        raise ImportRefused(f"The file has {count} rows; CLIENT_IMPORT_MAX_ROWS is {limit}: split it.")
+    if max_rows is not None and count > max_rows:
+        raise ImportRefused(f"The file has {count} rows; the import takes at most {max_rows}: split it.")
     writer = _BatchWriter(user=user, source="import")
     with _csv_rows(file) as (header, rows):
         for row, cells in rows:

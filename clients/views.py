@@ -1,6 +1,7 @@
 import shutil
 import tempfile
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -162,7 +163,9 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
         upload = ClientImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         try:
-            return self._report(clients_import, file=upload.validated_data["file"], user=request.user)
+            file = upload.validated_data["file"]
+            max_rows = settings.CLIENT_IMPORT_MAX_ROWS
+            return self._report(clients_import, file=file, user=request.user, max_rows=max_rows)
         except ImportRefused as error:
             raise ValidationError({"file": [str(error)]}) from error
 
