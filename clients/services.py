@@ -10,6 +10,7 @@ nothing of the failing one.
 
 import csv
 import io
+import itertools
 import logging
 import uuid
 from collections.abc import Iterator, Mapping
@@ -231,15 +232,16 @@ def clients_import(*, file: IO[bytes], user, max_rows: int | None) -> ImportRepo
 
     The file is read twice as a stream, so memory does not grow with it: first to check its
     encoding, header and quoting and count its rows against `max_rows` (None: no cap; over it:
-    ImportRefused, nothing written), then to check each row and write the valid ones in batches.
+    ImportRefused, nothing written, the rest not read), then to check each row and write the valid ones in batches.
     Rows with a bad value are skipped and reported with their row number and reasons; a phone seen
     earlier in the file is reported too (the first one counts). Raises ImportBatchFailed when
     writing a batch fails.
     """
     with _csv_rows(file) as (_, rows):
-        count = sum(1 for _ in rows)
+        # Past the cap the file is refused whatever follows: no need to read on.
+        count = sum(1 for _ in itertools.islice(rows, None if max_rows is None else max_rows + 1))
     if max_rows is not None and count > max_rows:
-        raise ImportRefused(f"The file has {count} rows; the import takes at most {max_rows}: split it.")
+        raise ImportRefused(f"The file has more than {max_rows} rows, the most an import takes: split it.")
     writer = _BatchWriter(user=user, source="import")
     with _csv_rows(file) as (header, rows):
         for row, cells in rows:

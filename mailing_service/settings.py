@@ -205,7 +205,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="600/min"),
-        "user_write": env.str("API_THROTTLE_USER_WRITE", default="120/min"),
+        "user_write": env.str("API_THROTTLE_USER_WRITE", default="300/min"),
         "ip": env.str("API_THROTTLE_IP", default="1200/min"),
         "failed_auth": env.str("API_THROTTLE_FAILED_AUTH", default="20/min"),
         # Scopes of actions that cost more (a view sets throttle_scope): a test SMS, a CSV import.

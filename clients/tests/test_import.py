@@ -229,7 +229,7 @@ def test_a_file_over_the_row_cap_is_refused_before_anything_is_written(api_clien
     enough = upload(api_client, "phone\n79160000001\n79160000002\n")
 
     assert too_many.status_code == 400
-    assert "at most 2" in too_many.data["file"][0]
+    assert "more than 2 rows" in too_many.data["file"][0]
     assert enough.data["created"] == 2
 
 
