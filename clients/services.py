@@ -232,7 +232,8 @@ def clients_import(*, file: IO[bytes], user, max_rows: int | None) -> ImportRepo
 
     The file is read twice as a stream, so memory does not grow with it: first to check its
     encoding, header and quoting and count its rows against `max_rows` (None: no cap; over it:
-    ImportRefused, nothing written, the rest not read), then to check each row and write the valid ones in batches.
+    ImportRefused, nothing written, the rest not read), then to check each row and write the
+    valid ones in batches.
     Rows with a bad value are skipped and reported with their row number and reasons; a phone seen
     earlier in the file is reported too (the first one counts). Raises ImportBatchFailed when
     writing a batch fails.
