@@ -16,11 +16,12 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from ops.audit import audit
@@ -86,7 +87,7 @@ def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, str], d
         if name == "operator_code" and not value:
             continue  # derived below, once the phone is known good
         try:
-            cleaned[name] = Client._meta.get_field(name).clean(value, None)
+            cleaned[name] = cast(Field, Client._meta.get_field(name)).clean(value, None)
         except ValidationError as error:
             errors[name] = error.messages[0]
     if "phone" not in values:
@@ -145,29 +146,31 @@ class _BatchWriter:
     def _write(self) -> tuple[int, int, dict[str, int]]:
         # Locked while merged, so that an edit made meanwhile is not overwritten with its old value.
         stored = Client.objects.select_for_update().in_bulk(list(self.batch), field_name="phone")
-        new: list[Client] = []
-        edited: list[Client] = []
+        written: list[Client] = []
+        created = 0
         changed = dict.fromkeys(CHANGEABLE, 0)
         for phone, (_, values) in self.batch.items():
             client = stored.get(phone)
             if client is None:  # the fields the row leaves out take the model's defaults
                 client = Client(**values, created_at=self.now, updated_at=self.now)
                 client.operator_code = client.operator_code or Client.operator_code_of(phone)
-                new.append(client)
-                continue
-            names = [name for name in CHANGEABLE if name in values and getattr(client, name) != values[name]]
-            for name in names:
-                setattr(client, name, values[name])
-                changed[name] += 1
-            if names:
+                created += 1
+            else:
+                names = [name for name, value in values.items() if getattr(client, name) != value]
+                if not names:
+                    continue
+                for name in names:
+                    setattr(client, name, values[name])
+                    changed[name] += 1
+                client.pk = None  # written by phone below, beside the new ones
                 client.updated_at = self.now
-                edited.append(client)
-        # ON CONFLICT: a client another request created meanwhile takes this row's values.
+            written.append(client)
+        # One INSERT ... ON CONFLICT (phone) DO UPDATE for new and changed clients alike: far faster
+        # than an UPDATE of many rows by id. A client another request created meanwhile takes the row.
         Client.objects.bulk_create(
-            new, update_conflicts=True, unique_fields=["phone"], update_fields=[*CHANGEABLE, "updated_at"]
+            written, update_conflicts=True, unique_fields=["phone"], update_fields=[*CHANGEABLE, "updated_at"]
         )
-        Client.objects.bulk_update(edited, [*CHANGEABLE, "updated_at"])
-        return len(new), len(edited), changed
+        return created, len(written) - created, changed
 
     def finish(self) -> ImportReport:
         self.flush()
