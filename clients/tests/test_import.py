@@ -7,7 +7,7 @@ from django.test import Client as BrowserClient
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from clients import services
+from clients import services, views
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 
@@ -277,3 +277,15 @@ def test_an_audit_line_per_written_batch_and_one_for_the_whole(api_client, setti
     ]
     assert "done (5 created, 0 updated, 0 unchanged, 0 invalid rows)" in lines[3]
     assert len({line.split(":")[0] for line in lines}) == 1  # one import id ties them together
+
+
+def test_uploads_kept_on_disk_import_the_same(api_client, settings, monkeypatch):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10  # a multipart file larger than this waits on disk
+    monkeypatch.setattr(views, "SPOOLED_IN_MEMORY", 10)  # so does a text/csv body
+    rows = "phone,tag\n79160000001,a\n79160000002,b\n"
+
+    as_file = upload(api_client, rows)
+    as_body = api_client.generic("POST", IMPORT_URL, rows.replace(",a", ",c"), content_type="text/csv")
+
+    assert (as_file.data["created"], as_body.data["updated"]) == (2, 1)
+    assert list(Client.objects.values_list("tag", flat=True)) == ["c", "b"]
