@@ -243,7 +243,7 @@ DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Mos
 # taken (a file over either is refused before anything is written), and the bulk upsert's items.
 CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
 CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
-CLIENT_IMPORT_MAX_ROWS = env.int("CLIENT_IMPORT_MAX_ROWS", default=50_000)
+CLIENT_IMPORT_MAX_ROWS = env.int("CLIENT_IMPORT_MAX_ROWS", default=25_000)
 CLIENT_BULK_MAX_ITEMS = env.int("CLIENT_BULK_MAX_ITEMS", default=5000)
 # Test sends: clients per request, and seconds the request waits for their outcomes (then 202).
 TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
@@ -306,7 +306,7 @@ SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
 # Containers (objects that can hold others) made, net of those freed, between two young collections
 # of the cyclic garbage collector in a worker pool process (Python's default: 700). At the default,
 # collections take much of a sending process's time (docs/decisions/frozen-gc-in-pool-processes.md).
-WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=50_000)
+WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=25_000)
 if WORKER_GC_THRESHOLD < 1:
     raise ImproperlyConfigured("WORKER_GC_THRESHOLD must be at least 1: 0 would turn the collector off")
 
