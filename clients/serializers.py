@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import UploadedFile
 from rest_framework import serializers
 
 from accounts.roles import VIEW_PHONE
-from mailing_service.api import RejectUnknownFieldsMixin, StrictModelSerializer
+from mailing_service.api import FlatListField, RejectUnknownFieldsMixin, StrictModelSerializer
 
 from .models import Client, client_timezones, validate_phone
 
@@ -95,7 +95,8 @@ class ClientImportUploadSerializer(RejectUnknownFieldsMixin, serializers.Seriali
 
 class InvalidRowSerializer(serializers.Serializer):
     row = serializers.IntegerField(
-        help_text="Row number in the file (the header is row 1); in a bulk upsert, the index in `clients`."
+        help_text="Row number in the file (the header is row 1); in a bulk upsert, the item's position in "
+        "`clients` (the first is 1)."
     )
     errors = serializers.DictField(
         child=serializers.CharField(), help_text="Reason by column (or `row` for the row as a whole)."
@@ -118,7 +119,7 @@ class ClientImportReportSerializer(serializers.Serializer):
 
 
 class ClientBulkSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    clients = serializers.ListField(
+    clients = FlatListField(
         child=serializers.DictField(),
         min_length=1,
         max_length=settings.CLIENT_BULK_MAX_ITEMS,

@@ -185,10 +185,11 @@ class _BatchWriter:
 
 def clients_upsert(*, items: list[Mapping[str, object]], user) -> ImportReport:
     """The API's bulk upsert: each item a JSON object naming phone and any of the other fields,
-    with the import's semantics; item errors are reported by index (from 0), as the import's rows."""
+    with the import's semantics; item errors are reported by position (the first is 1), as the
+    import's rows."""
     writer = _BatchWriter(user=user, source="bulk")
-    for index, item in enumerate(items):
-        writer.add(index, item)
+    for position, item in enumerate(items, start=1):
+        writer.add(position, item)
     return writer.finish()
 
 

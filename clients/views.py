@@ -173,7 +173,7 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
         summary="Create or update many clients",
         description='`{"clients": [...]}`: up to CLIENT_BULK_MAX_ITEMS objects, each upserted by '
         "phone as an import's row is (only the fields named change; an item's errors are listed by "
-        "its index, the valid items are written). One request against the write rate, whatever "
+        "its position from 1, the valid items are written). One request against the write rate, whatever "
         "the number of items.",
         request=ClientBulkSerializer,
         responses={200: ClientImportReportSerializer, 503: _BATCH_FAILED},

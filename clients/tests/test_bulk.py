@@ -44,7 +44,7 @@ def test_items_create_or_update_only_the_fields_they_name(api_client, settings):
     assert (new.operator_code, new.tag, new.timezone) == ("925", "", "Asia/Omsk")
 
 
-def test_bad_items_are_listed_by_index_and_the_good_ones_written(api_client):
+def test_bad_items_are_listed_by_position_and_the_good_ones_written(api_client):
     response = api_client.post(
         BULK_URL,
         {
@@ -63,7 +63,7 @@ def test_bad_items_are_listed_by_index_and_the_good_ones_written(api_client):
     assert response.status_code == 200, response.data
     assert response.data["created"] == 1
     invalid = {row["row"]: set(row["errors"]) for row in response.data["invalid"]}
-    assert invalid == {0: {"timezone"}, 1: {"phone"}, 2: {"name"}, 3: {"phone"}, 5: {"phone"}}
+    assert invalid == {1: {"timezone"}, 2: {"phone"}, 3: {"name"}, 4: {"phone"}, 6: {"phone"}}
     assert list(Client.objects.values_list("phone", "tag")) == [("79160000005", "ok")]
 
 
