@@ -401,3 +401,12 @@ def test_list_takes_a_constant_number_of_queries(api_client, django_assert_max_n
         response = api_client.get(LIST_URL, {"ordering": "-created_at"})
 
     assert response.data["count"] == 30
+
+
+def test_a_long_bad_timezone_is_quoted_cut_short(api_client):
+    response = api_client.post(LIST_URL, {"phone": "79161234567", "timezone": "x" * 10_000}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["timezone"] == [
+        f"'{'x' * 40}...' is not the IANA name of a place's time zone, such as Europe/Moscow."
+    ]
