@@ -289,3 +289,14 @@ def test_uploads_kept_on_disk_import_the_same(api_client, settings, monkeypatch)
 
     assert (as_file.data["created"], as_body.data["updated"]) == (2, 1)
     assert list(Client.objects.values_list("tag", flat=True)) == ["c", "b"]
+
+
+def test_a_body_without_content_length_is_not_read(api_client):
+    # As a chunked upload reaches Django: no Content-Length, so nothing of the body is read.
+    response = api_client.generic(
+        "POST", IMPORT_URL, b"phone\n79160000001\n", content_type="text/csv", CONTENT_LENGTH=""
+    )
+
+    assert response.status_code == 400
+    assert response.data["file"] == ["No file was submitted."]
+    assert not Client.objects.exists()
