@@ -1,4 +1,4 @@
-"""Campaign-control figures: the audience count at 1,000,000 clients and a 100,000-row client import.
+"""Campaign-control figures: the audience count at 1,000,000 clients and a 25,000-row client import.
 
 `python -m bench.campaign [--clients N] [--import-rows N]` creates a PostgreSQL database of its own
 on BENCH_PG_URL, fills it, measures through the API in this process (DRF's test client: the view,
@@ -27,7 +27,7 @@ AUDIENCE_QUERIES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=1_000_000)
-    parser.add_argument("--import-rows", type=int, default=100_000, help="half new phones, half updates")
+    parser.add_argument("--import-rows", type=int, default=25_000, help="half new phones, half updates")
     parser.add_argument("--requests", type=int, default=20, help="audience requests per query")
     args = parser.parse_args()
     name = f"mailing_campaign_bench_{os.getpid()}"

@@ -1,4 +1,5 @@
 import functools
+import unicodedata
 import zoneinfo
 from collections.abc import Iterable
 
@@ -7,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.deconstruct import deconstructible
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
@@ -14,6 +16,32 @@ TAG_MAX_LENGTH = 64
 
 validate_phone = RegexValidator(PHONE_PATTERN, "Enter 11 digits starting with 7: 7XXXXXXXXXX.")
 validate_operator_code = RegexValidator(OPERATOR_CODE_PATTERN, "Enter a 3-digit mobile operator code.")
+ECHOED_MAX_LENGTH = 40  # an error quoting the input quotes this much of it
+
+
+def echoed(value: str) -> str:
+    """The value as an error message may quote it: repr'd, cut short (a 10 MB cell is no answer)."""
+    return repr(value if len(value) <= ECHOED_MAX_LENGTH else value[:ECHOED_MAX_LENGTH] + "...")
+
+
+@deconstructible
+class NoControlCharacters(RegexValidator):
+    """Refuses a text with a control character (such as NUL, tab or newline) once it is trimmed, as
+    every door trims it: a NUL cannot be stored in PostgreSQL text, and none belongs in a label.
+
+    The check is a linear scan; `regex` says the same for the API schema (drf-spectacular reads it)
+    and is never run, since its backtracking grows with the square of a long value's length.
+    """
+
+    regex = r"^[\s\x1c-\x1f\x85]*[^\x00-\x1f\x7f-\x9f]*[\s\x1c-\x1f\x85]*\Z"
+    message = "No control characters (such as NUL, tab or newline)."
+
+    def __call__(self, value) -> None:
+        if any(unicodedata.category(char) == "Cc" for char in str(value).strip()):
+            raise ValidationError(self.message, code=self.code)
+
+
+validate_tag = NoControlCharacters()
 
 
 # The IANA areas whose zones are places. Left out: `localtime`, `Factory`, `posixrules`, POSIX-style
@@ -42,9 +70,16 @@ def client_timezones() -> tuple[str, ...]:
     return (*places, "UTC")
 
 
+@functools.cache
+def _client_timezone_set() -> frozenset[str]:
+    return frozenset(client_timezones())  # checked for every row of an import
+
+
 def validate_timezone(value: str) -> None:
-    if value not in client_timezones():
-        raise ValidationError(f"{value!r} is not an IANA timezone name of a place, such as Europe/Moscow.")
+    if value not in _client_timezone_set():
+        raise ValidationError(
+            f"{echoed(value)} is not the IANA name of a place's time zone, such as Europe/Moscow."
+        )
 
 
 def mask_phone(phone: str) -> str:
@@ -75,7 +110,10 @@ class Client(models.Model):
         help_text="Mobile operator code; digits 2-4 of the phone when left empty.",
     )
     tag = models.CharField(
-        max_length=TAG_MAX_LENGTH, blank=True, help_text="Free label used by mailing filters."
+        max_length=TAG_MAX_LENGTH,
+        blank=True,
+        validators=[validate_tag],
+        help_text="Free label used by mailing filters.",
     )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,6 +149,11 @@ class Client(models.Model):
     @staticmethod
     def operator_code_of(phone: str) -> str:
         return phone[1:4]
+
+    @property
+    def operator_code_is_derived(self) -> bool:
+        """False for a code set apart from the phone (a ported number): a new phone keeps it."""
+        return self.operator_code == self.operator_code_of(self.phone)
 
     @property
     def masked_phone(self) -> str:

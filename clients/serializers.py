@@ -1,10 +1,26 @@
+import io
+
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.files.uploadedfile import UploadedFile
 from rest_framework import serializers
 
 from accounts.roles import VIEW_PHONE
-from mailing_service.api import RejectUnknownFieldsMixin, StrictModelSerializer
+from mailing_service.api import FlatListField, RejectUnknownFieldsMixin, StrictModelSerializer
 
-from .models import Client, client_timezones, validate_phone
+from .models import Client, client_timezones, validate_phone, validate_timezone
+
+
+class TimezoneField(serializers.ChoiceField):
+    """The client time zones, listed for the schema and checked by the model's validator, as the
+    import and the admin check them (its message quotes a long value cut short)."""
+
+    def to_internal_value(self, data):
+        try:
+            validate_timezone(str(data))
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+        return super().to_internal_value(data)
 
 
 class MaskedPhoneMixin:
@@ -22,13 +38,11 @@ class ClientSerializer(MaskedPhoneMixin, StrictModelSerializer):
     """A recipient of mailings. A request body with a field not listed here is refused with 400."""
 
     # The schema lists the accepted names, so that callers (and schemathesis) know them.
-    timezone = serializers.ChoiceField(
+    timezone = TimezoneField(
         choices=client_timezones(),
         required=False,
-        allow_blank=True,
         help_text="IANA timezone name of a place, such as Europe/Moscow, or UTC; "
-        "left out or empty: the service's default client timezone.",
-        error_messages={"invalid_choice": "{input!r} is not the IANA name of a place's time zone."},
+        "left out on create: the service's default client timezone.",
     )
 
     class Meta:
@@ -47,44 +61,48 @@ class ClientSerializer(MaskedPhoneMixin, StrictModelSerializer):
             "operator_code": {
                 "required": False,
                 "allow_blank": True,
-                "help_text": "3 digits. Whenever the phone is set without it (or with an empty one), "
-                "it becomes digits 2-4 of the phone.",
+                "help_text": "3 digits. Empty, or left out on create: digits 2-4 of the phone. A new "
+                "phone without it changes it only when it was digits 2-4 of the old phone.",
             },
         }
 
-    def validate_timezone(self, value: str) -> str:
-        return value or settings.DEFAULT_CLIENT_TIMEZONE
-
     def validate(self, attrs):
         phone = attrs.get("phone", getattr(self.instance, "phone", ""))
-        phone_set_alone = "phone" in attrs and "operator_code" not in attrs
-        if phone_set_alone or attrs.get("operator_code") == "":
+        asked = attrs.get("operator_code") == ""
+        if "operator_code" not in attrs:
+            # A ported number's code, set apart from its phone, survives a new phone.
+            asked = self.instance is None or ("phone" in attrs and self.instance.operator_code_is_derived)
+        if asked:
             attrs["operator_code"] = Client.operator_code_of(phone)
         return attrs
 
 
-def csv_too_large() -> str:
-    return f"The file is larger than CLIENT_IMPORT_MAX_BYTES ({settings.CLIENT_IMPORT_MAX_BYTES} bytes)."
+def import_body_too_large(meta) -> str | None:
+    """Why an import request is refused before its body is read, from its Content-Length."""
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None  # Django reads no body then
+    limit = settings.CLIENT_IMPORT_MAX_BYTES
+    if length > limit:
+        return f"The body is {length} bytes; CLIENT_IMPORT_MAX_BYTES is {limit}. Split the file."
+    return None
 
 
 class CSVFileField(serializers.FileField):
-    """An uploaded file, a text form field, or the raw body (CSVParser), as bytes, up to
-    CLIENT_IMPORT_MAX_BYTES."""
+    """An uploaded file, a text form field, or the raw body (CSVParser), as a binary file; its size
+    is bounded by the request's (import_body_too_large)."""
 
     default_error_messages = {"invalid": "Send a CSV file."}
 
     def to_internal_value(self, data):
         if isinstance(data, str):
-            data = data.encode()
-            if len(data) > settings.CLIENT_IMPORT_MAX_BYTES:
-                raise serializers.ValidationError(csv_too_large())
-        if isinstance(data, bytes):
-            return data
-        if not hasattr(data, "read"):
+            return io.BytesIO(data.encode())
+        if isinstance(data, UploadedFile):
+            return data.file
+        if not (hasattr(data, "read") and hasattr(data, "seek")):
             self.fail("invalid")
-        if data.size > settings.CLIENT_IMPORT_MAX_BYTES:
-            raise serializers.ValidationError(csv_too_large())
-        return data.read()
+        return data
 
 
 class ClientImportUploadSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
@@ -92,14 +110,35 @@ class ClientImportUploadSerializer(RejectUnknownFieldsMixin, serializers.Seriali
 
 
 class InvalidRowSerializer(serializers.Serializer):
-    row = serializers.IntegerField(help_text="Row number in the file; the header is row 1.")
+    row = serializers.IntegerField(
+        help_text="Row number in the file (the header is row 1); in a bulk upsert, the item's position in "
+        "`clients` (the first is 1)."
+    )
     errors = serializers.DictField(
         child=serializers.CharField(), help_text="Reason by column (or `row` for the row as a whole)."
     )
 
 
+class FieldCountsSerializer(serializers.Serializer):
+    operator_code = serializers.IntegerField()
+    tag = serializers.IntegerField()
+    timezone = serializers.IntegerField()
+
+
 class ClientImportReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
-    updated = serializers.IntegerField()
+    updated = serializers.IntegerField(help_text="Stored clients of which at least one field changed.")
+    unchanged = serializers.IntegerField(help_text="Stored clients named as they were: not written.")
+    changed = FieldCountsSerializer(help_text="Stored clients changed, by field.")
     invalid_count = serializers.IntegerField(help_text="Rows skipped.")
     invalid = InvalidRowSerializer(many=True, help_text="The first 1,000 rows skipped, with reasons.")
+
+
+class ClientBulkSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    clients = FlatListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=settings.CLIENT_BULK_MAX_ITEMS,
+        help_text="Up to CLIENT_BULK_MAX_ITEMS objects, each naming `phone` and any of `operator_code`, "
+        "`tag`, `timezone` (strings): the fields named change, the others stay.",
+    )

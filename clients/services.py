@@ -1,33 +1,46 @@
-"""Client import from CSV: parse, validate row by row, upsert by phone in batches.
+"""Clients written in bulk, upserted by phone: the CSV import and the API's bulk upsert.
 
-Each batch (CLIENT_IMPORT_BATCH_SIZE valid rows) is written in one transaction: a failure while
-writing leaves every earlier batch written and nothing of the failing one.
+A row names some of a client's fields and changes only those: a stored client keeps every field
+the row leaves out; a new client gets the defaults (operator code from the phone, no tag,
+DEFAULT_CLIENT_TIMEZONE). Each field is checked by the model field's own validators, as the API
+and the admin check it. Valid rows are written CLIENT_IMPORT_BATCH_SIZE at a time, each batch in
+one transaction with an audit line: a failure while writing leaves every earlier batch written and
+nothing of the failing one.
 """
 
 import csv
 import io
+import itertools
 import logging
-import zoneinfo
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from ops.audit import audit
 
-from .models import TAG_MAX_LENGTH, Client, validate_operator_code, validate_phone
+from .models import Client, echoed
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("phone", "operator_code", "tag", "timezone")
+CHANGEABLE = COLUMNS[1:]  # the phone is the key: rows find their client by it
+# What an empty cell means, by column (docs/api.md): empty operator_code derives it from the phone,
+# as the API's "" does; an empty tag is no tag; an empty timezone leaves the stored one (a new
+# client: the default), since a file cannot leave out one cell of a column.
+EMPTY_CELL_LEAVES = frozenset({"timezone"})
 INVALID_ROWS_LISTED = 1000  # a file of garbage should not answer with a response as large
 
 
-class MalformedCSV(Exception):
-    """The file cannot be read as the expected CSV at all (encoding, header, quoting)."""
+class ImportRefused(Exception):
+    """The file cannot be taken as a whole (encoding, header, quoting, too many rows): nothing written."""
 
 
 class ImportBatchFailed(Exception):
@@ -44,9 +57,10 @@ class ImportBatchFailed(Exception):
 @dataclass
 class ImportReport:
     created: int = 0
-    updated: int = 0
+    updated: int = 0  # stored clients of which the row changed at least one field
+    unchanged: int = 0  # stored clients the row names as they are: not written
+    changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGEABLE, 0))
     invalid_count: int = 0
-    # Row numbers count the header as row 1, as a spreadsheet shows them.
     invalid: list[dict] = field(default_factory=list)
 
     def reject(self, row: int, errors: dict[str, str]) -> None:
@@ -55,122 +69,193 @@ class ImportReport:
             self.invalid.append({"row": row, "errors": errors})
 
 
-@cache
-def _timezones() -> frozenset[str]:
-    # available_timezones() walks the tz database on every call: far too slow for every row.
-    return frozenset(zoneinfo.available_timezones())
+def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, str], dict[str, str]]:
+    """The fields a row names, trimmed and checked by the model fields' validators: (cleaned, errors).
 
-
-def _client_from_row(values: dict[str, str], now) -> tuple[Client | None, dict[str, str]]:
-    errors = {}
-    phone = values["phone"].strip()
-    operator_code = values.get("operator_code", "").strip() or Client.operator_code_of(phone)
-    tag = values.get("tag", "").strip()
-    zone = values.get("timezone", "").strip() or settings.DEFAULT_CLIENT_TIMEZONE
-    for name, validator, value in (
-        ("phone", validate_phone, phone),
-        ("operator_code", validate_operator_code, operator_code),
-    ):
+    An empty operator_code is the one derived from the phone.
+    """
+    cleaned: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        if name not in COLUMNS:
+            errors[name] = "Unknown field."
+            continue
+        if not isinstance(value, str):
+            errors[name] = "Expected a string."
+            continue
+        value = value.strip()
+        if name == "operator_code" and not value:
+            continue  # derived below, once the phone is known good
         try:
-            validator(value)
+            cleaned[name] = cast(Field, Client._meta.get_field(name)).clean(value, None)
         except ValidationError as error:
             errors[name] = error.messages[0]
-    if "phone" in errors:
-        errors.pop("operator_code", None)  # derived from the phone: its error says it already
-    if len(tag) > TAG_MAX_LENGTH:
-        errors["tag"] = f"At most {TAG_MAX_LENGTH} characters."
-    if zone not in _timezones():
-        errors["timezone"] = f"{zone!r} is not an IANA timezone name, such as Europe/Moscow."
-    if errors:
-        return None, errors
-    client = Client(phone=phone, operator_code=operator_code, tag=tag, timezone=zone)
-    client.created_at = client.updated_at = now
-    return client, {}
+    if "phone" not in values:
+        errors["phone"] = "This field is required."
+    derive = "operator_code" in values and "operator_code" not in cleaned and "operator_code" not in errors
+    if derive and "phone" in cleaned:  # without a good phone, the phone's error says it already
+        cleaned["operator_code"] = Client.operator_code_of(cleaned["phone"])
+    return cleaned, errors
 
 
-def _reader(data: bytes) -> csv.DictReader:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise MalformedCSV(f"The file is not UTF-8 text (byte {error.start}).") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = reader.fieldnames
-    except csv.Error as error:
-        raise MalformedCSV(f"Row 1: {error}.") from None
-    if not header:
-        raise MalformedCSV("The file is empty: a header row is expected (phone,operator_code,tag,timezone).")
-    names = [name.strip() for name in header]
-    unknown = sorted(set(names) - set(COLUMNS))
-    if "phone" not in names or unknown or len(set(names)) != len(names):
-        raise MalformedCSV(
-            f"The header row must name the columns {', '.join(COLUMNS)} (phone required, each once); "
-            f"it is {','.join(header)}."
+class _BatchWriter:
+    """Takes rows one by one and writes the valid ones a batch at a time."""
+
+    def __init__(self, *, user, source: str):
+        self.report = ImportReport()
+        self.user = user
+        self.source = f"{source} {uuid.uuid4().hex[:12]}"  # ties the batches' audit lines together
+        self.now = timezone.now()
+        self.batch: dict[str, tuple[int, dict[str, str]]] = {}  # phone: (row, cleaned fields)
+        # Phones of the rows taken, as numbers (smaller than strings): the one thing that grows with
+        # the rows, about 70 bytes each, bounded by the API's row and item caps.
+        self.seen: set[int] = set()
+
+    def add(self, row: int, values: Mapping[str, object]) -> None:
+        cleaned, errors = client_values_clean(values)
+        if not errors and int(cleaned["phone"]) in self.seen:
+            errors = {"phone": "Repeats an earlier row; the first one counts."}
+        if errors:
+            self.report.reject(row, errors)
+            return
+        self.seen.add(int(cleaned["phone"]))
+        self.batch[cleaned["phone"]] = (row, cleaned)
+        if len(self.batch) >= settings.CLIENT_IMPORT_BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        rows = [row for row, _ in self.batch.values()]
+        report = self.report
+        try:
+            with transaction.atomic():
+                created, updated, changed = self._write()
+        except DatabaseError as error:
+            log.error("clients %s: rows %s-%s rolled back: %s", self.source, rows[0], rows[-1], error)
+            raise ImportBatchFailed(report, rows[0], rows[-1]) from error
+        report.created += created
+        report.updated += updated
+        report.unchanged += len(self.batch) - created - updated
+        for name, count in changed.items():
+            report.changed[name] += count
+        done = f"{self.source}: rows {rows[0]}-{rows[-1]} written ({created} created, {updated} updated)"
+        audit(name="client", pk=None, done=done, user=self.user)
+        self.batch = {}
+
+    def _write(self) -> tuple[int, int, dict[str, int]]:
+        # Locked while merged, so that an edit made meanwhile is not overwritten with its old value.
+        stored = Client.objects.select_for_update().in_bulk(list(self.batch), field_name="phone")
+        written: list[Client] = []
+        created = 0
+        changed = dict.fromkeys(CHANGEABLE, 0)
+        for phone, (_, values) in self.batch.items():
+            client = stored.get(phone)
+            if client is None:  # the fields the row leaves out take the model's defaults
+                client = Client(**values, created_at=self.now, updated_at=self.now)
+                client.operator_code = client.operator_code or Client.operator_code_of(phone)
+                created += 1
+            else:
+                names = [name for name, value in values.items() if getattr(client, name) != value]
+                if not names:
+                    continue
+                for name in names:
+                    setattr(client, name, values[name])
+                    changed[name] += 1
+                client.pk = None  # written by phone below, beside the new ones
+                client.updated_at = self.now
+            written.append(client)
+        # One INSERT ... ON CONFLICT (phone) DO UPDATE for new and changed clients alike: far faster
+        # than an UPDATE of many rows by id. A client another request created meanwhile takes the row.
+        Client.objects.bulk_create(
+            written, update_conflicts=True, unique_fields=["phone"], update_fields=[*CHANGEABLE, "updated_at"]
         )
-    reader.fieldnames = names
-    return reader
+        return created, len(written) - created, changed
+
+    def finish(self) -> ImportReport:
+        self.flush()
+        report = self.report
+        counts = (
+            f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.invalid_count} invalid rows"
+        )
+        audit(name="client", pk=None, done=f"{self.source}: done ({counts})", user=self.user)
+        return report
 
 
-def clients_import(*, data: bytes, user) -> ImportReport:
+def clients_upsert(*, items: list[Mapping[str, object]], user) -> ImportReport:
+    """The API's bulk upsert: each item a JSON object naming phone and any of the other fields,
+    with the import's semantics; item errors are reported by position (the first is 1), as the
+    import's rows."""
+    writer = _BatchWriter(user=user, source="bulk")
+    for position, item in enumerate(items, start=1):
+        writer.add(position, item)
+    return writer.finish()
+
+
+@contextmanager
+def _csv_rows(file: IO[bytes]) -> Iterator[tuple[list[str], Iterator[tuple[int, list[str]]]]]:
+    """The file's header (names trimmed) and its rows with their numbers (the header is row 1, as a
+    spreadsheet shows it), read as a stream from the start."""
+    file.seek(0)
+    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
+    try:
+        try:
+            header = [name.strip() for name in next(reader, [])]
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise ImportRefused(f"Row 1: {_reason(error)}.") from None
+        if not header:
+            raise ImportRefused(f"The file is empty: a header row is expected ({','.join(COLUMNS)}).")
+        unknown = set(header) - set(COLUMNS)
+        if "phone" not in header or unknown or len(set(header)) != len(header):
+            raise ImportRefused(
+                f"The header row must name the columns {', '.join(COLUMNS)} (phone required, each once); "
+                f"it is {echoed(','.join(header))}."
+            )
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            try:
+                for cells in reader:
+                    if cells:  # a blank line
+                        yield reader.line_num, cells
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise ImportRefused(f"Row {reader.line_num + 1}: {_reason(error)}.") from None
+
+        yield header, rows()
+    finally:
+        text.detach()  # the caller's file stays open
+
+
+def _reason(error: Exception) -> str:
+    return "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
+
+
+def clients_import(*, file: IO[bytes], user, max_rows: int | None) -> ImportReport:
     """Creates or updates (by phone) a client for each valid row of a CSV file with a header row.
 
+    The file is read twice as a stream, so memory does not grow with it: first to check its
+    encoding, header and quoting and count its rows against `max_rows` (None: no cap; over it:
+    ImportRefused, nothing written, the rest not read), then to check each row and write the
+    valid ones in batches.
     Rows with a bad value are skipped and reported with their row number and reasons; a phone seen
-    earlier in the file is reported too (the first one counts). The whole file is read and checked
-    before anything is written. Raises MalformedCSV when the file cannot be read (nothing written),
-    ImportBatchFailed when writing a batch fails.
+    earlier in the file is reported too (the first one counts). Raises ImportBatchFailed when
+    writing a batch fails.
     """
-    reader = _reader(data)
-    columns = len(reader.fieldnames or ())
-    report = ImportReport()
-    valid: list[tuple[int, Client]] = []
-    seen: dict[str, int] = {}  # phone: the row it came first in
-    now = timezone.now()
-    try:
-        for values in reader:
-            row = reader.line_num
-            if None in values or any(value is None for value in values.values()):
-                report.reject(row, {"row": f"Expected {columns} columns."})
+    with _csv_rows(file) as (_, rows):
+        # Past the cap the file is refused whatever follows: no need to read on.
+        count = sum(1 for _ in itertools.islice(rows, None if max_rows is None else max_rows + 1))
+    if max_rows is not None and count > max_rows:
+        raise ImportRefused(f"The file has more than {max_rows} rows, the most an import takes: split it.")
+    writer = _BatchWriter(user=user, source="import")
+    with _csv_rows(file) as (header, rows):
+        for row, cells in rows:
+            if len(cells) != len(header):
+                writer.report.reject(row, {"row": f"Expected {len(header)} columns."})
                 continue
-            client, errors = _client_from_row(values, now)
-            if client is not None and client.phone in seen:
-                errors = {"phone": f"Repeats row {seen[client.phone]}; the first one counts."}
-            if client is None or errors:
-                report.reject(row, errors)
-                continue
-            seen[client.phone] = row
-            valid.append((row, client))
-    except csv.Error as error:
-        raise MalformedCSV(f"Row {reader.line_num}: {error}.") from None
-    size = settings.CLIENT_IMPORT_BATCH_SIZE
-    for start in range(0, len(valid), size):
-        batch = valid[start : start + size]
-        _write([client for _, client in batch], report, batch[0][0], batch[-1][0])
-    counts = f"{report.created} created, {report.updated} updated, {report.invalid_count} invalid rows"
-    audit(name="client", pk=None, done=f"imported ({counts})", user=user)
-    return report
-
-
-def _write(batch: list[Client], report: ImportReport, first_row: int, last_row: int) -> None:
-    phones = [client.phone for client in batch]
-    try:
-        with transaction.atomic():
-            existing = Client.objects.filter(phone__in=phones).count()
-            _upsert(batch)
-    except DatabaseError as error:
-        log.error("clients import: rows %s-%s rolled back: %s", first_row, last_row, error)
-        raise ImportBatchFailed(report, first_row, last_row) from error
-    report.updated += existing
-    report.created += len(batch) - existing
-
-
-def _upsert(batch: list[Client]) -> None:
-    """One multi-row INSERT ... ON CONFLICT (phone) DO UPDATE (SQLite and PostgreSQL alike).
-
-    Faster than psycopg's pipelined executemany of a one-row statement for the import's batches.
-    """
-    Client.objects.bulk_create(
-        batch,
-        update_conflicts=True,
-        unique_fields=["phone"],
-        update_fields=["operator_code", "tag", "timezone", "updated_at"],
-    )
+            values = dict(zip(header, cells, strict=True))
+            for name in EMPTY_CELL_LEAVES:
+                if not values.get(name, "x").strip():
+                    del values[name]
+            writer.add(row, values)
+    return writer.finish()

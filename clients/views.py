@@ -1,3 +1,6 @@
+import shutil
+import tempfile
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -15,12 +18,13 @@ from ops.idempotency import IdempotentPostMixin
 from .filters import ClientFilter
 from .models import Client
 from .serializers import (
+    ClientBulkSerializer,
     ClientImportReportSerializer,
     ClientImportUploadSerializer,
     ClientSerializer,
-    csv_too_large,
+    import_body_too_large,
 )
-from .services import ImportBatchFailed, MalformedCSV, clients_import
+from .services import ImportBatchFailed, ImportRefused, clients_import, clients_upsert
 
 DUPLICATE_PHONE = "A client with this phone already exists."
 _DUPLICATE = OpenApiResponse(
@@ -39,22 +43,39 @@ CSV_FORM = {
 }
 
 
+SPOOLED_IN_MEMORY = 1024 * 1024  # a CSV body larger than this waits in a temporary file
+
+
 class CSVParser(BaseParser):
-    """A CSV file sent as the request body itself (Content-Type: text/csv): its bytes, unparsed."""
+    """A CSV file sent as the request body itself (Content-Type: text/csv), spooled unparsed.
+
+    Its size was checked from Content-Length (ClientViewSet.initial), and Django reads no further
+    than that (nothing at all without one)."""
 
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.CLIENT_IMPORT_MAX_BYTES
-        data = stream.read(limit + 1) if stream is not None else b""
-        if len(data) > limit:
-            raise ValidationError({"file": [csv_too_large()]})
-        return {"file": data}
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOLED_IN_MEMORY)  # noqa: SIM115 (freed with the request)
+        if stream is not None:
+            shutil.copyfileobj(stream, spool)
+        return {"file": spool}
+
+
+class ImportBodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "import_too_large"
 
 
 class ImportWriteFailed(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "import_write_failed"
+
+
+_BATCH_FAILED = OpenApiResponse(
+    DetailSerializer,
+    description="Writing a batch failed: that batch was rolled back, earlier ones are written; the "
+    "detail names the rows.",
+)
 
 
 @extend_schema(tags=["clients"])
@@ -72,13 +93,19 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
 
     audit_name = "client"
-    audited_in_services = frozenset({"import_csv"})
+    audited_in_services = frozenset({"import_csv", "bulk"})
 
     queryset = Client.objects.all()
     serializer_class = ClientSerializer
     filterset_class = ClientFilter
     throttle_scope = None  # only the import has a rate of its own (client_import)
     ordering_fields = ["id", "phone", "created_at"]
+
+    def initial(self, request, *args, **kwargs):
+        # Before authentication: a session's CSRF check would read a multipart body whole.
+        if self.action == "import_csv" and (reason := import_body_too_large(request.META)):
+            raise ImportBodyTooLarge(reason)
+        super().initial(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         self._save(serializer)
@@ -100,12 +127,14 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Import clients from CSV",
-        description="A CSV file with a header row naming phone, operator_code, tag, timezone (phone "
-        "required; empty operator_code: from the phone; empty timezone: the default), sent as "
-        "multipart form data (field `file`) or as the body with Content-Type text/csv. Valid rows "
-        "create or update the client with that phone; invalid rows are listed with their row number "
-        "(the header is row 1) and reasons. The whole file is checked before anything is written; "
-        "rows are then written in batches of CLIENT_IMPORT_BATCH_SIZE, each in one transaction.",
+        description="A CSV file with a header row naming phone and any of operator_code, tag, "
+        "timezone, sent as multipart form data (field `file`) or as the body with Content-Type "
+        "text/csv. Each valid row creates or updates the client with that phone, changing only the "
+        "columns the file has (empty operator_code: from the phone; empty tag: none; empty timezone: "
+        "the stored one, or the default for a new client). Invalid rows are listed with their row "
+        "number (the header is row 1) and reasons. A body over CLIENT_IMPORT_MAX_BYTES is refused "
+        "before it is read, a file over CLIENT_IMPORT_MAX_ROWS rows before anything is written; "
+        "rows are written in batches of CLIENT_IMPORT_BATCH_SIZE, each in one transaction.",
         request={
             "multipart/form-data": CSV_FORM,
             "text/csv": CSV_BODY,
@@ -113,13 +142,10 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
         responses={
             200: ClientImportReportSerializer,
             400: OpenApiResponse(
-                description="No file, a file too large, or a malformed file: `file` errors."
+                description="No file, a malformed file or one with too many rows: `file` errors."
             ),
-            503: OpenApiResponse(
-                DetailSerializer,
-                description="Writing a batch failed: that batch was rolled back, earlier ones are "
-                "written; the detail names the rows.",
-            ),
+            413: OpenApiResponse(DetailSerializer, description="A body over CLIENT_IMPORT_MAX_BYTES."),
+            503: _BATCH_FAILED,
         },
         filters=False,
     )
@@ -138,9 +164,32 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
         upload = ClientImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         try:
-            report = clients_import(data=upload.validated_data["file"], user=request.user)
-        except MalformedCSV as error:
+            file = upload.validated_data["file"]
+            max_rows = settings.CLIENT_IMPORT_MAX_ROWS
+            return self._report(clients_import, file=file, user=request.user, max_rows=max_rows)
+        except ImportRefused as error:
             raise ValidationError({"file": [str(error)]}) from error
+
+    @extend_schema(
+        summary="Create or update many clients",
+        description='`{"clients": [...]}`: up to CLIENT_BULK_MAX_ITEMS objects, each upserted by '
+        "phone as an import's row is (only the fields named change; an item's errors are listed by "
+        "its position from 1, the valid items are written). One request against the write rate, whatever "
+        "the number of items.",
+        request=ClientBulkSerializer,
+        responses={200: ClientImportReportSerializer, 503: _BATCH_FAILED},
+        filters=False,
+    )
+    @action(detail=False, methods=["post"], url_path="bulk", filter_backends=[], pagination_class=None)
+    def bulk(self, request):
+        body = ClientBulkSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._report(clients_upsert, items=body.validated_data["clients"], user=request.user)
+
+    @staticmethod
+    def _report(service, **kwargs) -> Response:
+        try:
+            report = service(**kwargs)
         except ImportBatchFailed as error:
             raise ImportWriteFailed(str(error)) from error
         return Response(ClientImportReportSerializer(report).data)

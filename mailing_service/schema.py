@@ -74,6 +74,10 @@ class ApiAutoSchema(AutoSchema):
 
     def _insert_field_validators(self, field, schema):
         super()._insert_field_validators(field, schema)
+        # drf-spectacular offers a blank-allowed field's "" as a second `oneOf` branch; a pattern
+        # that takes "" itself (a tag's) would match both, which `oneOf` forbids.
+        if schema.get("oneOf", [None])[-1] == {"type": "string", "maxLength": 0}:
+            schema["anyOf"] = schema.pop("oneOf")
         if schema.get("type") == "string" and not {"enum", "format", "readOnly"} & set(schema):
             refuses_blank = isinstance(field, serializers.CharField) and field.trim_whitespace
             schema.setdefault("pattern", NOT_BLANK if refuses_blank and not field.allow_blank else NO_NUL)

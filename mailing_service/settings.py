@@ -214,7 +214,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="600/min"),
-        "user_write": env.str("API_THROTTLE_USER_WRITE", default="120/min"),
+        "user_write": env.str("API_THROTTLE_USER_WRITE", default="300/min"),
         "ip": env.str("API_THROTTLE_IP", default="1200/min"),
         "failed_auth": env.str("API_THROTTLE_FAILED_AUTH", default="20/min"),
         # Scopes of actions that cost more (a view sets throttle_scope): a test SMS, a CSV import.
@@ -251,9 +251,12 @@ API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
 # --- Domain ---------------------------------------------------------------------------------
 # Timezone given to a client created without one.
 DEFAULT_CLIENT_TIMEZONE = env.str("DEFAULT_CLIENT_TIMEZONE", default="Europe/Moscow")
-# Client CSV import: rows written per transaction, and the largest file taken.
+# Client CSV import: rows written per transaction, the largest request body and the most rows
+# taken (a file over either is refused before anything is written), and the bulk upsert's items.
 CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
 CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+CLIENT_IMPORT_MAX_ROWS = env.int("CLIENT_IMPORT_MAX_ROWS", default=25_000)
+CLIENT_BULK_MAX_ITEMS = env.int("CLIENT_BULK_MAX_ITEMS", default=5000)
 # Test sends: clients per request (the request answers at once; a worker sends them).
 TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
 
@@ -332,7 +335,7 @@ PROVIDER_WEIGHT_DRIFT_EVERY = env.float("PROVIDER_WEIGHT_DRIFT_EVERY", default=3
 # Containers (objects that can hold others) made, net of those freed, between two young collections
 # of the cyclic garbage collector in a worker pool process (Python's default: 700). At the default,
 # collections take much of a sending process's time (docs/decisions/frozen-gc-in-pool-processes.md).
-WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=50_000)
+WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=25_000)
 if WORKER_GC_THRESHOLD < 1:
     raise ImproperlyConfigured("WORKER_GC_THRESHOLD must be at least 1: 0 would turn the collector off")
 

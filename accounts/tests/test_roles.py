@@ -110,8 +110,8 @@ def test_the_groups_come_back_after_a_flush():
 
 
 def test_campaign_actions_need_the_permission_they_use(viewer_client, django_user_model):
-    """Pause, resume, cancel and test sends change a mailing, resend adds one, an import adds clients;
-    the audience, a draft's segments and past test sends are reads."""
+    """Pause, resume, cancel and test sends change a mailing, resend adds one, an import or a bulk
+    upsert adds clients; the audience, a draft's segments and past test sends are reads."""
     mailing = MailingFactory()
     client = ClientFactory()
     writes = [
@@ -121,6 +121,7 @@ def test_campaign_actions_need_the_permission_they_use(viewer_client, django_use
         (reverse("mailing-test", args=[mailing.pk]), {"client_ids": [client.pk]}),
         (reverse("mailing-resend", args=[mailing.pk]), {}),
         (reverse("client-import"), {}),
+        (reverse("client-bulk"), {"clients": [{"phone": "79160000001"}]}),
     ]
     for path, body in writes:
         assert viewer_client.post(path, body).status_code == 403, path

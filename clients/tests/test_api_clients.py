@@ -157,13 +157,25 @@ def test_invalid_timezone_is_a_field_error(api_client, timezone):
     assert list(response.data) == ["timezone"]
 
 
-def test_empty_timezone_means_the_default_one(api_client, settings):
+def test_timezone_left_out_on_create_is_the_default_one(api_client, settings):
     settings.DEFAULT_CLIENT_TIMEZONE = "Asia/Omsk"
 
-    response = api_client.post(LIST_URL, {"phone": "79161234567", "timezone": ""})
+    response = api_client.post(LIST_URL, {"phone": "79161234567"})
 
     assert response.status_code == 201, response.data
     assert Client.objects.get().timezone == "Asia/Omsk"
+
+
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_an_empty_timezone_is_a_field_error_not_a_reset(api_client, method):
+    client = ClientFactory(phone="79161234567", timezone="Asia/Tokyo")
+    url = LIST_URL if method == "post" else detail_url(client)
+
+    response = getattr(api_client, method)(url, {"phone": "79161234568", "timezone": ""})
+
+    assert response.status_code == 400
+    assert list(response.data) == ["timezone"]
+    assert list(Client.objects.values_list("phone", "timezone")) == [("79161234567", "Asia/Tokyo")]
 
 
 @pytest.mark.parametrize("operator_code", ["91", "9161", "9a6", 916])
@@ -226,14 +238,34 @@ def test_a_body_that_is_not_a_json_object_is_refused(api_client, body, content_t
     assert not Client.objects.exists()
 
 
-def test_patch_phone_alone_derives_the_new_operator_code(api_client):
-    client = ClientFactory(phone="79161234567", operator_code="999")
+def test_patch_phone_alone_derives_the_new_operator_code_where_it_was_derived(api_client):
+    client = ClientFactory(phone="79161234567", operator_code="916")
 
     response = api_client.patch(detail_url(client), {"phone": "79251234567"})
 
     assert response.status_code == 200, response.data
     client.refresh_from_db()
     assert (client.phone, client.operator_code) == ("79251234567", "925")
+
+
+def test_patch_phone_alone_keeps_a_ported_numbers_operator_code(api_client):
+    client = ClientFactory(phone="79161234567", operator_code="999")
+
+    response = api_client.patch(detail_url(client), {"phone": "79251234567"})
+
+    assert response.status_code == 200, response.data
+    client.refresh_from_db()
+    assert (client.phone, client.operator_code) == ("79251234567", "999")
+
+
+def test_patch_an_empty_operator_code_asks_for_the_one_of_the_phone(api_client):
+    client = ClientFactory(phone="79161234567", operator_code="999", tag="vip", timezone="Asia/Tokyo")
+
+    response = api_client.patch(detail_url(client), {"operator_code": ""})
+
+    assert response.status_code == 200, response.data
+    client.refresh_from_db()
+    assert (client.operator_code, client.tag, client.timezone) == ("916", "vip", "Asia/Tokyo")
 
 
 def test_patch_tag_alone_keeps_phone_and_operator_code(api_client):
@@ -369,3 +401,12 @@ def test_list_takes_a_constant_number_of_queries(api_client, django_assert_max_n
         response = api_client.get(LIST_URL, {"ordering": "-created_at"})
 
     assert response.data["count"] == 30
+
+
+def test_a_long_bad_timezone_is_quoted_cut_short(api_client):
+    response = api_client.post(LIST_URL, {"phone": "79161234567", "timezone": "x" * 10_000}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["timezone"] == [
+        f"'{'x' * 40}...' is not the IANA name of a place's time zone, such as Europe/Moscow."
+    ]

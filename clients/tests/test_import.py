@@ -3,9 +3,11 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError
+from django.test import Client as BrowserClient
 from django.urls import reverse
+from rest_framework.test import APIClient
 
-from clients import services
+from clients import services, views
 from clients.models import Client
 from clients.tests.factories import ClientFactory
 
@@ -31,7 +33,14 @@ def test_valid_rows_are_created_or_updated_by_phone(api_client):
     )
 
     assert response.status_code == 200, response.data
-    assert response.data == {"created": 2, "updated": 1, "invalid_count": 0, "invalid": []}
+    assert response.data == {
+        "created": 2,
+        "updated": 1,
+        "unchanged": 0,
+        "changed": {"operator_code": 0, "tag": 1, "timezone": 1},
+        "invalid_count": 0,
+        "invalid": [],
+    }
     updated = Client.objects.get(phone="79160000001")
     assert (updated.tag, updated.timezone) == ("vip", "Asia/Tokyo")
     derived = Client.objects.get(phone="79250000002")
@@ -97,16 +106,17 @@ def test_no_file_is_a_field_error(api_client):
 
 def test_a_failing_batch_is_rolled_back_whole_and_earlier_batches_stay(api_client, settings, monkeypatch):
     settings.CLIENT_IMPORT_BATCH_SIZE = 2
-    real_upsert = services._upsert
+    real_write = services._BatchWriter._write
     batches = []
 
-    def upsert_failing_on_the_second_batch(batch):
-        batches.append(batch)
-        real_upsert(batch)  # written, then lost with its transaction
+    def write_failing_on_the_second_batch(writer):
+        batches.append(writer.batch)
+        written = real_write(writer)  # written, then lost with its transaction
         if len(batches) == 2:
             raise DatabaseError("disk full")
+        return written
 
-    monkeypatch.setattr(services, "_upsert", upsert_failing_on_the_second_batch)
+    monkeypatch.setattr(services._BatchWriter, "_write", write_failing_on_the_second_batch)
     rows = "".join(f"7916000000{n},,,\n" for n in range(5))
 
     response = upload(api_client, HEADER + rows)
@@ -131,6 +141,24 @@ def test_the_admin_imports_the_same_way(admin_client):
     assert Client.objects.get().tag == "vip"
 
 
+def test_the_admin_counts_its_imports_with_the_apis(admin_client, settings, own_cache):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "client_import": "1/hour",
+        },
+    }
+    files = [SimpleUploadedFile("c.csv", f"{HEADER}7916000000{n},,,\n".encode(), "text/csv") for n in (1, 2)]
+
+    answers = [admin_client.post(reverse("admin:clients_client_import"), {"file": file}) for file in files]
+
+    assert answers[0].context["report"].created == 1
+    assert answers[1].context["report"] is None
+    assert "Too many imports" in answers[1].content.decode()
+    assert Client.objects.count() == 1
+
+
 def test_the_admin_refuses_a_malformed_file_on_the_form(admin_client):
     bad = SimpleUploadedFile("c.csv", b"name\nx\n", "text/csv")
 
@@ -148,3 +176,145 @@ def test_the_file_may_also_be_a_text_form_field(api_client):
 
     assert response.status_code == 200, response.data
     assert response.data["created"] == 1
+
+
+def test_a_column_absent_from_the_file_leaves_the_field_as_stored(api_client):
+    ported = ClientFactory(phone="79160000001", operator_code="999", tag="vip", timezone="Asia/Tokyo")
+    stamped = ported.updated_at
+
+    response = upload(api_client, "phone\n79160000001\n79160000002\n")
+
+    assert response.status_code == 200, response.data
+    assert (response.data["created"], response.data["updated"], response.data["unchanged"]) == (1, 0, 1)
+    ported.refresh_from_db()
+    assert (ported.operator_code, ported.tag, ported.timezone, ported.updated_at) == (
+        "999",
+        "vip",
+        "Asia/Tokyo",
+        stamped,
+    )
+
+
+def test_a_file_naming_only_the_tag_changes_only_the_tag(api_client):
+    ported = ClientFactory(phone="79160000001", operator_code="999", tag="old", timezone="Asia/Tokyo")
+
+    response = upload(api_client, "tag,phone\nnew,79160000001\n")
+
+    assert response.data["changed"] == {"operator_code": 0, "tag": 1, "timezone": 0}
+    ported.refresh_from_db()
+    assert (ported.operator_code, ported.tag, ported.timezone) == ("999", "new", "Asia/Tokyo")
+
+
+def test_empty_cells_derive_the_operator_code_clear_the_tag_and_keep_the_timezone(api_client, settings):
+    settings.DEFAULT_CLIENT_TIMEZONE = "Asia/Omsk"
+    stored = ClientFactory(phone="79160000001", operator_code="999", tag="vip", timezone="Asia/Tokyo")
+
+    response = upload(api_client, HEADER + "79160000001,,,\n79160000002,,,\n")
+
+    assert response.status_code == 200, response.data
+    assert response.data["changed"] == {"operator_code": 1, "tag": 1, "timezone": 0}
+    stored.refresh_from_db()
+    assert (stored.operator_code, stored.tag, stored.timezone) == ("916", "", "Asia/Tokyo")
+    new = Client.objects.get(phone="79160000002")
+    assert (new.operator_code, new.tag, new.timezone) == ("916", "", "Asia/Omsk")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\x1b", "\x7f"], ids=["NUL", "tab", "escape", "DEL"])
+def test_a_control_character_in_a_cell_is_a_row_error(api_client, char):
+    response = upload(api_client, f"phone,tag\n79160000001,a{char}b\n79160000002,ok\n")
+
+    assert response.status_code == 200, response.data
+    assert [(row["row"], set(row["errors"])) for row in response.data["invalid"]] == [(2, {"tag"})]
+    assert list(Client.objects.values_list("phone", flat=True)) == ["79160000002"]
+
+
+def test_values_echoed_in_errors_are_cut_short(api_client):
+    huge = "x" * 100_000
+
+    bad_header = upload(api_client, f"phone,{huge}\n")
+    bad_cell = upload(api_client, f"phone,timezone\n79160000001,{huge}\n")
+
+    assert bad_header.status_code == 400
+    assert len(str(bad_header.data)) < 500
+    assert len(str(bad_cell.data)) < 500
+    assert bad_cell.data["invalid"][0]["errors"]["timezone"].startswith(f"'{'x' * 40}...'")
+
+
+def test_a_file_over_the_row_cap_is_refused_before_anything_is_written(api_client, settings):
+    settings.CLIENT_IMPORT_MAX_ROWS = 2
+
+    too_many = upload(api_client, "phone\n79160000001\n79160000002\n79160000003\n")
+    enough = upload(api_client, "phone\n79160000001\n79160000002\n")
+
+    assert too_many.status_code == 400
+    assert "more than 2 rows" in too_many.data["file"][0]
+    assert enough.data["created"] == 2
+
+
+def huge_content_length(client, url: str, content_type: str):
+    """A request that claims a 1 GB body and has a few bytes: the test client's payload raises if
+    anything reads past them, so an answer proves the size was judged from the header alone."""
+    return client.generic("POST", url, b"phone\n", content_type=content_type, CONTENT_LENGTH=str(2**30))
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "multipart/form-data; boundary=x"])
+def test_the_api_refuses_a_large_body_from_its_content_length(api_client, operator, content_type):
+    response = huge_content_length(api_client, IMPORT_URL, content_type)
+
+    assert response.status_code == 413
+    assert "CLIENT_IMPORT_MAX_BYTES" in response.data["detail"]
+
+    # A browser session checks CSRF, which reads a form body: the size is judged before it.
+    session = APIClient(enforce_csrf_checks=True)
+    session.force_login(operator)
+    assert huge_content_length(session, IMPORT_URL, content_type).status_code == 413
+
+
+def test_the_admin_refuses_a_large_body_before_its_csrf_check_reads_it(admin_user):
+    browser = BrowserClient(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    url = reverse("admin:clients_client_import")
+
+    response = huge_content_length(browser, url, "multipart/form-data; boundary=x")
+
+    assert response.status_code == 413
+    assert browser.post(url, {"file": SimpleUploadedFile("c.csv", b"phone\n")}).status_code == 403  # no token
+
+
+def test_an_audit_line_per_written_batch_and_one_for_the_whole(api_client, settings, caplog):
+    settings.CLIENT_IMPORT_BATCH_SIZE = 2
+    caplog.set_level("INFO", logger="ops.audit")
+
+    upload(api_client, "phone\n" + "".join(f"7916000000{n}\n" for n in range(5)))
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "ops.audit"]
+    assert [line.split(": ", 1)[1].split(" by ")[0] for line in lines[:3]] == [
+        "rows 2-3 written (2 created, 0 updated)",
+        "rows 4-5 written (2 created, 0 updated)",
+        "rows 6-6 written (1 created, 0 updated)",
+    ]
+    assert "done (5 created, 0 updated, 0 unchanged, 0 invalid rows)" in lines[3]
+    assert len({line.split(":")[0] for line in lines}) == 1  # one import id ties them together
+
+
+def test_uploads_kept_on_disk_import_the_same(api_client, settings, monkeypatch):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10  # a multipart file larger than this waits on disk
+    monkeypatch.setattr(views, "SPOOLED_IN_MEMORY", 10)  # so does a text/csv body
+    rows = "phone,tag\n79160000001,a\n79160000002,b\n"
+
+    as_file = upload(api_client, rows)
+    as_body = api_client.generic("POST", IMPORT_URL, rows.replace(",a", ",c"), content_type="text/csv")
+
+    assert (as_file.data["created"], as_body.data["updated"]) == (2, 1)
+    assert list(Client.objects.values_list("tag", flat=True)) == ["c", "b"]
+
+
+def test_a_body_without_content_length_is_not_read(api_client):
+    # As a chunked upload reaches Django: no Content-Length, so nothing of the body is read.
+    response = api_client.generic(
+        "POST", IMPORT_URL, b"phone\n79160000001\n", content_type="text/csv", CONTENT_LENGTH=""
+    )
+
+    assert response.status_code == 400
+    assert response.data["file"] == ["No file was submitted."]
+    assert not Client.objects.exists()

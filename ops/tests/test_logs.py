@@ -155,14 +155,15 @@ def test_creating_updating_and_deleting_is_logged_with_ids(api_client, log_lines
 
 
 @pytest.mark.django_db
-def test_a_client_import_is_logged_once_with_its_counts(api_client, log_lines):
+def test_a_client_import_is_logged_per_batch_and_once_with_its_counts(api_client, log_lines):
     csv = SimpleUploadedFile("clients.csv", f"phone,operator_code,tag,timezone\n{PHONE},916,,UTC\n".encode())
     api_client.post("/api/v1/clients/import/", {"file": csv}, format="multipart")
 
-    # Once: the import's service writes the line, and the viewset adds none.
-    assert len(log_lines(" by operator")) == 1
-    [line] = log_lines("client=* imported (1 created, 0 updated, 0 invalid rows) by operator")
-    assert field(line, "request_id")
+    # The import's service writes a line per batch and one for the whole; the viewset adds none.
+    assert len(log_lines(" by operator")) == 2
+    [batch] = log_lines(": rows 2-2 written (1 created, 0 updated) by operator")
+    [done] = log_lines(": done (1 created, 0 updated, 0 unchanged, 0 invalid rows) by operator")
+    assert field(batch, "request_id") == field(done, "request_id")
     assert PHONE not in str(log_lines())
 
 
