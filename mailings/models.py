@@ -14,6 +14,7 @@ from .segments import Segments, sms_segments
 from .window import LocalWindow
 
 TEXT_MAX_LENGTH = 1000
+EXEMPT_FROM_CAP = "exempt_from_cap"  # the permission's codename
 FILTER_VALUES_MAX = 100  # values in one multi-value filter
 
 
@@ -146,6 +147,11 @@ class Mailing(models.Model):
         blank=True,
         help_text="...and only until this time of day; before the start: the window crosses midnight.",
     )
+    cap_exempt = models.BooleanField(
+        default=False,
+        help_text="Its messages are not held by CLIENT_MAX_MESSAGES_PER_DAY (service messages); they "
+        "still count towards it. Set by operators with the exempt_from_cap permission.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -171,6 +177,9 @@ class Mailing(models.Model):
     audience_size = models.PositiveIntegerField(
         null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
     )
+    audience_opted_out = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="Matching clients the fan-out left out: opted out."
+    )
 
     # Operators' actions (mailings.services; cancel: messages_app.services): set while paused; set
     # once and for good when cancelled.
@@ -181,6 +190,7 @@ class Mailing(models.Model):
 
     class Meta:
         ordering = ["-start_at", "-id"]
+        permissions = [(EXEMPT_FROM_CAP, "Can exempt a mailing from the frequency cap")]
         constraints = [
             models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="mailing_end_after_start"),
             models.CheckConstraint(condition=~Q(text=""), name="mailing_text_not_empty"),

@@ -8,6 +8,7 @@ after a crash can run side by side:
     record     sending -> the status of its Outcome (OUTCOME_TRANSITIONS), only for the claim's token
     release    sending whose lease ran out -> pending (its sender died)
     expire     pending of an ended mailing -> expired
+    opt out    pending of a phone on the opt-out list -> opted_out (at claim time, and when it is added)
 
 A claim's token fences every write of its results: once a lease runs out and another sender
 claims the row, the first sender's late results match no row.
@@ -22,11 +23,21 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Greatest
+from django.db.models import (
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from clients.models import Client
+from clients.models import Client, OptOut
 from mailings.models import Mailing
 from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
@@ -144,24 +155,67 @@ def due_messages(*, mailing_id: int, now: datetime) -> QuerySet:
     return Message.objects.filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
 
 
+CAP_PERIOD = timedelta(days=1)
+CAP_ERROR = "frequency cap reached"
+
+
+def _cap_lifts_at(cap: int, now: datetime) -> ExpressionWrapper:
+    """For a message row: when its client may get one more message under the cap, or NULL when it may
+    now. The client's messages sent in the last CAP_PERIOD and those in flight (counted as sent now)
+    are read newest first on message_client_recent_idx; while there are `cap` of them, the cap lifts
+    CAP_PERIOD after the `cap`-th newest. In SQL, per row: no client passes through Python."""
+    counted = (
+        Message.objects.filter(client_id=OuterRef("client_id"), status__in=(Status.SENT, Status.SENDING))
+        .filter(Q(sent_at__gt=now - CAP_PERIOD) | Q(sent_at__isnull=True))
+        .annotate(counted_at=Coalesce("sent_at", Value(now)))
+        .order_by("-counted_at")
+        .values("counted_at")[cap - 1 : cap]
+    )
+    return ExpressionWrapper(Subquery(counted) + Value(CAP_PERIOD), output_field=DateTimeField())
+
+
 def messages_claim(
-    *, mailing_id: int, limit: int, now: datetime, holder: str = "", where: Q | None = None
+    *,
+    mailing_id: int,
+    limit: int,
+    now: datetime,
+    holder: str = "",
+    where: Q | None = None,
+    cap: int | None = None,
 ) -> Claim:
     """Take up to `limit` due messages of a mailing under a fresh claim token and a short lease.
 
     `where` narrows what is due (e.g. a per-client local-time window); it is ANDed with
     `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows.
+
+    Of the rows taken, those whose phone is on the opt-out list end `opted_out`, and with `cap`
+    (CLIENT_MAX_MESSAGES_PER_DAY, for a mailing not exempt) those whose client has had `cap` messages
+    in the last day wait for the cap to lift (waiting_for `cap`): both decided in the claim's SELECT,
+    each group written by one UPDATE. The claim holds the rest, so it may come back short.
     """
     token = uuid.uuid4()
     due = due_messages(mailing_id=mailing_id, now=now)
     if where is not None:
         due = due.filter(where)
+    due = due.annotate(
+        opted_out=Exists(OptOut.objects.filter(phone=OuterRef("client__phone"))),
+        cap_lifts_at=_cap_lifts_at(cap, now) if cap else Value(None, output_field=DateTimeField()),
+    )
     with transaction.atomic():
         rows = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "client__phone", "attempts")[:limit]
+            .values_list("id", "client_id", "client__phone", "attempts", "opted_out", "cap_lifts_at")[:limit]
         )
+        opted_out = [row[0] for row in rows if row[4]]
+        capped = [row[0] for row in rows if not row[4] and row[5] is not None]
+        rows = [row for row in rows if not row[4] and row[5] is None]
+        if opted_out:
+            Message.objects.filter(id__any=opted_out).update(status=Status.OPTED_OUT)
+        if cap and capped:
+            Message.objects.filter(id__any=capped).update(
+                next_attempt_at=_cap_lifts_at(cap, now), waiting_for=WaitingFor.CAP
+            )
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
                 status=Status.SENDING,
@@ -172,7 +226,7 @@ def messages_claim(
                 claim_token=token,
             )
     return Claim(
-        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
+        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n, _, _ in rows]
     )
 
 
@@ -246,7 +300,8 @@ def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> 
     expiring = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
-    return expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
+    capped = expiring.filter(waiting_for=WaitingFor.CAP).update(status=Status.EXPIRED, last_error=CAP_ERROR)
+    return capped + expiring.update(status=Status.EXPIRED) + messages_expire_cancelled(mailing_id=mailing_id)
 
 
 CANCELLED_ERROR = "mailing cancelled"
@@ -258,6 +313,15 @@ def messages_expire_cancelled(*, mailing_id: int | None = None) -> int:
     if mailing_id is not None:
         expiring = expiring.filter(mailing_id=mailing_id)
     return expiring.update(status=Status.EXPIRED, last_error=CANCELLED_ERROR)
+
+
+def messages_opt_out(*, phones: QuerySet) -> int:
+    """The pending messages of these phones (a query of phones) end `opted_out`, whatever their
+    mailing: run as an opt-out is added (tasks.end_opted_out) and, for the opt-outs of the last
+    sweeps, by the sweeper. A message already claimed may still go out (at most a second's worth)."""
+    return Message.objects.filter(status=Status.PENDING, client__phone__in=phones).update(
+        status=Status.OPTED_OUT
+    )
 
 
 # --- the operators' actions that reach a mailing's messages -----------------------------------------
