@@ -258,6 +258,17 @@ class Mailing(models.Model):
         return LocalWindow(self.local_window_start, self.local_window_end)
 
     @property
+    def send_at_any_hour(self) -> bool:
+        return self.local_window is None
+
+    def apply_default_window(self, *, any_hour: bool) -> None:
+        """A new mailing without a window of its own gets DEFAULT_LOCAL_WINDOW (quiet hours by
+        default), unless `any_hour` says it sends at any hour."""
+        default = None if any_hour else default_local_window()
+        if self.local_window is None and default is not None:
+            self.local_window_start, self.local_window_end = default.start, default.end
+
+    @property
     def is_launched(self) -> bool:
         return self.launched_at is not None
 
@@ -286,6 +297,11 @@ class Mailing(models.Model):
         if self.resend_of_id is not None:
             return f"clients whose messages of mailing {self.resend_of_id} failed or expired"
         return describe_audience(operator_codes=self.operator_codes, tags=self.tags)
+
+
+def default_local_window() -> LocalWindow | None:
+    """DEFAULT_LOCAL_WINDOW (checked at startup by mailings.apps)."""
+    return LocalWindow.parse(settings.DEFAULT_LOCAL_WINDOW)
 
 
 def _merged(one: str, many: list[str]) -> list[str]:

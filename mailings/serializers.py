@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from clients.models import TAG_MAX_LENGTH, validate_operator_code
 from mailing_service.api import (
@@ -18,7 +19,15 @@ from mailing_service.api import (
 from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
-from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
+from .models import (
+    EXEMPT_FROM_CAP,
+    FILTER_VALUES_MAX,
+    TEXT_MAX_LENGTH,
+    Mailing,
+    MailingState,
+    TestSend,
+    default_local_window,
+)
 from .selectors import audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
@@ -99,6 +108,13 @@ class MailingSerializer(StrictModelSerializer):
 
     filter_operator_codes = operator_codes_field(required=False)
     filter_tags = tags_field(required=False)
+    send_at_any_hour = serializers.BooleanField(
+        required=False,
+        help_text="true: no local window, messages go out at any hour (not with local_window_start or "
+        "local_window_end). A new mailing with neither this nor a window gets the deployment's default "
+        "window, DEFAULT_LOCAL_WINDOW (quiet hours), as if sent in local_window_start/end. Read: whether "
+        "the mailing has no window.",
+    )
     segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
     state = serializers.ChoiceField(
         choices=MailingState.choices,
@@ -121,8 +137,11 @@ class MailingSerializer(StrictModelSerializer):
             "filter_tags",
             "local_window_start",
             "local_window_end",
+            "send_at_any_hour",
+            "cap_exempt",
             "audience",
             "audience_size",
+            "audience_opted_out",
             "resend_of",
             "segments",
             "state",
@@ -135,6 +154,7 @@ class MailingSerializer(StrictModelSerializer):
         read_only_fields = [
             "id",
             "audience_size",
+            "audience_opted_out",
             "resend_of",
             "launched_at",
             "paused_at",
@@ -165,6 +185,15 @@ class MailingSerializer(StrictModelSerializer):
                 "the window crosses midnight (22:00 to 06:00). Must differ from local_window_start."
             },
             "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
+            "audience_opted_out": {
+                "help_text": "Clients of its filter left out at launch because their phone is on the "
+                "opt-out list; null before."
+            },
+            "cap_exempt": {
+                "help_text": "true: its messages are never held by the frequency cap "
+                "(CLIENT_MAX_MESSAGES_PER_DAY), for service messages; they still count towards it. "
+                "Changing it needs the mailings.exempt_from_cap permission (403 without); frozen at launch."
+            },
             "resend_of": {
                 "help_text": "A resend goes to the clients whose messages of this mailing failed or "
                 "expired, whatever its filter fields; null for an ordinary mailing."
@@ -186,10 +215,43 @@ class MailingSerializer(StrictModelSerializer):
                 }
             )
         validate_window(start_at, end_at, new=self.instance is None)
-        self._validate_local_window(attrs)
+        default = self._apply_any_hour(attrs)
+        self._validate_local_window(attrs, default=default)
         return attrs
 
-    def _validate_local_window(self, attrs) -> None:
+    def validate_cap_exempt(self, value: bool) -> bool:
+        if value != getattr(self.instance, "cap_exempt", False):
+            user = self.context["request"].user
+            if not user.has_perm(f"mailings.{EXEMPT_FROM_CAP}"):
+                raise PermissionDenied({"cap_exempt": [f"Needs the mailings.{EXEMPT_FROM_CAP} permission."]})
+        return value
+
+    def _apply_any_hour(self, attrs) -> bool:
+        """Turns send_at_any_hour into the window fields: true clears the window; a new mailing
+        with no window and no send_at_any_hour gets the default window. True when it did that."""
+        any_hour = attrs.pop("send_at_any_hour", None)
+        if any_hour:
+            given = [name for name in WINDOW_FIELDS if attrs.get(name) is not None]
+            if given:
+                raise serializers.ValidationError(
+                    {
+                        "send_at_any_hour": [
+                            f"Not with {' and '.join(given)}: sending at any hour has no window."
+                        ]
+                    }
+                )
+            attrs.update(dict.fromkeys(WINDOW_FIELDS))
+            return False
+        if any_hour is None and (self.instance is not None or any(name in attrs for name in WINDOW_FIELDS)):
+            return False
+        start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)
+        default = default_local_window()
+        if start is None and end is None and default is not None:
+            attrs["local_window_start"], attrs["local_window_end"] = default.start, default.end
+            return True
+        return False
+
+    def _validate_local_window(self, attrs, *, default: bool) -> None:
         start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)
         if start is None and end is None:
             return
@@ -207,9 +269,11 @@ class MailingSerializer(StrictModelSerializer):
             listed = ", ".join(missed[:5]) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
             raise serializers.ValidationError(
                 {
-                    "local_window_start": [
-                        f"The window {start:%H:%M}-{end:%H:%M} never opens between start_at and end_at in "
-                        f"the timezone of any client the mailing goes to ({listed}): it would send nothing."
+                    "send_at_any_hour" if default else "local_window_start": [
+                        f"The {'default (DEFAULT_LOCAL_WINDOW) ' if default else ''}window "
+                        f"{start:%H:%M}-{end:%H:%M} never opens between start_at and end_at in the "
+                        f"timezone of any client the mailing goes to ({listed}): it would send nothing."
+                        + (" Set a window, or send_at_any_hour." if default else "")
                     ]
                 }
             )
