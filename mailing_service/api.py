@@ -115,6 +115,7 @@ API_COLLECTIONS = {
     "mailings": "mailing-list",
     "statistics": "mailing-statistics",
     "messages": "message-list",
+    "optouts": "optout-list",
 }
 _ApiRootSerializer = inline_serializer(
     "ApiRoot", fields={name: serializers.URLField() for name in [*API_COLLECTIONS, "schema", "docs"]}

@@ -1,6 +1,6 @@
 """Log records as operations reads them: ids as fields, phones masked, JSON lines when asked.
 
-Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id` (not `message`, which is the
+Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id`, `optout_id` (not `message`, which is the
 log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
 one line, or for a whole block with `log_context(...)`, whose fields every line inside carries
 (asyncio tasks and sync_to_async threads started inside inherit them).
@@ -23,7 +23,7 @@ PHONE_PATTERN = re.compile(r"(?<!\d)(\+?[78]\d{3})\d{3}(\d{4})(?!\d)")
 # Eleven digits in a row: what every phone above has. Searching for them alone is faster, and most
 # lines (the sender's thousands a second among them) have none.
 MAYBE_A_PHONE = re.compile(r"\d{11}")
-FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id")
+FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id", "optout_id")
 # Each field with the key a pipeline line's text already gives it in ("mailing=1 message=2 client=3").
 FIELDS_IN_TEXT = tuple((name, f"{name.removesuffix('_id')}=") for name in FIELDS)
 
@@ -48,9 +48,9 @@ def mask_phones(text: str) -> str:
     return PHONE_PATTERN.sub(r"\1***\2", text)
 
 
-def log_ids(*, mailing=None, message=None, client=None) -> dict:
+def log_ids(*, mailing=None, message=None, client=None, optout=None) -> dict:
     """`extra` for a pipeline line: log.info("...", extra=log_ids(mailing=1, message=2, client=3))."""
-    ids = {"mailing_id": mailing, "message_id": message, "client_id": client}
+    ids = {"mailing_id": mailing, "message_id": message, "client_id": client, "optout_id": optout}
     return {name: value for name, value in ids.items() if value is not None}
 
 

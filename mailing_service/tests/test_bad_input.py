@@ -180,6 +180,7 @@ def test_the_api_root_lists_the_collections(api_client):
         "mailings": "http://testserver/api/v1/mailings/",
         "statistics": "http://testserver/api/v1/mailings/statistics/",
         "messages": "http://testserver/api/v1/messages/",
+        "optouts": "http://testserver/api/v1/optouts/",
         "schema": "http://testserver/api/v1/schema/",
         "docs": "http://testserver/docs/",
     }
