@@ -155,4 +155,8 @@ class OptOut(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Opt-out {self.pk} ({mask_phone(self.phone)})"
+        return f"Opt-out {self.pk} ({self.masked_phone})"
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)
