@@ -436,9 +436,14 @@ class AudienceClientSerializer(serializers.Serializer):
     timezone = serializers.CharField()
 
 
+class LeftOutSerializer(serializers.Serializer):
+    opted_out = serializers.IntegerField(help_text="Matching clients whose phone is on the opt-out list.")
+
+
 class AudienceSerializer(serializers.Serializer):
     audience = serializers.CharField(help_text="The filter in words.")
-    count = serializers.IntegerField(help_text="Clients matching the filter now.")
+    count = serializers.IntegerField(help_text="Clients matching the filter now that a mailing would reach.")
+    left_out = LeftOutSerializer(help_text="Matching clients a mailing would leave out, by reason.")
     sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
 
 

@@ -32,6 +32,10 @@ class WaitingFor(models.TextChoices):
     CAP = "cap", "The frequency cap"
 
 
+# The last_error of a message that expired waiting for the frequency cap.
+CAP_ERROR = "frequency cap reached"
+
+
 class Message(models.Model):
     """One message of one mailing to one client; the row is the unit of work and its truth."""
 

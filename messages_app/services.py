@@ -43,7 +43,7 @@ from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
 from ops.services import provider_attempts_record, provider_pause_record
 
-from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
+from .models import CAP_ERROR, Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
@@ -156,7 +156,6 @@ def due_messages(*, mailing_id: int, now: datetime) -> QuerySet:
 
 
 CAP_PERIOD = timedelta(days=1)
-CAP_ERROR = "frequency cap reached"
 
 
 def _cap_lifts_at(cap: int, now: datetime) -> ExpressionWrapper:

@@ -11,7 +11,7 @@ from clients.tests.factories import ClientFactory
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.launch import mailing_launch
-from messages_app.models import Message, WaitingFor
+from messages_app.models import CAP_ERROR, Message, WaitingFor
 from messages_app.selectors import message_counts_by_mailing
 from messages_app.tasks import end_opted_out, sweep_messages
 from messages_app.tests.factories import MessageFactory
@@ -136,4 +136,4 @@ def test_a_capped_message_expires_at_the_mailings_end_with_its_reason():
     )
     services.messages_expire_pending(now=now + timedelta(hours=2))
     message.refresh_from_db()
-    assert (message.status, message.last_error) == (Status.EXPIRED, services.CAP_ERROR)
+    assert (message.status, message.last_error) == (Status.EXPIRED, CAP_ERROR)
