@@ -173,6 +173,29 @@ def _cap_lifts_at(cap: int, now: datetime) -> ExpressionWrapper:
     return ExpressionWrapper(Subquery(counted) + Value(CAP_PERIOD), output_field=DateTimeField())
 
 
+def _hold_capped(rows: list[tuple[int, int | None]], *, cap: int, now: datetime) -> set[int]:
+    """Of these (message, client) rows, inside the claim's transaction, those not to send now: the
+    messages whose client another claim holds (they stay due), and those whose client had `cap`
+    messages in the last CAP_PERIOD (they wait for the cap, waiting_for `cap`).
+
+    Exact between concurrent senders: each claim locks its clients' rows (SKIP LOCKED, so never
+    waiting) before counting, and counts in a statement of its own, whose snapshot therefore holds
+    every claim that released those locks, i.e. committed."""
+    clients = {client_id for _, client_id in rows if client_id is not None}
+    locked = set(
+        Client.objects.filter(id__in=clients).select_for_update(skip_locked=True).values_list("id", flat=True)
+    )
+    busy = {message_id for message_id, client_id in rows if client_id in clients - locked}
+    candidates = [message_id for message_id, _ in rows if message_id not in busy]
+    over = Message.objects.filter(id__any=candidates).alias(lifts_at=_cap_lifts_at(cap, now))
+    capped = list(over.filter(lifts_at__isnull=False).values_list("id", flat=True))
+    if capped:
+        Message.objects.filter(id__any=capped).update(
+            next_attempt_at=_cap_lifts_at(cap, now), waiting_for=WaitingFor.CAP
+        )
+    return busy | set(capped)
+
+
 def messages_claim(
     *,
     mailing_id: int,
@@ -187,34 +210,29 @@ def messages_claim(
     `where` narrows what is due (e.g. a per-client local-time window); it is ANDed with
     `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows.
 
-    Of the rows taken, those whose phone is on the opt-out list end `opted_out`, and with `cap`
-    (CLIENT_MAX_MESSAGES_PER_DAY, for a mailing not exempt) those whose client has had `cap` messages
-    in the last day wait for the cap to lift (waiting_for `cap`): both decided in the claim's SELECT,
-    each group written by one UPDATE. The claim holds the rest, so it may come back short.
+    Of the rows taken, those whose phone is on the opt-out list end `opted_out` (decided in the
+    claim's SELECT), and with `cap` (CLIENT_MAX_MESSAGES_PER_DAY, for a mailing not exempt) those
+    whose client is at the cap wait for it (`_hold_capped`): a few statements per claim, none per
+    client. The claim holds the rest, so it may come back short.
     """
     token = uuid.uuid4()
     due = due_messages(mailing_id=mailing_id, now=now)
     if where is not None:
         due = due.filter(where)
-    due = due.annotate(
-        opted_out=Exists(OptOut.objects.filter(phone=OuterRef("client__phone"))),
-        cap_lifts_at=_cap_lifts_at(cap, now) if cap else Value(None, output_field=DateTimeField()),
-    )
+    due = due.annotate(opted_out=Exists(OptOut.objects.filter(phone=OuterRef("client__phone"))))
     with transaction.atomic():
-        rows = list(
+        taken = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "client__phone", "attempts", "opted_out", "cap_lifts_at")[:limit]
+            .values_list("id", "client_id", "client__phone", "attempts", "opted_out")[:limit]
         )
-        opted_out = [row[0] for row in rows if row[4]]
-        capped = [row[0] for row in rows if not row[4] and row[5] is not None]
-        rows = [row for row in rows if not row[4] and row[5] is None]
+        opted_out = [row[0] for row in taken if row[4]]
+        rows = [row[:4] for row in taken if not row[4]]
         if opted_out:
             Message.objects.filter(id__any=opted_out).update(status=Status.OPTED_OUT)
-        if cap and capped:
-            Message.objects.filter(id__any=capped).update(
-                next_attempt_at=_cap_lifts_at(cap, now), waiting_for=WaitingFor.CAP
-            )
+        if cap and rows:
+            held = _hold_capped([(row[0], row[1]) for row in rows], cap=cap, now=now)
+            rows = [row for row in rows if row[0] not in held]
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
                 status=Status.SENDING,
@@ -225,7 +243,7 @@ def messages_claim(
                 claim_token=token,
             )
     return Claim(
-        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n, _, _ in rows]
+        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
     )
 
 
