@@ -1,5 +1,5 @@
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, time
 
 from django.apps import apps
 from django.conf import settings
@@ -261,13 +261,6 @@ class Mailing(models.Model):
     def send_at_any_hour(self) -> bool:
         return self.local_window is None
 
-    def apply_default_window(self, *, any_hour: bool) -> None:
-        """A new mailing without a window of its own gets DEFAULT_LOCAL_WINDOW (quiet hours by
-        default), unless `any_hour` says it sends at any hour."""
-        default = None if any_hour else default_local_window()
-        if self.local_window is None and default is not None:
-            self.local_window_start, self.local_window_end = default.start, default.end
-
     @property
     def is_launched(self) -> bool:
         return self.launched_at is not None
@@ -302,6 +295,27 @@ class Mailing(models.Model):
 def default_local_window() -> LocalWindow | None:
     """DEFAULT_LOCAL_WINDOW (checked at startup by mailings.apps)."""
     return LocalWindow.parse(settings.DEFAULT_LOCAL_WINDOW)
+
+
+class AnyHourWithWindow(ValueError):
+    """send_at_any_hour together with a window."""
+
+
+def window_to_save(
+    start: time | None, end: time | None, *, any_hour: bool, wants_default: bool
+) -> tuple[time | None, time | None, bool]:
+    """The local window a mailing is saved with, for the API and the admin alike: none with `any_hour`
+    (AnyHourWithWindow when a window is given too); DEFAULT_LOCAL_WINDOW when the caller asks for the
+    default (a new mailing that says nothing of its window) and no window is given; else as given.
+    The third value: whether it is the default."""
+    if any_hour:
+        if start is not None or end is not None:
+            raise AnyHourWithWindow("Not with a local window: sending at any hour has no window.")
+        return None, None, False
+    default = default_local_window() if wants_default and start is None and end is None else None
+    if default is None:
+        return start, end, False
+    return default.start, default.end, True
 
 
 def _merged(one: str, many: list[str]) -> list[str]:

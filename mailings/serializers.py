@@ -23,10 +23,11 @@ from .models import (
     EXEMPT_FROM_CAP,
     FILTER_VALUES_MAX,
     TEXT_MAX_LENGTH,
+    AnyHourWithWindow,
     Mailing,
     MailingState,
     TestSend,
-    default_local_window,
+    window_to_save,
 )
 from .selectors import audience_zones_missing_the_window
 
@@ -227,29 +228,26 @@ class MailingSerializer(StrictModelSerializer):
         return value
 
     def _apply_any_hour(self, attrs) -> bool:
-        """Turns send_at_any_hour into the window fields: true clears the window; a new mailing
-        with no window and no send_at_any_hour gets the default window. True when it did that."""
+        """Turns send_at_any_hour into the window fields (models.window_to_save): true clears the
+        window; a new mailing that says nothing of its window, or false, gets the default window.
+        True when it did that."""
         any_hour = attrs.pop("send_at_any_hour", None)
-        if any_hour:
-            given = [name for name in WINDOW_FIELDS if attrs.get(name) is not None]
-            if given:
-                raise serializers.ValidationError(
-                    {
-                        "send_at_any_hour": [
-                            f"Not with {' and '.join(given)}: sending at any hour has no window."
-                        ]
-                    }
-                )
-            attrs.update(dict.fromkeys(WINDOW_FIELDS))
-            return False
-        if any_hour is None and (self.instance is not None or any(name in attrs for name in WINDOW_FIELDS)):
-            return False
-        start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)
-        default = default_local_window()
-        if start is None and end is None and default is not None:
-            attrs["local_window_start"], attrs["local_window_end"] = default.start, default.end
-            return True
-        return False
+        said = any(name in attrs for name in WINDOW_FIELDS)
+        # Sending at any hour replaces a stored window; only one sent with it conflicts.
+        stored = None if any_hour else self.instance
+        start, end = (attrs.get(name, getattr(stored, name, None)) for name in WINDOW_FIELDS)
+        try:
+            start, end, default = window_to_save(
+                start,
+                end,
+                any_hour=bool(any_hour),
+                wants_default=any_hour is False or (any_hour is None and self.instance is None and not said),
+            )
+        except AnyHourWithWindow as error:
+            raise serializers.ValidationError({"send_at_any_hour": [str(error)]}) from error
+        if any_hour is not None or default:
+            attrs["local_window_start"], attrs["local_window_end"] = start, end
+        return default
 
     def _validate_local_window(self, attrs, *, default: bool) -> None:
         start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)

@@ -35,7 +35,10 @@ def test_a_mailing_that_sets_no_window_gets_the_default_one(api_client):
     response = api_client.post(LIST_URL, body())
 
     assert response.status_code == 201, response.data
-    assert (response.data["local_window_start"], response.data["local_window_end"]) == ("09:00:00", "21:00:00")
+    assert (response.data["local_window_start"], response.data["local_window_end"]) == (
+        "09:00:00",
+        "21:00:00",
+    )
     assert response.data["send_at_any_hour"] is False
     assert window(Mailing.objects.get()) == (time(9), time(21))
 
