@@ -252,7 +252,7 @@ def optouts_import(*, data: bytes, user) -> OptOutImportReport:
         lines = io.StringIO(data.decode("utf-8-sig"), newline="")
     except UnicodeDecodeError as error:
         raise MalformedCSV(f"The file is not UTF-8 text (byte {error.start}).") from None
-    report, rows = OptOutImportReport(), {}
+    report, rows = OptOutImportReport(), dict[str, str]()  # phone: reason, the first row of a phone
     try:
         reader = csv.DictReader(lines, strict=True)
         names = [name.strip() for name in reader.fieldnames or ()]

@@ -1,7 +1,7 @@
 """Log records as operations reads them: ids as fields, phones masked, JSON lines when asked.
 
-Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id`, `optout_id` (not `message`, which is the
-log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
+Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id`, `optout_id` (not `message`,
+which is the log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
 one line, or for a whole block with `log_context(...)`, whose fields every line inside carries
 (asyncio tasks and sync_to_async threads started inside inherit them).
 """
