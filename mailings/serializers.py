@@ -224,7 +224,9 @@ class MailingSerializer(StrictModelSerializer):
         if value != getattr(self.instance, "cap_exempt", False):
             user = self.context["request"].user
             if not user.has_perm(f"mailings.{EXEMPT_FROM_CAP}"):
-                raise PermissionDenied({"cap_exempt": [f"Needs the mailings.{EXEMPT_FROM_CAP} permission."]})
+                raise PermissionDenied(
+                    f"Changing cap_exempt needs the mailings.{EXEMPT_FROM_CAP} permission."
+                )
         return value
 
     def _apply_any_hour(self, attrs) -> bool:
