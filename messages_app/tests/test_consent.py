@@ -1,13 +1,16 @@
 """Who may get a message: the opt-out list and the frequency cap, as the fan-out and claims hold them."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from clients.models import OptOut
 from clients.services import optout_add
 from clients.tests.factories import ClientFactory
+from conftest import concurrent_writers
 from mailings.tests.factories import MailingFactory
 from messages_app import services
 from messages_app.launch import mailing_launch
@@ -15,6 +18,7 @@ from messages_app.models import CAP_ERROR, Message, WaitingFor
 from messages_app.selectors import message_counts_by_mailing
 from messages_app.tasks import end_opted_out, sweep_messages
 from messages_app.tests.factories import MessageFactory
+from messages_app.tests.test_claims import in_other_connection
 
 pytestmark = pytest.mark.django_db
 Status = Message.Status
@@ -137,3 +141,37 @@ def test_a_capped_message_expires_at_the_mailings_end_with_its_reason():
     services.messages_expire_pending(now=now + timedelta(hours=2))
     message.refresh_from_db()
     assert (message.status, message.last_error) == (Status.EXPIRED, CAP_ERROR)
+
+
+@concurrent_writers
+@pytest.mark.django_db(transaction=True)
+def test_two_claims_at_once_for_one_client_in_two_mailings_send_one_message_under_a_cap_of_one():
+    now = timezone.now()
+    client = ClientFactory()
+    first, second = (MessageFactory(client=client, next_attempt_at=now) for _ in range(2))
+    claimed, committed = threading.Event(), threading.Event()
+
+    def claim_and_hold():
+        """The first claim, its transaction held open until the second claim has run."""
+        try:
+            with transaction.atomic():
+                services.messages_claim(mailing_id=first.mailing_id, limit=5, now=now, cap=1)
+                claimed.set()
+                committed.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=claim_and_hold)
+    holder.start()
+    assert claimed.wait(timeout=30)
+    meanwhile = in_other_connection(
+        services.messages_claim, mailing_id=second.mailing_id, limit=5, now=now, cap=1
+    )
+    committed.set()
+    holder.join()
+    after = services.messages_claim(mailing_id=second.mailing_id, limit=5, now=now, cap=1)
+
+    assert meanwhile.rows == [] and after.rows == []  # its client was held, then at the cap
+    second.refresh_from_db()
+    assert (second.status, second.waiting_for) == (Status.PENDING, WaitingFor.CAP)
+    assert Message.objects.get(pk=first.pk).status == Status.SENDING
