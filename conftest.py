@@ -88,6 +88,13 @@ def no_rate_limits(settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
 
 
+@pytest.fixture(autouse=True)
+def no_default_local_window(settings):
+    """The tests run at any hour: the mailings they create have no window unless a test gives one, or
+    sets this default (mailings/tests/test_quiet_hours.py)."""
+    settings.DEFAULT_LOCAL_WINDOW = ""
+
+
 @pytest.fixture
 def own_cache(settings, request):
     """A cache of this test's own, so that rate-limit counts start at zero and leave nothing behind.

@@ -1,6 +1,7 @@
 """The three roles, as Django groups, and what each may do.
 
-- operators: read and write clients, mailings and messages (see phones in clear);
+- operators: read and write clients, mailings, messages and the opt-out list (see phones in clear);
+  exempting a mailing from the frequency cap only when an admin grants them that permission;
 - viewers: read clients (phones masked), mailings, statistics and messages; write nothing;
 - admins: what operators do, plus users, groups, API tokens and SMS providers (in the admin, being
   staff).
@@ -19,6 +20,8 @@ ROLE_GROUPS = {"operator": OPERATORS, "viewer": VIEWERS, "admin": ADMINS}
 ROLE_APPS = ("clients", "mailings", "messages_app")
 # Seeing a client's phone in clear: operators and admins; viewers see it masked.
 VIEW_PHONE = "clients.view_phone"
+# Exempting a mailing from the frequency cap: admins, and the operators an admin grants it to.
+EXEMPT_FROM_CAP = "exempt_from_cap"
 ADMIN_APPS = ("auth", "authtoken", "accounts", "providers")
 
 
@@ -26,7 +29,7 @@ def role_permissions(permission_model) -> dict[str, QuerySet]:
     """The permissions each role's group holds, as querysets of `permission_model`."""
     of_role_apps = permission_model.objects.filter(content_type__app_label__in=ROLE_APPS)
     return {
-        OPERATORS: of_role_apps,
+        OPERATORS: of_role_apps.exclude(codename=EXEMPT_FROM_CAP),
         VIEWERS: of_role_apps.filter(codename__startswith="view_").exclude(codename="view_phone"),
         ADMINS: permission_model.objects.filter(
             Q(content_type__app_label__in=ROLE_APPS) | Q(content_type__app_label__in=ADMIN_APPS)

@@ -23,6 +23,8 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
              messages in the database, database size per message.
   stats      p50/p95 of the statistics endpoints over many messages across many mailings.
+  consent    fan-out and send of N clients plain, with CLIENT_MAX_MESSAGES_PER_DAY on, and with one
+             client in ten on the opt-out list.
 
 With --window-zones N the send phase's clients live in N timezones and its mailing carries a local
 window: half of the zones are inside it, the other half share one UTC offset and their window opens
@@ -37,6 +39,7 @@ import sys
 from pathlib import Path
 
 from .baseline import baseline_phase
+from .consent import consent_phase
 from .context import Bench
 from .failover import failover_phase
 from .latency import latency_phase
@@ -58,6 +61,7 @@ PHASES = {
     "scaleout": scaleout_phase,
     "size": size_phase,
     "stats": stats_phase,
+    "consent": consent_phase,
 }
 
 
@@ -112,6 +116,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stats-messages", type=int, default=1_000_000, help="stats phase size")
     parser.add_argument("--stats-mailings", type=int, default=1_000)
     parser.add_argument("--stats-requests", type=int, default=200, help="requests per statistics endpoint")
+    parser.add_argument("--consent-clients", type=int, default=20_000, help="consent phase size")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
     sizes = {
@@ -124,6 +129,7 @@ def parse_args() -> argparse.Namespace:
         "scaleout": args.scaleout_clients,
         "size": args.fanout_clients,
         "stats": args.stats_messages,
+        "consent": args.consent_clients,
     }
     args.phases = [phase for phase in PHASES if phase not in args.skip and sizes[phase]]
     return args

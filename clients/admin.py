@@ -3,17 +3,26 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.roles import VIEW_PHONE
 from mailing_service.admin_limits import seconds_throttled
 from ops.audit import AuditLogAdminMixin
 
-from .models import Client
+from .models import Client, OptOut
 from .serializers import import_body_too_large
-from .services import ImportBatchFailed, ImportRefused, clients_import
+from .services import (
+    ImportBatchFailed,
+    ImportRefused,
+    OptOutMissing,
+    clients_import,
+    optout_add,
+    optout_remove,
+)
 
 
 class ClientImportForm(forms.Form):
@@ -111,3 +120,70 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         except ImportBatchFailed as error:
             self.message_user(request, str(error), messages.ERROR)
         return None
+
+
+class ReconsentForm(forms.Form):
+    reason = forms.CharField(max_length=255, help_text="Why the phone may receive mailings again.")
+
+
+@admin.register(OptOut)
+class OptOutAdmin(admin.ModelAdmin):
+    """Phones that receive nothing. Adding one here is source `admin` (optout_add ends its pending
+    messages); removing one is a re-consent with a reason, on a page of its own, never a plain delete."""
+
+    list_display = ["id", "masked_phone", "source", "reason", "created_at", "created_by"]
+    list_display_links = ["id", "masked_phone"]
+    list_filter = ["source", "created_at"]
+    search_fields = ["=phone", "reason"]
+    fields = ["phone", "reason", "source", "created_at", "created_by", "reconsent_link"]
+    readonly_fields = ["source", "created_at", "created_by", "reconsent_link"]
+    show_full_result_count = False
+
+    @admin.display(description="phone", ordering="phone")
+    def masked_phone(self, optout: OptOut) -> str:
+        return optout.masked_phone
+
+    @admin.display(description="re-consent")
+    def reconsent_link(self, optout: OptOut) -> str:
+        if optout.pk is None:
+            return "-"
+        return format_html(
+            '<a href="{}">Take this phone off the list…</a>',
+            reverse("admin:clients_optout_reconsent", args=[optout.pk]),
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an opt-out is added or removed, never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # removal needs a reason: reconsent_view
+
+    def save_model(self, request, obj, form, change):
+        optout, _ = optout_add(
+            phone=obj.phone, reason=obj.reason, source=OptOut.Source.ADMIN, user=request.user
+        )
+        obj.pk = optout.pk
+
+    def log_addition(self, request, obj, message):
+        return None  # optout_add logs it, masked
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.reconsent_view)
+        return [path("<int:pk>/reconsent/", view, name="clients_optout_reconsent"), *super().get_urls()]
+
+    def reconsent_view(self, request, pk: int):
+        if not request.user.has_perm("clients.delete_optout"):
+            raise PermissionDenied
+        optout = get_object_or_404(OptOut, pk=pk)
+        form = ReconsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                optout_remove(phone=optout.phone, reason=form.cleaned_data["reason"], user=request.user)
+            except OptOutMissing as error:
+                self.message_user(request, str(error), messages.WARNING)
+            else:
+                self.message_user(request, f"{optout.masked_phone} may receive mailings again.")
+            return redirect("admin:clients_optout_changelist")
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form}
+        context |= {"optout": optout, "title": "Re-consent"}
+        return TemplateResponse(request, "admin/clients/optout/reconsent.html", context)

@@ -92,6 +92,13 @@ def default_timezone() -> str:
 
 
 class ClientQuerySet(models.QuerySet):
+    def reachable(self) -> "ClientQuerySet":
+        """Clients whose phone is not on the opt-out list: a NOT EXISTS on its unique phone index."""
+        return self.exclude(models.Exists(OptOut.objects.filter(phone=models.OuterRef("phone"))))
+
+    def opted_out(self) -> "ClientQuerySet":
+        return self.filter(models.Exists(OptOut.objects.filter(phone=models.OuterRef("phone"))))
+
     def matching(self, *, operator_codes: Iterable[str] = (), tags: Iterable[str] = ()) -> "ClientQuerySet":
         """Clients with any of the operator codes and any of the tags; an empty part matches everyone."""
         queryset = self
@@ -157,4 +164,42 @@ class Client(models.Model):
 
     @property
     def masked_phone(self) -> str:
+        return mask_phone(self.phone)
+
+
+class OptOutSource(models.TextChoices):
+    API = "api", "API"
+    IMPORT = "import", "CSV import"
+    ADMIN = "admin", "Admin"
+    PROVIDER = "provider", "Provider (the subscriber replied STOP)"
+
+
+class OptOut(models.Model):
+    """A phone that must receive nothing: no mailing creates a message for it, and its pending
+    messages end `opted_out` (messages_app). By phone, not by client: it holds for a client created,
+    deleted or imported again later. Removing one is a re-consent (clients.services.optout_remove)."""
+
+    Source = OptOutSource
+
+    phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
+    reason = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=16, choices=OptOutSource.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "opt-out"
+        constraints = [
+            models.CheckConstraint(condition=Q(phone__regex=PHONE_PATTERN), name="optout_phone_format"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Opt-out {self.pk} ({self.masked_phone})"
+
+    @property
+    def masked_phone(self) -> str:
+
         return mask_phone(self.phone)

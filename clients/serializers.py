@@ -6,9 +6,14 @@ from django.core.files.uploadedfile import UploadedFile
 from rest_framework import serializers
 
 from accounts.roles import VIEW_PHONE
-from mailing_service.api import FlatListField, RejectUnknownFieldsMixin, StrictModelSerializer
+from mailing_service.api import (
+    FlatListField,
+    RejectUnknownFieldsMixin,
+    StrictCharField,
+    StrictModelSerializer,
+)
 
-from .models import Client, client_timezones, validate_phone, validate_timezone
+from .models import Client, OptOut, client_timezones, validate_phone, validate_timezone
 
 
 class TimezoneField(serializers.ChoiceField):
@@ -142,3 +147,45 @@ class ClientBulkSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         help_text="Up to CLIENT_BULK_MAX_ITEMS objects, each naming `phone` and any of `operator_code`, "
         "`tag`, `timezone` (strings): the fields named change, the others stay.",
     )
+
+
+class OptOutSerializer(MaskedPhoneMixin, StrictModelSerializer):
+    """A phone that receives nothing. Added through the API its source is `api`; a phone already on
+    the list keeps its first opt-out (200 with it)."""
+
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="Who added it."
+    )
+
+    class Meta:
+        model = OptOut
+        fields = ["id", "phone", "reason", "source", "created_at", "created_by"]
+        read_only_fields = ["id", "source", "created_at", "created_by"]
+        extra_kwargs = {
+            "phone": {
+                "help_text": "11 digits starting with 7: 7XXXXXXXXXX. Masked for viewers.",
+                "validators": [validate_phone],  # a phone already listed is no error (see the view)
+                "trimmed_length": True,
+            },
+            "reason": {"help_text": "Why, as the subscriber said it or the operator saw it."},
+            "source": {"help_text": "api, import, admin, or provider (an inbound STOP)."},
+        }
+
+
+class ReconsentSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    reason = StrictCharField(
+        max_length=255,
+        help_text="Why the phone may receive mailings again (the subscriber's consent): written to the "
+        "audit log with who removed it. Not blank.",
+    )
+
+
+class OptOutImportUploadSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    file = CSVFileField(help_text="CSV with a header row: phone, or phone,reason.")
+
+
+class OptOutImportReportSerializer(serializers.Serializer):
+    added = serializers.IntegerField(help_text="Phones put on the list.")
+    already = serializers.IntegerField(help_text="Phones already on it (their opt-out is kept).")
+    invalid_count = serializers.IntegerField(help_text="Rows skipped.")
+    invalid = InvalidRowSerializer(many=True, help_text="The first 1,000 rows skipped, with reasons.")

@@ -1,4 +1,5 @@
-"""Clients written in bulk, upserted by phone: the CSV import and the API's bulk upsert.
+"""Clients written in bulk, upserted by phone (the CSV import and the API's bulk upsert); the
+opt-out list.
 
 A row names some of a client's fields and changes only those: a stored client keeps every field
 the row leaves out; a new client gets the defaults (operator code from the phone, no tag,
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, cast
 
 from django.conf import settings
@@ -26,7 +28,8 @@ from django.utils import timezone
 
 from ops.audit import audit
 
-from .models import Client, echoed
+from .models import Client, OptOut, OptOutSource, echoed, mask_phone, validate_phone
+from .tasks import end_opted_out_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -259,3 +262,109 @@ def clients_import(*, file: IO[bytes], user, max_rows: int | None) -> ImportRepo
                     del values[name]
             writer.add(row, values)
     return writer.finish()
+
+
+# --- the opt-out list ------------------------------------------------------------------------------
+
+OPTOUT_COLUMNS = ("phone", "reason")
+REASON_MAX_LENGTH = OptOut._meta.get_field("reason").max_length
+
+
+class OptOutMissing(Exception):
+    """No opt-out for that phone: nothing to re-consent."""
+
+
+def optout_add(*, phone: str, reason: str, source: str, user=None) -> tuple[OptOut, bool]:
+    """Put a phone on the opt-out list: no mailing creates a message for it any more, and its pending
+    messages end `opted_out` within seconds (a task after commit; claims skip them meanwhile).
+    Idempotent: a phone already on the list keeps its first opt-out. Returns it and whether it is new.
+    """
+    with transaction.atomic():
+        optout, created = OptOut.objects.get_or_create(
+            phone=phone, defaults={"reason": reason[:REASON_MAX_LENGTH], "source": source, "created_by": user}
+        )
+        if created:
+            transaction.on_commit(partial(end_opted_out_enqueue, optout.created_at))
+    if created:
+        by = user.get_username() if user is not None else source
+        log.info("optout=%s %s added (%s) by %s", optout.pk, mask_phone(phone), source, by)
+    return optout, created
+
+
+def optout_from_provider(*, phone: str, provider: str, text: str = "") -> tuple[OptOut, bool]:
+    """An inbound STOP (or any opt-out keyword) the provider `provider` reported for `phone`, with
+    the reply's text: the phone is opted out, source `provider`. Raises ValidationError for a phone
+    that is not 7XXXXXXXXXX."""
+    validate_phone(phone)
+    reason = f"{provider}: {text.strip()}" if text.strip() else f"{provider}: reply"
+    return optout_add(phone=phone, reason=reason, source=OptOutSource.PROVIDER)
+
+
+def optout_remove(*, phone: str, reason: str, user) -> None:
+    """A re-consent: the phone may receive mailings again (those launched from now on; messages
+    already opted out stay so). `reason` (not blank) is written to the audit log with who did it.
+    Raises OptOutMissing."""
+    deleted, _ = OptOut.objects.filter(phone=phone).delete()
+    if not deleted:
+        raise OptOutMissing(f"{mask_phone(phone)} is not on the opt-out list.")
+    audit(name="optout", pk=None, done=f"removed for {mask_phone(phone)} (re-consent: {reason})", user=user)
+
+
+@dataclass
+class OptOutImportReport:
+    added: int = 0
+    already: int = 0
+    invalid_count: int = 0
+    invalid: list[dict] = field(default_factory=list)
+
+    def reject(self, row: int, error: str) -> None:
+        self.invalid_count += 1
+        if len(self.invalid) < INVALID_ROWS_LISTED:
+            self.invalid.append({"row": row, "errors": {"phone": error}})
+
+
+def optouts_import(*, data: bytes, user) -> OptOutImportReport:
+    """Adds each valid phone of a CSV file (header `phone` and optionally `reason`) to the opt-out
+    list, source `import`; phones already on it keep their opt-out. Invalid phones are reported by
+    row (the header is row 1). Raises ImportRefused when the file cannot be read (nothing written)."""
+    try:
+        lines = io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as error:
+        raise ImportRefused(f"The file is not UTF-8 text (byte {error.start}).") from None
+    report, rows = OptOutImportReport(), dict[str, str]()  # phone: reason, the first row of a phone
+    try:
+        reader = csv.DictReader(lines, strict=True)
+        names = [name.strip() for name in reader.fieldnames or ()]
+        if "phone" not in names or set(names) - set(OPTOUT_COLUMNS):
+            raise ImportRefused(f"The header row must be phone, or phone,reason; it is {','.join(names)!r}.")
+        reader.fieldnames = names
+        for values in reader:
+            phone = (values.get("phone") or "").strip()
+            try:
+                validate_phone(phone)
+            except ValidationError as error:
+                report.reject(reader.line_num, error.messages[0])
+                continue
+            rows.setdefault(phone, (values.get("reason") or "").strip()[:REASON_MAX_LENGTH])
+    except csv.Error as error:
+        raise ImportRefused(f"Row {reader.line_num}: {error}.") from None
+    start = timezone.now()
+    with transaction.atomic():
+        report.already = OptOut.objects.filter(phone__in=rows).count()
+        OptOut.objects.bulk_create(
+            [
+                OptOut(phone=phone, reason=reason, source=OptOutSource.IMPORT, created_by=user)
+                for phone, reason in rows.items()
+            ],
+            batch_size=settings.CLIENT_IMPORT_BATCH_SIZE,
+            ignore_conflicts=True,
+        )
+        transaction.on_commit(partial(end_opted_out_enqueue, start))
+    report.added = len(rows) - report.already
+    audit(
+        name="optout",
+        pk=None,
+        done=f"imported ({report.added} added, {report.invalid_count} invalid)",
+        user=user,
+    )
+    return report

@@ -4,9 +4,9 @@ import tempfile
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -15,16 +15,29 @@ from mailing_service.schema import VALIDATION_ERROR
 from ops.audit import AuditLogMixin
 from ops.idempotency import IdempotentPostMixin
 
-from .filters import ClientFilter
-from .models import Client
+from .filters import ClientFilter, OptOutFilter
+from .models import Client, OptOut
 from .serializers import (
     ClientBulkSerializer,
     ClientImportReportSerializer,
     ClientImportUploadSerializer,
     ClientSerializer,
+    OptOutImportReportSerializer,
+    OptOutImportUploadSerializer,
+    OptOutSerializer,
+    ReconsentSerializer,
     import_body_too_large,
 )
-from .services import ImportBatchFailed, ImportRefused, clients_import, clients_upsert
+from .services import (
+    ImportBatchFailed,
+    ImportRefused,
+    OptOutMissing,
+    clients_import,
+    clients_upsert,
+    optout_add,
+    optout_remove,
+    optouts_import,
+)
 
 DUPLICATE_PHONE = "A client with this phone already exists."
 _DUPLICATE = OpenApiResponse(
@@ -42,6 +55,9 @@ CSV_FORM = {
     "additionalProperties": False,
 }
 
+OPTOUT_CSV_BODY = {"type": "string", "pattern": "^phone(,reason)?\\r?\\n[^\\x00]*$"}
+OPTOUT_CSV_FORM = {**CSV_FORM, "properties": {"file": OPTOUT_CSV_BODY}}
+
 
 SPOOLED_IN_MEMORY = 1024 * 1024  # a CSV body larger than this waits in a temporary file
 
@@ -49,7 +65,7 @@ SPOOLED_IN_MEMORY = 1024 * 1024  # a CSV body larger than this waits in a tempor
 class CSVParser(BaseParser):
     """A CSV file sent as the request body itself (Content-Type: text/csv), spooled unparsed.
 
-    Its size was checked from Content-Length (ClientViewSet.initial), and Django reads no further
+    Its size was checked from Content-Length (BoundedImportMixin), and Django reads no further
     than that (nothing at all without one)."""
 
     media_type = "text/csv"
@@ -78,6 +94,16 @@ _BATCH_FAILED = OpenApiResponse(
 )
 
 
+class BoundedImportMixin:
+    """Refuses an `import_csv` body over CLIENT_IMPORT_MAX_BYTES from its Content-Length, before
+    authentication: a session's CSRF check would read a multipart body whole."""
+
+    def initial(self, request, *args, **kwargs):
+        if self.action == "import_csv" and (reason := import_body_too_large(request.META)):
+            raise ImportBodyTooLarge(reason)
+        super().initial(request, *args, **kwargs)
+
+
 @extend_schema(tags=["clients"])
 @extend_schema_view(
     list=extend_schema(summary="List clients"),
@@ -89,7 +115,7 @@ _BATCH_FAILED = OpenApiResponse(
     ),
     destroy=extend_schema(summary="Delete a client; its messages stay, with no client"),
 )
-class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
+class ClientViewSet(IdempotentPostMixin, BoundedImportMixin, AuditLogMixin, viewsets.ModelViewSet):
     """Recipients of mailings. Request bodies with fields not listed here are refused with 400."""
 
     audit_name = "client"
@@ -100,12 +126,6 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
     filterset_class = ClientFilter
     throttle_scope = None  # only the import has a rate of its own (client_import)
     ordering_fields = ["id", "phone", "created_at"]
-
-    def initial(self, request, *args, **kwargs):
-        # Before authentication: a session's CSRF check would read a multipart body whole.
-        if self.action == "import_csv" and (reason := import_body_too_large(request.META)):
-            raise ImportBodyTooLarge(reason)
-        super().initial(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         self._save(serializer)
@@ -193,3 +213,106 @@ class ClientViewSet(IdempotentPostMixin, AuditLogMixin, viewsets.ModelViewSet):
         except ImportBatchFailed as error:
             raise ImportWriteFailed(str(error)) from error
         return Response(ClientImportReportSerializer(report).data)
+
+
+@extend_schema(tags=["opt-outs"])
+@extend_schema_view(
+    list=extend_schema(summary="List the opt-out list (phones masked for viewers)"),
+    retrieve=extend_schema(summary="Get an opt-out"),
+    create=extend_schema(
+        summary="Opt a phone out",
+        description="The phone receives nothing from now on: no mailing launched later creates a message "
+        "for it, and its pending messages in running mailings end `opted_out` within seconds. 201 with the "
+        "new opt-out; 200 with the existing one when the phone is already on the list.",
+        responses={201: OptOutSerializer, 200: OptOutSerializer},
+    ),
+)
+class OptOutViewSet(
+    IdempotentPostMixin,
+    BoundedImportMixin,
+    AuditLogMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Phones that must receive nothing. Removing one is a re-consent with a reason (`reconsent`)."""
+
+    audit_name = "optout"
+    audited_in_services = frozenset({"create", "reconsent", "import_csv"})
+    action_permissions = {"reconsent": "delete"}
+
+    queryset = OptOut.objects.select_related("created_by")
+    serializer_class = OptOutSerializer
+    filterset_class = OptOutFilter
+    throttle_scope = None  # only the import has a rate of its own (client_import's)
+    ordering_fields = ["id", "created_at"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        optout, created = optout_add(
+            phone=serializer.validated_data["phone"],
+            reason=serializer.validated_data.get("reason", ""),
+            source=OptOut.Source.API,
+            user=request.user,
+        )
+        return Response(
+            self.get_serializer(optout).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        summary="Re-consent: take a phone off the opt-out list",
+        description="The phone may receive mailings launched from now on; messages already opted out stay "
+        "so. The reason is written to the audit log with who did it.",
+        request=ReconsentSerializer,
+        responses={204: None, 400: OpenApiResponse(description="No reason: `reason` errors.")},
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    def reconsent(self, request, pk=None):
+        optout = self.get_object()
+        body = ReconsentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            optout_remove(phone=optout.phone, reason=body.validated_data["reason"], user=request.user)
+        except OptOutMissing as error:  # removed by another request meanwhile
+            raise NotFound(str(error)) from error
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Import opt-outs from CSV",
+        description="A CSV file with a header row naming phone and optionally reason, as multipart form data "
+        "(field `file`) or as the body with Content-Type text/csv. Each valid phone is put on the list "
+        "(source `import`); phones already on it keep their opt-out; invalid rows are listed by row number "
+        "(the header is row 1). One transaction.",
+        request={"multipart/form-data": OPTOUT_CSV_FORM, "text/csv": OPTOUT_CSV_BODY},
+        responses={
+            200: OptOutImportReportSerializer,
+            400: OpenApiResponse(
+                description="No file, a file too large, or a malformed file: `file` errors."
+            ),
+        },
+        filters=False,
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        url_name="import",
+        parser_classes=[MultiPartParser, CSVParser],
+        throttle_scope="client_import",
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def import_csv(self, request):
+        upload = OptOutImportUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        try:
+            file = upload.validated_data["file"]
+            file.seek(0)  # a spooled body is left at its end
+            report = optouts_import(data=file.read(), user=request.user)
+        except ImportRefused as error:
+            raise ValidationError({"file": [str(error)]}) from error
+        return Response(OptOutImportReportSerializer(report).data)

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from mailings.admin import MailingAdmin
 from mailings.models import Mailing
 from messages_app.models import MessageStatus
-from messages_app.selectors import acceptances_per_minute, audience_timezones, top_errors
+from messages_app.selectors import acceptances_per_minute, audience_timezones, left_out, top_errors
 from ops.logging import mask_phones
 
 from . import charts
@@ -68,6 +68,7 @@ class ConsoleMailingAdmin(MailingAdmin):
             + "?"
             + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
             "timezones": [(name, number, 100 * number / audience) for name, number in spread],
+            "left_out": left_out(mailing),
             "poll_url": reverse("console:mailing-progress", args=[mailing.pk])
             if live["state"] in LIVE_STATES
             else "",

@@ -20,12 +20,14 @@ class Series:
 
 
 # The progress of a mailing's messages: final outcomes, then everything not final yet. "unknown"
-# (the request reached the provider, its answer never came back) is final but neither sent nor failed.
+# (the request reached the provider, its answer never came back) is final but neither sent nor failed;
+# so is "opted_out" (the phone went on the opt-out list while the mailing ran).
 PROGRESS_SERIES = (
     Series("sent", "sent", "#2e7d32"),
     Series("failed", "failed", "#c62828"),
     Series("expired", "expired", "#8d8d8d"),
     Series("unknown", "answer unknown", "#f9a825"),
+    Series("opted_out", "opted out", "#6a1b9a"),
     Series("waiting", "waiting", "#90caf9"),
 )
 # Statuses of messages still to be sent; every other status is final.

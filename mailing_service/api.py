@@ -116,6 +116,7 @@ API_COLLECTIONS = {
     "statistics": "mailing-statistics",
     "messages": "message-list",
     "providers": "provider-list",
+    "optouts": "optout-list",
 }
 _ApiRootSerializer = inline_serializer(
     "ApiRoot", fields={name: serializers.URLField() for name in [*API_COLLECTIONS, "schema", "docs"]}

@@ -257,6 +257,14 @@ CLIENT_IMPORT_BATCH_SIZE = env.int("CLIENT_IMPORT_BATCH_SIZE", default=2000)
 CLIENT_IMPORT_MAX_BYTES = env.int("CLIENT_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 CLIENT_IMPORT_MAX_ROWS = env.int("CLIENT_IMPORT_MAX_ROWS", default=25_000)
 CLIENT_BULK_MAX_ITEMS = env.int("CLIENT_BULK_MAX_ITEMS", default=5000)
+# Quiet hours: the local-time window (HH:MM-HH:MM in each client's timezone) given to a mailing
+# created without one and not marked to send at any hour; empty: none.
+DEFAULT_LOCAL_WINDOW = env.str("DEFAULT_LOCAL_WINDOW", default="09:00-21:00")
+# The frequency cap: at most this many messages to one client in any 24 hours, across mailings
+# (those of cap_exempt mailings count but are never held); empty: no cap.
+CLIENT_MAX_MESSAGES_PER_DAY = (
+    env.int("CLIENT_MAX_MESSAGES_PER_DAY") if env.str("CLIENT_MAX_MESSAGES_PER_DAY", default="") else None
+)
 # Test sends: clients per request (the request answers at once; a worker sends them).
 TEST_SEND_MAX_CLIENTS = env.int("TEST_SEND_MAX_CLIENTS", default=10)
 

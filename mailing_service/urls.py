@@ -6,7 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from clients.views import ClientViewSet
+from clients.views import ClientViewSet, OptOutViewSet
 from mailings.views import MailingViewSet
 from messages_app.views import MessageViewSet
 from ops import views as ops_views
@@ -20,6 +20,7 @@ router.register("clients", ClientViewSet, basename="client")
 router.register("mailings", MailingViewSet, basename="mailing")
 router.register("messages", MessageViewSet, basename="message")
 router.register("providers", ProviderViewSet, basename="provider")
+router.register("optouts", OptOutViewSet, basename="optout")
 
 urlpatterns = [
     # The operator console's pages, under the admin's paths and behind its login (console.urls).

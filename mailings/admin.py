@@ -10,7 +10,7 @@ from messages_app.selectors import PROGRESS_RATE_WINDOW, SENT_SINCE, attach_mess
 from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
-from .models import Mailing, MailingState, TestSend
+from .models import EXEMPT_FROM_CAP, AnyHourWithWindow, Mailing, MailingState, TestSend, window_to_save
 from .services import (
     EDITABLE_FIELDS,
     FROZEN_AFTER_LAUNCH,
@@ -28,6 +28,7 @@ PIPELINE_FIELDS = [
     "fanout_lease_until",
     "fanout_completed_at",
     "audience_size",
+    "audience_opted_out",
     "paused_at",
     "cancelled_at",
 ]
@@ -80,9 +81,43 @@ class MailingForm(forms.ModelForm):
         required=False, help_text="Any of these tags, comma-separated (and filter tag)."
     )
 
+    send_at_any_hour = forms.BooleanField(
+        required=False,
+        help_text="No local window: messages go out at any hour. Unticked with no window given: the "
+        "deployment's default window (DEFAULT_LOCAL_WINDOW).",
+    )
+
     class Meta:
         model = Mailing
-        fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS, "local_window_start", "local_window_end"]
+        fields = [
+            "start_at",
+            "end_at",
+            "text",
+            *AUDIENCE_FIELDS,
+            "cap_exempt",
+            "local_window_start",
+            "local_window_end",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "send_at_any_hour" in self.fields:  # not once launched
+            self.fields["send_at_any_hour"].initial = self.instance.send_at_any_hour
+
+    def clean(self):
+        """The window it is saved with, by the API's rule (models.window_to_save)."""
+        cleaned = super().clean()
+        if "local_window_start" not in self.fields:  # launched: the window is frozen
+            return cleaned
+        any_hour = cleaned.get("send_at_any_hour", False)
+        start, end = cleaned.get("local_window_start"), cleaned.get("local_window_end")
+        try:
+            start, end, _ = window_to_save(start, end, any_hour=any_hour, wants_default=not any_hour)
+        except AnyHourWithWindow as error:
+            self.add_error("send_at_any_hour", str(error))
+            return cleaned
+        cleaned["local_window_start"], cleaned["local_window_end"] = start, end
+        return cleaned
 
     def clean_end_at(self):
         end_at = self.cleaned_data["end_at"]
@@ -133,11 +168,11 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     readonly_fields = ["messages_link", "created_at", "updated_at", *PIPELINE_FIELDS]
     fieldsets = [
         (None, {"fields": ["start_at", "end_at", "text"]}),
-        ("Audience", {"fields": AUDIENCE_FIELDS}),
+        ("Audience", {"fields": [*AUDIENCE_FIELDS, "cap_exempt"]}),
         (
             "Local-time window",
             {
-                "fields": ["local_window_start", "local_window_end"],
+                "fields": ["local_window_start", "local_window_end", "send_at_any_hour"],
                 "description": "Each client gets the message only between these times of day in "
                 "their own timezone; both or neither.",
             },
@@ -158,6 +193,9 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.is_launched:
             readonly += sorted(FROZEN_AFTER_LAUNCH)
+            readonly.append("send_at_any_hour")
+        if not request.user.has_perm(f"mailings.{EXEMPT_FROM_CAP}") and "cap_exempt" not in readonly:
+            readonly.append("cap_exempt")
         return readonly
 
     def save_model(self, request, obj, form, change):

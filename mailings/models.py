@@ -1,5 +1,5 @@
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, time
 
 from django.apps import apps
 from django.conf import settings
@@ -14,6 +14,7 @@ from .segments import Segments, sms_segments
 from .window import LocalWindow
 
 TEXT_MAX_LENGTH = 1000
+EXEMPT_FROM_CAP = "exempt_from_cap"  # the permission's codename
 FILTER_VALUES_MAX = 100  # values in one multi-value filter
 
 
@@ -146,6 +147,11 @@ class Mailing(models.Model):
         blank=True,
         help_text="...and only until this time of day; before the start: the window crosses midnight.",
     )
+    cap_exempt = models.BooleanField(
+        default=False,
+        help_text="Its messages are not held by CLIENT_MAX_MESSAGES_PER_DAY (service messages); they "
+        "still count towards it. Set by operators with the exempt_from_cap permission.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -171,6 +177,9 @@ class Mailing(models.Model):
     audience_size = models.PositiveIntegerField(
         null=True, blank=True, editable=False, help_text="Messages the fan-out created: its audience."
     )
+    audience_opted_out = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="Matching clients the fan-out left out: opted out."
+    )
 
     # Operators' actions (mailings.services; cancel: messages_app.services): set while paused; set
     # once and for good when cancelled.
@@ -181,6 +190,7 @@ class Mailing(models.Model):
 
     class Meta:
         ordering = ["-start_at", "-id"]
+        permissions = [(EXEMPT_FROM_CAP, "Can exempt a mailing from the frequency cap")]
         constraints = [
             models.CheckConstraint(condition=Q(end_at__gt=F("start_at")), name="mailing_end_after_start"),
             models.CheckConstraint(condition=~Q(text=""), name="mailing_text_not_empty"),
@@ -248,6 +258,10 @@ class Mailing(models.Model):
         return LocalWindow(self.local_window_start, self.local_window_end)
 
     @property
+    def send_at_any_hour(self) -> bool:
+        return self.local_window is None
+
+    @property
     def is_launched(self) -> bool:
         return self.launched_at is not None
 
@@ -276,6 +290,32 @@ class Mailing(models.Model):
         if self.resend_of_id is not None:
             return f"clients whose messages of mailing {self.resend_of_id} failed or expired"
         return describe_audience(operator_codes=self.operator_codes, tags=self.tags)
+
+
+def default_local_window() -> LocalWindow | None:
+    """DEFAULT_LOCAL_WINDOW (checked at startup by mailings.apps)."""
+    return LocalWindow.parse(settings.DEFAULT_LOCAL_WINDOW)
+
+
+class AnyHourWithWindow(ValueError):
+    """send_at_any_hour together with a window."""
+
+
+def window_to_save(
+    start: time | None, end: time | None, *, any_hour: bool, wants_default: bool
+) -> tuple[time | None, time | None, bool]:
+    """The local window a mailing is saved with, for the API and the admin alike: none with `any_hour`
+    (AnyHourWithWindow when a window is given too); DEFAULT_LOCAL_WINDOW when the caller asks for the
+    default (a new mailing that says nothing of its window) and no window is given; else as given.
+    The third value: whether it is the default."""
+    if any_hour:
+        if start is not None or end is not None:
+            raise AnyHourWithWindow("Not with a local window: sending at any hour has no window.")
+        return None, None, False
+    default = default_local_window() if wants_default and start is None and end is None else None
+    if default is None:
+        return start, end, False
+    return default.start, default.end, True
 
 
 def _merged(one: str, many: list[str]) -> list[str]:

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from clients.models import TAG_MAX_LENGTH, validate_operator_code
 from mailing_service.api import (
@@ -18,7 +19,16 @@ from mailing_service.api import (
 from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
-from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
+from .models import (
+    EXEMPT_FROM_CAP,
+    FILTER_VALUES_MAX,
+    TEXT_MAX_LENGTH,
+    AnyHourWithWindow,
+    Mailing,
+    MailingState,
+    TestSend,
+    window_to_save,
+)
 from .selectors import audience_zones_missing_the_window
 from .services import MailingEndTooSoonError, mailing_end_check
 
@@ -100,6 +110,13 @@ class MailingSerializer(StrictModelSerializer):
 
     filter_operator_codes = operator_codes_field(required=False)
     filter_tags = tags_field(required=False)
+    send_at_any_hour = serializers.BooleanField(
+        required=False,
+        help_text="true: no local window, messages go out at any hour (not with local_window_start or "
+        "local_window_end). A new mailing with neither this nor a window gets the deployment's default "
+        "window, DEFAULT_LOCAL_WINDOW (quiet hours), as if sent in local_window_start/end. Read: whether "
+        "the mailing has no window.",
+    )
     segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
     state = serializers.ChoiceField(
         choices=MailingState.choices,
@@ -122,8 +139,11 @@ class MailingSerializer(StrictModelSerializer):
             "filter_tags",
             "local_window_start",
             "local_window_end",
+            "send_at_any_hour",
+            "cap_exempt",
             "audience",
             "audience_size",
+            "audience_opted_out",
             "resend_of",
             "segments",
             "state",
@@ -136,6 +156,7 @@ class MailingSerializer(StrictModelSerializer):
         read_only_fields = [
             "id",
             "audience_size",
+            "audience_opted_out",
             "resend_of",
             "launched_at",
             "paused_at",
@@ -166,6 +187,15 @@ class MailingSerializer(StrictModelSerializer):
                 "the window crosses midnight (22:00 to 06:00). Must differ from local_window_start."
             },
             "audience_size": {"help_text": "Clients it was sent to, once launched; null before."},
+            "audience_opted_out": {
+                "help_text": "Clients of its filter left out at launch because their phone is on the "
+                "opt-out list; null before."
+            },
+            "cap_exempt": {
+                "help_text": "true: its messages are never held by the frequency cap "
+                "(CLIENT_MAX_MESSAGES_PER_DAY), for service messages; they still count towards it. "
+                "Changing it needs the mailings.exempt_from_cap permission (403 without); frozen at launch."
+            },
             "resend_of": {
                 "help_text": "A resend goes to the clients whose messages of this mailing failed or "
                 "expired, whatever its filter fields; null for an ordinary mailing."
@@ -193,10 +223,42 @@ class MailingSerializer(StrictModelSerializer):
                 }
             )
         validate_window(start_at, end_at, new=self.instance is None)
-        self._validate_local_window(attrs)
+        default = self._apply_any_hour(attrs)
+        self._validate_local_window(attrs, default=default)
         return attrs
 
-    def _validate_local_window(self, attrs) -> None:
+    def validate_cap_exempt(self, value: bool) -> bool:
+        if value != getattr(self.instance, "cap_exempt", False):
+            user = self.context["request"].user
+            if not user.has_perm(f"mailings.{EXEMPT_FROM_CAP}"):
+                raise PermissionDenied(
+                    f"Changing cap_exempt needs the mailings.{EXEMPT_FROM_CAP} permission."
+                )
+        return value
+
+    def _apply_any_hour(self, attrs) -> bool:
+        """Turns send_at_any_hour into the window fields (models.window_to_save): true clears the
+        window; a new mailing that says nothing of its window, or false, gets the default window.
+        True when it did that."""
+        any_hour = attrs.pop("send_at_any_hour", None)
+        said = any(name in attrs for name in WINDOW_FIELDS)
+        # Sending at any hour replaces a stored window; only one sent with it conflicts.
+        stored = None if any_hour else self.instance
+        start, end = (attrs.get(name, getattr(stored, name, None)) for name in WINDOW_FIELDS)
+        try:
+            start, end, default = window_to_save(
+                start,
+                end,
+                any_hour=bool(any_hour),
+                wants_default=any_hour is False or (any_hour is None and self.instance is None and not said),
+            )
+        except AnyHourWithWindow as error:
+            raise serializers.ValidationError({"send_at_any_hour": [str(error)]}) from error
+        if any_hour is not None or default:
+            attrs["local_window_start"], attrs["local_window_end"] = start, end
+        return default
+
+    def _validate_local_window(self, attrs, *, default: bool) -> None:
         start, end = (attrs.get(name, getattr(self.instance, name, None)) for name in WINDOW_FIELDS)
         if start is None and end is None:
             return
@@ -214,9 +276,11 @@ class MailingSerializer(StrictModelSerializer):
             listed = ", ".join(missed[:5]) + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
             raise serializers.ValidationError(
                 {
-                    "local_window_start": [
-                        f"The window {start:%H:%M}-{end:%H:%M} never opens between start_at and end_at in "
-                        f"the timezone of any client the mailing goes to ({listed}): it would send nothing."
+                    "send_at_any_hour" if default else "local_window_start": [
+                        f"The {'default (DEFAULT_LOCAL_WINDOW) ' if default else ''}window "
+                        f"{start:%H:%M}-{end:%H:%M} never opens between start_at and end_at in the "
+                        f"timezone of any client the mailing goes to ({listed}): it would send nothing."
+                        + (" Set a window, or send_at_any_hour." if default else "")
                     ]
                 }
             )
@@ -379,9 +443,14 @@ class AudienceClientSerializer(serializers.Serializer):
     timezone = serializers.CharField()
 
 
+class LeftOutSerializer(serializers.Serializer):
+    opted_out = serializers.IntegerField(help_text="Matching clients whose phone is on the opt-out list.")
+
+
 class AudienceSerializer(serializers.Serializer):
     audience = serializers.CharField(help_text="The filter in words.")
-    count = serializers.IntegerField(help_text="Clients matching the filter now.")
+    count = serializers.IntegerField(help_text="Clients matching the filter now that a mailing would reach.")
+    left_out = LeftOutSerializer(help_text="Matching clients a mailing would leave out, by reason.")
     sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
 
 

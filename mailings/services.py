@@ -26,6 +26,7 @@ FROZEN_AFTER_LAUNCH = frozenset(
         "filter_tag",
         "filter_operator_codes",
         "filter_tags",
+        "cap_exempt",
         "start_at",
         "local_window_start",
         "local_window_end",

@@ -69,6 +69,16 @@ class LocalWindow:
         if self.start == self.end:
             raise ValueError("a local window's start and end must differ")
 
+    @classmethod
+    def parse(cls, text: str) -> "LocalWindow | None":
+        """ "09:00-21:00" as a window; "" as none. ValueError for anything else."""
+        if not text.strip():
+            return None
+        start, separator, end = text.partition("-")
+        if not separator:
+            raise ValueError(f"{text!r} is not a window such as 09:00-21:00")
+        return cls(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+
     @property
     def crosses_midnight(self) -> bool:
         return self.end < self.start

@@ -63,11 +63,12 @@ def mailing_launch(*, mailing_id: int) -> bool:
         last_id = boundary if boundary is not None else remaining.aggregate(last=Max("id"))["last"]
         if last_id is None:
             break
+        clients = remaining.filter(id__lte=last_id)
         with transaction.atomic():
             now = timezone.now()
             batch = services.messages_create_for_clients(
                 mailing_id=mailing.pk,
-                clients=remaining.filter(id__lte=last_id),
+                clients=clients.reachable(),  # never a message for a phone on the opt-out list
                 now=now,
                 openings=window.closed_zones(now),  # outside their local window: due at its opening
             )
@@ -76,6 +77,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
                 fanout_cursor=cursor,
                 fanout_lease_until=timezone.now() + fanout_lease(),
                 audience_size=Coalesce("audience_size", 0) + batch,
+                audience_opted_out=Coalesce("audience_opted_out", 0) + clients.opted_out().count(),
             )
         metrics.FANOUT_MESSAGES.inc(batch)  # after commit: the rows exist
         if not still_live:
@@ -87,6 +89,7 @@ def mailing_launch(*, mailing_id: int) -> bool:
         fanout_completed_at=timezone.now(),
         fanout_lease_until=None,
         audience_size=Coalesce("audience_size", 0),
+        audience_opted_out=Coalesce("audience_opted_out", 0),
     )
     log.info("mailing=%s launch: fan-out complete, %s messages created in this run", mailing.pk, created)
     return True

@@ -17,6 +17,8 @@ class MessageStatus(models.TextChoices):
     # end or by a stopping worker, a timed-out attempt never confirmed, or a dead sender's claim
     # (SENDER_LOST_CLAIMS=unknown). Not retried (that could send it twice), never counted as expired.
     UNKNOWN = "unknown", "Sent, answer unknown"
+    # Its phone is on the opt-out list (clients.OptOut): never sent, whatever its mailing.
+    OPTED_OUT = "opted_out", "Opted out"
 
 
 class WaitingFor(models.TextChoices):
@@ -26,6 +28,13 @@ class WaitingFor(models.TextChoices):
     # Its client's local window is closed: next_attempt_at is the window's next opening. The
     # statistics count these while that opening is ahead (messages_app.selectors).
     WINDOW = "window", "The client's local sending window"
+    # Its client got CLIENT_MAX_MESSAGES_PER_DAY messages in the last 24 hours: next_attempt_at is
+    # when the oldest of them leaves those 24 hours. Expired at the mailing's end with CAP_ERROR.
+    CAP = "cap", "The frequency cap"
+
+
+# The last_error of a message that expired waiting for the frequency cap.
+CAP_ERROR = "frequency cap reached"
 
 
 class Message(models.Model):
@@ -33,7 +42,7 @@ class Message(models.Model):
 
     Status = MessageStatus
     WaitingFor = WaitingFor
-    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN)
+    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN, Status.OPTED_OUT)
 
     # No index of its own: the (mailing, client) unique constraint and the progress index both lead
     # with mailing_id, and each index on this table costs the fan-out time on every row.
@@ -91,6 +100,12 @@ class Message(models.Model):
                 fields=["mailing", "next_attempt_at"],
                 condition=Q(status=MessageStatus.PENDING, waiting_for=WaitingFor.WINDOW),
                 name="message_waiting_window_idx",
+            ),
+            # The frequency cap: a client's messages sent in the last 24 hours, and those in flight.
+            models.Index(
+                fields=["client", "sent_at"],
+                condition=Q(status__in=[MessageStatus.SENT, MessageStatus.SENDING]),
+                name="message_client_recent_idx",
             ),
         ]
 

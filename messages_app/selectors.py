@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 
-from .models import Message, MessageStatus, MessageTally, WaitingFor
+from .models import CAP_ERROR, Message, MessageStatus, MessageTally, WaitingFor
 
 WAITING = "waiting_for_window"
 # The keys of every counts dict here: one per message status, "total", then how many of the pending
@@ -159,6 +159,28 @@ def audience_timezones(mailing: Mailing, *, limit: int = 12) -> list[tuple[str, 
     if len(spread) > limit:
         spread = [*spread[: limit - 1], ("other", sum(n for _, n in spread[limit - 1 :]))]
     return spread
+
+
+def left_out(mailing: Mailing) -> list[tuple[str, int]]:
+    """Who the mailing does not reach, and why, as (reason, clients or messages): before launch the
+    matching clients on the opt-out list now; once launched those the fan-out left out, the messages
+    opted out since, and those held or expired by the frequency cap (index reads of this mailing's
+    pending and expired messages)."""
+    if not mailing.is_launched:
+        return [("on the opt-out list", mailing.recipients().opted_out().count())]
+    messages = Message.objects.filter(mailing=mailing)
+    return [
+        ("on the opt-out list at launch", mailing.audience_opted_out or 0),
+        ("opted out while it ran", messages.filter(status=MessageStatus.OPTED_OUT).count()),
+        (
+            "waiting for the frequency cap",
+            messages.filter(status=MessageStatus.PENDING, waiting_for=WaitingFor.CAP).count(),
+        ),
+        (
+            "expired under the frequency cap",
+            messages.filter(status=MessageStatus.EXPIRED, last_error=CAP_ERROR).count(),
+        ),
+    ]
 
 
 def mailing_progress(mailing: Mailing, *, now: datetime) -> dict:

@@ -10,6 +10,7 @@ after a crash can run side by side:
                or unknown (SENDER_LOST_CLAIMS=unknown)
     expire     pending of an ended or cancelled mailing -> expired, or unknown where an attempt
                went unanswered
+    opt out    pending of a phone on the opt-out list -> opted_out (at claim time, and when it is added)
 
 A claim's token fences every write of its results: once a lease runs out and another sender
 claims the row, the first sender's late results match no row.
@@ -25,11 +26,21 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F, Q, QuerySet, Value
-from django.db.models.functions import Greatest
+from django.db.models import (
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from clients.models import Client
+from clients.models import Client, OptOut
 from mailings.models import Mailing
 from mailings.services import MailingStateError, mailing_mark_cancelled
 from ops.audit import audit
@@ -37,7 +48,7 @@ from ops.logging import log_ids
 from ops.services import provider_attempts_record, provider_pause_record
 from providers.models import SETTINGS_PROVIDER
 
-from .models import Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
+from .models import CAP_ERROR, Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
 from .sending.store import Claim, ClaimedRow
@@ -157,26 +168,93 @@ def due_messages(*, mailing_id: int, now: datetime) -> QuerySet:
     return Message.objects.filter(mailing_id=mailing_id, status=Status.PENDING, next_attempt_at__lte=now)
 
 
+CAP_PERIOD = timedelta(days=1)
+
+
+def _cap_lifts_at(cap: int, now: datetime) -> ExpressionWrapper:
+    """For a message row: when its client may get one more message under the cap, or NULL when it may
+    now. The client's messages sent in the last CAP_PERIOD and those in flight (counted as sent now)
+    are read newest first on message_client_recent_idx; while there are `cap` of them, the cap lifts
+    CAP_PERIOD after the `cap`-th newest. In SQL, per row: no client passes through Python."""
+    counted = (
+        Message.objects.filter(client_id=OuterRef("client_id"), status__in=(Status.SENT, Status.SENDING))
+        .filter(Q(sent_at__gt=now - CAP_PERIOD) | Q(sent_at__isnull=True))
+        .annotate(counted_at=Coalesce("sent_at", Value(now)))
+        .order_by("-counted_at")
+        .values("counted_at")[cap - 1 : cap]
+    )
+    return ExpressionWrapper(Subquery(counted) + Value(CAP_PERIOD), output_field=DateTimeField())
+
+
+def _hold_capped(rows: list[tuple[int, int | None]], *, cap: int, now: datetime) -> set[int]:
+    """Of these (message, client) rows, inside the claim's transaction, those not to send now: the
+    messages whose client another claim holds (they stay due), and those whose client had `cap`
+    messages in the last CAP_PERIOD (they wait for the cap, waiting_for `cap`).
+
+    Exact between concurrent senders: each claim locks its clients' rows (SKIP LOCKED, so never
+    waiting) before counting, and counts in a statement of its own, whose snapshot therefore holds
+    every claim that released those locks, i.e. committed."""
+    clients = {client_id for _, client_id in rows if client_id is not None}
+    locked = set(
+        Client.objects.filter(id__in=clients).select_for_update(skip_locked=True).values_list("id", flat=True)
+    )
+    busy = {message_id for message_id, client_id in rows if client_id in clients - locked}
+    candidates = [message_id for message_id, _ in rows if message_id not in busy]
+    over = Message.objects.filter(id__any=candidates).alias(lifts_at=_cap_lifts_at(cap, now))
+    capped = list(over.filter(lifts_at__isnull=False).values_list("id", flat=True))
+    if capped:
+        Message.objects.filter(id__any=capped).update(
+            next_attempt_at=_cap_lifts_at(cap, now), waiting_for=WaitingFor.CAP
+        )
+    return busy | set(capped)
+
+
 def messages_claim(
-    *, mailing_id: int, limit: int, now: datetime, holder: str = "", where: Q | None = None
+    *,
+    mailing_id: int,
+    limit: int,
+    now: datetime,
+    holder: str = "",
+    where: Q | None = None,
+    cap: int | None = None,
 ) -> Claim:
     """Take up to `limit` due messages of a mailing under a fresh claim token and a short lease.
 
     `where` narrows what is due (e.g. a per-client local-time window); it is ANDed with
     `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows.
+
+    Of the rows taken, those whose phone is on the opt-out list end `opted_out` (decided in the
+    claim's SELECT), and with `cap` (CLIENT_MAX_MESSAGES_PER_DAY, for a mailing not exempt) those
+    whose client is at the cap wait for it (`_hold_capped`): a few statements per claim, none per
+    client. The claim holds the rest, so it may come back short.
     """
     token = uuid.uuid4()
     due = due_messages(mailing_id=mailing_id, now=now)
     if where is not None:
         due = due.filter(where)
+    due = due.annotate(opted_out=Exists(OptOut.objects.filter(phone=OuterRef("phone"))))
     with transaction.atomic():
-        rows = list(
+        taken = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "phone", "attempts", "unanswered", "client__operator_code")[
-                :limit
-            ]
+            .values_list(
+                "id", "client_id", "phone", "attempts", "unanswered", "client__operator_code", "opted_out"
+            )[:limit]
         )
+        opted_out = [row[0] for row in taken if row[-1]]
+        rows = [row[:-1] for row in taken if not row[-1]]
+        if opted_out:
+            Message.objects.filter(id__any=opted_out).update(status=Status.OPTED_OUT)
+            log.info(
+                "%s messages opted out at claim (mailing %s): %s",
+                len(opted_out),
+                mailing_id,
+                " ".join(map(str, opted_out)),
+                extra=log_ids(mailing=mailing_id),
+            )
+        if cap and rows:
+            held = _hold_capped([(row[0], row[1]) for row in rows], cap=cap, now=now)
+            rows = [row for row in rows if row[0] not in held]
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
                 status=Status.SENDING,
@@ -298,7 +376,12 @@ def messages_expire_pending(*, now: datetime, mailing_id: int | None = None) -> 
     ending = Message.objects.filter(status=Status.PENDING, mailing__end_at__lte=now)
     if mailing_id is not None:
         ending = ending.filter(mailing_id=mailing_id)
-    return _end_unsent(ending, "the mailing ended") + messages_expire_cancelled(mailing_id=mailing_id)
+    capped = _end_unsent(
+        ending.filter(waiting_for=WaitingFor.CAP), "frequency cap reached", last_error=CAP_ERROR
+    )
+    return (
+        capped + _end_unsent(ending, "the mailing ended") + messages_expire_cancelled(mailing_id=mailing_id)
+    )
 
 
 CANCELLED_ERROR = "mailing cancelled"
@@ -355,6 +438,14 @@ def _transition_logged(rows: QuerySet, what: str, **fields) -> int:
             " ".join(map(str, ids)),
             extra=log_ids(mailing=mailings[0] if len(mailings) == 1 else None),
         )
+
+
+def messages_opt_out(*, phones: QuerySet) -> int:
+    """The pending messages of these phones (a query of phones) end `opted_out`, whatever their
+    mailing: run as an opt-out is added (tasks.end_opted_out) and, for the opt-outs of the last
+    sweeps, by the sweeper. A message already claimed may still go out (at most a second's worth)."""
+    pending = Message.objects.filter(status=Status.PENDING, client__phone__in=phones)
+    return _transition_logged(pending, "opted out", status=Status.OPTED_OUT)
 
 
 # --- the operators' actions that reach a mailing's messages -----------------------------------------

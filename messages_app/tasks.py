@@ -17,6 +17,7 @@ SENDER_ENABLED is false.
 import logging
 import signal
 import threading
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from celery.concurrency import get_implementation
@@ -24,6 +25,8 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from django.conf import settings
 from django.utils import timezone
 
+from clients.models import OptOut
+from clients.tasks import END_OPTED_OUT
 from mailings.tasks import LAUNCH_MAILING
 from ops.logging import log_context
 
@@ -121,17 +124,37 @@ def launch_mailing(mailing_id: int) -> None:
         mailing_launch(mailing_id=mailing_id)
 
 
+@shared_task(name=END_OPTED_OUT)
+def end_opted_out(since: str) -> None:
+    """Enqueued by name from clients when phones are opted out (from `since` on, ISO 8601)."""
+    recent = OptOut.objects.filter(created_at__gte=datetime.fromisoformat(since)).values("phone")
+    log.info(
+        "opt-outs since %s: %s pending messages opted out", since, services.messages_opt_out(phones=recent)
+    )
+
+
+# The sweeper opts out again the messages of phones opted out this recently: a lost end_opted_out
+# task. Older ones are caught anyway when a claim reaches their messages.
+OPT_OUT_SWEEPS = 4
+
+
 @shared_task(soft_time_limit=60)
 def sweep_messages() -> None:
-    """Re-drive what a crash left behind, expire what ended mailings left unsent, and fold the
-    message tallies the statistics sum."""
+    """Re-drive what a crash left behind, expire what ended mailings left unsent, end the messages of
+    recent opt-outs, and fold the message tallies the statistics sum."""
     now = timezone.now()
     released = services.messages_release_expired_leases(now=now)
     expired = services.messages_expire_pending(now=now)  # expired, or unknown if maybe sent
+    recent = now - timedelta(seconds=OPT_OUT_SWEEPS * settings.MESSAGE_SWEEP_INTERVAL)
+    opted_out = services.messages_opt_out(
+        phones=OptOut.objects.filter(created_at__gte=recent).values("phone")
+    )
     services.message_tallies_fold()
     services.sender_heartbeats_forget(now=now)
-    if released or expired:
-        log.info("sweep: %s leases released, %s unsent messages ended", released, expired)
+    if released or expired or opted_out:
+        log.info(
+            "sweep: %s leases released, %s unsent messages ended, %s opted out", released, expired, opted_out
+        )
 
 
 @shared_task

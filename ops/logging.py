@@ -1,8 +1,8 @@
 """Log records as operations reads them: ids as fields, phones masked, control characters escaped
 (a newline in a path or a header cannot forge a line), JSON lines when asked.
 
-Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id` (not `message`, which is the
-log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
+Fields: `request_id`, `user`, `mailing_id`, `message_id`, `client_id`, `optout_id` (not `message`,
+which is the log text's own key in a LogRecord and in JSON lines). Code adds them with `extra=log_ids(...)` on
 one line, or for a whole block with `log_context(...)`, whose fields every line inside carries
 (asyncio tasks and sync_to_async threads started inside inherit them).
 """
@@ -29,7 +29,7 @@ MAYBE_A_PHONE = re.compile(r"\d{11}")
 # rewrite the terminal that shows it.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id")
+FIELDS = ("request_id", "user", "mailing_id", "message_id", "client_id", "optout_id")
 # Each field with the key a pipeline line's text already gives it in ("mailing=1 message=2 client=3").
 FIELDS_IN_TEXT = tuple((name, f"{name.removesuffix('_id')}=") for name in FIELDS)
 
@@ -66,9 +66,9 @@ def _escape(match: re.Match) -> str:
     return _NAMED_ESCAPES.get(character) or f"\\u{ord(character):04x}"
 
 
-def log_ids(*, mailing=None, message=None, client=None) -> dict:
+def log_ids(*, mailing=None, message=None, client=None, optout=None) -> dict:
     """`extra` for a pipeline line: log.info("...", extra=log_ids(mailing=1, message=2, client=3))."""
-    ids = {"mailing_id": mailing, "message_id": message, "client_id": client}
+    ids = {"mailing_id": mailing, "message_id": message, "client_id": client, "optout_id": optout}
     return {name: value for name, value in ids.items() if value is not None}
 
 

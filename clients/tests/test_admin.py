@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from clients.models import Client
+from clients.models import Client, OptOut
 from clients.tests.factories import ClientFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +73,26 @@ def test_filters_narrow_the_list_by_operator_code_tag_and_timezone(admin_client)
     response = admin_client.get(CHANGELIST, {"operator_code": "916", "tag": "vip", "timezone": "Asia/Tokyo"})
 
     assert listed_ids(response) == {wanted.pk}
+
+
+def test_an_opt_out_added_in_the_admin_has_source_admin_and_lists_masked(admin_client, admin_user):
+    response = admin_client.post(
+        reverse("admin:clients_optout_add"), {"phone": "79161234567", "reason": "letter"}
+    )
+
+    assert response.status_code == 302, response.content
+    optout = OptOut.objects.get()
+    assert (optout.source, optout.created_by) == ("admin", admin_user)
+    listing = admin_client.get(reverse("admin:clients_optout_changelist")).content.decode()
+    assert "7916*****67" in listing and "79161234567" not in listing
+
+
+def test_the_admin_removes_an_opt_out_only_with_a_reason(admin_client):
+    optout = OptOut.objects.create(phone="79161234567", source="api")
+    url = reverse("admin:clients_optout_reconsent", args=[optout.pk])
+
+    assert admin_client.get(reverse("admin:clients_optout_change", args=[optout.pk])).status_code == 200
+    assert admin_client.post(url, {"reason": ""}).status_code == 200  # the form again, with its error
+    assert OptOut.objects.exists()
+    assert admin_client.post(url, {"reason": "called back to subscribe"}).status_code == 302
+    assert not OptOut.objects.exists()

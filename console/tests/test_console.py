@@ -8,10 +8,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.models import OptOut
 from clients.tests.factories import ClientFactory
 from mailings.models import Mailing, TestSend
 from mailings.tests.factories import MailingFactory
-from messages_app.models import MessageStatus
+from messages_app.models import CAP_ERROR, MessageStatus, WaitingFor
 from messages_app.sending.store import WeightChange
 from messages_app.services import provider_pause
 from messages_app.tests.factories import MessageFactory
@@ -125,7 +126,7 @@ def test_dashboard_totals_chart_and_mailings(admin_client):
         period: {series.key: number for series, number in figures}
         for period, figures in response.context["totals"]
     }
-    assert totals["Last 7 days"] == {"sent": 4, "failed": 1, "expired": 0, "unknown": 0}
+    assert totals["Last 7 days"] == {"sent": 4, "failed": 1, "expired": 0, "unknown": 0, "opted_out": 0}
     listed = [(mailing.pk, state) for mailing, state, _, _ in response.context["mailings"]]
     assert listed == [(running.pk, "running"), (scheduled.pk, "scheduled")]
     assert "<title>Messages per hour, last 24 hours</title>" in response.content.decode()
@@ -366,3 +367,32 @@ def test_test_send_refuses_no_client_too_many_and_viewers(admin_client, client, 
         is None
     )
     assert not mailing.test_sends.exists()
+
+
+def test_mailing_page_says_who_was_left_out_and_why(admin_client):
+    mailing = running_mailing(sent=2, opted_out=1)
+    Mailing.objects.filter(pk=mailing.pk).update(audience_opted_out=3)
+    MessageFactory(
+        mailing=mailing, waiting_for=WaitingFor.CAP, next_attempt_at=timezone.now() + timedelta(hours=3)
+    )
+    MessageFactory(mailing=mailing, status=MessageStatus.EXPIRED, last_error=CAP_ERROR)
+
+    response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+    assert response.context["left_out"] == [
+        ("on the opt-out list at launch", 3),
+        ("opted out while it ran", 1),
+        ("waiting for the frequency cap", 1),
+        ("expired under the frequency cap", 1),
+    ]
+    assert "<h2>Left out</h2>" in response.content.decode()
+
+
+def test_an_unlaunched_mailing_page_counts_its_matching_clients_on_the_opt_out_list(admin_client):
+    mailing = MailingFactory(filter_tag="vip")
+    opted_out, _ = ClientFactory(tag="vip"), ClientFactory(tag="vip")
+    OptOut.objects.create(phone=opted_out.phone, source="api")
+
+    response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+
+    assert response.context["left_out"] == [("on the opt-out list", 1)]

@@ -181,6 +181,7 @@ def test_the_api_root_lists_the_collections(api_client):
         "statistics": "http://testserver/api/v1/mailings/statistics/",
         "messages": "http://testserver/api/v1/messages/",
         "providers": "http://testserver/api/v1/providers/",
+        "optouts": "http://testserver/api/v1/optouts/",
         "schema": "http://testserver/api/v1/schema/",
         "docs": "http://testserver/docs/",
     }

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.db import connection
@@ -40,7 +40,7 @@ def test_changelist_renders_mailings_with_their_audience(admin_client):
 
 
 def test_changelist_shows_message_counts_per_status(admin_client):
-    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5, unknown=6)
+    busy = mailing_with_messages(pending=1, sending=2, sent=3, failed=4, expired=5, unknown=6, opted_out=7)
     quiet = mailing_with_messages(sent=2)
     unlaunched = MailingFactory()
 
@@ -50,9 +50,9 @@ def test_changelist_shows_message_counts_per_status(admin_client):
         row = rows[mailing.pk]
         return [row.message_counts[status] for status in MessageStatus] + [row.message_counts["total"]]
 
-    assert counts(busy) == [1, 2, 3, 4, 5, 6, 21]
-    assert counts(quiet) == [0, 0, 2, 0, 0, 0, 2]
-    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0]
+    assert counts(busy) == [1, 2, 3, 4, 5, 6, 7, 28]
+    assert counts(quiet) == [0, 0, 2, 0, 0, 0, 0, 2]
+    assert counts(unlaunched) == [0, 0, 0, 0, 0, 0, 0, 0]
 
 
 def test_changelist_draws_a_progress_bar_with_the_numbers_on_hover(admin_client):
@@ -144,6 +144,29 @@ def test_add_form_renders_and_creates_a_mailing(admin_client):
     mailing = Mailing.objects.get(text="Spring sale")
     assert mailing.filter_tag == "vip"
     assert mailing.launched_at is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "window"),
+    [
+        ({}, (time(9), time(21))),  # the default
+        ({"send_at_any_hour": "on"}, (None, None)),
+        ({"local_window_start": "10:00", "local_window_end": "11:00"}, (time(10), time(11))),
+    ],
+)
+def test_the_add_form_applies_the_default_window_unless_told_otherwise(
+    admin_client, settings, fields, window
+):
+    settings.DEFAULT_LOCAL_WINDOW = "09:00-21:00"
+    start = timezone.now() + timedelta(days=2)
+    body = {"start_at_0": f"{start:%Y-%m-%d}", "start_at_1": "10:00:00", "end_at_0": f"{start:%Y-%m-%d}"}
+    body |= {"end_at_1": "20:00:00", "text": "Spring sale", "filter_operator_code": "", "filter_tag": ""}
+
+    response = admin_client.post(reverse("admin:mailings_mailing_add"), body | fields)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    mailing = Mailing.objects.get()
+    assert (mailing.local_window_start, mailing.local_window_end) == window
 
 
 def form_data(**values) -> dict[str, str]:

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from clients.models import Client, OptOut
 from clients.tests.factories import ClientFactory
 from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
@@ -32,7 +33,7 @@ def ids(clients, pairs) -> set[int]:
 
 
 def test_audience_counts_any_of_several_tags_and_codes(api_client, clients, django_assert_max_num_queries):
-    with django_assert_max_num_queries(5):  # token, role permissions (2), count and sample
+    with django_assert_max_num_queries(6):  # token, role permissions (2), counts (2) and sample
         response = api_client.get(
             AUDIENCE_URL, {"filter_tags": "vip,new", "filter_operator_codes": ["916", "925"]}
         )
@@ -45,6 +46,17 @@ def test_audience_counts_any_of_several_tags_and_codes(api_client, clients, djan
     wanted = ids(clients, [(c, t) for c in ("916", "925") for t in ("vip", "new")])
     assert {row["id"] for row in sample} <= wanted
     assert all("*" in row["phone"] for row in sample)
+
+
+def test_audience_leaves_out_opted_out_phones_and_says_how_many(api_client, clients):
+    opted_out = Client.objects.filter(pk__in=clients["916", "vip"])
+    OptOut.objects.bulk_create(OptOut(phone=client.phone, source="api") for client in opted_out)
+
+    response = api_client.get(AUDIENCE_URL, {"filter_operator_code": "916"})
+
+    assert response.status_code == 200, response.data
+    assert (response.data["count"], response.data["left_out"]) == (4, {"opted_out": 2})
+    assert not {row["id"] for row in response.data["sample"]} & set(clients["916", "vip"])
 
 
 def test_audience_keeps_the_one_value_fields_and_merges_them_with_the_lists(api_client, clients):

@@ -10,6 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from mailings.models import Mailing
@@ -29,6 +30,7 @@ class DjangoMessageStore:
         self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; this thread only
+        self._cap_exempt: dict[int, bool] = {}  # frozen at launch, so read once per mailing
 
     async def _in_thread(self, function, /, **kwargs):
         loop = asyncio.get_running_loop()
@@ -51,6 +53,11 @@ class DjangoMessageStore:
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
         self._windows.keep_only(wanted)
         services.sender_heartbeat(holder=self.holder, now=now)
+        self._cap_exempt = {
+            mailing_id: self._cap_exempt[mailing_id]
+            for mailing_id in wanted
+            if mailing_id in self._cap_exempt
+        }
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
         services.messages_renew_leases(tokens=tokens, now=now)
         return SenderView(
@@ -88,12 +95,21 @@ class DjangoMessageStore:
                 now=now,
                 holder=self.holder,
                 where=window.claim_condition(now),
+                cap=self._cap(mailing_id),
             )
             if len(claim.rows) < limit:
                 window.defer_stragglers(now)
             wanted -= len(claim.rows)
             claims.append(claim)
         return claims, pauses
+
+    def _cap(self, mailing_id: int) -> int | None:
+        """CLIENT_MAX_MESSAGES_PER_DAY for the mailing's claims; None when off or it is exempt."""
+        if settings.CLIENT_MAX_MESSAGES_PER_DAY is None:
+            return None
+        if mailing_id not in self._cap_exempt:
+            self._cap_exempt[mailing_id] = Mailing.objects.filter(pk=mailing_id, cap_exempt=True).exists()
+        return None if self._cap_exempt[mailing_id] else settings.CLIENT_MAX_MESSAGES_PER_DAY
 
     async def record(self, *, results: list[Result]) -> int:
         return await self._in_thread(services.messages_record, results=results, now=self._clock.now())
