@@ -16,6 +16,10 @@ class MessageStatus(models.TextChoices):
     # The request reached the provider but its answer never came back: cut by the mailing's end or
     # by a stopping worker. Not retried (that could send it twice), never counted as expired.
     UNKNOWN = "unknown", "Sent, answer unknown"
+    # A provider with delivery receipts told us what became of a sent (or unknown) message; neither
+    # ever changes again. A message of such a provider without a receipt stays `sent`.
+    DELIVERED = "delivered", "Delivered to the phone"
+    UNDELIVERED = "undelivered", "Not delivered to the phone"  # the provider's reason in last_error
 
 
 class WaitingFor(models.TextChoices):
@@ -32,7 +36,14 @@ class Message(models.Model):
 
     Status = MessageStatus
     WaitingFor = WaitingFor
-    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN)
+    FINAL_STATUSES = (
+        Status.SENT,
+        Status.FAILED,
+        Status.EXPIRED,
+        Status.UNKNOWN,
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+    )
 
     # No index of its own: the (mailing, client) unique constraint and the progress index both lead
     # with mailing_id, and each index on this table costs the fan-out time on every row.
@@ -50,6 +61,12 @@ class Message(models.Model):
         max_length=16, choices=WaitingFor.choices, blank=True, default=WaitingFor.NOTHING, db_default=""
     )
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Which provider took it (its name; "default": the one PROVIDER_URL or PROVIDER_KIND configures)
+    # and the provider's own id for it, if its answer gave one: receipts find the message by these.
+    provider = models.CharField(max_length=32, blank=True, default="", db_default="")
+    provider_message_id = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # When its provider's receipt said it reached the phone.
+    delivered_at = models.DateTimeField(null=True, blank=True)
     # Set by each claim; a result is written only where the row still carries its claim's token,
     # so a sender that lost its claim (lease ran out, another sender took the row) changes nothing.
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
@@ -80,6 +97,12 @@ class Message(models.Model):
                 fields=["mailing", "next_attempt_at"],
                 condition=Q(status=MessageStatus.PENDING, waiting_for=WaitingFor.WINDOW),
                 name="message_waiting_window_idx",
+            ),
+            # A receipt naming the provider's own id finds its message; rows without one stay out.
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="message_provider_id_idx",
             ),
         ]
 

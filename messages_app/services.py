@@ -191,11 +191,11 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
     The one place that maps an Outcome to a row transition (OUTCOME_TRANSITIONS).
     """
     changed = 0
-    groups: dict[tuple[Outcome, uuid.UUID, str], list[Result]] = defaultdict(list)
+    groups: dict[tuple[Outcome, uuid.UUID, str, str], list[Result]] = defaultdict(list)
     for result in results:
-        groups[result.outcome, result.token, result.detail[:255]].append(result)
+        groups[result.outcome, result.token, result.detail[:255], result.provider].append(result)
     with transaction.atomic():
-        for (outcome, token, detail), group in groups.items():
+        for (outcome, token, detail, provider), group in groups.items():
             status, from_statuses = OUTCOME_TRANSITIONS[outcome]
             fenced = Message.objects.filter(
                 id__any=[result.id for result in group], claim_token=token, status__in=from_statuses
@@ -216,9 +216,19 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
                 )
                 continue
             fields: dict[str, Any] = {"status": status, "lease_until": None, "last_error": detail}
+            if outcome in (Outcome.SENT, Outcome.UNKNOWN):
+                fields["provider"] = provider  # a receipt may come for either
             if outcome is Outcome.SENT:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
                 fields["sent_at"] = max(result.answered_at or now for result in group)
+                if any(result.provider_message_id for result in group):
+                    # The provider's ids differ row by row: one UPDATE with a CASE on the id.
+                    rows = [
+                        Message(id=result.id, provider_message_id=result.provider_message_id, **fields)
+                        for result in group
+                    ]
+                    changed += fenced.bulk_update(rows, [*fields, "provider_message_id"])
+                    continue
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.

@@ -127,7 +127,7 @@ class Deliveries:
                 return self._settle_heard(run, row, token, None, outcomes.TOO_LATE)
             started = self._clock.monotonic()
             try:
-                await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
+                provider_message_id = await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
             finally:
                 cut = self._cutoffs.end(run.id, task)
         except asyncio.CancelledError:
@@ -153,20 +153,28 @@ class Deliveries:
             else:
                 self._settle(run, row, token, fate)
         else:
-            self._settle_heard(run, row, token, started, self._fate(None))
+            self._settle_heard(run, row, token, started, self._fate(None), provider_message_id)
 
     def _fate(self, ended_by: Exception | Cut | None) -> Fate:
         return fate_of(ended_by, request_timeout=self._request_timeout)
 
     def _settle_heard(
-        self, run: MailingRun, row: ClaimedRow, token: uuid.UUID, started: float | None, fate: Fate
+        self,
+        run: MailingRun,
+        row: ClaimedRow,
+        token: uuid.UUID,
+        started: float | None,
+        fate: Fate,
+        provider_message_id: str = "",
     ) -> None:
         """Settles a request the gate let through: every acquire() is followed by one record()."""
         now = self._clock.monotonic()
         latency = 0.0 if started is None or fate.answer is ProviderAnswer.NO_ANSWER else now - started
         self._gate.record(fate.answer, latency, retry_after=fate.retry_after)
         answered_at = self._clock.now() if fate.outcome is Outcome.SENT else None
-        self._settle(run, row, token, fate, answered_at=answered_at)
+        self._settle(
+            run, row, token, fate, answered_at=answered_at, provider_message_id=provider_message_id
+        )
 
     def _settle(
         self,
@@ -176,8 +184,20 @@ class Deliveries:
         fate: Fate,
         *,
         answered_at: datetime | None = None,
+        provider_message_id: str = "",
     ) -> None:
-        self._writer.add(Result(row.id, token, fate.outcome, row.attempt, fate.detail, answered_at))
+        self._writer.add(
+            Result(
+                row.id,
+                token,
+                fate.outcome,
+                row.attempt,
+                fate.detail,
+                answered_at,
+                self._transport.name,
+                provider_message_id[:64],
+            )
+        )
         self._report.outcomes[fate.outcome] += 1
         log.info(
             "mailing=%s message=%s client=%s attempt=%s outcome=%s%s",

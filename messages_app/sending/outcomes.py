@@ -104,3 +104,6 @@ class Result:
     # When the provider's answer came: an acceptance's sent_at, which the write may follow by a
     # flush interval (past the mailing's end, for an answer that came just before it).
     answered_at: datetime | None = None
+    # Of an acceptance: the provider that took it and its own id for it.
+    provider: str = ""
+    provider_message_id: str = ""

@@ -17,6 +17,8 @@ def accept_at_once(msg_id: int, attempt: int) -> tuple[Exception | None, float]:
 class ScriptedTransport:
     """The provider as the sender's transport meets it, on the fake clock."""
 
+    name = "default"
+
     def __init__(self, clock: Clock, script: Script = accept_at_once):
         self.clock = clock
         self.script = script
@@ -34,7 +36,7 @@ class ScriptedTransport:
     def attempts_of(self, msg_id: int) -> int:
         return sum(1 for seen, _ in self.requests if seen == msg_id)
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> str:
         began = self.clock.monotonic()
         self.requests.append((message.id, self.clock.wall()))
         error, latency = self.script(message.id, self.attempts_of(message.id))
@@ -46,6 +48,7 @@ class ScriptedTransport:
         if error is not None:
             raise error
         self.accepted.append((message.id, self.clock.wall()))
+        return f"p-{message.id}"  # the provider's own id, stored with the message
 
 
 def soon(seconds: float, action: Callable[[], object]) -> None:

@@ -1,7 +1,8 @@
 """The contract every provider transport keeps.
 
-A transport sends one message and returns when the provider accepted it; otherwise it raises
-TransportError, saying whether a later attempt could succeed. Nothing else escapes it.
+A transport sends one message and returns when the provider accepted it, with the provider's own id
+for it ("" when its answer gives none); otherwise it raises TransportError, saying whether a later
+attempt could succeed. Nothing else escapes it.
 """
 
 from dataclasses import dataclass
@@ -43,10 +44,13 @@ def no_answer_within(seconds: float) -> str:
 
 
 class Transport(Protocol):
+    # The provider's name: stored with every message it took (Message.provider), receipts name it.
+    name: str
+
     async def __aenter__(self) -> "Transport": ...
 
     async def __aexit__(self, *exc_info) -> None: ...
 
-    async def send(self, message: OutgoingMessage) -> None:
-        """Deliver one message. The caller bounds how long it may take (it cancels the send): a
+    async def send(self, message: OutgoingMessage) -> str:
+        """Deliver one message; returns the provider's id for it, or "". The caller bounds how long it may take (it cancels the send): a
         transport bounds only the connecting."""
