@@ -9,17 +9,40 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .sending.clock import Clock
 from .sending.django_store import DjangoMessageStore
 from .sending.gate import ProviderGate
 from .sending.pacing import pacer_for
 from .sending.sender import Sender
+from .sending.transports.base import Transport
+from .sending.transports.kannel import KannelTransport
 from .sending.transports.probe import ProbeTransport
 
 
-def transport_from_settings(*, max_connections: int) -> ProbeTransport:
+def transport_from_settings(*, max_connections: int) -> Transport:
+    name = settings.PROVIDER_NAME
+    if settings.PROVIDER_KIND == "kannel":
+        secret = settings.RECEIPT_SECRETS.get(name)
+        if not secret:
+            raise ImproperlyConfigured(
+                f"PROVIDER_KIND=kannel needs a receipt secret for {name!r} in RECEIPT_SECRETS"
+            )
+        return KannelTransport(
+            name=name,
+            sendsms_url=settings.KANNEL_URL,
+            username=settings.KANNEL_USERNAME,
+            password=settings.KANNEL_PASSWORD,
+            sender=settings.KANNEL_FROM,
+            smsc=settings.KANNEL_SMSC,
+            receipt_base_url=settings.RECEIPT_BASE_URL,
+            receipt_secret=secret,
+            connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+            max_connections=max_connections,
+        )
     return ProbeTransport(
+        name=name,
         base_url=settings.PROVIDER_URL,
         token=settings.PROVIDER_TOKEN,
         connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,

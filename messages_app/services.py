@@ -17,7 +17,8 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +36,7 @@ from ops.services import provider_attempts_record, provider_pause_record
 from .models import Message, MessageTally, ProviderPause, SenderSlot, WaitingFor
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
+from .sending.receipts import Receipt
 from .sending.store import Claim, ClaimedRow
 
 Status = Message.Status
@@ -236,6 +238,62 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
             changed += fenced.update(**fields)
     provider_attempts_record(outcomes=Counter(result.outcome for result in results), now=now)
     return changed
+
+
+# --- delivery receipts ---------------------------------------------------------------------------
+
+# A receipt finds its message only here: what it says of any other status (pending: sent again
+# since; already delivered or undelivered: a repeat or a late contradiction) changes nothing.
+RECEIPT_FROM = (Status.SENT, Status.UNKNOWN)
+
+
+@dataclass
+class ReceiptsWritten:
+    delivered: int = 0
+    undelivered: int = 0
+    unchanged: int = 0  # repeated, or after another final receipt
+    unknown: list[int] = field(default_factory=list)  # no message of that provider has the id
+
+
+def receipts_record(*, receipts: list[Receipt]) -> ReceiptsWritten:
+    """Write a batch of final receipts in one transaction: a few UPDATEs, not one per receipt.
+
+    The first receipt of a message in the batch wins, as if they had come one by one; a message
+    moves only from sent or unknown, so a repeated receipt changes nothing (and the tallies count it
+    once), and a final status never goes back. A receipt whose id no message of its provider has
+    (another provider's, a deleted mailing's, a forgery with a leaked signature) is left out.
+    """
+    first: dict[tuple[str, int], Receipt] = {}
+    for receipt in receipts:
+        first.setdefault((receipt.provider, receipt.message_id), receipt)
+    written = ReceiptsWritten()
+    groups: dict[tuple[str, bool, str], list[Receipt]] = defaultdict(list)
+    by_provider: dict[str, list[int]] = defaultdict(list)
+    for (provider, message_id), receipt in first.items():
+        by_provider[provider].append(message_id)
+        groups[provider, receipt.delivered, receipt.reason].append(receipt)
+    with transaction.atomic():
+        for provider, ids in by_provider.items():
+            known = set(Message.objects.filter(id__any=ids, provider=provider).values_list("id", flat=True))
+            written.unknown += [message_id for message_id in ids if message_id not in known]
+        for (provider, delivered, reason), group in groups.items():
+            fields: dict[str, Any] = {"last_error": reason}
+            if delivered:
+                # Like sent_at: the group's latest arrival, which no receipt of it follows.
+                latest = max(receipt.received_at for receipt in group)
+                fields |= {"status": Status.DELIVERED, "delivered_at": datetime.fromtimestamp(latest, tz=UTC)}
+            else:
+                fields["status"] = Status.UNDELIVERED
+            changed = Message.objects.filter(
+                id__any=[receipt.message_id for receipt in group], provider=provider, status__in=RECEIPT_FROM
+            ).update(**fields)
+            if delivered:
+                written.delivered += changed
+            else:
+                written.undelivered += changed
+    written.unchanged = len(first) - len(written.unknown) - written.delivered - written.undelivered
+    written.unchanged += len(receipts) - len(first)
+    return written
 
 
 # --- recovery ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ops.logging import log_context
 
 from . import services
 from .launch import mailing_launch
+from .receipts import receipts_write_queued
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ def sweep_messages() -> None:
     services.message_tallies_fold()
     if released or expired:
         log.info("sweep: %s leases released, %s messages expired", released, expired)
+
+
+@shared_task(soft_time_limit=60)
+def write_receipts() -> None:
+    """Every RECEIPT_DRAIN_INTERVAL (beat): the queued delivery receipts, written in batches."""
+    receipts_write_queued()
 
 
 @shared_task

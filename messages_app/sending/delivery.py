@@ -172,9 +172,7 @@ class Deliveries:
         latency = 0.0 if started is None or fate.answer is ProviderAnswer.NO_ANSWER else now - started
         self._gate.record(fate.answer, latency, retry_after=fate.retry_after)
         answered_at = self._clock.now() if fate.outcome is Outcome.SENT else None
-        self._settle(
-            run, row, token, fate, answered_at=answered_at, provider_message_id=provider_message_id
-        )
+        self._settle(run, row, token, fate, answered_at=answered_at, provider_message_id=provider_message_id)
 
     def _settle(
         self,

@@ -52,5 +52,5 @@ class Transport(Protocol):
     async def __aexit__(self, *exc_info) -> None: ...
 
     async def send(self, message: OutgoingMessage) -> str:
-        """Deliver one message; returns the provider's id for it, or "". The caller bounds how long it may take (it cancels the send): a
-        transport bounds only the connecting."""
+        """Deliver one message; returns the provider's id for it, or "". The caller bounds how long
+        it may take (it cancels the send): a transport bounds only the connecting."""
