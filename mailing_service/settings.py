@@ -280,6 +280,8 @@ RECEIPT_QUEUE_URL = env.str(
     "RECEIPT_QUEUE_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
 )
 RECEIPT_BATCH_SIZE = env.int("RECEIPT_BATCH_SIZE", default=1000)
+# Seconds a queued receipt that came before its message's acceptance was written waits for it.
+RECEIPT_EARLY_KEEP = env.float("RECEIPT_EARLY_KEEP", default=300.0)
 RECEIPT_DRAIN_INTERVAL = env.float("RECEIPT_DRAIN_INTERVAL", default=0.5)
 
 # The in-flight limit's slow-start target for one sender (one per worker pool process): it starts at

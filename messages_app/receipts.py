@@ -54,19 +54,32 @@ def receipts_take(receipts: list[Receipt]) -> None:
 
 def receipts_write_queued() -> int:
     """Write what waits in the queue, in batches of RECEIPT_BATCH_SIZE, for up to RUN_BUDGET
-    seconds; another run doing it already makes this one return at once. Returns receipts taken."""
+    seconds; another run doing it already makes this one return at once. Receipts that came before
+    their acceptance was written go back to the end of the queue, until RECEIPT_EARLY_KEEP.
+    Returns how many receipts were taken from the queue."""
     queue = _queue(settings.RECEIPT_QUEUE_URL)
     holder = f"{time.time()}"
     if not queue.set(WRITER_KEY, holder, nx=True, px=WRITER_LEASE_MS):
         return 0
-    taken, until = 0, time.monotonic() + RUN_BUDGET
+    # Only what is queued now: what a run puts back waits for the next run.
+    waiting, taken, until = queue.llen(QUEUE_KEY), 0, time.monotonic() + RUN_BUDGET
     try:
-        while time.monotonic() < until:
-            raw = queue.lrange(QUEUE_KEY, 0, settings.RECEIPT_BATCH_SIZE - 1)
+        while taken < waiting and time.monotonic() < until:
+            raw = queue.lrange(QUEUE_KEY, 0, min(settings.RECEIPT_BATCH_SIZE, waiting - taken) - 1)
             if not raw:
                 break
-            _write([Receipt(*json.loads(item)) for item in raw])
-            queue.ltrim(QUEUE_KEY, len(raw), -1)
+            early = _write([Receipt(*json.loads(item)) for item in raw])
+            kept = [
+                receipt
+                for receipt in early
+                if receipt.received_at > time.time() - settings.RECEIPT_EARLY_KEEP
+            ]
+            _count_early(lost=len(early) - len(kept))
+            pipeline = queue.pipeline()  # MULTI: the batch leaves and its early receipts go back at once
+            if kept:
+                pipeline.rpush(QUEUE_KEY, *map(_encoded, kept))
+            pipeline.ltrim(QUEUE_KEY, len(raw), -1)
+            pipeline.execute()
             taken += len(raw)
     finally:
         # Only our own lease: after a run longer than it, another writer may hold the key.
@@ -75,7 +88,20 @@ def receipts_write_queued() -> int:
     return taken
 
 
-def _write(receipts: list[Receipt]) -> None:
+def _encoded(receipt: Receipt) -> str:
+    return json.dumps(
+        [receipt.provider, receipt.message_id, receipt.delivered, receipt.reason, receipt.received_at]
+    )
+
+
+def _count_early(*, lost: int) -> None:
+    if lost:
+        metrics.RECEIPTS.labels("unknown").inc(lost)
+        log.warning("%s receipts came before their acceptance and it never came: left out", lost)
+
+
+def _write(receipts: list[Receipt]) -> list[Receipt]:
+    """Writes a batch; returns the receipts that came before their acceptance was written."""
     written = services.receipts_record(receipts=receipts)
     for result in ("delivered", "undelivered", "unchanged"):
         metrics.RECEIPTS.labels(result).inc(getattr(written, result))
@@ -86,3 +112,4 @@ def _write(receipts: list[Receipt]) -> None:
             len(written.unknown),
             ", ".join(map(str, written.unknown[:10])) + (" ..." if len(written.unknown) > 10 else ""),
         )
+    return written.early

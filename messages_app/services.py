@@ -242,9 +242,13 @@ def messages_record(*, results: list[Result], now: datetime, deferred_until: dat
 
 # --- delivery receipts ---------------------------------------------------------------------------
 
-# A receipt finds its message only here: what it says of any other status (pending: sent again
-# since; already delivered or undelivered: a repeat or a late contradiction) changes nothing.
+# A receipt finds its message only here: what it says of any other status (already delivered or
+# undelivered: a repeat or a late contradiction; failed, expired) changes nothing.
 RECEIPT_FROM = (Status.SENT, Status.UNKNOWN)
+# A receipt may come before the acceptance it follows is written (a gateway reports within
+# milliseconds, results are written in batches): its message is still claimed, or back to pending
+# after a lease ran out while its acceptance may yet land. It waits for a later batch.
+RECEIPT_TOO_EARLY = (Status.SENDING, Status.PENDING)
 
 
 @dataclass
@@ -253,46 +257,59 @@ class ReceiptsWritten:
     undelivered: int = 0
     unchanged: int = 0  # repeated, or after another final receipt
     unknown: list[int] = field(default_factory=list)  # no message of that provider has the id
+    early: list[Receipt] = field(default_factory=list)  # their acceptance is not written yet
 
 
 def receipts_record(*, receipts: list[Receipt]) -> ReceiptsWritten:
-    """Write a batch of final receipts in one transaction: a few UPDATEs, not one per receipt.
+    """Write a batch of final receipts in one transaction: a few statements, not one per receipt.
 
     The first receipt of a message in the batch wins, as if they had come one by one; a message
     moves only from sent or unknown, so a repeated receipt changes nothing (and the tallies count it
     once), and a final status never goes back. A receipt whose id no message of its provider has
-    (another provider's, a deleted mailing's, a forgery with a leaked signature) is left out.
+    (another provider's, a deleted mailing's) is left out; one that came before its acceptance was
+    written is returned in `early`, for the caller to try again.
+
+    The messages are read under lock, so that an acceptance written meanwhile cannot slip between
+    what was read and what is updated.
     """
-    first: dict[tuple[str, int], Receipt] = {}
+    first: dict[int, Receipt] = {}
     for receipt in receipts:
-        first.setdefault((receipt.provider, receipt.message_id), receipt)
-    written = ReceiptsWritten()
-    groups: dict[tuple[str, bool, str], list[Receipt]] = defaultdict(list)
-    by_provider: dict[str, list[int]] = defaultdict(list)
-    for (provider, message_id), receipt in first.items():
-        by_provider[provider].append(message_id)
-        groups[provider, receipt.delivered, receipt.reason].append(receipt)
+        first.setdefault(receipt.message_id, receipt)
+    written = ReceiptsWritten(unchanged=len(receipts) - len(first))
+    groups: dict[tuple[str, bool, str], list[int]] = defaultdict(list)
+    latest: dict[tuple[str, bool, str], float] = defaultdict(float)
     with transaction.atomic():
-        for provider, ids in by_provider.items():
-            known = set(Message.objects.filter(id__any=ids, provider=provider).values_list("id", flat=True))
-            written.unknown += [message_id for message_id in ids if message_id not in known]
-        for (provider, delivered, reason), group in groups.items():
+        rows = {
+            message_id: (provider, status)
+            for message_id, provider, status in Message.objects.select_for_update()
+            .filter(id__any=list(first))
+            .values_list("id", "provider", "status")
+        }
+        for message_id, receipt in first.items():
+            provider, status = rows.get(message_id, (None, None))
+            if status in RECEIPT_TOO_EARLY and provider in ("", receipt.provider):
+                written.early.append(receipt)
+            elif provider != receipt.provider:
+                written.unknown.append(message_id)
+            elif status in RECEIPT_FROM:
+                key = (receipt.provider, receipt.delivered, receipt.reason)
+                groups[key].append(message_id)
+                latest[key] = max(latest[key], receipt.received_at)
+            else:
+                written.unchanged += 1
+        for (provider, delivered, reason), ids in groups.items():
             fields: dict[str, Any] = {"last_error": reason}
             if delivered:
                 # Like sent_at: the group's latest arrival, which no receipt of it follows.
-                latest = max(receipt.received_at for receipt in group)
-                fields |= {"status": Status.DELIVERED, "delivered_at": datetime.fromtimestamp(latest, tz=UTC)}
+                at = datetime.fromtimestamp(latest[provider, delivered, reason], tz=UTC)
+                fields |= {"status": Status.DELIVERED, "delivered_at": at}
             else:
                 fields["status"] = Status.UNDELIVERED
-            changed = Message.objects.filter(
-                id__any=[receipt.message_id for receipt in group], provider=provider, status__in=RECEIPT_FROM
-            ).update(**fields)
+            changed = Message.objects.filter(id__any=ids, status__in=RECEIPT_FROM).update(**fields)
             if delivered:
                 written.delivered += changed
             else:
                 written.undelivered += changed
-    written.unchanged = len(first) - len(written.unknown) - written.delivered - written.undelivered
-    written.unchanged += len(receipts) - len(first)
     return written
 
 

@@ -136,7 +136,8 @@ def test_an_intermediate_report_changes_nothing(client, receipt_settings):
 @pytest.mark.django_db
 def test_delivered_may_follow_unknown_but_never_pending_or_failed(client, receipt_settings):
     unknown = sent_message(status=Status.UNKNOWN)
-    pending = sent_message(status=Status.PENDING)  # sent again since: its next answer decides
+    # Its acceptance is not written yet: without a queue to wait in, the receipt is lost.
+    pending = sent_message(status=Status.PENDING)
     failed = sent_message(status=Status.FAILED)
     for message in (unknown, pending, failed):
         post_receipt(client, message.pk, 1)
@@ -283,6 +284,39 @@ def test_a_writer_already_at_work_keeps_a_second_one_out(receipt_settings, recei
     assert receipts.receipts_write_queued() == 1
     message.refresh_from_db()
     assert message.status == Status.DELIVERED
+
+
+@pytest.mark.django_db
+def test_a_receipt_before_its_acceptance_is_written_waits_for_it_in_the_queue(
+    receipt_settings, receipt_queue
+):
+    """A gateway reports within milliseconds; the sender writes its results in batches after."""
+    token = uuid.uuid4()
+    message = MessageFactory(status=Status.SENDING, claim_token=token)
+    receipts.receipts_take([Receipt("kannel", message.pk, True, "", time.time())])
+    assert receipts.receipts_write_queued() == 1
+    message.refresh_from_db()
+    assert message.status == Status.SENDING
+    assert receipt_queue.llen(receipts.QUEUE_KEY) == 1  # back in the queue, for the next run
+
+    services.messages_record(
+        results=[Result(message.pk, token, Outcome.SENT, 1, provider="kannel")], now=timezone.now()
+    )
+    assert receipts.receipts_write_queued() == 1
+    message.refresh_from_db()
+    assert message.status == Status.DELIVERED
+    assert receipt_queue.llen(receipts.QUEUE_KEY) == 0
+
+
+@pytest.mark.django_db
+def test_an_early_receipt_whose_acceptance_never_comes_is_dropped_in_time(receipt_settings, receipt_queue):
+    receipt_settings.RECEIPT_EARLY_KEEP = 60
+    message = MessageFactory(status=Status.PENDING)
+    receipts.receipts_take([Receipt("kannel", message.pk, True, "", time.time() - 61)])
+    assert receipts.receipts_write_queued() == 1
+    assert receipt_queue.llen(receipts.QUEUE_KEY) == 0
+    message.refresh_from_db()
+    assert message.status == Status.PENDING
 
 
 @pytest.mark.django_db

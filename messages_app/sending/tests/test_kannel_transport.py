@@ -8,6 +8,7 @@ import asyncio
 import socket
 from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -142,7 +143,23 @@ def test_a_refused_connection_is_retried_and_its_error_names_neither_password_no
 
     error = asyncio.run(scenario())
     assert not error.permanent
-    assert PASSWORD not in error.detail and MESSAGE.phone not in error.detail
+    assert error.detail == f"ClientConnectorError (http://127.0.0.1:{port}/cgi-bin/sendsms)"
+
+
+def test_a_connection_timeout_names_neither_password_nor_phone():
+    """aiohttp's ConnectionTimeoutError quotes the whole URL it was given, query and all."""
+
+    def time_out(url, **kwargs):
+        raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {url}")
+
+    async def scenario():
+        async with _transport("http://127.0.0.1:9/cgi-bin/sendsms") as transport:
+            transport._session.get = time_out
+            return await failure_of(transport)
+
+    error = asyncio.run(scenario())
+    assert not error.permanent
+    assert error.detail == "ConnectionTimeoutError (http://127.0.0.1:9/cgi-bin/sendsms)"
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,10 @@ def raise_refusal(status: int, *, retry_after: str | None = None) -> None:
     raise TransportError(f"HTTP {status}")
 
 
-def network_failure(error: BaseException) -> TransportError:
-    """A request that got no answer (refused, reset, timed out): tried again later."""
+def network_failure(error: BaseException, *, secret_url: str | None = None) -> TransportError:
+    """A request that got no answer (refused, reset, timed out): tried again later. With
+    `secret_url` (a URL whose query holds credentials or a phone) the error's own text, which may
+    quote the whole URL, is left out for the URL without its query."""
+    if secret_url is not None:
+        return TransportError(f"{type(error).__name__} ({secret_url})")
     return TransportError(f"{type(error).__name__}: {error}".rstrip(": ")[:200])

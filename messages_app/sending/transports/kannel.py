@@ -91,8 +91,8 @@ class KannelTransport:
                     status = response.status
                     await response.read()  # the connection goes back to the pool for the next
             except RETRYABLE_ERRORS as exc:
-                # aiohttp's errors name the host and port only, never the query.
-                raise network_failure(exc) from None
+                # Some of aiohttp's errors quote the whole URL: its query has the password and phone.
+                raise network_failure(exc, secret_url=str(self._url)) from None
             call.status = status
             classify_answer(status)
         # Kannel's answer names no id: its reports find the message by the id in the dlr-url.
