@@ -4,14 +4,19 @@ backwards, and in batches when they come in floods."""
 import os
 import time
 import uuid
+from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import redis
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 import conftest
-from messages_app import receipts, services
+from console.selectors import stats_report
+from mailings.tests.factories import MailingFactory
+from messages_app import receipts, selectors, services
 from messages_app.models import Message, MessageTally
 from messages_app.sending.outcomes import Outcome, Result
 from messages_app.sending.receipts import Receipt, kannel_dlr_url, parse_kannel, signature
@@ -358,3 +363,63 @@ def test_an_acceptance_stores_its_provider_and_the_providers_id():
     other.refresh_from_db()
     assert (message.status, message.provider, message.provider_message_id) == (Status.SENT, "kannel", "abc-1")
     assert (other.status, other.provider, other.provider_message_id) == (Status.SENT, "kannel", "")
+
+
+# --- what the statistics, the console and the daily report show ---------------------------------
+
+
+@pytest.mark.django_db
+def test_receipt_figures_count_delivered_undelivered_awaited_and_no_receipt(receipt_settings):
+    receipt_settings.RECEIPT_WAIT = 3600
+    now = timezone.now()
+    mailing = MessageFactory(status=Status.DELIVERED, provider="kannel").mailing
+    Message.objects.filter(mailing=mailing).update(
+        sent_at=now - timedelta(seconds=30), delivered_at=now - timedelta(seconds=20)
+    )
+    MessageFactory(
+        mailing=mailing,
+        status=Status.DELIVERED,
+        provider="kannel",
+        sent_at=now - timedelta(seconds=10),
+        delivered_at=now,
+    )
+    MessageFactory(mailing=mailing, status=Status.UNDELIVERED, provider="kannel", sent_at=now)
+    MessageFactory(mailing=mailing, status=Status.SENT, provider="kannel", sent_at=now - timedelta(minutes=5))
+    MessageFactory(mailing=mailing, status=Status.SENT, provider="kannel", sent_at=now - timedelta(hours=2))
+    MessageFactory(mailing=mailing, status=Status.SENT, provider="default", sent_at=now)  # no receipts there
+    [figures] = selectors.receipt_figures_by_mailing([mailing.pk], now=now).values()
+    assert (figures.delivered, figures.undelivered, figures.awaiting, figures.no_receipt) == (2, 1, 1, 1)
+    assert figures.delivered_percent == 50.0  # the awaited one is not counted yet
+    assert figures.delay == pytest.approx(10.0)
+    by_provider = selectors.receipt_figures_by_provider(since=now - timedelta(days=1), now=now)
+    assert list(by_provider) == ["kannel"]
+
+
+@pytest.mark.django_db
+def test_the_console_and_the_daily_report_show_the_receipts(admin_client, receipt_settings):
+    now = timezone.now()
+    mailing = MailingFactory(
+        start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1), launched_at=now
+    )
+    MessageFactory.create_batch(
+        3, mailing=mailing, status=Status.DELIVERED, provider="kannel", sent_at=now, delivered_at=now
+    )
+    MessageFactory(
+        mailing=mailing,
+        status=Status.UNDELIVERED,
+        provider="kannel",
+        sent_at=now,
+        last_error="rejected by the SMSC",
+    )
+
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk])).content.decode()
+    assert '<td data-receipts="delivered">3 (75.0 %)</td>' in page
+    assert '<td data-count="undelivered">1</td>' in page
+    dashboard = admin_client.get(reverse("console:dashboard")).content.decode()
+    assert "<h3>kannel</h3>" in dashboard and '<td data-receipts="undelivered">1</td>' in dashboard
+
+    report = stats_report(since=now - timedelta(hours=1), until=now + timedelta(minutes=1))
+    text = render_to_string("console/stats_report.txt", {"report": report, "subject": "Report", "tz": "UTC"})
+    assert "RECEIPTS: kannel: delivered 3 (75.0 %), undelivered 1, no receipt 0, awaited 0" in text
+    assert "delivered 3, undelivered 1" in text
+    assert "delivered 75.0 % of those with a receipt or past the wait" in text
