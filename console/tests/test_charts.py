@@ -49,7 +49,7 @@ def test_percent_done_reaches_100_only_when_every_message_is_final():
 
 def test_bar_chart_stacks_series_scaled_to_the_peak_with_tooltips():
     buckets = [charts.Bucket("10:00", {"sent": 30, "failed": 10}), charts.Bucket("11:00", {"sent": 10})]
-    series = charts.PROGRESS_SERIES[:2]
+    series = [series for series in charts.PROGRESS_SERIES if series.key in ("sent", "failed")]
 
     html = str(charts.bar_chart(buckets, series, title="Per hour", width=200, height=120, label_every=1))
 
