@@ -309,7 +309,7 @@ def _receipt_figures(messages, *, group: str, now: datetime) -> dict:
         )
     )
     return {
-        key: ReceiptFigures(delivered, undelivered, awaiting, lost, delay.total_seconds() if delay else None)
+        key: ReceiptFigures(delivered, undelivered, awaiting, lost, delay.total_seconds() if delay is not None else None)
         for key, delivered, undelivered, awaiting, lost, delay in rows
     }
 

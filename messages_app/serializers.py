@@ -17,12 +17,18 @@ class MessageSerializer(serializers.ModelSerializer):
             "last_error",
             "created_at",
             "sent_at",
+            "delivered_at",
+            "provider",
+            "provider_message_id",
             "next_attempt_at",
             "waiting_for",
         ]
         read_only_fields = fields
         extra_kwargs = {
             "client": {"help_text": "The client's id; null when the client was deleted."},
+            "delivered_at": {"help_text": "When its provider's receipt said it reached the phone."},
+            "provider": {"help_text": "The name of the provider that accepted it (empty until then)."},
+            "provider_message_id": {"help_text": "The provider's own id for it, when its answer gave one."},
             "waiting_for": {
                 "help_text": 'What the message waits for until next_attempt_at: "window" (its '
                 "client's local sending window opens then) or nothing (empty). An expired message "

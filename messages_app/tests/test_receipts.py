@@ -423,3 +423,23 @@ def test_the_console_and_the_daily_report_show_the_receipts(admin_client, receip
     assert "RECEIPTS: kannel: delivered 3 (75.0 %), undelivered 1, no receipt 0, awaited 0" in text
     assert "delivered 3, undelivered 1" in text
     assert "delivered 75.0 % of those with a receipt or past the wait" in text
+
+
+@pytest.mark.django_db
+def test_the_mailing_statistics_api_has_the_receipts_and_messages_their_provider(
+    api_client, receipt_settings
+):
+    now = timezone.now()
+    message = MessageFactory(status=Status.DELIVERED, provider="kannel", sent_at=now, delivered_at=now)
+    answer = api_client.get(f"/api/v1/mailings/{message.mailing_id}/statistics/").json()
+    assert answer["receipts"] == {
+        "delivered": 1,
+        "undelivered": 0,
+        "awaiting": 0,
+        "no_receipt": 0,
+        "delivered_percent": 100.0,
+        "delay": 0.0,
+    }
+    assert answer["messages"]["results"][0]["provider"] == "kannel"
+    other = MessageFactory(status=Status.SENT, sent_at=now)
+    assert api_client.get(f"/api/v1/mailings/{other.mailing_id}/statistics/").json()["receipts"] is None
