@@ -309,7 +309,9 @@ def _receipt_figures(messages, *, group: str, now: datetime) -> dict:
         )
     )
     return {
-        key: ReceiptFigures(delivered, undelivered, awaiting, lost, delay.total_seconds() if delay is not None else None)
+        key: ReceiptFigures(
+            delivered, undelivered, awaiting, lost, None if delay is None else delay.total_seconds()
+        )
         for key, delivered, undelivered, awaiting, lost, delay in rows
     }
 

@@ -20,8 +20,8 @@ def test_progress_bar_splits_its_width_in_proportion_with_numbers_on_hover():
     assert "<title>waiting: 2</title>" in svg
     assert 'data-percent="80"' in svg
     assert (
-        "80 % done of 10: sent 5, delivered 0, undelivered 0, failed 2, expired 1, answer unknown 0, waiting 2"
-        in svg
+        "80 % done of 10: sent 5, delivered 0, undelivered 0, failed 2, expired 1, answer unknown 0, "
+        "waiting 2" in svg
     )
 
 
