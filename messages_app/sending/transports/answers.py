@@ -25,13 +25,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def raise_refusal(status: int, *, retry_after: str | None = None) -> None:
-    """Raise the TransportError an answer with this (not accepting) status means."""
+def raise_refusal(status: int, *, retry_after: str | None = None, credentials: str = "token") -> None:
+    """Raise the TransportError an answer with this (not accepting) status means; `credentials`
+    names what a 401 or 403 refused."""
     if status == 429:
         wait = parse_retry_after(retry_after)
         raise TransportThrottled("throttled by the provider (HTTP 429)", retry_after=wait)
     if status in (401, 403):
-        raise TransportAuthError(f"provider refused our credentials (HTTP {status})")
+        raise TransportAuthError(f"provider refused our {credentials} (HTTP {status})")
     if status == 400:
         raise TransportError("provider rejected the request as invalid (HTTP 400)", permanent=True)
     # 5xx, a redirect (not followed) and anything unexpected: the provider may take it later,

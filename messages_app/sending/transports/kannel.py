@@ -25,7 +25,7 @@ def classify_answer(status: int) -> None:
     """Return if Kannel took the message, raise TransportError saying why not otherwise."""
     if status in ACCEPTED_STATUSES:
         return
-    raise_refusal(status)
+    raise_refusal(status, credentials="sendsms account")
 
 
 class KannelTransport:
