@@ -12,7 +12,13 @@ from django.utils.html import format_html
 from mailings.admin import MailingAdmin
 from mailings.models import Mailing
 from messages_app.models import MessageStatus
-from messages_app.selectors import acceptances_per_minute, audience_timezones, left_out, top_errors
+from messages_app.selectors import (
+    acceptances_per_minute,
+    audience_timezones,
+    left_out,
+    receipt_figures_by_mailing,
+    top_errors,
+)
 from ops.logging import mask_phones
 
 from . import charts
@@ -64,6 +70,7 @@ class ConsoleMailingAdmin(MailingAdmin):
                 label_every=10,
             ),
             "top_errors": [(mask_phones(error), number) for error, number in top_errors(mailing)],
+            "receipts": receipt_figures_by_mailing([mailing.pk], now=timezone.now()).get(mailing.pk),
             "failed_url": messages_url
             + "?"
             + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),

@@ -21,9 +21,12 @@ class Series:
 
 # The progress of a mailing's messages: final outcomes, then everything not final yet. "unknown"
 # (the request reached the provider, its answer never came back) is final but neither sent nor failed;
-# so is "opted_out" (the phone went on the opt-out list while the mailing ran).
+# so is "opted_out" (the phone went on the opt-out list while the mailing ran). "sent" of a provider
+# with receipts: accepted, its receipt not back (yet).
 PROGRESS_SERIES = (
     Series("sent", "sent", "#2e7d32"),
+    Series("delivered", "delivered", "#1b5e20"),
+    Series("undelivered", "undelivered", "#ad1457"),
     Series("failed", "failed", "#c62828"),
     Series("expired", "expired", "#8d8d8d"),
     Series("unknown", "answer unknown", "#f9a825"),

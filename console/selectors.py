@@ -9,7 +9,12 @@ from django.db.models import Count
 
 from mailings.models import Mailing
 from messages_app.models import Message, MessageStatus
-from messages_app.selectors import message_counts_by_mailing
+from messages_app.selectors import (
+    ReceiptFigures,
+    message_counts_by_mailing,
+    receipt_figures_by_mailing,
+    receipt_figures_by_provider,
+)
 from messages_app.services import provider_pauses as provider_pauses_in_force
 from ops.logging import mask_phones
 from ops.selectors import (
@@ -83,6 +88,7 @@ class MailingSummary:
     end_at: datetime
     counts: dict[str, int]
     top_errors: list[tuple[str, int]] = field(default_factory=list)
+    receipts: ReceiptFigures | None = None  # None: its messages went to providers without receipts
 
     @property
     def by_status(self) -> list[tuple[str, int]]:
@@ -106,6 +112,7 @@ class StatsReport:
     totals: dict[str, int]
     attempts: dict[str, int]
     pauses: list[PauseSpan]
+    receipts: dict[str, ReceiptFigures]  # by provider, of the messages accepted in the period
 
     @property
     def totals_by_status(self) -> list[tuple[str, int]]:
@@ -138,6 +145,7 @@ def stats_report(*, since: datetime, until: datetime) -> StatsReport:
     )
     counts = message_counts_by_mailing(mailing.id for mailing in mailings)
     errors = _top_errors([mailing.id for mailing in mailings])
+    receipts = receipt_figures_by_mailing([mailing.id for mailing in mailings], now=until)
     summaries = [
         MailingSummary(
             id=mailing.id,
@@ -146,6 +154,7 @@ def stats_report(*, since: datetime, until: datetime) -> StatsReport:
             end_at=mailing.end_at,
             counts=counts[mailing.id],
             top_errors=errors.get(mailing.id, []),
+            receipts=receipts.get(mailing.id),
         )
         for mailing in mailings
     ]
@@ -161,6 +170,7 @@ def stats_report(*, since: datetime, until: datetime) -> StatsReport:
         totals=totals,
         attempts=provider_attempts(since=since, until=until),
         pauses=provider_pauses(since=since, until=until),
+        receipts=receipt_figures_by_provider(since=since, now=until),
     )
 
 

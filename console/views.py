@@ -36,6 +36,7 @@ from messages_app.selectors import (
     mailing_progress,
     outcome_totals,
     outcomes_per_hour,
+    receipt_figures_by_provider,
 )
 from messages_app.services import mailing_cancel
 
@@ -264,6 +265,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         ],
         "health": provider_health(now=now),
         "providers": providers_overview(now=now),
+        "receipts": receipt_figures_by_provider(since=now - timedelta(hours=24), now=now),
         "changelist_url": reverse("admin:mailings_mailing_changelist"),
     }
     return TemplateResponse(request, "console/dashboard.html", context)

@@ -1,4 +1,6 @@
-"""A fake of the probe provider, a real HTTP server that tests, benchmarks and local runs start.
+"""A fake of the probe provider, a real HTTP server that tests, benchmarks and local runs start. It
+also speaks Kannel's ``sendsms`` and posts delivery reports to each message's dlr-url (``--receipt-*``
+options: undelivered, lost, duplicated and out-of-order shares, delay and its jitter).
 
 Run it with ``python -m fake_provider --port 8070 --token TOKEN``; drive it from Python with
 ``fake_provider.client``. It does not import Django.

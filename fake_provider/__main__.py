@@ -11,6 +11,16 @@ from fake_provider import run_in_fast_loop
 from fake_provider.behaviour import Config
 from fake_provider.server import FakeProvider
 
+# The Kannel-shaped API's delivery reports (fake_provider.behaviour.Config).
+RECEIPT_OPTIONS = {
+    "receipt_undelivered_rate": "share of reports saying not delivered to the phone",
+    "receipt_lost_rate": "share of accepted messages whose reports are never posted",
+    "receipt_duplicate_rate": "share whose final report is posted twice",
+    "receipt_reorder_rate": "share whose SMSC acceptance (8) is posted after the final report",
+    "receipt_delay": "seconds from acceptance to the final report",
+    "receipt_delay_jitter": "uniform +/- seconds on the receipt delay",
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fake_provider", description=__doc__)
@@ -45,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--retry-after", type=float, default=0.0, help="Retry-After seconds on a 429 (0: none)"
     )
+    for option, help_text in RECEIPT_OPTIONS.items():
+        parser.add_argument(f"--{option.replace('_', '-')}", type=float, default=0.0, help=help_text)
     parser.add_argument("--seed", type=int, default=None, help="seed of the random draws")
     parser.add_argument("--access-log", action="store_true", help="log every request (slows the fake)")
     args = parser.parse_args(argv)
@@ -65,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             rate_limit=args.rate_limit,
             rate_limit_burst=args.rate_limit_burst,
             retry_after=args.retry_after,
+            **{option: getattr(args, option) for option in RECEIPT_OPTIONS},
         )
     except ValueError as error:
         parser.error(str(error))

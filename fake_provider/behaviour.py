@@ -7,6 +7,9 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+# Kannel's report types (dlr-mask bits) the fake posts.
+KANNEL_DELIVERED, KANNEL_UNDELIVERED, KANNEL_ACCEPTED = 1, 2, 8
+
 # Alternated: a proxy's error page, then JSON without "code".
 GARBAGE_ANSWERS = (
     (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
@@ -32,6 +35,16 @@ class Config:
     rate_limit_burst: float = 0.0
     # Seconds announced in Retry-After on a 429, rounded up (0: no header).
     retry_after: float = 0.0
+    # Delivery reports of the Kannel-shaped API (/cgi-bin/sendsms), posted to each message's dlr-url:
+    # the share not delivered to the phone, lost (never posted), posted twice, and posted out of
+    # order (the SMSC's acceptance, 8, after the final report instead of before it), each after a
+    # delay uniform in receipt_delay +/- receipt_delay_jitter seconds.
+    receipt_undelivered_rate: float = 0.0
+    receipt_lost_rate: float = 0.0
+    receipt_duplicate_rate: float = 0.0
+    receipt_reorder_rate: float = 0.0
+    receipt_delay: float = 0.0
+    receipt_delay_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, str) or not self.token or self.token != self.token.strip():
@@ -130,6 +143,28 @@ class Behaviour:
         if reject:
             return "rejected"
         return "ok"
+
+    def draw_receipts(self, config: Config) -> list[tuple[float, int]]:
+        """The delivery reports of one accepted message: (seconds from now, Kannel report type),
+        in the order they are posted; none when it is lost."""
+        rng = self._rng
+        lost = rng.random() < config.receipt_lost_rate
+        undelivered = rng.random() < config.receipt_undelivered_rate
+        duplicated = rng.random() < config.receipt_duplicate_rate
+        reordered = rng.random() < config.receipt_reorder_rate
+        delay = config.receipt_delay
+        if config.receipt_delay_jitter:
+            jitter = config.receipt_delay_jitter
+            delay = max(0.0, delay + rng.uniform(-jitter, jitter))
+        if lost:
+            return []
+        final = KANNEL_UNDELIVERED if undelivered else KANNEL_DELIVERED
+        reports = [(0.0, KANNEL_ACCEPTED), (delay, final)]
+        if reordered:
+            reports = [(delay, final), (delay, KANNEL_ACCEPTED)]
+        if duplicated:
+            reports.append((delay, final))
+        return reports
 
     def delay(self, config: Config) -> float:
         delay = config.latency

@@ -1,5 +1,5 @@
-"""The send port: ``POST /v1/send/{msgId}`` as the provider contract has it, answered as the fake's
-behaviour decides, and ``GET /health``."""
+"""The send port: ``POST /v1/send/{msgId}`` as the provider contract has it, Kannel's
+``GET /cgi-bin/sendsms``, both answered as the fake's behaviour decides, and ``GET /health``."""
 
 import asyncio
 import json
@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from fake_provider.behaviour import Behaviour
-from fake_provider.records import Records
+from fake_provider.behaviour import Behaviour, Config
+from fake_provider.receipts import dlr_msg_id
 
 if TYPE_CHECKING:
     from fake_provider.server import FakeProvider
@@ -22,25 +22,96 @@ MSG_ID_MAX = 2**63 - 1
 OK_BODY = b'{"code": 0, "message": "OK"}'
 REJECTED_BODY = b'{"code": 3, "message": "rejected"}'
 SEND_PATH = "/v1/send/"
+KANNEL_PATH = "/cgi-bin/sendsms"
 HANGING = web.RequestKey("hanging", bool)
 
 
-async def answer(
-    behaviour: Behaviour, records: Records, request: web.BaseRequest, path_id: str
-) -> web.Response:
+class ProbeApi:
+    """``POST /v1/send/{msgId}`` with a bearer token and a JSON body (docs/provider-api.md)."""
+
+    def __init__(self, path_id: str) -> None:
+        self.path_id = path_id
+
+    def authorized(self, request: web.BaseRequest, config: Config) -> bool:
+        return request.headers.get("Authorization") == config.authorization
+
+    async def msg_id(self, request: web.BaseRequest) -> int | None:
+        return _valid_msg_id(self.path_id, await request.read())
+
+    def accepted(self, provider: "FakeProvider", request: web.BaseRequest) -> web.Response:
+        return web.Response(body=OK_BODY, content_type="application/json")
+
+    def throttled(self, headers: dict[str, str] | None) -> web.Response:
+        return web.json_response({"message": "too many requests"}, status=429, headers=headers)
+
+    def misbehaving(self, behaviour: Behaviour, outcome: str) -> web.Response:
+        if outcome == "unauthorized":
+            return web.json_response({"message": "missing or bad token"}, status=401)
+        if outcome == "bad_request":
+            return web.json_response({"message": "invalid input"}, status=400)
+        if outcome == "rejected":
+            return web.Response(body=REJECTED_BODY, content_type="application/json")
+        if outcome == "error_5xx":
+            return web.Response(status=behaviour.error_status(), text="provider error")
+        body, content_type = behaviour.garbage()
+        return web.Response(body=body, content_type=content_type)
+
+
+class KannelApi:
+    """Kannel's smsbox ``GET /cgi-bin/sendsms`` (the token is the password), answered as Kannel 1.4.5
+    answers, and delivery reports posted to the dlr-url as its bearerbox would (``receipts``). The
+    message id recorded is the one our dlr-url carries."""
+
+    def authorized(self, request: web.BaseRequest, config: Config) -> bool:
+        return bool(request.query.get("username")) and request.query.get("password") == config.token
+
+    async def msg_id(self, request: web.BaseRequest) -> int | None:
+        query = request.query
+        if not query.get("to", "").isdigit() or "text" not in query:
+            return None
+        return dlr_msg_id(query.get("dlr-url", ""))
+
+    def accepted(self, provider: "FakeProvider", request: web.BaseRequest) -> web.Response:
+        query = request.query
+        if query.get("dlr-url") and query.get("dlr-mask"):
+            provider.receipts.post_later(
+                query["dlr-url"], provider.behaviour.draw_receipts(provider.behaviour.config)
+            )
+        return web.Response(status=202, text="0: Accepted for delivery", content_type="text/html")
+
+    def throttled(self, headers: dict[str, str] | None) -> web.Response:
+        return web.Response(status=429, text="Too many requests", headers=headers, content_type="text/html")
+
+    def misbehaving(self, behaviour: Behaviour, outcome: str) -> web.Response:
+        status, text = {
+            "unauthorized": (403, "Authorization failed for sendsms"),
+            "bad_request": (400, "Missing receiver number, rejected"),
+            "rejected": (400, "Rejected by the SMSC"),
+            "error_5xx": (behaviour.error_status(), "Temporal failure, try again later"),
+            "garbage": (502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        }[outcome]
+        return web.Response(status=status, text=text, content_type="text/html")
+
+
+Api = ProbeApi | KannelApi
+
+
+async def answer(provider: "FakeProvider", request: web.BaseRequest, api: Api) -> web.Response:
     """The answer to one send outside an outage, as the behaviour draws it, in the records."""
+    behaviour, records = provider.behaviour, provider.records
     config = behaviour.config
     msg_id: int | None = None
-    if request.headers.get("Authorization") != config.authorization:
+    if not api.authorized(request, config):
         outcome = "unauthorized"
     else:
-        msg_id = _valid_msg_id(path_id, await request.read())
+        msg_id = await api.msg_id(request)
         outcome = "bad_request" if msg_id is None else behaviour.draw_outcome(config)
     # The account's limit counts every authenticated send, as a provider's would, and answers at once.
     if outcome != "unauthorized" and not behaviour.allows(config, time.monotonic()):
         records.count("throttled")
-        headers = {"Retry-After": str(math.ceil(config.retry_after))} if config.retry_after else None
-        return web.json_response({"message": "too many requests"}, status=429, headers=headers)
+        return api.throttled(
+            {"Retry-After": str(math.ceil(config.retry_after))} if config.retry_after else None
+        )
 
     if outcome == "hang":
         records.count("hang")
@@ -61,22 +132,9 @@ async def answer(
     if outcome == "ok":
         assert msg_id is not None
         records.accept(msg_id)
-        return web.Response(body=OK_BODY, content_type="application/json")
+        return api.accepted(provider, request)
     records.count(outcome)
-    return _misbehaving_response(behaviour, outcome)
-
-
-def _misbehaving_response(behaviour: Behaviour, outcome: str) -> web.Response:
-    if outcome == "unauthorized":
-        return web.json_response({"message": "missing or bad token"}, status=401)
-    if outcome == "bad_request":
-        return web.json_response({"message": "invalid input"}, status=400)
-    if outcome == "rejected":
-        return web.Response(body=REJECTED_BODY, content_type="application/json")
-    if outcome == "error_5xx":
-        return web.Response(status=behaviour.error_status(), text="provider error")
-    body, content_type = behaviour.garbage()
-    return web.Response(body=body, content_type=content_type)
+    return api.misbehaving(behaviour, outcome)
 
 
 def _valid_msg_id(path_id: str, body: bytes) -> int | None:
@@ -109,6 +167,9 @@ def _method_not_allowed(allowed: str) -> web.Response:
     return web.Response(status=405, text="405: Method Not Allowed", headers={"Allow": allowed})
 
 
+KANNEL_API = KannelApi()
+
+
 def send_handler(provider: "FakeProvider") -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     """The send port's two routes, matched by hand rather than by an application's router: the
     fake shares the bench's cores with the service it measures, and the router was an eighth of
@@ -126,7 +187,11 @@ def send_handler(provider: "FakeProvider") -> Callable[[web.BaseRequest], Awaita
                 # What the router's default did: curl asks for it before a body over 1 KB.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0
-            return await provider.send(request, path_id)
+            return await provider.send(request, ProbeApi(path_id))
+        if path == KANNEL_PATH:
+            if request.method not in ("GET", "HEAD"):
+                return web.Response(status=400, text="Invalid content-type", content_type="text/html")
+            return await provider.send(request, KANNEL_API)
         if path == "/health":
             if request.method not in ("GET", "HEAD"):
                 return _method_not_allowed("GET,HEAD")

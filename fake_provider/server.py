@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from fake_provider.behaviour import Behaviour, Config
+from fake_provider.receipts import ReceiptPoster
 from fake_provider.records import Records
-from fake_provider.sends import HANGING, answer, health, send_handler
+from fake_provider.sends import HANGING, Api, answer, health, send_handler
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class FakeProvider:
     ) -> None:
         self.behaviour = Behaviour(config, seed=seed)
         self.records = Records()
+        self.receipts = ReceiptPoster()
         self.host = host
         self.port = port
         self.control_port = port + 1 if control_port is None else control_port
@@ -57,6 +59,7 @@ class FakeProvider:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.receipts.start()
         self._send_runner = web.ServerRunner(
             web.Server(send_handler(self), **self._handler_options()), shutdown_timeout=SHUTDOWN_TIMEOUT
         )
@@ -79,6 +82,7 @@ class FakeProvider:
         for runner in (self._send_runner, self._control_runner):
             if runner is not None:
                 await runner.cleanup()
+        await self.receipts.stop()
 
     def _handler_options(self) -> dict[str, Any]:
         access_log = logging.getLogger("aiohttp.access") if self._access_log else None
@@ -151,15 +155,15 @@ class FakeProvider:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send(self, request: web.BaseRequest, path_id: str) -> web.Response:
-        """Answer one send (`path_id`: the path's msgId); every request ends up in exactly one outcome."""
+    async def send(self, request: web.BaseRequest, api: Api) -> web.Response:
+        """Answer one send in `api`'s shape; every request ends up in exactly one outcome."""
         self.records.requests_total += 1
         self.in_flight += 1
         try:
             if self._outage_mode == "503":
                 self.records.count("error_5xx")
                 return web.Response(status=503, text="provider outage")
-            return await answer(self.behaviour, self.records, request, path_id)
+            return await answer(self, request, api)
         except asyncio.CancelledError:
             # The client went away (or we shut down); a hang was counted when it began.
             if not request.get(HANGING):
@@ -183,7 +187,7 @@ async def _stats(request: web.Request) -> web.Response:
         except ValueError:
             raise web.HTTPBadRequest(text="after must be a unix time") from None
     stats = provider.records.stats(after=None if after is None else after_time)
-    return web.json_response(stats | {"in_flight": provider.in_flight})
+    return web.json_response(stats | {"in_flight": provider.in_flight, "receipts": provider.receipts.stats()})
 
 
 async def _accepted(request: web.Request) -> web.Response:
@@ -193,6 +197,7 @@ async def _accepted(request: web.Request) -> web.Response:
 async def _reset(request: web.Request) -> web.Response:
     provider = request.app[PROVIDER]
     provider.records.reset()
+    provider.receipts.reset()
     return web.json_response(provider.records.stats())
 
 

@@ -275,6 +275,36 @@ PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=10.0)
 # How long one request may take in all, connecting included: then it is given up and retried.
 PROVIDER_REQUEST_TIMEOUT = PROVIDER_CONNECT_TIMEOUT + PROVIDER_READ_TIMEOUT
+_CACHE_URL = env.str("CACHE_URL", default="")
+# The provider's API: "probe" (PROVIDER_URL and PROVIDER_TOKEN, docs/provider-api.md) or "kannel"
+# (Kannel's sendsms, KANNEL_*, with delivery receipts), used under the name "default" while no
+# provider is configured in the admin.
+PROVIDER_KIND = env.str("PROVIDER_KIND", default="probe")
+if PROVIDER_KIND not in ("probe", "kannel"):
+    raise ImproperlyConfigured(f"PROVIDER_KIND must be probe or kannel, not {PROVIDER_KIND!r}")
+# Kannel's smsbox: its sendsms URL, a sendsms-user's credentials, the sender shown on the phone
+# (empty: Kannel's default) and the SMSC to route through (empty: Kannel's routing).
+KANNEL_URL = env.str("KANNEL_URL", default="http://127.0.0.1:13013/cgi-bin/sendsms")
+KANNEL_USERNAME = env.str("KANNEL_USERNAME", default="")
+KANNEL_PASSWORD = env.str("KANNEL_PASSWORD", default="")
+KANNEL_FROM = env.str("KANNEL_FROM", default="")
+KANNEL_SMSC = env.str("KANNEL_SMSC", default="")
+# Delivery receipts: this service's address as the provider reaches it (the dlr-url's base), and
+# each provider's receipt secret (name=secret,name=secret); a provider without one gets no receipts.
+RECEIPT_BASE_URL = env.str("RECEIPT_BASE_URL", default="http://127.0.0.1:8000")
+RECEIPT_SECRETS: dict[str, str] = env.dict("RECEIPT_SECRETS", default={})
+# Seconds after which a message of a provider with receipts still `sent` counts as "no receipt".
+RECEIPT_WAIT = env.float("RECEIPT_WAIT", default=3 * 24 * 3600.0)
+# Receipts wait in this Redis list's server (default: CACHE_URL when that is Redis) and are written in
+# batches of RECEIPT_BATCH_SIZE every RECEIPT_DRAIN_INTERVAL seconds; without Redis each is written
+# as it comes (a small deployment's load).
+RECEIPT_QUEUE_URL = env.str(
+    "RECEIPT_QUEUE_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
+)
+RECEIPT_BATCH_SIZE = env.int("RECEIPT_BATCH_SIZE", default=1000)
+# Seconds a queued receipt that came before its message's acceptance was written waits for it.
+RECEIPT_EARLY_KEEP = env.float("RECEIPT_EARLY_KEEP", default=300.0)
+RECEIPT_DRAIN_INTERVAL = env.float("RECEIPT_DRAIN_INTERVAL", default=0.5)
 
 # The in-flight limit's slow-start target for one sender (one per worker pool process): it starts at
 # half of this and doubles every round trip up to it, then adapts between MIN and MAX.
@@ -289,7 +319,6 @@ SENDER_CONCURRENCY_MAX = env.int("SENDER_CONCURRENCY_MAX", default=1000)
 PROVIDER_RATE_LIMIT = (
     env.float("PROVIDER_RATE_LIMIT", default=None) if env.str("PROVIDER_RATE_LIMIT", default="") else None
 )
-_CACHE_URL = env.str("CACHE_URL", default="")
 RATE_LIMIT_REDIS_URL = env.str(
     "RATE_LIMIT_REDIS_URL", default=_CACHE_URL if _CACHE_URL.startswith(("redis://", "rediss://")) else ""
 )
@@ -397,6 +426,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
 }
+if RECEIPT_QUEUE_URL:
+    CELERY_BEAT_SCHEDULE["write-receipts"] = {
+        "task": "messages_app.tasks.write_receipts",
+        "schedule": RECEIPT_DRAIN_INTERVAL,
+        # A late run is worth nothing: the next one, half a second on, writes what it would have.
+        "options": {"expires": RECEIPT_DRAIN_INTERVAL * 4},
+    }
 
 # --- Operations: daily report, metrics, health, logs ---------------------------------------------
 # Email through django-environ's EMAIL_URL: consolemail:// prints it (local runs), smtp+tls://... sends.

@@ -377,17 +377,35 @@ class MessageTotalsSerializer(serializers.Serializer):
     message_counts = MessageCountsSerializer(read_only=True)
 
 
+class ReceiptsSerializer(serializers.Serializer):
+    delivered = serializers.IntegerField(help_text="Messages its provider's receipt says reached the phone.")
+    undelivered = serializers.IntegerField(help_text="Messages its provider's receipt says did not.")
+    awaiting = serializers.IntegerField(help_text="Sent less than RECEIPT_WAIT ago, no receipt yet.")
+    no_receipt = serializers.IntegerField(help_text="Sent longer than RECEIPT_WAIT ago, no receipt.")
+    delivered_percent = serializers.FloatField(
+        allow_null=True, help_text="Delivered per 100 of delivered, undelivered and no receipt."
+    )
+    delay = serializers.FloatField(
+        allow_null=True, help_text="Mean seconds from acceptance to the delivered receipt."
+    )
+
+
 class MailingStatisticsDetailSerializer(MailingStatisticsSerializer):
     """A mailing, its messages counted by status, its progress, and one page of the messages."""
 
     progress = ProgressSerializer(read_only=True)
+    receipts = ReceiptsSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="Delivery receipts of its messages sent through providers with receipts; null when none.",
+    )
 
     messages = MessagePageSerializer(
         read_only=True, help_text="One page of the mailing's messages, filtered by ?status= when given."
     )
 
     class Meta(MailingStatisticsSerializer.Meta):
-        fields = [*MailingStatisticsSerializer.Meta.fields, "progress", "messages"]
+        fields = [*MailingStatisticsSerializer.Meta.fields, "progress", "receipts", "messages"]
         read_only_fields = fields
 
 

@@ -17,6 +17,7 @@ from messages_app.selectors import (
     attach_message_counts,
     mailing_progress,
     message_totals,
+    receipt_figures_by_mailing,
 )
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
@@ -36,6 +37,7 @@ from .serializers import (
     MailingStatisticsSerializer,
     MessageTotalsSerializer,
     ProgressSerializer,
+    ReceiptsSerializer,
     ResendSerializer,
     SegmentsDraftSerializer,
     SegmentsSerializer,
@@ -208,6 +210,8 @@ class MailingStatisticsActions:
         page = self.paginator.paginate_queryset(messages.qs, request, view=self, count=listed)
         data = self.get_serializer(mailing).data
         data["progress"] = ProgressSerializer(mailing_progress(mailing, now=now)).data
+        receipts = receipt_figures_by_mailing([mailing.pk], now=now).get(mailing.pk)
+        data["receipts"] = ReceiptsSerializer(receipts).data if receipts else None
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
 

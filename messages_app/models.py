@@ -19,6 +19,15 @@ class MessageStatus(models.TextChoices):
     UNKNOWN = "unknown", "Sent, answer unknown"
     # Its phone is on the opt-out list (clients.OptOut): never sent, whatever its mailing.
     OPTED_OUT = "opted_out", "Opted out"
+    # A provider with delivery receipts told us what became of a sent (or unknown) message; neither
+    # ever changes again. A message of such a provider without a receipt stays `sent`.
+    DELIVERED = "delivered", "Delivered to the phone"
+    UNDELIVERED = "undelivered", "Not delivered to the phone"  # the provider's reason in last_error
+
+
+# What the frequency cap counts: messages in flight and those the provider took, whatever their
+# receipt said since.
+CAP_COUNTED = [MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
 
 
 class WaitingFor(models.TextChoices):
@@ -42,7 +51,15 @@ class Message(models.Model):
 
     Status = MessageStatus
     WaitingFor = WaitingFor
-    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.EXPIRED, Status.UNKNOWN, Status.OPTED_OUT)
+    FINAL_STATUSES = (
+        Status.SENT,
+        Status.FAILED,
+        Status.EXPIRED,
+        Status.UNKNOWN,
+        Status.OPTED_OUT,
+        Status.DELIVERED,
+        Status.UNDELIVERED,
+    )
 
     # No index of its own: the (mailing, client) unique constraint and the progress index both lead
     # with mailing_id, and each index on this table costs the fan-out time on every row.
@@ -67,6 +84,12 @@ class Message(models.Model):
         max_length=16, choices=WaitingFor.choices, blank=True, default=WaitingFor.NOTHING, db_default=""
     )
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Which provider took it (its name; "default": the one PROVIDER_URL or PROVIDER_KIND configures)
+    # and the provider's own id for it, if its answer gave one: receipts find the message by these.
+    provider = models.CharField(max_length=32, blank=True, default="", db_default="")
+    provider_message_id = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # When its provider's receipt said it reached the phone.
+    delivered_at = models.DateTimeField(null=True, blank=True)
     # Set by each claim; a result is written only where the row still carries its claim's token,
     # so a sender that lost its claim (lease ran out, another sender took the row) changes nothing.
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
@@ -104,8 +127,14 @@ class Message(models.Model):
             # The frequency cap: a client's messages sent in the last 24 hours, and those in flight.
             models.Index(
                 fields=["client", "sent_at"],
-                condition=Q(status__in=[MessageStatus.SENT, MessageStatus.SENDING]),
+                condition=Q(status__in=CAP_COUNTED),
                 name="message_client_recent_idx",
+            ),
+            # A receipt naming the provider's own id finds its message; rows without one stay out.
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="message_provider_id_idx",
             ),
         ]
 

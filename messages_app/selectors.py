@@ -18,7 +18,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Sum, When
+from django.conf import settings
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Sum,
+    When,
+)
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -27,6 +42,8 @@ from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 from .models import CAP_ERROR, Message, MessageStatus, MessageTally, WaitingFor
 
 WAITING = "waiting_for_window"
+# A provider accepted these (sent_at is set); delivered and undelivered after its receipt.
+ACCEPTED = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED)
 # The keys of every counts dict here: one per message status, "total", then how many of the pending
 # ones wait for their client's local window to open (part of "pending", not added to "total").
 MESSAGE_COUNT_KEYS = (*MessageStatus.values, "total", WAITING)
@@ -68,7 +85,7 @@ def message_counts_by_mailing(
         by_status["total"] = sum(by_status.values())
         by_status[WAITING] = 0
     if sent_since is not None:
-        sent = Message.objects.filter(mailing_id__in=ids, status=MessageStatus.SENT, sent_at__gte=sent_since)
+        sent = Message.objects.filter(mailing_id__in=ids, status__in=ACCEPTED, sent_at__gte=sent_since)
         recent = dict(sent.order_by().values_list("mailing_id").annotate(n=Count("*")))
         for mailing_id, by_status in counts.items():
             by_status[SENT_SINCE] = recent.get(mailing_id, 0)
@@ -116,7 +133,7 @@ ACCEPTANCE_CHART_MINUTES = 60
 def acceptances_per_minute(mailing: Mailing) -> list[tuple[datetime, int]]:
     """Accepted messages per minute over the last ACCEPTANCE_CHART_MINUTES of the mailing's sending:
     (minute, number), oldest first, every minute present."""
-    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).order_by()
+    sent = Message.objects.filter(mailing=mailing, status__in=ACCEPTED).order_by()
     last = sent.aggregate(last=Max("sent_at"))["last"]
     if last is None:
         return []
@@ -238,14 +255,14 @@ OUTCOMES = Message.FINAL_STATUSES
 
 def _ended_since(since: datetime):
     """Messages of mailings still running at `since` whose outcome came at or after it."""
-    unsent = [status for status in OUTCOMES if status != Status.SENT]
+    unsent = [status for status in OUTCOMES if status not in ACCEPTED]
     return Message.objects.filter(mailing__end_at__gte=since).filter(
-        Q(status=Status.SENT, sent_at__gte=since) | Q(status__in=unsent, next_attempt_at__gte=since)
+        Q(status__in=ACCEPTED, sent_at__gte=since) | Q(status__in=unsent, next_attempt_at__gte=since)
     )
 
 
 def _outcome_time():
-    return Case(When(status=Status.SENT, then=F("sent_at")), default=F("next_attempt_at"))
+    return Case(When(status__in=ACCEPTED, then=F("sent_at")), default=F("next_attempt_at"))
 
 
 def outcome_totals(*, since: datetime) -> dict[str, int]:
@@ -271,6 +288,67 @@ def outcomes_per_hour(*, now: datetime, hours: int = 24) -> list[tuple[datetime,
         per_hour.setdefault(hour, {})[status] = number
     hours_shown = (first + timedelta(hours=step) for step in range(hours))
     return [(hour, per_hour.get(hour, {})) for hour in hours_shown]
+
+
+# --- delivery receipts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiptFigures:
+    """What the receipts of one group of messages (a mailing's, a provider's) said, of the messages
+    accepted by a provider that sends receipts."""
+
+    delivered: int
+    undelivered: int
+    awaiting: int  # sent less than RECEIPT_WAIT ago: its receipt may still come
+    no_receipt: int  # sent longer than RECEIPT_WAIT ago, and no receipt came
+    delay: float | None  # mean seconds from acceptance to the delivered receipt
+
+    @property
+    def delivered_percent(self) -> float | None:
+        """Delivered among those whose fate is known or no longer awaited."""
+        settled = self.delivered + self.undelivered + self.no_receipt
+        return 100 * self.delivered / settled if settled else None
+
+
+def _receipt_figures(messages, *, group: str, now: datetime) -> dict:
+    cutoff = now - timedelta(seconds=settings.RECEIPT_WAIT)
+    providers = list(settings.RECEIPT_SECRETS)
+    sent = Q(status=Status.SENT)
+    rows = (
+        messages.filter(provider__in=providers, status__in=ACCEPTED)
+        .order_by()
+        .values_list(group)
+        .annotate(
+            delivered=Count("id", filter=Q(status=Status.DELIVERED)),
+            undelivered=Count("id", filter=Q(status=Status.UNDELIVERED)),
+            awaiting=Count("id", filter=sent & Q(sent_at__gte=cutoff)),
+            no_receipt=Count("id", filter=sent & Q(sent_at__lt=cutoff)),
+            delay=Avg(
+                ExpressionWrapper(F("delivered_at") - F("sent_at"), output_field=DurationField()),
+                filter=Q(status=Status.DELIVERED),
+            ),
+        )
+    )
+    return {
+        key: ReceiptFigures(
+            delivered, undelivered, awaiting, lost, None if delay is None else delay.total_seconds()
+        )
+        for key, delivered, undelivered, awaiting, lost, delay in rows
+    }
+
+
+def receipt_figures_by_mailing(mailing_ids: Iterable[int], *, now: datetime) -> dict[int, ReceiptFigures]:
+    """Each mailing's receipt figures (one query; a mailing without receipts is absent). Reads the
+    mailing's accepted messages: it grows with the mailing, unlike the status counts."""
+    messages = Message.objects.filter(mailing_id__in=list(mailing_ids))
+    return _receipt_figures(messages, group="mailing_id", now=now)
+
+
+def receipt_figures_by_provider(*, since: datetime, now: datetime) -> dict[str, ReceiptFigures]:
+    """Each provider's receipt figures over the messages it accepted since `since` (one query)."""
+    messages = Message.objects.filter(mailing__end_at__gte=since, sent_at__gte=since)
+    return _receipt_figures(messages, group="provider", now=now)
 
 
 # --- scrape-time gauges ------------------------------------------------------------------------

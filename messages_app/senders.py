@@ -11,10 +11,12 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from providers.models import SETTINGS_PROVIDER, Provider, TransportKind
 from providers.selectors import providers_enabled
 
+from .receipts import receipt_secret
 from .sending.clock import Clock
 from .sending.django_store import DjangoMessageStore
 from .sending.gate import ProviderGate
@@ -22,6 +24,7 @@ from .sending.pacing import RATE_LIMIT_KEY, pacer_for
 from .sending.routing import Providers, ProviderSpec, Route, Weights
 from .sending.sender import Sender
 from .sending.transports.base import Transport
+from .sending.transports.kannel import KannelTransport
 from .sending.transports.probe import ProbeTransport
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,17 @@ class NoProvider(Exception):
 
 def provider_specs() -> list[ProviderSpec]:
     """The enabled providers, with their tokens from the environment; without any, the one of
-    PROVIDER_URL and PROVIDER_TOKEN."""
+    PROVIDER_URL and PROVIDER_TOKEN, or of KANNEL_* with PROVIDER_KIND=kannel."""
     rows = list(providers_enabled())
     if not rows:
-        return [ProviderSpec(SETTINGS_PROVIDER, "probe", settings.PROVIDER_URL, settings.PROVIDER_TOKEN)]
+        if settings.PROVIDER_KIND == TransportKind.KANNEL:
+            credentials = f"{settings.KANNEL_USERNAME}:{settings.KANNEL_PASSWORD}"
+            return [ProviderSpec(SETTINGS_PROVIDER, TransportKind.KANNEL, settings.KANNEL_URL, credentials)]
+        return [
+            ProviderSpec(
+                SETTINGS_PROVIDER, TransportKind.PROBE, settings.PROVIDER_URL, settings.PROVIDER_TOKEN
+            )
+        ]
     specs = [spec for row in rows if (spec := _spec_of(row)) is not None]
     if not specs:
         raise NoProvider("no enabled provider has its token in the environment")
@@ -61,9 +71,29 @@ def _spec_of(row: Provider) -> ProviderSpec | None:
 
 
 def transport_for(spec: ProviderSpec, *, max_connections: int) -> Transport:
+    if spec.transport == TransportKind.KANNEL:
+        secret = receipt_secret(spec.name)
+        if not secret:
+            raise ImproperlyConfigured(
+                f"the Kannel provider {spec.name!r} needs a receipt secret in RECEIPT_SECRETS"
+            )
+        username, _, password = spec.token.partition(":")  # Kannel's credentials: "username:password"
+        return KannelTransport(
+            name=spec.name,
+            sendsms_url=spec.url,
+            username=username,
+            password=password,
+            sender=settings.KANNEL_FROM,
+            smsc=settings.KANNEL_SMSC,
+            receipt_base_url=settings.RECEIPT_BASE_URL,
+            receipt_secret=secret,
+            connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+            max_connections=max_connections,
+        )
     if spec.transport != TransportKind.PROBE:
         raise ValueError(f"provider {spec.name}: no transport for {spec.transport!r}")
     return ProbeTransport(
+        name=spec.name,
         base_url=spec.url,
         token=spec.token,
         connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,

@@ -20,6 +20,9 @@ class MessageSerializer(MaskedPhoneMixin, serializers.ModelSerializer):
             "last_error",
             "created_at",
             "sent_at",
+            "delivered_at",
+            "provider",
+            "provider_message_id",
             "next_attempt_at",
             "waiting_for",
             "provider",
@@ -28,6 +31,7 @@ class MessageSerializer(MaskedPhoneMixin, serializers.ModelSerializer):
         read_only_fields = fields
         extra_kwargs = {
             "client": {"help_text": "The client's id; null when the client was deleted."},
+            "delivered_at": {"help_text": "When its provider's receipt said it reached the phone."},
             "phone": {
                 "help_text": "The recipient: the client's phone when the mailing was launched, kept "
                 "when the client is deleted or renumbered. Masked for viewers (operator code and "

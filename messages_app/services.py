@@ -21,7 +21,8 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -48,9 +49,19 @@ from ops.logging import log_ids
 from ops.services import provider_attempts_record, provider_pause_record
 from providers.models import SETTINGS_PROVIDER
 
-from .models import CAP_ERROR, Message, MessageTally, ProviderPause, SenderHeartbeat, SenderSlot, WaitingFor
+from .models import (
+    CAP_COUNTED,
+    CAP_ERROR,
+    Message,
+    MessageTally,
+    ProviderPause,
+    SenderHeartbeat,
+    SenderSlot,
+    WaitingFor,
+)
 from .selectors import message_counts_by_mailing
 from .sending.outcomes import Outcome, Result
+from .sending.receipts import Receipt
 from .sending.store import Claim, ClaimedRow
 
 log = logging.getLogger(__name__)
@@ -177,7 +188,7 @@ def _cap_lifts_at(cap: int, now: datetime) -> ExpressionWrapper:
     are read newest first on message_client_recent_idx; while there are `cap` of them, the cap lifts
     CAP_PERIOD after the `cap`-th newest. In SQL, per row: no client passes through Python."""
     counted = (
-        Message.objects.filter(client_id=OuterRef("client_id"), status__in=(Status.SENT, Status.SENDING))
+        Message.objects.filter(client_id=OuterRef("client_id"), status__in=CAP_COUNTED)
         .filter(Q(sent_at__gt=now - CAP_PERIOD) | Q(sent_at__isnull=True))
         .annotate(counted_at=Coalesce("sent_at", Value(now)))
         .order_by("-counted_at")
@@ -323,6 +334,7 @@ def messages_record(*, results: list[Result], now: datetime) -> int:
                 # One UPDATE for the group: its latest answer, which no row's answer follows.
                 fields["sent_at"] = max(result.answered_at or now for result in group)
                 _provider_message_ids_record(fenced, group)
+
             elif outcome in (Outcome.DEFERRED, Outcome.THROTTLED):
                 # Not attempted, or refused for our pace: the attempt taken at claim time is given
                 # back, so waiting for the provider or for the mailing does not grow its backoff.
@@ -341,6 +353,79 @@ def _provider_message_ids_record(fenced: QuerySet, group: list[Result]) -> None:
     ]
     if named:
         fenced.bulk_update(named, ["provider_message_id"])
+
+
+# --- delivery receipts ---------------------------------------------------------------------------
+
+# A receipt finds its message only here: what it says of any other status (already delivered or
+# undelivered: a repeat or a late contradiction; failed, expired) changes nothing.
+RECEIPT_FROM = (Status.SENT, Status.UNKNOWN)
+# A receipt may come before the acceptance it follows is written (a gateway reports within
+# milliseconds, results are written in batches): its message is still claimed, or back to pending
+# after a lease ran out while its acceptance may yet land. It waits for a later batch.
+RECEIPT_TOO_EARLY = (Status.SENDING, Status.PENDING)
+
+
+@dataclass
+class ReceiptsWritten:
+    delivered: int = 0
+    undelivered: int = 0
+    unchanged: int = 0  # repeated, or after another final receipt
+    unknown: list[int] = field(default_factory=list)  # no message of that provider has the id
+    early: list[Receipt] = field(default_factory=list)  # their acceptance is not written yet
+
+
+def receipts_record(*, receipts: list[Receipt]) -> ReceiptsWritten:
+    """Write a batch of final receipts in one transaction: a few statements, not one per receipt.
+
+    The first receipt of a message in the batch wins, as if they had come one by one; a message
+    moves only from sent or unknown, so a repeated receipt changes nothing (and the tallies count it
+    once), and a final status never goes back. A receipt whose id no message of its provider has
+    (another provider's, a deleted mailing's) is left out; one that came before its acceptance was
+    written is returned in `early`, for the caller to try again.
+
+    The messages are read under lock, so that an acceptance written meanwhile cannot slip between
+    what was read and what is updated.
+    """
+    first: dict[int, Receipt] = {}
+    for receipt in receipts:
+        first.setdefault(receipt.message_id, receipt)
+    written = ReceiptsWritten(unchanged=len(receipts) - len(first))
+    groups: dict[tuple[str, bool, str], list[int]] = defaultdict(list)
+    latest: dict[tuple[str, bool, str], float] = defaultdict(float)
+    with transaction.atomic():
+        rows = {
+            message_id: (provider, status)
+            for message_id, provider, status in Message.objects.select_for_update()
+            .filter(id__any=list(first))
+            .values_list("id", "provider", "status")
+        }
+        for message_id, receipt in first.items():
+            provider, status = rows.get(message_id, (None, None))
+            if status in RECEIPT_TOO_EARLY and provider in ("", receipt.provider):
+                written.early.append(receipt)
+            elif provider != receipt.provider:
+                written.unknown.append(message_id)
+            elif status in RECEIPT_FROM:
+                key = (receipt.provider, receipt.delivered, receipt.reason)
+                groups[key].append(message_id)
+                latest[key] = max(latest[key], receipt.received_at)
+            else:
+                written.unchanged += 1
+        for (provider, delivered, reason), ids in groups.items():
+            fields: dict[str, Any] = {"last_error": reason}
+            if delivered:
+                # Like sent_at: the group's latest arrival, which no receipt of it follows.
+                at = datetime.fromtimestamp(latest[provider, delivered, reason], tz=UTC)
+                fields |= {"status": Status.DELIVERED, "delivered_at": at}
+            else:
+                fields["status"] = Status.UNDELIVERED
+            changed = Message.objects.filter(id__any=ids, status__in=RECEIPT_FROM).update(**fields)
+            if delivered:
+                written.delivered += changed
+            else:
+                written.undelivered += changed
+    return written
 
 
 # --- recovery ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from ops.logging import log_context
 
 from . import services
 from .launch import mailing_launch
+from .receipts import receipts_write_queued
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,12 @@ def sweep_messages() -> None:
         log.info(
             "sweep: %s leases released, %s unsent messages ended, %s opted out", released, expired, opted_out
         )
+
+
+@shared_task(soft_time_limit=60)
+def write_receipts() -> None:
+    """Every RECEIPT_DRAIN_INTERVAL (beat): the queued delivery receipts, written in batches."""
+    receipts_write_queued()
 
 
 @shared_task

@@ -1,10 +1,22 @@
+import logging
+import time
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
+from ops import metrics
+
+from . import receipts
 from .filters import MessageFilter
 from .models import Message
 from .selectors import message_counts_by_mailing
+from .sending.receipts import MalformedReceipt, parse_kannel
 from .serializers import MessageSerializer
+
+log = logging.getLogger(__name__)
 
 
 @extend_schema(tags=["messages"])
@@ -33,3 +45,30 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
             return super().paginate_queryset(queryset)
         count = message_counts_by_mailing([mailing_id])[mailing_id][status or "total"]
         return self.paginator.paginate_queryset(queryset, self.request, view=self, count=count)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def receipt(request: HttpRequest, provider: str) -> JsonResponse:
+    """A provider's delivery receipt (Kannel's dlr-url: GET, or a form POST), taken for the receipt
+    writer: 202 whether or not a message has its id (that is found when it is written), 400 naming
+    the bad fields, 403 for a signature that does not match, 404 for a provider without receipts."""
+    secret = receipts.receipt_secret(provider)
+    if secret is None:
+        return JsonResponse({"detail": f"provider {provider!r} takes no receipts"}, status=404)
+    params = request.GET.copy()
+    params.update(request.POST)
+    try:
+        taken = parse_kannel(params, provider=provider, secret=secret, received_at=time.time())
+    except MalformedReceipt as error:
+        metrics.RECEIPTS.labels("malformed").inc()
+        return JsonResponse({name: [problem] for name, problem in error.errors.items()}, status=400)
+    except PermissionError as error:
+        metrics.RECEIPTS.labels("refused").inc()
+        log.warning("receipt for provider %s refused: %s", provider, error)
+        return JsonResponse({"detail": str(error)}, status=403)
+    if taken is None:
+        metrics.RECEIPTS.labels("intermediate").inc()
+    else:
+        receipts.receipts_take([taken])
+    return JsonResponse({"detail": "accepted"}, status=202)

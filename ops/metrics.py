@@ -68,6 +68,14 @@ FANOUT_MESSAGES = Counter(
     "Message rows created by mailing fan-outs.",
     namespace=NAMESPACE,
 )
+RECEIPTS = Counter(
+    "receipts",
+    "Delivery receipts, by what became of them: delivered, undelivered (written), unchanged "
+    "(repeated, or after another final one), unknown (no such message of that provider), "
+    "intermediate (queued or accepted by the SMSC), malformed (400), refused (bad signature, 403).",
+    ["result"],
+    namespace=NAMESPACE,
+)
 HTTP_REQUESTS = Counter(
     "http_requests",
     "HTTP requests served by the web, by method, route pattern and status code.",

@@ -30,6 +30,8 @@ def validate_operator_codes(value) -> None:
 
 class TransportKind(models.TextChoices):
     PROBE = "probe", "Probe API (docs/provider-api.md)"
+    # Its credentials variable holds "username:password"; it needs a secret in RECEIPT_SECRETS.
+    KANNEL = "kannel", "Kannel's HTTP sendsms, with delivery receipts"
 
 
 class Provider(models.Model):

@@ -19,7 +19,10 @@ def test_progress_bar_splits_its_width_in_proportion_with_numbers_on_hover():
     assert rect_widths(svg) == {"sent": 50.0, "failed": 20.0, "expired": 10.0, "waiting": 20.0}
     assert "<title>waiting: 2</title>" in svg
     assert 'data-percent="80"' in svg
-    assert "80 % done of 10: sent 5, failed 2, expired 1, answer unknown 0, opted out 0, waiting 2" in svg
+    assert (
+        "80 % done of 10: sent 5, delivered 0, undelivered 0, failed 2, expired 1, answer unknown 0, "
+        "opted out 0, waiting 2" in svg
+    )
 
 
 def test_progress_bar_shows_answers_unknown_as_final_but_apart():
@@ -46,7 +49,7 @@ def test_percent_done_reaches_100_only_when_every_message_is_final():
 
 def test_bar_chart_stacks_series_scaled_to_the_peak_with_tooltips():
     buckets = [charts.Bucket("10:00", {"sent": 30, "failed": 10}), charts.Bucket("11:00", {"sent": 10})]
-    series = charts.PROGRESS_SERIES[:2]
+    series = [series for series in charts.PROGRESS_SERIES if series.key in ("sent", "failed")]
 
     html = str(charts.bar_chart(buckets, series, title="Per hour", width=200, height=120, label_every=1))
 

@@ -126,7 +126,15 @@ def test_dashboard_totals_chart_and_mailings(admin_client):
         period: {series.key: number for series, number in figures}
         for period, figures in response.context["totals"]
     }
-    assert totals["Last 7 days"] == {"sent": 4, "failed": 1, "expired": 0, "unknown": 0, "opted_out": 0}
+    assert totals["Last 7 days"] == {
+        "sent": 4,
+        "delivered": 0,
+        "undelivered": 0,
+        "failed": 1,
+        "expired": 0,
+        "unknown": 0,
+        "opted_out": 0,
+    }
     listed = [(mailing.pk, state) for mailing, state, _, _ in response.context["mailings"]]
     assert listed == [(running.pk, "running"), (scheduled.pk, "scheduled")]
     assert "<title>Messages per hour, last 24 hours</title>" in response.content.decode()

@@ -25,6 +25,12 @@ DEFAULTS = {
     "rate_limit": 0.0,
     "rate_limit_burst": 0.0,
     "retry_after": 0.0,
+    "receipt_undelivered_rate": 0.0,
+    "receipt_lost_rate": 0.0,
+    "receipt_duplicate_rate": 0.0,
+    "receipt_reorder_rate": 0.0,
+    "receipt_delay": 0.0,
+    "receipt_delay_jitter": 0.0,
 }
 
 

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 pytestmark = pytest.mark.django_db
 
 # Answer anyone: the API documentation, the health checks and the site's icon (a redirect to a static
-# file); /metrics has a token of its own (see ops/tests/test_metrics.py). Everything else needs
-# credentials.
+# file); /metrics has a token of its own (see ops/tests/test_metrics.py), providers' receipts their
+# provider's signature (messages_app/tests/test_receipts.py). Everything else needs credentials.
 OPEN_PATHS = {
     "/api/v1/schema/",
     "/docs/",
@@ -22,6 +22,7 @@ OPEN_PATHS = {
     "/health/ready",
     "/metrics",
     "/favicon.ico",
+    "/receipts/1/",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 

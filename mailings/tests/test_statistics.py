@@ -152,7 +152,7 @@ def test_mailing_statistics_paginate_messages(api_client, monkeypatch):
 def test_mailing_statistics_refuse_an_unknown_status(api_client):
     mailing = MailingFactory()
 
-    response = api_client.get(statistics_url(mailing), {"status": "delivered"})
+    response = api_client.get(statistics_url(mailing), {"status": "bounced"})
 
     assert response.status_code == 400
     assert list(response.data) == ["status"]

@@ -7,14 +7,6 @@ from django.db import migrations, models
 tally = importlib.import_module("messages_app.migrations.0006_message_tally")
 
 
-def recreate_sqlite_triggers(apps, schema_editor):
-    """SQLite rebuilds the table to change its CHECK constraint, which drops its triggers: the tally
-    triggers are made again. PostgreSQL alters the table in place and keeps them."""
-    if schema_editor.connection.vendor == "sqlite":
-        tally.drop_triggers(apps, schema_editor)
-        tally.create_triggers(apps, schema_editor)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("messages_app", "0011_message_provider_fields"),
@@ -77,5 +69,5 @@ class Migration(migrations.Migration):
                 name="message_status_valid",
             ),
         ),
-        migrations.RunPython(recreate_sqlite_triggers, recreate_sqlite_triggers),
+        migrations.RunPython(tally.recreate_sqlite_triggers, tally.recreate_sqlite_triggers),
     ]

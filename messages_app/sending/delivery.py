@@ -226,7 +226,7 @@ class Deliveries:
                 fate.detail,
                 answered_at,
                 provider,
-                provider_message_id,
+                provider_message_id[:64],  # the column's length: a longer id is no provider's
                 due_at,
             )
         )

@@ -96,7 +96,7 @@ class Worker(Process):
         *,
         broker_url: str,
         cache_url: str,
-        provider: FakeProviderProcess,
+        provider: FakeProviderProcess | None,
         workdir: Path,
         concurrency: int = 2,
         beat: bool = True,
@@ -121,9 +121,8 @@ class Worker(Process):
                 "CELERY_BROKER_URL": broker_url,
                 "CACHE_URL": cache_url,
                 "CELERY_BEAT_SCHEDULE_FILENAME": str(workdir / "beat-schedule"),
-                "PROVIDER_URL": provider.url,
-                "PROVIDER_TOKEN": provider.token,
             }
+            | ({"PROVIDER_URL": provider.url, "PROVIDER_TOKEN": provider.token} if provider else {})
             | overrides
         )
         super().__init__(command, env=env, log=workdir / "worker.log", stop_grace=15)

@@ -12,13 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from messages_app.sending.transports.answers import parse_retry_after
 from messages_app.sending.transports.base import (
     OutgoingMessage,
     TransportAuthError,
     TransportError,
     TransportThrottled,
 )
-from messages_app.sending.transports.probe import ProbeTransport, classify_answer, parse_retry_after
+from messages_app.sending.transports.probe import ProbeTransport, classify_answer
 
 MESSAGE = OutgoingMessage(id=42, phone="79001234567", text='Привет, "друг"\n\\ 1 < 2')
 

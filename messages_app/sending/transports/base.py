@@ -1,7 +1,8 @@
 """The contract every provider transport keeps.
 
-A transport sends one message and returns when the provider accepted it; otherwise it raises
-TransportError, saying whether a later attempt could succeed. Nothing else escapes it.
+A transport sends one message and returns when the provider accepted it, with the provider's own id
+for it ("" when its answer gives none); otherwise it raises TransportError, saying whether a later
+attempt could succeed. Nothing else escapes it.
 """
 
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ def no_answer_within(seconds: float) -> str:
 
 
 class Transport(Protocol):
+    # The provider's name: stored with every message it took (Message.provider), receipts name it.
+    name: str
+
     async def __aenter__(self) -> "Transport": ...
 
     async def __aexit__(self, *exc_info) -> None: ...

@@ -7,16 +7,14 @@ the bench's baseline phase measures both).
 
 import functools
 import json
-import math
-import time
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
 
 from ops import metrics
 
-from .base import OutgoingMessage, TransportAuthError, TransportError, TransportThrottled
+from .answers import network_failure, raise_refusal
+from .base import OutgoingMessage, TransportError
 
 RETRYABLE_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
@@ -27,46 +25,19 @@ def json_text(text: str) -> bytes:
     return json.dumps(text).encode()
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment is None or moment.tzinfo is None:
-        return None
-    seconds = moment.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 def classify_answer(status: int, body: bytes, *, retry_after: str | None = None) -> None:
     """Return if the provider accepted the message, raise TransportError saying why not otherwise."""
-    if status == 429:
-        wait = parse_retry_after(retry_after)
-        raise TransportThrottled("throttled by the provider (HTTP 429)", retry_after=wait)
-    if status == 200:
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            raise TransportError("answer is not JSON") from None
-        code = answer.get("code") if isinstance(answer, dict) else None
-        if not isinstance(code, int) or isinstance(code, bool):
-            raise TransportError("answer has no integer code")
-        if code != 0:
-            raise TransportError(f"rejected by the provider with code {code}", permanent=True)
-        return
-    if status in (401, 403):
-        raise TransportAuthError(f"provider refused our token (HTTP {status})")
-    if status == 400:
-        raise TransportError("provider rejected the request as invalid (HTTP 400)", permanent=True)
-    # 5xx, a redirect (not followed) and anything unexpected: the provider may take it later,
-    # so never drop the message.
-    raise TransportError(f"HTTP {status}")
+    if status != 200:
+        raise_refusal(status, retry_after=retry_after)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise TransportError("answer is not JSON") from None
+    code = answer.get("code") if isinstance(answer, dict) else None
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise TransportError("answer has no integer code")
+    if code != 0:
+        raise TransportError(f"rejected by the provider with code {code}", permanent=True)
 
 
 class ProbeTransport:
@@ -77,7 +48,9 @@ class ProbeTransport:
         token: str,
         connect_timeout: float,
         max_connections: int,
+        name: str = "default",
     ):
+        self.name = name
         base = URL(base_url)
         if base.raw_query_string or base.raw_fragment:
             raise ValueError(f"the provider's base URL takes no query or fragment: {base_url!r}")
@@ -118,7 +91,7 @@ class ProbeTransport:
                     status, answer = response.status, await response.read()
                     retry_after = response.headers.get("Retry-After") if status == 429 else None
             except RETRYABLE_ERRORS as exc:
-                raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": ")[:200]) from None
+                raise network_failure(exc) from None
             call.status = status
             classify_answer(status, answer, retry_after=retry_after)
         return ""  # the API names a message by our id alone

@@ -1,0 +1,101 @@
+"""Delivery receipts in the providers' own formats, and how a receipt proves where it comes from.
+
+Kannel posts a receipt to the `dlr-url` its `sendsms` request carried, with Kannel's escapes filled
+in (`%d` the report's type, `%A` the SMSC's reply). Our dlr-url names the message and signs that name
+with the provider's receipt secret, so a receipt for a message nobody signed is refused, and the
+secret itself never travels. Imports no Django.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+# Kannel's dlr-mask bits: what each report type means for the message (None: not final).
+KANNEL_DELIVERED = 1  # delivered to the phone
+KANNEL_UNDELIVERED = 2  # not delivered to the phone
+KANNEL_QUEUED = 4  # queued on the SMSC
+KANNEL_ACCEPTED = 8  # accepted by the SMSC
+KANNEL_REJECTED = 16  # rejected by the SMSC
+KANNEL_FINAL_REASONS = {
+    KANNEL_DELIVERED: "",
+    KANNEL_UNDELIVERED: "not delivered to the phone",
+    KANNEL_REJECTED: "rejected by the SMSC",
+}
+KANNEL_TYPES = (KANNEL_DELIVERED, KANNEL_UNDELIVERED, KANNEL_QUEUED, KANNEL_ACCEPTED, KANNEL_REJECTED)
+# What we ask for: the final reports and the SMSC's acceptance (4, queued, says nothing more).
+KANNEL_DLR_MASK = KANNEL_DELIVERED | KANNEL_UNDELIVERED | KANNEL_ACCEPTED | KANNEL_REJECTED
+
+SIGNATURE_LENGTH = 32  # hex digits of HMAC-SHA256: 128 bits
+
+
+class MalformedReceipt(ValueError):
+    """A receipt that is not in the provider's format: `errors` names each bad field."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(", ".join(f"{name}: {error}" for name, error in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A final receipt: what became of one message, as its provider says."""
+
+    provider: str
+    message_id: int
+    delivered: bool
+    reason: str  # the provider's, for an undelivered message
+    received_at: float  # unix time it reached us
+
+
+def signature(secret: str, provider: str, message_id: int) -> str:
+    """Signs (provider, message id) with the provider's receipt secret."""
+    digest = hmac.new(secret.encode(), f"{provider}:{message_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:SIGNATURE_LENGTH]
+
+
+def signed(secret: str, provider: str, message_id: int, given: str) -> bool:
+    return hmac.compare_digest(signature(secret, provider, message_id).encode(), given.encode())
+
+
+def kannel_dlr_url(*, base_url: str, provider: str, secret: str, message_id: int) -> str:
+    """The dlr-url of one message: our receipt endpoint, the message, its signature, and Kannel's
+    escapes for the report's type and the SMSC's reply (left for Kannel to fill in)."""
+    query = urlencode({"id": message_id, "sig": signature(secret, provider, message_id)})
+    return f"{base_url.rstrip('/')}/receipts/{provider}/?{query}&type=%d&reply=%A"
+
+
+def parse_kannel(
+    params: Mapping[str, str], *, provider: str, secret: str, received_at: float
+) -> Receipt | None:
+    """A Kannel report from its dlr-url's parameters: a final Receipt, or None for an intermediate
+    report (queued or accepted by the SMSC), which changes nothing.
+
+    Raises MalformedReceipt (bad or missing fields) or PermissionError (a signature that does not
+    match: not from our dlr-url).
+    """
+    errors: dict[str, str] = {}
+    raw_id, raw_type, given = params.get("id", ""), params.get("type", ""), params.get("sig", "")
+    message_id = int(raw_id) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18 else None
+    report_type = int(raw_type) if raw_type.isascii() and raw_type.isdigit() and len(raw_type) <= 3 else None
+    if message_id is None:
+        errors["id"] = "a message id (digits) is required"
+    if report_type not in KANNEL_TYPES:
+        errors["type"] = f"one of {', '.join(map(str, KANNEL_TYPES))} is required"
+    if not given:
+        errors["sig"] = "the signature is required"
+    if errors:
+        raise MalformedReceipt(errors)
+    assert message_id is not None and report_type is not None
+    if not signed(secret, provider, message_id, given):
+        raise PermissionError("the receipt's signature does not match")
+    if report_type not in KANNEL_FINAL_REASONS:
+        return None
+    # One line, whatever the SMSC put in it, without the start of the message's text an SMPP
+    # report ends with.
+    reply = " ".join(params.get("reply", "").split()).partition(" text:")[0]
+    reason = KANNEL_FINAL_REASONS[report_type]
+    if reason and reply:
+        reason = f"{reason}: {reply}"
+    return Receipt(provider, message_id, report_type == KANNEL_DELIVERED, reason[:255], received_at)
