@@ -6,7 +6,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+
+from .attributes import attribute_errors
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
@@ -47,6 +49,11 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA timezone name of a place, such as Europe/Moscow.")
 
 
+def validate_attributes(value) -> None:
+    if errors := attribute_errors(value):
+        raise ValidationError(errors)
+
+
 def default_timezone() -> str:
     return settings.DEFAULT_CLIENT_TIMEZONE
 
@@ -73,6 +80,14 @@ class Client(models.Model):
         max_length=TAG_MAX_LENGTH, blank=True, help_text="Free label used by mailing filters."
     )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
+    # Personal fields a mailing's text may put in (mailings.placeholders); rules in clients.attributes.
+    attributes = models.JSONField(
+        default=dict,
+        db_default=Value({}, output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_attributes],
+        help_text='Named strings a mailing\'s text may use, such as {"name": "Anna"}.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

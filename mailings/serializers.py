@@ -19,6 +19,7 @@ from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
+from .placeholders import TemplateError, parse
 from .selectors import audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
@@ -76,6 +77,20 @@ class SegmentsSerializer(serializers.Serializer):
     )
 
 
+TEXT_HELP = (
+    "The SMS text; not blank. {key|fallback} puts in the client's attribute `key` (fallback for clients "
+    "without it; required, may be empty): Hello, {name|customer}! {{ and }} are literal braces."
+)
+
+
+def validate_template(text: str) -> str:
+    try:
+        parse(text)
+    except TemplateError as error:
+        raise serializers.ValidationError(error.errors) from error
+    return text
+
+
 class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
@@ -99,13 +114,22 @@ class MailingSerializer(StrictModelSerializer):
 
     filter_operator_codes = operator_codes_field(required=False)
     filter_tags = tags_field(required=False)
-    segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
+    draft = serializers.BooleanField(
+        required=False,
+        help_text="Create as a draft: never sent until launched (POST .../launch/), edited, previewed "
+        "and test-sent freely meanwhile. Set on create only.",
+    )
+    segments = SegmentsSerializer(
+        read_only=True,
+        help_text="The text's encoding and SMS segments, every placeholder at its fallback (the audience "
+        "preview renders it for real clients).",
+    )
     state = serializers.ChoiceField(
         choices=MailingState.choices,
         read_only=True,
-        help_text="scheduled: start not reached; running: sending; paused: held by an operator, unsent "
-        "messages pending; cancelled: stopped for good, unsent messages expired; finished: end passed, "
-        "or launched with nothing left to send.",
+        help_text="draft: saved, never sent until launched; scheduled: start not reached; running: "
+        "sending; paused: held by an operator, unsent messages pending; cancelled: stopped for good, "
+        "unsent messages expired; finished: end passed, or launched with nothing left to send.",
     )
 
     class Meta:
@@ -126,6 +150,7 @@ class MailingSerializer(StrictModelSerializer):
             "resend_of",
             "segments",
             "state",
+            "draft",
             "launched_at",
             "paused_at",
             "cancelled_at",
@@ -147,7 +172,7 @@ class MailingSerializer(StrictModelSerializer):
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
                 "the only field that can still change once the mailing is launched."
             },
-            "text": {"max_length": TEXT_MAX_LENGTH, "help_text": "The SMS text; not blank."},
+            "text": {"max_length": TEXT_MAX_LENGTH, "help_text": TEXT_HELP},
             "filter_operator_code": {
                 "help_text": "Only clients with this 3-digit operator code; empty: any. " + EVERY_CLIENT_NOTE
             },
@@ -171,7 +196,14 @@ class MailingSerializer(StrictModelSerializer):
             },
         }
 
+    def validate_text(self, value: str) -> str:
+        return validate_template(value)
+
     def validate(self, attrs):
+        if self.instance is not None and attrs.pop("draft", self.instance.draft) != self.instance.draft:
+            raise serializers.ValidationError(
+                {"draft": ["Set on create only: launch a draft with POST /api/v1/mailings/{id}/launch/."]}
+            )
         start_at = attrs.get("start_at", getattr(self.instance, "start_at", None))
         end_at = attrs.get("end_at", getattr(self.instance, "end_at", None))
         if end_at <= start_at and not ("start_at" in attrs and "end_at" in attrs):
@@ -239,7 +271,10 @@ class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     start_at = serializers.DateTimeField(help_text="The new mailing starts sending at this moment.")
     end_at = serializers.DateTimeField(help_text="Nothing is sent from this moment on; after start_at.")
     text = StrictCharField(
-        required=False, max_length=TEXT_MAX_LENGTH, help_text="Another text; left out: the same text."
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        validators=[validate_template],
+        help_text="Another text (placeholders as a mailing's); left out: the same text.",
     )
 
     def validate(self, attrs):

@@ -23,6 +23,7 @@ from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
+from mailings.placeholders import Template
 
 from .models import Message, MessageStatus, MessageTally, WaitingFor
 
@@ -283,13 +284,15 @@ def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
     return totals
 
 
-def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
-    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
-    and of those in `including` (a sender's mailings with requests in flight) that are still sendable."""
+def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, Template, datetime]]:
+    """(id, text as a template, end) of every sendable mailing (`Mailing.objects.sendable`) with
+    pending messages, and of those in `including` (a sender's mailings with requests in flight)
+    that are still sendable."""
     pending = Message.objects.filter(mailing=OuterRef("pk"), status=MessageStatus.PENDING)
-    return list(
+    mailings = (
         Mailing.objects.sendable(now)
         .filter(Q(id__in=including) | Exists(pending))
         .order_by("start_at", "id")
-        .values_list("id", "text", "end_at")
+        .only("id", "text", "text_is_template", "end_at")
     )
+    return [(mailing.pk, mailing.template, mailing.end_at) for mailing in mailings]

@@ -160,7 +160,7 @@ def messages_claim(
         rows = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
-            .values_list("id", "client_id", "client__phone", "attempts")[:limit]
+            .values_list("id", "client_id", "client__phone", "attempts", "client__attributes")[:limit]
         )
         if rows:
             Message.objects.filter(id__any=[row[0] for row in rows]).update(
@@ -172,7 +172,12 @@ def messages_claim(
                 claim_token=token,
             )
     return Claim(
-        token, mailing_id, [ClaimedRow(id, client_id, phone, n + 1) for id, client_id, phone, n in rows]
+        token,
+        mailing_id,
+        [
+            ClaimedRow(id, client_id, phone, n + 1, attributes or {})
+            for id, client_id, phone, n, attributes in rows
+        ],
     )
 
 

@@ -127,7 +127,8 @@ class Deliveries:
                 return self._settle_heard(run, row, token, None, outcomes.TOO_LATE)
             started = self._clock.monotonic()
             try:
-                await self._transport.send(OutgoingMessage(row.id, row.phone, run.text))
+                text = run.template.render(row.attributes)
+                await self._transport.send(OutgoingMessage(row.id, row.phone, text))
             finally:
                 cut = self._cutoffs.end(run.id, task)
         except asyncio.CancelledError:

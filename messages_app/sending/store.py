@@ -5,9 +5,12 @@ one implementation, on the database.
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+from mailings.placeholders import Template
 
 from .outcomes import Result
 
@@ -22,6 +25,7 @@ class ClaimedRow:
     client_id: int | None
     phone: str | None  # None when the client was deleted after the fan-out
     attempt: int
+    attributes: Mapping[str, str] = field(default_factory=dict)  # what the text's placeholders put in
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class Claim:
 class SenderView:
     """What the sender learns at each refresh."""
 
-    sendable: list[tuple[int, str, datetime]]  # (id, text, end) of each mailing it may send for
+    sendable: list[tuple[int, Template, datetime]]  # (id, text, end) of each mailing it may send for
     held: set[int]  # the mailings it holds a slot of: only for these may it claim
     ends: dict[int, datetime]  # the ends of its mailings with requests in flight
     paused_until: float | None  # wall-clock seconds of the shared pause, None when none holds
