@@ -1,6 +1,6 @@
 import functools
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -52,6 +52,17 @@ def validate_timezone(value: str) -> None:
 def validate_attributes(value) -> None:
     if errors := attribute_errors(value):
         raise ValidationError(errors)
+
+
+def mask_phone(phone: str) -> str:
+    """The phone as logs, lists and viewers' exports may show it: operator code and last two digits."""
+    return f"{phone[:4]}*****{phone[-2:]}" if phone else ""
+
+
+def phones_masked(batches: Iterable[list[tuple]], *, column: int) -> Iterator[list[tuple]]:
+    """Batches of rows (an export's) with the phone in `column` masked; empty where there is none."""
+    for batch in batches:
+        yield [(*row[:column], mask_phone(row[column] or ""), *row[column + 1 :]) for row in batch]
 
 
 def default_timezone() -> str:
@@ -124,5 +135,4 @@ class Client(models.Model):
 
     @property
     def masked_phone(self) -> str:
-        """The phone as logs and lists may show it: operator code and last two digits."""
-        return f"{self.phone[:4]}*****{self.phone[-2:]}" if self.phone else ""
+        return mask_phone(self.phone)

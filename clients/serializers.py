@@ -1,10 +1,25 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.roles import VIEW_PHONE
 from mailing_service.api import RejectUnknownFieldsMixin, StrictModelSerializer
 
-from .models import Client, client_timezones, validate_phone
+from .attributes import ATTRIBUTE_KEY_PATTERN, ATTRIBUTE_VALUE_MAX_LENGTH, ATTRIBUTES_MAX
+from .models import Client, client_timezones, validate_attributes, validate_phone
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": ATTRIBUTES_MAX,
+        "propertyNames": {"pattern": f"^{ATTRIBUTE_KEY_PATTERN}$"},
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": ATTRIBUTE_VALUE_MAX_LENGTH},
+        "example": {"name": "Anna", "city": "Kazan"},
+    }
+)
+class AttributesField(serializers.JSONField):
+    pass
 
 
 class ClientSerializer(StrictModelSerializer):
@@ -20,9 +35,17 @@ class ClientSerializer(StrictModelSerializer):
         error_messages={"invalid_choice": "{input!r} is not the IANA name of a place's time zone."},
     )
 
+    attributes = AttributesField(
+        required=False,
+        validators=[validate_attributes],
+        help_text="Personal fields a mailing's text puts in ({name|customer}): an object of at most "
+        f"{ATTRIBUTES_MAX} names (a lowercase letter, then up to 31 lowercase letters, digits, _) to "
+        f"strings of 1 to {ATTRIBUTE_VALUE_MAX_LENGTH} characters. Sent: replaces the whole set.",
+    )
+
     class Meta:
         model = Client
-        fields = ["id", "phone", "operator_code", "tag", "timezone", "created_at", "updated_at"]
+        fields = ["id", "phone", "operator_code", "tag", "timezone", "attributes", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {
             "phone": {

@@ -5,14 +5,17 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import BaseParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from accounts.roles import VIEW_PHONE
 from mailing_service.api import Conflict, DetailSerializer
+from mailing_service.exports import CSV_EXPORT, CSVRenderer, csv_response, rows_by_id
 from mailing_service.schema import VALIDATION_ERROR
 from ops.audit import AuditLogMixin
 
 from .filters import ClientFilter
-from .models import Client
+from .models import Client, phones_masked
 from .serializers import (
     ClientImportReportSerializer,
     ClientImportUploadSerializer,
@@ -96,6 +99,22 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
             if phone and Client.objects.filter(phone=phone).exists():
                 raise Conflict({"phone": [DUPLICATE_PHONE]}) from None
             raise
+
+    @extend_schema(
+        summary="Export clients as CSV",
+        description="Every client matching the list's filters, by id, as CSV: id, phone (masked for "
+        "viewers), operator_code, tag, timezone, attributes (a JSON object), created_at. Streamed.",
+        responses={(200, "text/csv"): CSV_EXPORT},
+    )
+    @action(
+        detail=False, url_path="export", renderer_classes=[JSONRenderer, CSVRenderer], pagination_class=None
+    )
+    def export(self, request):
+        fields = ["id", "phone", "operator_code", "tag", "timezone", "attributes", "created_at"]
+        batches = rows_by_id(self.filter_queryset(self.get_queryset()), fields)
+        if not request.user.has_perm(VIEW_PHONE):
+            batches = phones_masked(batches, column=1)
+        return csv_response(filename="clients.csv", header=fields, batches=batches)
 
     @extend_schema(
         summary="Import clients from CSV",

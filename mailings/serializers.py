@@ -19,7 +19,7 @@ from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
-from .placeholders import TemplateError, parse
+from .placeholders import TEMPLATE_PATTERN, Template, TemplateError, parse
 from .selectors import audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
@@ -91,6 +91,16 @@ def validate_template(text: str) -> str:
     return text
 
 
+@extend_schema_field(
+    {"type": "string", "minLength": 1, "maxLength": TEXT_MAX_LENGTH, "pattern": TEMPLATE_PATTERN}
+)
+class TemplateTextField(StrictCharField):
+    """A mailing text, checked as a template (mailings.placeholders)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=TEXT_MAX_LENGTH, validators=[validate_template], **kwargs)
+
+
 class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
@@ -114,6 +124,7 @@ class MailingSerializer(StrictModelSerializer):
 
     filter_operator_codes = operator_codes_field(required=False)
     filter_tags = tags_field(required=False)
+    text = TemplateTextField(help_text=TEXT_HELP)
     draft = serializers.BooleanField(
         required=False,
         help_text="Create as a draft: never sent until launched (POST .../launch/), edited, previewed "
@@ -172,7 +183,6 @@ class MailingSerializer(StrictModelSerializer):
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
                 "the only field that can still change once the mailing is launched."
             },
-            "text": {"max_length": TEXT_MAX_LENGTH, "help_text": TEXT_HELP},
             "filter_operator_code": {
                 "help_text": "Only clients with this 3-digit operator code; empty: any. " + EVERY_CLIENT_NOTE
             },
@@ -195,9 +205,6 @@ class MailingSerializer(StrictModelSerializer):
                 "expired, whatever its filter fields; null for an ordinary mailing."
             },
         }
-
-    def validate_text(self, value: str) -> str:
-        return validate_template(value)
 
     def validate(self, attrs):
         if self.instance is not None and attrs.pop("draft", self.instance.draft) != self.instance.draft:
@@ -270,11 +277,8 @@ class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
     start_at = serializers.DateTimeField(help_text="The new mailing starts sending at this moment.")
     end_at = serializers.DateTimeField(help_text="Nothing is sent from this moment on; after start_at.")
-    text = StrictCharField(
-        required=False,
-        max_length=TEXT_MAX_LENGTH,
-        validators=[validate_template],
-        help_text="Another text (placeholders as a mailing's); left out: the same text.",
+    text = TemplateTextField(
+        required=False, help_text="Another text (placeholders as a mailing's); left out: the same text."
     )
 
     def validate(self, attrs):
@@ -371,6 +375,10 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     filter_operator_codes = operator_codes_field(required=False)
     filter_tag = StrictCharField(required=False, max_length=TAG_MAX_LENGTH, help_text="One tag.")
     filter_tags = tags_field(required=False)
+    text = TemplateTextField(
+        required=False,
+        help_text="A mailing text: the sample shows each client's text, and `costliest` the costliest one.",
+    )
 
     LIST_FIELDS = ("filter_operator_codes", "filter_tags")
 
@@ -398,6 +406,11 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
             "tags": [*data.get("filter_tags", []), data.get("filter_tag", "")],
         }
 
+    @property
+    def template(self) -> Template | None:
+        text = self.validated_data.get("text")
+        return None if text is None else parse(text)
+
 
 class AudienceClientSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -405,12 +418,26 @@ class AudienceClientSerializer(serializers.Serializer):
     operator_code = serializers.CharField()
     tag = serializers.CharField()
     timezone = serializers.CharField()
+    text = serializers.CharField(
+        source="rendered_text", required=False, help_text="The text this client would get (with ?text=)."
+    )
+
+
+class RenderedTextSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    segments = SegmentsSerializer()
 
 
 class AudienceSerializer(serializers.Serializer):
     audience = serializers.CharField(help_text="The filter in words.")
     count = serializers.IntegerField(help_text="Clients matching the filter now.")
     sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
+    costliest = RenderedTextSerializer(
+        allow_null=True,
+        help_text="With ?text=: the costliest text it renders for this audience and its segments: "
+        "each placeholder at the longest value (or fallback) among these clients, and in turn at the "
+        "longest value outside GSM-7, which makes the whole text UCS-2. Null without ?text=.",
+    )
 
 
 class TestSendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):

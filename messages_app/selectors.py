@@ -14,7 +14,7 @@ narrows the messages read to those mailings.
 Figures only: the console draws them (console.charts).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +22,8 @@ from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Sum,
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
+from clients.models import phones_masked
+from mailing_service.exports import rows_by_id
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 from mailings.placeholders import Template
 
@@ -296,3 +298,32 @@ def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tu
         .only("id", "text", "text_is_template", "end_at")
     )
     return [(mailing.pk, mailing.template, mailing.end_at) for mailing in mailings]
+
+
+MESSAGE_EXPORT_HEADER = [
+    "message_id",
+    "client_id",
+    "phone",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+]
+_MESSAGE_EXPORT_FIELDS = [
+    "id",
+    "client_id",
+    "client__phone",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+]
+
+
+def message_export_batches(*, mailing_id: int, phones_in_clear: bool) -> Iterator[list[tuple]]:
+    """A mailing's messages as MESSAGE_EXPORT_HEADER says, by id, in batches (mailing_service.exports);
+    phones masked unless `phones_in_clear`, empty for a deleted client."""
+    batches = rows_by_id(Message.objects.filter(mailing_id=mailing_id), _MESSAGE_EXPORT_FIELDS)
+    return batches if phones_in_clear else phones_masked(batches, column=2)
