@@ -30,12 +30,12 @@ async def answer(
 ) -> web.Response:
     """The answer to one send outside an outage, as the behaviour draws it, in the records."""
     config = behaviour.config
-    msg_id: int | None = None
+    send: tuple[int, str] | None = None
     if request.headers.get("Authorization") != config.authorization:
         outcome = "unauthorized"
     else:
-        msg_id = _valid_msg_id(path_id, await request.read())
-        outcome = "bad_request" if msg_id is None else behaviour.draw_outcome(config)
+        send = _valid_send(path_id, await request.read())
+        outcome = "bad_request" if send is None else behaviour.draw_outcome(config)
     # The account's limit counts every authenticated send, as a provider's would, and answers at once.
     if outcome != "unauthorized" and not behaviour.allows(config, time.monotonic()):
         records.count("throttled")
@@ -59,8 +59,8 @@ async def answer(
         records.count("abandoned")
         return web.Response(status=499)
     if outcome == "ok":
-        assert msg_id is not None
-        records.accept(msg_id)
+        assert send is not None
+        records.accept(*send)
         return web.Response(body=OK_BODY, content_type="application/json")
     records.count(outcome)
     return _misbehaving_response(behaviour, outcome)
@@ -79,8 +79,8 @@ def _misbehaving_response(behaviour: Behaviour, outcome: str) -> web.Response:
     return web.Response(body=body, content_type=content_type)
 
 
-def _valid_msg_id(path_id: str, body: bytes) -> int | None:
-    """The message id if the path and body follow the contract, else None."""
+def _valid_send(path_id: str, body: bytes) -> tuple[int, str] | None:
+    """The message id and text if the path and body follow the contract, else None."""
     try:
         payload = json.loads(body)
     except ValueError:
@@ -94,7 +94,7 @@ def _valid_msg_id(path_id: str, body: bytes) -> int | None:
         return None
     if not isinstance(text, str):
         return None
-    return msg_id
+    return msg_id, text
 
 
 async def health(request: web.BaseRequest) -> web.Response:  # on both ports

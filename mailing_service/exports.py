@@ -6,6 +6,7 @@ Every export of the service (a mailing's messages, the client directory) writes 
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -23,7 +24,12 @@ EXPORT_BATCH_SIZE = 5000  # rows read and written at a time: the memory an expor
 def spreadsheet_safe(value: object) -> str:
     if value is None:
         return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    if isinstance(value, datetime):
+        text = value.isoformat()
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
