@@ -79,6 +79,13 @@ class MailingForm(forms.ModelForm):
         fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS, "local_window_start", "local_window_end"]
 
 
+class MailingAddForm(MailingForm):
+    save_as_draft = forms.BooleanField(
+        required=False,
+        help_text="Never sent until launched with the Launch button; edit and test-send it meanwhile.",
+    )
+
+
 class LaunchedListFilter(admin.SimpleListFilter):
     title = "launched"
     parameter_name = "launched"
@@ -139,6 +146,11 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
 
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = MailingAddForm
+        return super().get_form(request, obj, **kwargs)
+
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.is_launched:
@@ -147,6 +159,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
+            obj.draft = form.cleaned_data["save_as_draft"]
             super().save_model(request, obj, form, change)
             return
         editable = {name: value for name, value in form.cleaned_data.items() if name in EDITABLE_FIELDS}
@@ -155,7 +168,8 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             # Nothing has been delivered yet for a mailing being added.
-            return self.fieldsets[:3]
+            (name, first), *rest = self.fieldsets[:3]
+            return [(name, {**first, "fields": [*first["fields"], "save_as_draft"]}), *rest]
         return self.fieldsets
 
     def get_actions(self, request):

@@ -11,23 +11,21 @@ from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from accounts.roles import VIEW_PHONE
 from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
-from mailing_service.exports import CSV_EXPORT, CSVRenderer, csv_response
+from mailing_service.exports import CSV_EXPORT, CSVRenderer
 from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
 from messages_app.selectors import (
-    MESSAGE_EXPORT_HEADER,
     PROGRESS_RATE_WINDOW,
     attach_message_counts,
     mailing_progress,
-    message_export_batches,
     message_totals,
 )
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
+from messages_app.views import mailing_messages_csv
 from ops.audit import AuditLogMixin
 
 from .filters import MailingFilter
@@ -233,12 +231,7 @@ class MailingStatisticsActions:
     )
     def export(self, request, pk=None):
         mailing = self.get_object()
-        batches = message_export_batches(
-            mailing_id=mailing.pk, phones_in_clear=request.user.has_perm(VIEW_PHONE)
-        )
-        return csv_response(
-            filename=f"mailing-{mailing.pk}-messages.csv", header=MESSAGE_EXPORT_HEADER, batches=batches
-        )
+        return mailing_messages_csv(mailing_id=mailing.pk, user=request.user)
 
 
 @extend_schema(tags=["mailings"])
