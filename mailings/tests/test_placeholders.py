@@ -185,3 +185,19 @@ def test_a_resend_keeps_a_verbatim_text_verbatim(api_client):
 
     assert response.status_code == 201, response.data
     assert Mailing.objects.get(pk=response.data["id"]).template.render({"off": "x"}) == "50% {off}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_for_a_text_without_placeholders_leaves_the_attributes_out():
+    ClientFactory(attributes={"name": "Анна"})
+    now = timezone.now()
+    mailing = MailingFactory(
+        text="Autumn sale", start_at=now - timedelta(minutes=1), end_at=now + timedelta(hours=1)
+    )
+    launch.mailing_launch(mailing_id=mailing.pk)
+
+    claim = services.messages_claim(
+        mailing_id=mailing.pk, limit=10, now=timezone.now(), with_attributes=False
+    )
+
+    assert [row.attributes for row in claim.rows] == [{}]

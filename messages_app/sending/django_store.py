@@ -27,6 +27,7 @@ class DjangoMessageStore:
         self._clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; this thread only
+        self._personalized: set[int] = set()  # mailings whose text has placeholders
 
     async def _in_thread(self, function, /, **kwargs):
         loop = asyncio.get_running_loop()
@@ -47,6 +48,7 @@ class DjangoMessageStore:
         now = self._clock.now()
         sendable = selectors.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
+        self._personalized = {mailing_id for mailing_id, template, _ in sendable if template.placeholders}
         self._windows.keep_only(wanted)
         held = services.sender_slots_hold(holder=self.holder, mailing_ids=wanted, now=now)
         services.messages_renew_leases(tokens=tokens, now=now)
@@ -77,6 +79,7 @@ class DjangoMessageStore:
                 now=now,
                 holder=self.holder,
                 where=window.claim_condition(now),
+                with_attributes=mailing_id in self._personalized,
             )
             if len(claim.rows) < limit:
                 window.defer_stragglers(now)
