@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from accounts.roles import VIEW_PHONE
 from mailing_service.api import Conflict, DetailSerializer
-from mailing_service.exports import CSV_EXPORT, CSVRenderer, csv_response, rows_by_id
+from mailing_service.exports import CSV_EXPORT, CSVRenderer, csv_response, rows_by_key
 from mailing_service.schema import VALIDATION_ERROR
 from ops.audit import AuditLogMixin
 
@@ -111,7 +111,7 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
     )
     def export(self, request):
         fields = ["id", "phone", "operator_code", "tag", "timezone", "attributes", "created_at"]
-        batches = rows_by_id(self.filter_queryset(self.get_queryset()), fields)
+        batches = rows_by_key(self.filter_queryset(self.get_queryset()), fields, key="id")
         if not request.user.has_perm(VIEW_PHONE):
             batches = phones_masked(batches, column=1)
         return csv_response(filename="clients.csv", header=fields, batches=batches)

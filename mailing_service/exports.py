@@ -62,14 +62,21 @@ def csv_response(
     return response
 
 
-def rows_by_id(queryset, fields: list[str], *, batch_size: int = EXPORT_BATCH_SIZE) -> Iterator[list[tuple]]:
-    """The queryset's `fields` (the first one its primary key), in batches by increasing id: a
-    keyset walk, so memory stays one batch whatever the table's size and no cursor stays open
-    between batches."""
-    last = 0
-    while batch := list(queryset.filter(pk__gt=last).order_by("pk").values_list(*fields)[:batch_size]):
+def rows_by_key(
+    queryset, fields: list[str], *, key: str = "pk", batch_size: int = EXPORT_BATCH_SIZE
+) -> Iterator[list[tuple]]:
+    """The queryset's `fields` in batches by increasing `key` (unique in the queryset, one of
+    `fields`): a keyset walk, so memory stays one batch whatever the table's size and no cursor stays
+    open between batches. Each batch is one range scan when an index leads with the queryset's
+    equality filters and then `key`."""
+    place = fields.index(key)
+    batches = queryset.order_by(key).values_list(*fields)
+    batch = list(batches[:batch_size])
+    while batch:
         yield batch
-        last = batch[-1][0]
+        if len(batch) < batch_size:
+            return
+        batch = list(batches.filter(**{f"{key}__gt": batch[-1][place]})[:batch_size])
 
 
 class CSVRenderer(BaseRenderer):

@@ -216,9 +216,9 @@ class MailingStatisticsActions:
     @extend_schema(
         summary="A mailing's messages as CSV",
         tags=["statistics"],
-        description="Every message of the mailing, by id: message_id, client_id, phone (masked for "
-        "viewers; empty when the client was deleted), status, attempts, last_error, created_at, "
-        "sent_at. Streamed in batches, whatever the mailing's size.",
+        description="Every message of the mailing, by client (deleted clients' last): message_id, "
+        "client_id, phone (masked for viewers; empty when the client was deleted), status, attempts, "
+        "last_error, created_at, sent_at. Streamed in batches, whatever the mailing's size.",
         responses={(200, "text/csv"): CSV_EXPORT, 404: OpenApiResponse(DetailSerializer)},
         filters=False,
     )
