@@ -11,6 +11,7 @@ from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
 from .models import Mailing, MailingState, TestSend
+from .placeholders import TemplateError, parse
 from .services import EDITABLE_FIELDS, FROZEN_AFTER_LAUNCH, mailing_update
 
 AUDIENCE_FIELDS = ["filter_operator_code", "filter_operator_codes", "filter_tag", "filter_tags"]
@@ -77,6 +78,17 @@ class MailingForm(forms.ModelForm):
     class Meta:
         model = Mailing
         fields = ["start_at", "end_at", "text", *AUDIENCE_FIELDS, "local_window_start", "local_window_end"]
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        # A text saved before templates stays verbatim until edited; edited, it becomes one
+        # (mailing_update), so it is checked as one.
+        if self.instance.text_is_template or text != self.instance.text:
+            try:
+                parse(text)
+            except TemplateError as error:
+                raise forms.ValidationError(error.errors) from error
+        return text
 
 
 class MailingAddForm(MailingForm):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clients.models import TAG_MAX_LENGTH, Client, ClientQuerySet, validate_operator_code
 
-from .placeholders import Template, TemplateError, parse
+from .placeholders import Template, parse
 from .segments import Segments, sms_segments
 from .window import LocalWindow
 
@@ -224,13 +224,6 @@ class Mailing(models.Model):
 
     def is_active(self, now: datetime) -> bool:
         return self.start_at <= now < self.end_at
-
-    def clean(self) -> None:
-        if self.text_is_template:
-            try:
-                parse(self.text)
-            except TemplateError as error:
-                raise ValidationError({"text": error.errors}) from error
 
     def state_at(self, now: datetime) -> MailingState:
         """The first rule that holds: cancelled; draft; finished (end passed, or launched with nothing

@@ -201,3 +201,25 @@ def test_a_claim_for_a_text_without_placeholders_leaves_the_attributes_out():
     )
 
     assert [row.attributes for row in claim.rows] == [{}]
+
+
+def test_the_admin_checks_a_verbatim_text_as_a_template_once_it_is_edited(admin_client):
+    mailing = MailingFactory(
+        text="50% {off}", text_is_template=False, start_at=timezone.now() + timedelta(hours=1)
+    )
+    url = reverse("admin:mailings_mailing_change", args=[mailing.pk])
+    local = {name: timezone.localtime(getattr(mailing, name)) for name in ("start_at", "end_at")}
+    form = {
+        **{f"{name}_0": f"{value:%Y-%m-%d}" for name, value in local.items()},
+        **{f"{name}_1": f"{value:%H:%M:%S}" for name, value in local.items()},
+        "filter_operator_code": "",
+        "filter_tag": "",
+    }
+
+    kept = admin_client.post(url, {**form, "text": "50% {off}"})
+    refused = admin_client.post(url, {**form, "text": "Hi {name}"})
+
+    assert kept.status_code == 302
+    assert refused.status_code == 200 and "{name} needs a fallback" in refused.content.decode()
+    mailing.refresh_from_db()
+    assert (mailing.text, mailing.text_is_template) == ("50% {off}", False)
