@@ -5,7 +5,7 @@ from rest_framework import serializers
 from accounts.roles import VIEW_PHONE
 from mailing_service.api import RejectUnknownFieldsMixin, StrictModelSerializer
 
-from .attributes import ATTRIBUTE_KEY_PATTERN, ATTRIBUTE_VALUE_MAX_LENGTH, ATTRIBUTES_MAX
+from .attributes import ATTRIBUTE_VALUE_MAX_LENGTH, ATTRIBUTES_MAX
 from .models import Client, client_timezones, validate_attributes, validate_phone
 
 
@@ -13,7 +13,6 @@ from .models import Client, client_timezones, validate_attributes, validate_phon
     {
         "type": "object",
         "maxProperties": ATTRIBUTES_MAX,
-        "propertyNames": {"pattern": f"^{ATTRIBUTE_KEY_PATTERN}$"},
         "additionalProperties": {"type": "string", "minLength": 1, "maxLength": ATTRIBUTE_VALUE_MAX_LENGTH},
         "example": {"name": "Anna", "city": "Kazan"},
     }

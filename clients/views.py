@@ -104,7 +104,10 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
         summary="Export clients as CSV",
         description="Every client matching the list's filters, by id, as CSV: id, phone (masked for "
         "viewers), operator_code, tag, timezone, attributes (a JSON object), created_at. Streamed.",
-        responses={(200, "text/csv"): CSV_EXPORT},
+        responses={
+            (200, "text/csv"): CSV_EXPORT,
+            404: OpenApiResponse(DetailSerializer, description="`?format=` names neither json nor csv."),
+        },
     )
     @action(
         detail=False, url_path="export", renderer_classes=[JSONRenderer, CSVRenderer], pagination_class=None

@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 
 from clients.attributes import ATTRIBUTE_KEY_PATTERN, ATTRIBUTE_VALUE_MAX_LENGTH
 
-# The grammar as one regex, for the API schema's readers (and generators of valid requests).
-TEMPLATE_PATTERN = (
-    rf"^([^{{}}]|\{{\{{|\}}\}}|\{{{ATTRIBUTE_KEY_PATTERN}\|[^{{}}]{{0,{ATTRIBUTE_VALUE_MAX_LENGTH}}}\}})*$"
-)
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _PLACEHOLDER = re.compile(rf"({ATTRIBUTE_KEY_PATTERN})(?:\|(.*))?", re.DOTALL)
 

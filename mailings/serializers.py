@@ -19,7 +19,7 @@ from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
 from .models import FILTER_VALUES_MAX, TEXT_MAX_LENGTH, Mailing, MailingState, TestSend
-from .placeholders import TEMPLATE_PATTERN, Template, TemplateError, parse
+from .placeholders import Template, TemplateError, parse
 from .selectors import audience_zones_missing_the_window
 
 WINDOW_FIELDS = ("local_window_start", "local_window_end")
@@ -91,9 +91,6 @@ def validate_template(text: str) -> str:
     return text
 
 
-@extend_schema_field(
-    {"type": "string", "minLength": 1, "maxLength": TEXT_MAX_LENGTH, "pattern": TEMPLATE_PATTERN}
-)
 class TemplateTextField(StrictCharField):
     """A mailing text, checked as a template (mailings.placeholders)."""
 
