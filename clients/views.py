@@ -10,7 +10,13 @@ from rest_framework.response import Response
 
 from accounts.roles import VIEW_PHONE
 from mailing_service.api import Conflict, DetailSerializer
-from mailing_service.exports import CSV_EXPORT, CSVRenderer, csv_response, rows_by_key
+from mailing_service.exports import (
+    CSV_EXPORT,
+    NO_FORMAT_PARAMETER,
+    CSVRenderer,
+    csv_response,
+    rows_by_key,
+)
 from mailing_service.schema import VALIDATION_ERROR
 from ops.audit import AuditLogMixin
 
@@ -104,10 +110,8 @@ class ClientViewSet(AuditLogMixin, viewsets.ModelViewSet):
         summary="Export clients as CSV",
         description="Every client matching the list's filters, by id, as CSV: id, phone (masked for "
         "viewers), operator_code, tag, timezone, attributes (a JSON object), created_at. Streamed.",
-        responses={
-            (200, "text/csv"): CSV_EXPORT,
-            404: OpenApiResponse(DetailSerializer, description="`?format=` names neither json nor csv."),
-        },
+        parameters=[NO_FORMAT_PARAMETER],
+        responses={(200, "text/csv"): CSV_EXPORT},
     )
     @action(
         detail=False, url_path="export", renderer_classes=[JSONRenderer, CSVRenderer], pagination_class=None

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.renderers import BaseRenderer
 
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP's
@@ -52,6 +52,11 @@ CSV_EXPORT = OpenApiResponse(
     description="CSV (UTF-8) with a header row, streamed; a cell that a spreadsheet would run as a formula "
     "(starting with =, +, -, @, a tab or a carriage return) starts with an apostrophe.",
 )
+
+
+# An export's schema leaves out the `?format=` parameter its two renderers would list: the answer
+# is CSV whatever the request asks for, only an error comes as JSON or CSV.
+NO_FORMAT_PARAMETER = OpenApiParameter("format", exclude=True)
 
 
 def csv_response(

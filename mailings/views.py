@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
-from mailing_service.exports import CSV_EXPORT, CSVRenderer
+from mailing_service.exports import CSV_EXPORT, NO_FORMAT_PARAMETER, CSVRenderer
 from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
@@ -219,6 +219,7 @@ class MailingStatisticsActions:
         description="Every message of the mailing, by client (deleted clients' last): message_id, "
         "client_id, phone (masked for viewers; empty when the client was deleted), status, attempts, "
         "last_error, created_at, sent_at. Streamed in batches, whatever the mailing's size.",
+        parameters=[NO_FORMAT_PARAMETER],
         responses={(200, "text/csv"): CSV_EXPORT, 404: OpenApiResponse(DetailSerializer)},
         filters=False,
     )
