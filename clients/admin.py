@@ -54,6 +54,7 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
     list_display_links = ["id", "masked_phone"]
     list_filter = ["operator_code", "tag", "timezone"]
+    fields = ["phone", "operator_code", "tag", "timezone", "attributes", "created_at", "updated_at"]
     search_fields = ["phone", "tag", "=operator_code"]
     readonly_fields = ["created_at", "updated_at"]
     # The client table can be large: skip the second COUNT(*) over the unfiltered table.

@@ -1,14 +1,16 @@
 import functools
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils.deconstruct import deconstructible
+
+from .attributes import attribute_errors
 
 PHONE_PATTERN = r"^7[0-9]{10}$"
 OPERATOR_CODE_PATTERN = r"^[0-9]{3}$"
@@ -82,9 +84,20 @@ def validate_timezone(value: str) -> None:
         )
 
 
+def validate_attributes(value) -> None:
+    if errors := attribute_errors(value):
+        raise ValidationError(errors)
+
+
 def mask_phone(phone: str) -> str:
-    """A phone as logs, lists and viewers may see it: operator code and last two digits."""
+    """The phone as logs, lists and viewers' exports may show it: operator code and last two digits."""
     return f"{phone[:4]}*****{phone[-2:]}" if phone else ""
+
+
+def phones_masked(batches: Iterable[list[tuple]], *, column: int) -> Iterator[list[tuple]]:
+    """Batches of rows (an export's) with the phone in `column` masked; empty where there is none."""
+    for batch in batches:
+        yield [(*row[:column], mask_phone(row[column] or ""), *row[column + 1 :]) for row in batch]
 
 
 def default_timezone() -> str:
@@ -123,6 +136,14 @@ class Client(models.Model):
         help_text="Free label used by mailing filters.",
     )
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
+    # Personal fields a mailing's text may put in (mailings.placeholders); rules in clients.attributes.
+    attributes = models.JSONField(
+        default=dict,
+        db_default=Value({}, output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_attributes],
+        help_text='Named strings a mailing\'s text may use, such as {"name": "Anna"}.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -201,5 +222,4 @@ class OptOut(models.Model):
 
     @property
     def masked_phone(self) -> str:
-
         return mask_phone(self.phone)

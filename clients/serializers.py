@@ -3,6 +3,7 @@ import io
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadedfile import UploadedFile
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.roles import VIEW_PHONE
@@ -13,7 +14,20 @@ from mailing_service.api import (
     StrictModelSerializer,
 )
 
-from .models import Client, OptOut, client_timezones, validate_phone, validate_timezone
+from .attributes import ATTRIBUTE_VALUE_MAX_LENGTH, ATTRIBUTES_MAX
+from .models import Client, OptOut, client_timezones, validate_attributes, validate_phone, validate_timezone
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": ATTRIBUTES_MAX,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": ATTRIBUTE_VALUE_MAX_LENGTH},
+        "example": {"name": "Anna", "city": "Kazan"},
+    }
+)
+class AttributesField(serializers.JSONField):
+    pass
 
 
 class TimezoneField(serializers.ChoiceField):
@@ -50,9 +64,17 @@ class ClientSerializer(MaskedPhoneMixin, StrictModelSerializer):
         "left out on create: the service's default client timezone.",
     )
 
+    attributes = AttributesField(
+        required=False,
+        validators=[validate_attributes],
+        help_text="Personal fields a mailing's text puts in ({name|customer}): an object of at most "
+        f"{ATTRIBUTES_MAX} names (a lowercase letter, then up to 31 lowercase letters, digits, _) to "
+        f"strings of 1 to {ATTRIBUTE_VALUE_MAX_LENGTH} characters. Sent: replaces the whole set.",
+    )
+
     class Meta:
         model = Client
-        fields = ["id", "phone", "operator_code", "tag", "timezone", "created_at", "updated_at"]
+        fields = ["id", "phone", "operator_code", "tag", "timezone", "attributes", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {
             "phone": {

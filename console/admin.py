@@ -76,6 +76,7 @@ class ConsoleMailingAdmin(MailingAdmin):
             + urlencode({"mailing__id__exact": mailing.pk, "status__exact": MessageStatus.FAILED}),
             "timezones": [(name, number, 100 * number / audience) for name, number in spread],
             "left_out": left_out(mailing),
+            "export_url": reverse("console:mailing-export", args=[mailing.pk]),
             "poll_url": reverse("console:mailing-progress", args=[mailing.pk])
             if live["state"] in LIVE_STATES
             else "",

@@ -21,4 +21,5 @@ urlpatterns = [
     mailing_page("action/<str:action>/", views.mailing_action_view, "mailing-action"),
     mailing_page("resend/", views.mailing_resend_view, "mailing-resend"),
     mailing_page("test-send/", views.mailing_test_send_view, "mailing-test-send"),
+    mailing_page("export/", views.mailing_export_view, "mailing-export"),
 ]

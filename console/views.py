@@ -1,5 +1,5 @@
 """The operator console beside the mailing admin: the dashboard, a mailing's live progress, and the
-buttons of a mailing's page (pause, resume, cancel, resend, test send).
+buttons of a mailing's page (launch a draft, pause, resume, cancel, resend, test send, export).
 
 Views read through selectors, draw with `charts` and act only through the apps' services; they are
 mounted behind the admin's login (console.urls). Looking needs the permission to view mailings;
@@ -12,7 +12,14 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,6 +31,8 @@ from mailings.models import Mailing, MailingState
 from mailings.services import (
     MailingNothingToResendError,
     MailingStateError,
+    MailingWindowPassedError,
+    mailing_launch_draft,
     mailing_pause,
     mailing_resend,
     mailing_resume,
@@ -39,6 +48,7 @@ from messages_app.selectors import (
     receipt_figures_by_provider,
 )
 from messages_app.services import mailing_cancel
+from messages_app.views import mailing_messages_csv
 
 from . import charts
 from .forms import ResendForm, TestSendForm
@@ -64,6 +74,12 @@ class Action:
 
 
 ACTIONS = {
+    "launch": Action(
+        "Launch",
+        mailing_launch_draft,
+        (MailingState.DRAFT,),
+        confirm="Launch this draft? It sends at once if its window has begun.",
+    ),
     "pause": Action("Pause", mailing_pause, (MailingState.SCHEDULED, MailingState.RUNNING)),
     "resume": Action("Resume", mailing_resume, (MailingState.PAUSED,)),
     "cancel": Action(
@@ -119,7 +135,7 @@ def mailing_action_view(request: HttpRequest, mailing_id: int, action: str) -> H
         return back
     try:
         ACTIONS[action].service(mailing=mailing, user=request.user)
-    except MailingStateError as error:
+    except (MailingStateError, MailingWindowPassedError) as error:
         messages.error(request, str(error))
     else:
         messages.success(request, f"{mailing}: {action} done.")
@@ -214,6 +230,13 @@ def progress(mailing: Mailing) -> dict:
         "estimated_finish": timezone.localtime(finish).strftime("%H:%M:%S") if finish else "",
         "bar": str(charts.progress_bar(counts, height=28)),
     }
+
+
+def mailing_export_view(request: HttpRequest, mailing_id: int) -> StreamingHttpResponse:
+    """The mailing's messages as CSV, as the API's export gives them (phones masked for viewers)."""
+    _require_view_permission(request)
+    mailing = get_object_or_404(Mailing, pk=mailing_id)
+    return mailing_messages_csv(mailing_id=mailing.pk, user=request.user)
 
 
 def mailing_progress_view(request: HttpRequest, mailing_id: int) -> JsonResponse:

@@ -30,6 +30,10 @@ class FakeProviderControl:
         """One (msg_id, accepted_at) per acceptance, duplicates included."""
         return [(msg_id, accepted_at) for msg_id, accepted_at in self._call("GET", "/accepted")]
 
+    def accepted_texts(self) -> dict[int, str]:
+        """The text of each of the latest (up to records.RECENT_TEXTS) acceptances, by msg_id."""
+        return dict(self._call("GET", "/accepted/texts"))
+
     def reset(self) -> None:
         """Forget the records; the configuration stays."""
         self._call("POST", "/control/reset")

@@ -1,6 +1,7 @@
 """What the fake provider recorded of the sends: every outcome, every acceptance and when."""
 
 import time
+from collections import deque
 from typing import Any
 
 OUTCOMES = (
@@ -16,6 +17,11 @@ OUTCOMES = (
 )
 
 
+# The texts of the latest acceptances kept, for tests to read what reached the provider; bounded, so
+# that a bench of millions of sends does not grow the fake.
+RECENT_TEXTS = 1000
+
+
 class Records:
     """What happened to the sends since the last reset: what tests and benchmarks trust."""
 
@@ -28,12 +34,14 @@ class Records:
         # One (msg_id, time.time()) per acceptance, duplicates included, in acceptance order.
         self.accepted: list[tuple[int, float]] = []
         self.accepts_by_id: dict[int, int] = {}
+        self.recent_texts: deque[tuple[int, str]] = deque(maxlen=RECENT_TEXTS)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
 
-    def accept(self, msg_id: int) -> None:
+    def accept(self, msg_id: int, text: str) -> None:
         self.outcomes["ok"] += 1
+        self.recent_texts.append((msg_id, text))
         self.accepted.append((msg_id, time.time()))
         self.accepts_by_id[msg_id] = self.accepts_by_id.get(msg_id, 0) + 1
 

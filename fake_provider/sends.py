@@ -35,8 +35,9 @@ class ProbeApi:
     def authorized(self, request: web.BaseRequest, config: Config) -> bool:
         return request.headers.get("Authorization") == config.authorization
 
-    async def msg_id(self, request: web.BaseRequest) -> int | None:
-        return _valid_msg_id(self.path_id, await request.read())
+    async def send(self, request: web.BaseRequest) -> tuple[int, str] | None:
+        """The message's id and text, None for a request the API refuses."""
+        return _valid_send(self.path_id, await request.read())
 
     def accepted(self, provider: "FakeProvider", request: web.BaseRequest) -> web.Response:
         return web.Response(body=OK_BODY, content_type="application/json")
@@ -65,11 +66,12 @@ class KannelApi:
     def authorized(self, request: web.BaseRequest, config: Config) -> bool:
         return bool(request.query.get("username")) and request.query.get("password") == config.token
 
-    async def msg_id(self, request: web.BaseRequest) -> int | None:
+    async def send(self, request: web.BaseRequest) -> tuple[int, str] | None:
         query = request.query
         if not query.get("to", "").isdigit() or "text" not in query:
             return None
-        return dlr_msg_id(query.get("dlr-url", ""))
+        msg_id = dlr_msg_id(query.get("dlr-url", ""))
+        return None if msg_id is None else (msg_id, query["text"])
 
     def accepted(self, provider: "FakeProvider", request: web.BaseRequest) -> web.Response:
         query = request.query
@@ -100,12 +102,12 @@ async def answer(provider: "FakeProvider", request: web.BaseRequest, api: Api) -
     """The answer to one send outside an outage, as the behaviour draws it, in the records."""
     behaviour, records = provider.behaviour, provider.records
     config = behaviour.config
-    msg_id: int | None = None
+    send: tuple[int, str] | None = None
     if not api.authorized(request, config):
         outcome = "unauthorized"
     else:
-        msg_id = await api.msg_id(request)
-        outcome = "bad_request" if msg_id is None else behaviour.draw_outcome(config)
+        send = await api.send(request)
+        outcome = "bad_request" if send is None else behaviour.draw_outcome(config)
     # The account's limit counts every authenticated send, as a provider's would, and answers at once.
     if outcome != "unauthorized" and not behaviour.allows(config, time.monotonic()):
         records.count("throttled")
@@ -130,15 +132,15 @@ async def answer(provider: "FakeProvider", request: web.BaseRequest, api: Api) -
         records.count("abandoned")
         return web.Response(status=499)
     if outcome == "ok":
-        assert msg_id is not None
-        records.accept(msg_id)
+        assert send is not None
+        records.accept(*send)
         return api.accepted(provider, request)
     records.count(outcome)
     return api.misbehaving(behaviour, outcome)
 
 
-def _valid_msg_id(path_id: str, body: bytes) -> int | None:
-    """The message id if the path and body follow the contract, else None."""
+def _valid_send(path_id: str, body: bytes) -> tuple[int, str] | None:
+    """The message id and text if the path and body follow the contract, else None."""
     try:
         payload = json.loads(body)
     except ValueError:
@@ -152,7 +154,7 @@ def _valid_msg_id(path_id: str, body: bytes) -> int | None:
         return None
     if not isinstance(text, str):
         return None
-    return msg_id
+    return msg_id, text
 
 
 async def health(request: web.BaseRequest) -> web.Response:  # on both ports

@@ -194,6 +194,10 @@ async def _accepted(request: web.Request) -> web.Response:
     return web.json_response(request.app[PROVIDER].records.accepted)
 
 
+async def _accepted_texts(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[PROVIDER].records.recent_texts))
+
+
 async def _reset(request: web.Request) -> web.Response:
     provider = request.app[PROVIDER]
     provider.records.reset()
@@ -249,6 +253,7 @@ def create_control_app(provider: FakeProvider) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/stats", _stats)
     app.router.add_get("/accepted", _accepted)
+    app.router.add_get("/accepted/texts", _accepted_texts)
     app.router.add_get("/config", _get_config)
     app.router.add_put("/control/config", _put_config)
     app.router.add_post("/control/outage", _post_outage)

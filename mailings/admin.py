@@ -11,6 +11,7 @@ from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
 from .models import EXEMPT_FROM_CAP, AnyHourWithWindow, Mailing, MailingState, TestSend, window_to_save
+from .placeholders import TemplateError, parse
 from .services import (
     EDITABLE_FIELDS,
     FROZEN_AFTER_LAUNCH,
@@ -128,6 +129,24 @@ class MailingForm(forms.ModelForm):
                 raise forms.ValidationError(str(exc)) from exc
         return end_at
 
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        # A text saved before templates stays verbatim until edited; edited, it becomes one
+        # (mailing_update), so it is checked as one.
+        if self.instance.text_is_template or text != self.instance.text:
+            try:
+                parse(text)
+            except TemplateError as error:
+                raise forms.ValidationError(error.errors) from error
+        return text
+
+
+class MailingAddForm(MailingForm):
+    save_as_draft = forms.BooleanField(
+        required=False,
+        help_text="Never sent until launched with the Launch button; edit and test-send it meanwhile.",
+    )
+
 
 class LaunchedListFilter(admin.SimpleListFilter):
     title = "launched"
@@ -189,6 +208,11 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs):
         return MailingChangeList
 
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = MailingAddForm
+        return super().get_form(request, obj, **kwargs)
+
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None and obj.is_launched:
@@ -200,6 +224,7 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
+            obj.draft = form.cleaned_data["save_as_draft"]
             super().save_model(request, obj, form, change)
             return
         editable = {name: value for name, value in form.cleaned_data.items() if name in EDITABLE_FIELDS}
@@ -208,7 +233,8 @@ class MailingAdmin(AuditLogAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             # Nothing has been delivered yet for a mailing being added.
-            return self.fieldsets[:3]
+            (name, first), *rest = self.fieldsets[:3]
+            return [(name, {**first, "fields": [*first["fields"], "save_as_draft"]}), *rest]
         return self.fieldsets
 
     def get_actions(self, request):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from clients.models import TAG_MAX_LENGTH, Client, ClientQuerySet, validate_operator_code
 
+from .placeholders import Template, parse
 from .segments import Segments, sms_segments
 from .window import LocalWindow
 
@@ -41,6 +42,7 @@ def validate_tags(value) -> None:
 
 
 class MailingState(models.TextChoices):
+    DRAFT = "draft", "Draft"  # saved to edit and try; launches only when an operator launches it
     SCHEDULED = "scheduled", "Scheduled"  # start not reached; nothing sent yet
     RUNNING = "running", "Running"  # inside its window, messages left to send
     PAUSED = "paused", "Paused"  # an operator paused it; its unsent messages wait, pending
@@ -58,7 +60,11 @@ class MailingQuerySet(models.QuerySet):
     def due_for_launch(self, now: datetime) -> "MailingQuerySet":
         """Mailings inside their window whose fan-out is neither finished nor held by a live launcher."""
         return self.filter(
-            start_at__lte=now, end_at__gt=now, fanout_completed_at__isnull=True, cancelled_at__isnull=True
+            start_at__lte=now,
+            end_at__gt=now,
+            fanout_completed_at__isnull=True,
+            cancelled_at__isnull=True,
+            draft=False,
         ).filter(Q(fanout_lease_until__isnull=True) | Q(fanout_lease_until__lt=now))
 
     def sendable(self, now: datetime) -> "MailingQuerySet":
@@ -91,12 +97,14 @@ class MailingQuerySet(models.QuerySet):
     def in_state(self, state: str, now: datetime) -> "MailingQuerySet":
         """Mailings whose `state` is this one at `now`; the SQL twin of Mailing.state_at."""
         ended = Q(end_at__lte=now) | Q(fanout_completed_at__isnull=False, has_unsent=False)
-        live = Q(cancelled_at__isnull=True) & ~ended
+        live = Q(cancelled_at__isnull=True, draft=False) & ~ended
         queryset = self if "has_unsent" in self.query.annotations else self.with_unsent()
+        if state == MailingState.DRAFT:
+            return queryset.filter(draft=True, cancelled_at__isnull=True)
         if state == MailingState.CANCELLED:
             return queryset.filter(cancelled_at__isnull=False)
         if state == MailingState.FINISHED:
-            return queryset.filter(ended, cancelled_at__isnull=True)
+            return queryset.filter(ended, cancelled_at__isnull=True, draft=False)
         if state == MailingState.PAUSED:
             return queryset.filter(live, paused_at__isnull=False)
         if state == MailingState.SCHEDULED:
@@ -110,6 +118,15 @@ class Mailing(models.Model):
     start_at = models.DateTimeField(help_text="Sending starts at this moment.")
     end_at = models.DateTimeField(help_text="Nothing is sent from this moment on; unsent messages expire.")
     text = models.TextField(max_length=TEXT_MAX_LENGTH)
+    # False only for mailings saved before texts had placeholders: theirs go out verbatim, braces
+    # and all; every text saved since is a template (mailings.placeholders).
+    text_is_template = models.BooleanField(default=True, db_default=False, editable=False)
+    draft = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Never launched while a draft: edited and tried freely, then launched by an operator.",
+    )
     filter_operator_code = models.CharField(
         max_length=3,
         blank=True,
@@ -219,10 +236,12 @@ class Mailing(models.Model):
         return self.start_at <= now < self.end_at
 
     def state_at(self, now: datetime) -> MailingState:
-        """The first rule that holds: cancelled; finished (end passed, or launched with nothing
+        """The first rule that holds: cancelled; draft; finished (end passed, or launched with nothing
         left to send); paused; scheduled (start not reached); running."""
         if self.cancelled_at is not None:
             return MailingState.CANCELLED
+        if self.draft:
+            return MailingState.DRAFT
         if now >= self.end_at or (self.fanout_completed_at is not None and not self.has_unsent):
             return MailingState.FINISHED
         if self.paused_at is not None:
@@ -266,8 +285,15 @@ class Mailing(models.Model):
         return self.launched_at is not None
 
     @property
+    def template(self) -> Template:
+        """The text as each client's is rendered from it. Raises TemplateError for a template text
+        saved without validation (the API and the admin validate it)."""
+        return parse(self.text) if self.text_is_template else Template.verbatim(self.text)
+
+    @property
     def segments(self) -> Segments:
-        return sms_segments(self.text)
+        """Of the text as a client without attributes gets it: every placeholder's fallback."""
+        return sms_segments(self.template.render({}))
 
     @property
     def operator_codes(self) -> list[str]:

@@ -29,6 +29,7 @@ from .models import (
     TestSend,
     window_to_save,
 )
+from .placeholders import Template, TemplateError, parse
 from .selectors import audience_zones_missing_the_window
 from .services import MailingEndTooSoonError, mailing_end_check
 
@@ -87,6 +88,27 @@ class SegmentsSerializer(serializers.Serializer):
     )
 
 
+TEXT_HELP = (
+    "The SMS text; not blank. {key|fallback} puts in the client's attribute `key` (fallback for clients "
+    "without it; required, may be empty): Hello, {name|customer}! {{ and }} are literal braces."
+)
+
+
+def validate_template(text: str) -> str:
+    try:
+        parse(text)
+    except TemplateError as error:
+        raise serializers.ValidationError(error.errors) from error
+    return text
+
+
+class TemplateTextField(StrictCharField):
+    """A mailing text, checked as a template (mailings.placeholders)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=TEXT_MAX_LENGTH, validators=[validate_template], **kwargs)
+
+
 class SegmentsDraftSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     text = StrictCharField(max_length=TEXT_MAX_LENGTH, help_text="A draft SMS text.")
 
@@ -110,6 +132,7 @@ class MailingSerializer(StrictModelSerializer):
 
     filter_operator_codes = operator_codes_field(required=False)
     filter_tags = tags_field(required=False)
+    text = TemplateTextField(help_text=TEXT_HELP)
     send_at_any_hour = serializers.BooleanField(
         required=False,
         help_text="true: no local window, messages go out at any hour (not with local_window_start or "
@@ -117,13 +140,22 @@ class MailingSerializer(StrictModelSerializer):
         "window, DEFAULT_LOCAL_WINDOW (quiet hours), as if sent in local_window_start/end. Read: whether "
         "the mailing has no window.",
     )
-    segments = SegmentsSerializer(read_only=True, help_text="The text's encoding and SMS segments.")
+    draft = serializers.BooleanField(
+        required=False,
+        help_text="Create as a draft: never sent until launched (POST .../launch/), edited, previewed "
+        "and test-sent freely meanwhile. Set on create only.",
+    )
+    segments = SegmentsSerializer(
+        read_only=True,
+        help_text="The text's encoding and SMS segments, every placeholder at its fallback (the audience "
+        "preview renders it for real clients).",
+    )
     state = serializers.ChoiceField(
         choices=MailingState.choices,
         read_only=True,
-        help_text="scheduled: start not reached; running: sending; paused: held by an operator, unsent "
-        "messages pending; cancelled: stopped for good, unsent messages expired; finished: end passed, "
-        "or launched with nothing left to send.",
+        help_text="draft: saved, never sent until launched; scheduled: start not reached; running: "
+        "sending; paused: held by an operator, unsent messages pending; cancelled: stopped for good, "
+        "unsent messages expired; finished: end passed, or launched with nothing left to send.",
     )
 
     class Meta:
@@ -147,6 +179,7 @@ class MailingSerializer(StrictModelSerializer):
             "resend_of",
             "segments",
             "state",
+            "draft",
             "launched_at",
             "paused_at",
             "cancelled_at",
@@ -169,7 +202,6 @@ class MailingSerializer(StrictModelSerializer):
                 "help_text": "Nothing is sent from this moment on; unsent messages expire. After start_at; "
                 "the only field that can still change once the mailing is launched."
             },
-            "text": {"max_length": TEXT_MAX_LENGTH, "help_text": "The SMS text; not blank."},
             "filter_operator_code": {
                 "help_text": "Only clients with this 3-digit operator code; empty: any. " + EVERY_CLIENT_NOTE
             },
@@ -203,6 +235,10 @@ class MailingSerializer(StrictModelSerializer):
         }
 
     def validate(self, attrs):
+        if self.instance is not None and attrs.pop("draft", self.instance.draft) != self.instance.draft:
+            raise serializers.ValidationError(
+                {"draft": ["Set on create only: launch a draft with POST /api/v1/mailings/{id}/launch/."]}
+            )
         if self.instance is not None and "end_at" in attrs:
             # Before the order of start and end: an end in the past is answered with cancel.
             try:
@@ -309,8 +345,8 @@ class ResendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
     start_at = serializers.DateTimeField(help_text="The new mailing starts sending at this moment.")
     end_at = serializers.DateTimeField(help_text="Nothing is sent from this moment on; after start_at.")
-    text = StrictCharField(
-        required=False, max_length=TEXT_MAX_LENGTH, help_text="Another text; left out: the same text."
+    text = TemplateTextField(
+        required=False, help_text="Another text (placeholders as a mailing's); left out: the same text."
     )
 
     def validate(self, attrs):
@@ -425,6 +461,10 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     filter_operator_codes = operator_codes_field(required=False)
     filter_tag = StrictCharField(required=False, max_length=TAG_MAX_LENGTH, help_text="One tag.")
     filter_tags = tags_field(required=False)
+    text = TemplateTextField(
+        required=False,
+        help_text="A mailing text: the sample shows each client's text, and `costliest` the costliest one.",
+    )
 
     LIST_FIELDS = ("filter_operator_codes", "filter_tags")
 
@@ -452,6 +492,11 @@ class AudienceQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
             "tags": [*data.get("filter_tags", []), data.get("filter_tag", "")],
         }
 
+    @property
+    def template(self) -> Template | None:
+        text = self.validated_data.get("text")
+        return None if text is None else parse(text)
+
 
 class AudienceClientSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -459,6 +504,14 @@ class AudienceClientSerializer(serializers.Serializer):
     operator_code = serializers.CharField()
     tag = serializers.CharField()
     timezone = serializers.CharField()
+    text = serializers.CharField(
+        source="rendered_text", required=False, help_text="The text this client would get (with ?text=)."
+    )
+
+
+class RenderedTextSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    segments = SegmentsSerializer()
 
 
 class LeftOutSerializer(serializers.Serializer):
@@ -470,6 +523,12 @@ class AudienceSerializer(serializers.Serializer):
     count = serializers.IntegerField(help_text="Clients matching the filter now that a mailing would reach.")
     left_out = LeftOutSerializer(help_text="Matching clients a mailing would leave out, by reason.")
     sample = AudienceClientSerializer(many=True, help_text="A few of them (phones masked).")
+    costliest = RenderedTextSerializer(
+        allow_null=True,
+        help_text="With ?text=: the costliest text it renders for this audience and its segments: "
+        "each placeholder at the longest value (or fallback) among these clients, and in turn at the "
+        "longest value outside GSM-7, which makes the whole text UCS-2. Null without ?text=.",
+    )
 
 
 class TestSendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):

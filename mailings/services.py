@@ -97,8 +97,12 @@ def mailing_update(*, mailing: Mailing, data: dict[str, Any]) -> Mailing:
         if changed:
             for name, value in changed.items():
                 setattr(mailing, name, value)
+            columns = [*changed, "updated_at"]
+            if "text" in changed:
+                mailing.text_is_template = True  # validated as one, whatever the text before it was
+                columns.append("text_is_template")
             # Only these columns: the fan-out bookkeeping belongs to the launcher.
-            mailing.save(update_fields=[*changed, "updated_at"])
+            mailing.save(update_fields=columns)
     return mailing
 
 
@@ -112,6 +116,10 @@ class MailingStateError(Exception):
         self.mailing = mailing
         self.state = state
         super().__init__(f"Mailing {mailing.pk} is {state}: it cannot be {action}; only {allowed} ones can.")
+
+
+class MailingWindowPassedError(Exception):
+    """Launching would send nothing: the mailing's end has passed."""
 
 
 def _locked(mailing: Mailing) -> Mailing:
@@ -140,6 +148,26 @@ def mailing_pause(*, mailing: Mailing, user) -> Mailing:
         mailing.paused_at = now
         mailing.save(update_fields=["paused_at", "updated_at"])
     audit(name="mailing", pk=mailing.pk, done="paused", user=user)
+    return mailing
+
+
+def mailing_launch_draft(*, mailing: Mailing, user) -> Mailing:
+    """A draft becomes an ordinary mailing: it starts at once when its window holds the present
+    (mailings.signals), at start_at when later. Raises MailingStateError unless a draft, and
+    MailingWindowPassedError when its end has passed (move the window first).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        mailing = _locked(mailing)
+        _require_state(mailing, now, "launched", MailingState.DRAFT)
+        if mailing.end_at <= now:
+            raise MailingWindowPassedError(
+                f"Mailing {mailing.pk} ended at {mailing.end_at.isoformat()}: it would send nothing; "
+                "move start_at and end_at, then launch it."
+            )
+        mailing.draft = False
+        mailing.save(update_fields=["draft", "updated_at"])
+    audit(name="mailing", pk=mailing.pk, done="launched from draft", user=user)
     return mailing
 
 
@@ -193,6 +221,7 @@ def mailing_resend(
         start_at=start_at,
         end_at=end_at,
         text=text or mailing.text,
+        text_is_template=mailing.text_is_template if not text else True,
         local_window_start=mailing.local_window_start,  # still nobody's night
         local_window_end=mailing.local_window_end,
     )

@@ -1,4 +1,5 @@
-"""The one post_save hook the design asks for: a mailing saved inside its window starts at once.
+"""The one post_save hook the design asks for: a mailing saved inside its window starts at once
+(a draft never does).
 
 Mailings with a future start are picked up by the beat scanner (mailings.tasks.launch_due_mailings).
 """
@@ -14,7 +15,12 @@ from .models import Mailing
 
 @receiver(post_save, sender=Mailing, dispatch_uid="mailing_launch_on_save")
 def launch_active_mailing(sender, instance: Mailing, raw: bool = False, **kwargs):
-    if raw or instance.fanout_completed_at is not None or not instance.is_active(timezone.now()):
+    if (
+        raw
+        or instance.draft
+        or instance.fanout_completed_at is not None
+        or not instance.is_active(timezone.now())
+    ):
         return
     from .tasks import LAUNCH_MAILING
 

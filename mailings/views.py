@@ -5,10 +5,12 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as APIValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from clients.models import Client
 from mailing_service.api import Conflict, DetailSerializer
+from mailing_service.exports import CSV_EXPORT, NO_FORMAT_PARAMETER, CSVRenderer
 from mailing_service.schema import VALIDATION_ERROR
 from messages_app.filters import MessageStatusFilter
 from messages_app.models import MessageStatus
@@ -21,6 +23,7 @@ from messages_app.selectors import (
 )
 from messages_app.serializers import MessageSerializer
 from messages_app.services import MailingHistoryError, mailing_cancel, mailing_delete
+from messages_app.views import mailing_messages_csv
 from ops.audit import AuditLogMixin
 from ops.idempotency import IdempotentPostMixin
 
@@ -50,6 +53,8 @@ from .services import (
     MailingLaunchedError,
     MailingNothingToResendError,
     MailingStateError,
+    MailingWindowPassedError,
+    mailing_launch_draft,
     mailing_pause,
     mailing_resend,
     mailing_resume,
@@ -215,6 +220,27 @@ class MailingStatisticsActions:
         data["messages"] = self.get_paginated_response(MessageSerializer(page, many=True).data).data
         return Response(data)
 
+    @extend_schema(
+        summary="A mailing's messages as CSV",
+        tags=["statistics"],
+        description="Every message of the mailing, by client (deleted clients' last): message_id, "
+        "client_id, phone (masked for viewers; empty when the client was deleted), status, attempts, "
+        "last_error, created_at, sent_at. Streamed in batches, whatever the mailing's size.",
+        parameters=[NO_FORMAT_PARAMETER],
+        responses={(200, "text/csv"): CSV_EXPORT, 404: OpenApiResponse(DetailSerializer)},
+        filters=False,
+    )
+    @action(
+        detail=True,
+        url_path="export",
+        filter_backends=[],
+        pagination_class=None,
+        renderer_classes=[JSONRenderer, CSVRenderer],
+    )
+    def export(self, request, pk=None):
+        mailing = self.get_object()
+        return mailing_messages_csv(mailing_id=mailing.pk, user=request.user)
+
 
 @extend_schema(tags=["mailings"])
 @extend_schema_view(
@@ -269,7 +295,7 @@ class MailingViewSet(
     """
 
     audit_name = "mailing"
-    audited_in_services = frozenset({"destroy", "pause", "resume", "cancel", "resend", "test_send"})
+    audited_in_services = frozenset({"destroy", "launch", "pause", "resume", "cancel", "resend", "test_send"})
 
     queryset = Mailing.objects.with_unsent()  # its `state` needs to know, in the same query
     serializer_class = MailingSerializer
@@ -279,6 +305,7 @@ class MailingViewSet(
     # Beyond the method's rule (accounts.permissions): the state actions and a test send change the
     # mailing (as in the admin console); counting a draft's segments only reads.
     action_permissions = {
+        "launch": "change",
         "pause": "change",
         "resume": "change",
         "cancel": "change",
@@ -307,9 +334,19 @@ class MailingViewSet(
     def _act(self, service) -> Response:
         try:
             mailing = service(mailing=self.get_object(), user=self.request.user)
-        except MailingStateError as exc:
+        except (MailingStateError, MailingWindowPassedError) as exc:
             raise Conflict(str(exc)) from exc
         return Response(self.get_serializer(mailing).data)
+
+    @_state_action(
+        "Launch a draft",
+        "The draft becomes an ordinary mailing: it starts at once when its window holds the present, "
+        "at start_at when later. 409 unless a draft, or when its end_at has passed (move the window "
+        "first).",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def launch(self, request, pk=None):
+        return self._act(mailing_launch_draft)
 
     @_state_action(
         "Pause a mailing",
@@ -376,7 +413,8 @@ class MailingViewSet(
     def audience(self, request):
         query = AudienceQuerySerializer.from_query(request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(AudienceSerializer(audience_preview(**query.merged())).data)
+        preview = audience_preview(**query.merged(), template=query.template)
+        return Response(AudienceSerializer(preview).data)
 
     @extend_schema(
         summary="SMS segments of a draft text",

@@ -14,9 +14,10 @@ narrows the messages read to those mailings.
 Figures only: the console draws them (console.charts).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 
 from django.conf import settings
 from django.db.models import (
@@ -37,7 +38,10 @@ from django.db.models import (
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
+from clients.models import phones_masked
+from mailing_service.exports import rows_by_key
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
+from mailings.placeholders import Template
 
 from .models import CAP_ERROR, Message, MessageStatus, MessageTally, WaitingFor
 
@@ -383,13 +387,54 @@ def messages_of_unfinished_mailings(*, now: datetime) -> dict[str, int]:
     return totals
 
 
-def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, str, datetime]]:
-    """(id, text, end) of every sendable mailing (`Mailing.objects.sendable`) with pending messages,
-    and of those in `including` (a sender's mailings with requests in flight) that are still sendable."""
+def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tuple[int, Template, datetime]]:
+    """(id, text as a template, end) of every sendable mailing (`Mailing.objects.sendable`) with
+    pending messages, and of those in `including` (a sender's mailings with requests in flight)
+    that are still sendable."""
     pending = Message.objects.filter(mailing=OuterRef("pk"), status=MessageStatus.PENDING)
-    return list(
+    mailings = (
         Mailing.objects.sendable(now)
         .filter(Q(id__in=including) | Exists(pending))
         .order_by("start_at", "id")
-        .values_list("id", "text", "end_at")
+        .only("id", "text", "text_is_template", "end_at")
     )
+    return [(mailing.pk, mailing.template, mailing.end_at) for mailing in mailings]
+
+
+MESSAGE_EXPORT_HEADER = [
+    "message_id",
+    "client_id",
+    "phone",
+    "status",
+    "provider",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+    "delivered_at",
+]
+# The phone is the recipient as copied at launch: it stays when the client is deleted or renumbered.
+_MESSAGE_EXPORT_FIELDS = [
+    "id",
+    "client_id",
+    "phone",
+    "status",
+    "provider",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+    "delivered_at",
+]
+
+
+def message_export_batches(*, mailing_id: int, phones_in_clear: bool) -> Iterator[list[tuple]]:
+    """A mailing's messages as MESSAGE_EXPORT_HEADER says, by client (those of deleted clients
+    last), in batches (mailing_service.exports); phones masked unless `phones_in_clear`."""
+    messages = Message.objects.filter(mailing_id=mailing_id)
+    batches = chain(
+        # By client on the (mailing, client) unique index: a range scan per batch.
+        rows_by_key(messages.filter(client__isnull=False), _MESSAGE_EXPORT_FIELDS, key="client_id"),
+        rows_by_key(messages.filter(client__isnull=True), _MESSAGE_EXPORT_FIELDS, key="id"),
+    )
+    return batches if phones_in_clear else phones_masked(batches, column=2)

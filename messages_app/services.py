@@ -220,6 +220,9 @@ def _hold_capped(rows: list[tuple[int, int | None]], *, cap: int, now: datetime)
     return busy | set(capped)
 
 
+OPTED_OUT_COLUMN = 6  # of a claim's rows: whether the phone is on the opt-out list
+
+
 def messages_claim(
     *,
     mailing_id: int,
@@ -228,11 +231,14 @@ def messages_claim(
     holder: str = "",
     where: Q | None = None,
     cap: int | None = None,
+    with_attributes: bool = True,
 ) -> Claim:
     """Take up to `limit` due messages of a mailing under a fresh claim token and a short lease.
 
     `where` narrows what is due (e.g. a per-client local-time window); it is ANDed with
-    `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows.
+    `due_messages`. SKIP LOCKED lets concurrent senders take disjoint rows. `with_attributes`: each
+    row carries its client's attributes, for a text with placeholders (decoding them is most of what
+    rendering costs, so a text without any leaves them out).
 
     Of the rows taken, those whose phone is on the opt-out list end `opted_out` (decided in the
     claim's SELECT), and with `cap` (CLIENT_MAX_MESSAGES_PER_DAY, for a mailing not exempt) those
@@ -240,6 +246,7 @@ def messages_claim(
     client. The claim holds the rest, so it may come back short.
     """
     token = uuid.uuid4()
+    attributes = ["client__attributes"] if with_attributes else []
     due = due_messages(mailing_id=mailing_id, now=now)
     if where is not None:
         due = due.filter(where)
@@ -249,11 +256,18 @@ def messages_claim(
             due.select_for_update(skip_locked=True, of=("self",))
             .order_by("next_attempt_at")
             .values_list(
-                "id", "client_id", "phone", "attempts", "unanswered", "client__operator_code", "opted_out"
+                "id",
+                "client_id",
+                "phone",
+                "attempts",
+                "unanswered",
+                "client__operator_code",
+                "opted_out",
+                *attributes,
             )[:limit]
         )
-        opted_out = [row[0] for row in taken if row[-1]]
-        rows = [row[:-1] for row in taken if not row[-1]]
+        opted_out = [row[0] for row in taken if row[OPTED_OUT_COLUMN]]
+        rows = [row for row in taken if not row[OPTED_OUT_COLUMN]]
         if opted_out:
             Message.objects.filter(id__any=opted_out).update(status=Status.OPTED_OUT)
             log.info(
@@ -279,8 +293,8 @@ def messages_claim(
         token,
         mailing_id,
         [
-            ClaimedRow(id, client_id, phone, n + 1, unanswered, code or "")
-            for id, client_id, phone, n, unanswered, code in rows
+            ClaimedRow(id, client_id, phone, n + 1, unanswered, code or "", (found and found[0]) or {})
+            for id, client_id, phone, n, unanswered, code, _, *found in rows
         ],
     )
 

@@ -78,10 +78,11 @@ async def _send_one(providers: Providers, clock: Clock, send: TestSend) -> Fate:
     if not await gate.acquire():
         return outcomes.PAUSED
     timeout = settings.PROVIDER_REQUEST_TIMEOUT
+    text = send.mailing.template.render(send.client.attributes)
     started = clock.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            await transport.send(OutgoingMessage(send.provider_id, send.client.phone, send.mailing.text))
+            await transport.send(OutgoingMessage(send.provider_id, send.client.phone, text))
     except TimeoutError:
         metrics.PROVIDER_ERRORS.labels("timeout").inc()
         fate = fate_of(Cut.TIMEOUT, request_timeout=timeout)

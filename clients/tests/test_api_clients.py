@@ -30,6 +30,7 @@ def test_create_client_derives_operator_code_and_default_timezone(api_client, se
         "operator_code": "916",
         "tag": "",
         "timezone": "Asia/Tokyo",
+        "attributes": {},
         "created_at": response.data["created_at"],
         "updated_at": response.data["updated_at"],
     }

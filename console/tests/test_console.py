@@ -404,3 +404,73 @@ def test_an_unlaunched_mailing_page_counts_its_matching_clients_on_the_opt_out_l
     response = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
 
     assert response.context["left_out"] == [("on the opt-out list", 1)]
+
+
+def test_a_mailing_added_as_a_draft_offers_launch_which_starts_it(
+    admin_client, django_capture_on_commit_callbacks
+):
+    now = timezone.localtime()
+    added = admin_client.post(
+        reverse("admin:mailings_mailing_add"),
+        {
+            "start_at_0": f"{now - timedelta(minutes=5):%Y-%m-%d}",
+            "start_at_1": f"{now - timedelta(minutes=5):%H:%M:%S}",
+            "end_at_0": f"{now + timedelta(hours=1):%Y-%m-%d}",
+            "end_at_1": f"{now + timedelta(hours=1):%H:%M:%S}",
+            "text": "Hello, {name|customer}",
+            "filter_operator_code": "",
+            "filter_tag": "",
+            "save_as_draft": "on",
+        },
+    )
+    assert added.status_code == 302
+    draft = Mailing.objects.get()
+    assert draft.draft
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[draft.pk]))
+    assert [action["name"] for action in page.context["actions"]] == ["launch"]
+
+    with django_capture_on_commit_callbacks() as launches:
+        response = admin_client.post(action_url(draft, "launch"), follow=True)
+
+    assert "launch done" in response.content.decode()
+    draft.refresh_from_db()
+    assert not draft.draft
+    assert len(launches) == 1  # the launch task, enqueued after commit
+
+
+def test_the_admin_refuses_a_placeholder_without_fallback(admin_client):
+    start = timezone.localtime() + timedelta(days=1)
+    response = admin_client.post(
+        reverse("admin:mailings_mailing_add"),
+        {
+            "start_at_0": f"{start:%Y-%m-%d}",
+            "start_at_1": "10:00:00",
+            "end_at_0": f"{start:%Y-%m-%d}",
+            "end_at_1": "12:00:00",
+            "text": "Hello, {name}",
+            "filter_operator_code": "",
+            "filter_tag": "",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "{name} needs a fallback" in response.content.decode()
+    assert not Mailing.objects.exists()
+
+
+def test_a_mailings_page_exports_its_messages_as_csv(admin_client, client, django_user_model):
+    mailing = finished_mailing(sent=2)
+    page = admin_client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    assert f'href="{page.context["export_url"]}"' in page.content.decode()
+
+    export = admin_client.get(page.context["export_url"])
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_mailing"))
+    client.force_login(viewer)
+    masked = client.get(page.context["export_url"])
+
+    lines = b"".join(export.streaming_content).decode().splitlines()
+    assert lines[0].startswith("message_id,client_id,phone,status")
+    assert len(lines) == 3
+    phones = [line.split(",")[2] for line in b"".join(masked.streaming_content).decode().splitlines()[1:]]
+    assert all("*****" in phone for phone in phones)

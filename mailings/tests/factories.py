@@ -18,11 +18,16 @@ class MailingFactory(factory.django.DjangoModelFactory):
 
 
 def mailing_in(state: str, **statuses: int) -> Mailing:
-    """A mailing in the given state, launched unless scheduled, with messages in the given statuses."""
+    """A mailing in the given state, launched unless scheduled or a draft, with messages in the given
+    statuses (a draft: none unless given). A draft's window holds the present: only being one keeps
+    it from running."""
     now = timezone.now()
     fields = {"start_at": now - timedelta(minutes=5), "end_at": now + timedelta(hours=1)}
     if state == MailingState.SCHEDULED:
         fields = {"start_at": now + timedelta(hours=1), "end_at": now + timedelta(hours=2)}
+    elif state == MailingState.DRAFT:
+        fields["draft"] = True
+        statuses = statuses or {"pending": 0}
     else:
         fields |= {"launched_at": now, "fanout_completed_at": now}
     if state == MailingState.PAUSED:

@@ -52,6 +52,7 @@ def test_create_mailing_with_an_empty_filter_goes_to_all_clients(api_client):
         "resend_of": None,
         "segments": {"encoding": "GSM-7", "count": 1, "units": 10, "per_segment": 160},
         "state": "scheduled",
+        "draft": False,
         "launched_at": None,
         "paused_at": None,
         "cancelled_at": None,

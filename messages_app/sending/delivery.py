@@ -143,7 +143,8 @@ class Deliveries:
                 return self._settle_heard(route, run, row, token, None, outcomes.TOO_LATE)
             started = self._clock.monotonic()
             try:
-                provider_message_id = await route.transport.send(OutgoingMessage(row.id, row.phone, run.text))
+                text = run.template.render(row.attributes)
+                provider_message_id = await route.transport.send(OutgoingMessage(row.id, row.phone, text))
             finally:
                 cut = self._cutoffs.end(run.id, task)
         except asyncio.CancelledError:

@@ -31,6 +31,7 @@ class DjangoMessageStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sender-db")
         self._windows = WindowGuards()  # the mailings' local-time windows; this thread only
         self._cap_exempt: dict[int, bool] = {}  # frozen at launch, so read once per mailing
+        self._personalized: set[int] = set()  # mailings whose text has placeholders
 
     async def _in_thread(self, function, /, **kwargs):
         loop = asyncio.get_running_loop()
@@ -51,6 +52,7 @@ class DjangoMessageStore:
         now = self._clock.now()
         sendable = selectors.mailings_to_send(now=now, including=in_flight_mailings)
         wanted = sorted({mailing_id for mailing_id, _, _ in sendable} | set(in_flight_mailings))
+        self._personalized = {mailing_id for mailing_id, template, _ in sendable if template.placeholders}
         self._windows.keep_only(wanted)
         services.sender_heartbeat(holder=self.holder, now=now)
         self._cap_exempt = {
@@ -96,6 +98,7 @@ class DjangoMessageStore:
                 holder=self.holder,
                 where=window.claim_condition(now),
                 cap=self._cap(mailing_id),
+                with_attributes=mailing_id in self._personalized,
             )
             if len(claim.rows) < limit:
                 window.defer_stragglers(now)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from mailings.placeholders import Template
 from ops.logging import log_ids
 
 from .clock import Clock
@@ -33,7 +34,7 @@ class MailingRun:
     """What one sender knows of a mailing it sends for."""
 
     id: int
-    text: str
+    template: Template  # its text, rendered for each client at send time
     end_at: datetime
     deadline: float = 0.0  # the end on the clock's monotonic time
     held: bool = False  # holds one of the mailing's slots: may claim
@@ -78,8 +79,8 @@ class MailingRuns:
         self.providers_version = view.providers_version
         now_wall, now = self._clock.now(), self._clock.monotonic()
         runs: dict[int, MailingRun] = {}
-        for mailing_id, text, end_at in view.sendable:
-            run = self._runs.get(mailing_id) or MailingRun(mailing_id, text, end_at)
+        for mailing_id, template, end_at in view.sendable:
+            run = self._runs.get(mailing_id) or MailingRun(mailing_id, template, end_at)
             run.sendable, run.held = True, mailing_id in view.held
             self._move_end(run, end_at, now_wall, now)
             runs[mailing_id] = run

@@ -5,9 +5,12 @@ one implementation, on the database.
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+from mailings.placeholders import Template
 
 from .outcomes import Result
 
@@ -24,6 +27,7 @@ class ClaimedRow:
     attempt: int  # this one's number, counting from 1
     unanswered: bool = False  # an earlier attempt's answer never came: it may have been accepted
     operator_code: str = ""  # what routes a message to a provider
+    attributes: Mapping[str, str] = field(default_factory=dict)  # what the text's placeholders put in
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class WeightChange:
 class SenderView:
     """What the sender learns at each refresh."""
 
-    sendable: list[tuple[int, str, datetime]]  # (id, text, end) of each mailing it may send for
+    sendable: list[tuple[int, Template, datetime]]  # (id, text, end) of each mailing it may send for
     held: set[int]  # the mailings it holds a slot of: only for these may it claim
     ends: dict[int, datetime]  # the ends of its mailings with requests in flight
     pauses: dict[str, float]  # provider name -> wall-clock seconds of its shared pause still in force
