@@ -11,7 +11,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from clients.models import Client
+from clients.models import Client, OptOut
 from clients.tests.factories import ClientFactory
 from mailing_service.exports import EXPORT_BATCH_SIZE, spreadsheet_safe
 from mailings.tests.factories import MailingFactory
@@ -171,3 +171,16 @@ def test_exporting_a_million_messages_holds_one_batch_in_memory(api_client):
     assert written > 50_000_000
     # A batch of EXPORT_BATCH_SIZE rows as tuples and their CSV text is a few MB.
     assert growth < 40_000_000, f"grew {growth / 1e6:.1f} MB with {EXPORT_BATCH_SIZE}-row batches"
+
+
+def test_the_opt_out_list_exports_with_its_filter_and_masked_phones_for_viewers(api_client, viewer_client):
+    OptOut.objects.create(phone="79161234567", source="api", reason="=HYPERLINK(1)")
+    OptOut.objects.create(phone="79031234599", source="import", reason="bulk")
+
+    url = reverse("optout-export")
+    operators = read_csv(api_client.get(url, {"source": "api"}))
+    viewers = read_csv(viewer_client.get(url))
+
+    assert [(row["phone"], row["reason"]) for row in operators] == [("79161234567", "'=HYPERLINK(1)")]
+    assert list(operators[0]) == ["id", "phone", "reason", "source", "created_at", "created_by"]
+    assert sorted(row["phone"] for row in viewers) == ["7903*****99", "7916*****67"]
