@@ -58,11 +58,9 @@ class ImportBatchFailed(Exception):
 
 
 @dataclass
-class ImportReport:
-    created: int = 0
-    updated: int = 0  # stored clients of which the row changed at least one field
-    unchanged: int = 0  # stored clients the row names as they are: not written
-    changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGEABLE, 0))
+class RejectedRows:
+    """An import's rows left out: how many, and the first INVALID_ROWS_LISTED with their reasons."""
+
     invalid_count: int = 0
     invalid: list[dict] = field(default_factory=list)
 
@@ -70,6 +68,14 @@ class ImportReport:
         self.invalid_count += 1
         if len(self.invalid) < INVALID_ROWS_LISTED:
             self.invalid.append({"row": row, "errors": errors})
+
+
+@dataclass
+class ImportReport(RejectedRows):
+    created: int = 0
+    updated: int = 0  # stored clients of which the row changed at least one field
+    unchanged: int = 0  # stored clients the row names as they are: not written
+    changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGEABLE, 0))
 
 
 def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, str], dict[str, str]]:
@@ -311,16 +317,9 @@ def optout_remove(*, phone: str, reason: str, user) -> None:
 
 
 @dataclass
-class OptOutImportReport:
+class OptOutImportReport(RejectedRows):
     added: int = 0
     already: int = 0
-    invalid_count: int = 0
-    invalid: list[dict] = field(default_factory=list)
-
-    def reject(self, row: int, error: str) -> None:
-        self.invalid_count += 1
-        if len(self.invalid) < INVALID_ROWS_LISTED:
-            self.invalid.append({"row": row, "errors": {"phone": error}})
 
 
 def optouts_import(*, data: bytes, user) -> OptOutImportReport:
@@ -343,7 +342,7 @@ def optouts_import(*, data: bytes, user) -> OptOutImportReport:
             try:
                 validate_phone(phone)
             except ValidationError as error:
-                report.reject(reader.line_num, error.messages[0])
+                report.reject(reader.line_num, {"phone": error.messages[0]})
                 continue
             rows.setdefault(phone, (values.get("reason") or "").strip()[:REASON_MAX_LENGTH])
     except csv.Error as error:

@@ -103,6 +103,20 @@ _BATCH_FAILED = OpenApiResponse(
 )
 
 
+# A CSV import: multipart or the body itself (the API's default parser takes JSON only), at the
+# import's own rate.
+csv_import_action = action(
+    detail=False,
+    methods=["post"],
+    url_path="import",
+    url_name="import",
+    parser_classes=[MultiPartParser, CSVParser],
+    throttle_scope="client_import",
+    filter_backends=[],
+    pagination_class=None,
+)
+
+
 class BoundedImportMixin:
     """Refuses an `import_csv` body over CLIENT_IMPORT_MAX_BYTES from its Content-Length, before
     authentication: a session's CSRF check would read a multipart body whole."""
@@ -192,17 +206,7 @@ class ClientViewSet(IdempotentPostMixin, BoundedImportMixin, AuditLogMixin, view
         },
         filters=False,
     )
-    @action(
-        detail=False,
-        methods=["post"],
-        url_path="import",
-        url_name="import",
-        # Its own parsers: the API's default takes JSON only.
-        parser_classes=[MultiPartParser, CSVParser],
-        throttle_scope="client_import",
-        filter_backends=[],
-        pagination_class=None,
-    )
+    @csv_import_action
     def import_csv(self, request):
         upload = ClientImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
@@ -343,16 +347,7 @@ class OptOutViewSet(
         },
         filters=False,
     )
-    @action(
-        detail=False,
-        methods=["post"],
-        url_path="import",
-        url_name="import",
-        parser_classes=[MultiPartParser, CSVParser],
-        throttle_scope="client_import",
-        filter_backends=[],
-        pagination_class=None,
-    )
+    @csv_import_action
     def import_csv(self, request):
         upload = OptOutImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
