@@ -150,6 +150,7 @@ class FieldCountsSerializer(serializers.Serializer):
     operator_code = serializers.IntegerField()
     tag = serializers.IntegerField()
     timezone = serializers.IntegerField()
+    attributes = serializers.IntegerField(help_text="Clients whose personal fields (attr_ columns) changed.")
 
 
 class ClientImportReportSerializer(serializers.Serializer):

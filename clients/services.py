@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,13 +28,17 @@ from django.utils import timezone
 
 from ops.audit import audit
 
+from .attributes import attribute_errors
 from .models import Client, OptOut, OptOutSource, echoed, mask_phone, validate_phone
 from .tasks import end_opted_out_enqueue
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("phone", "operator_code", "tag", "timezone")
-CHANGEABLE = COLUMNS[1:]  # the phone is the key: rows find their client by it
+# A personal field's column: `attr_name` sets the attribute `name`, an empty cell removes it; the
+# client's other attributes stay.
+ATTRIBUTE_COLUMN_PREFIX = "attr_"
+CHANGEABLE = (*COLUMNS[1:], "attributes")  # the phone is the key: rows find their client by it
 # What an empty cell means, by column (docs/api.md): empty operator_code derives it from the phone,
 # as the API's "" does; an empty tag is no tag; an empty timezone leaves the stored one (a new
 # client: the default), since a file cannot leave out one cell of a column.
@@ -78,21 +82,28 @@ class ImportReport(RejectedRows):
     changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGEABLE, 0))
 
 
-def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, str], dict[str, str]]:
+def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, str]]:
     """The fields a row names, trimmed and checked by the model fields' validators: (cleaned, errors).
 
     An empty operator_code is the one derived from the phone.
     """
-    cleaned: dict[str, str] = {}
+    cleaned: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, value in values.items():
-        if name not in COLUMNS:
+        if name not in COLUMNS and not is_attribute_column(name):
             errors[name] = "Unknown field."
             continue
         if not isinstance(value, str):
             errors[name] = "Expected a string."
             continue
         value = value.strip()
+        if is_attribute_column(name):
+            key = name.removeprefix(ATTRIBUTE_COLUMN_PREFIX)
+            if value and (problems := attribute_errors({key: value})):
+                errors[name] = problems[0]
+            else:
+                cleaned.setdefault("attributes", {})[key] = value or None  # None: remove it
+            continue
         if name == "operator_code" and not value:
             continue  # derived below, once the phone is known good
         try:
@@ -107,6 +118,21 @@ def client_values_clean(values: Mapping[str, object]) -> tuple[dict[str, str], d
     return cleaned, errors
 
 
+def is_attribute_column(name: str) -> bool:
+    return name.startswith(ATTRIBUTE_COLUMN_PREFIX)
+
+
+def _attributes_patched(client: Client | None, patch: dict[str, str | None]) -> dict[str, str]:
+    """The client's attributes with a row's attribute columns applied (None removes the key)."""
+    attributes = dict(client.attributes) if client is not None else {}
+    for key, value in patch.items():
+        if value is None:
+            attributes.pop(key, None)
+        else:
+            attributes[key] = value
+    return attributes
+
+
 class _BatchWriter:
     """Takes rows one by one and writes the valid ones a batch at a time."""
 
@@ -115,7 +141,7 @@ class _BatchWriter:
         self.user = user
         self.source = f"{source} {uuid.uuid4().hex[:12]}"  # ties the batches' audit lines together
         self.now = timezone.now()
-        self.batch: dict[str, tuple[int, dict[str, str]]] = {}  # phone: (row, cleaned fields)
+        self.batch: dict[str, tuple[int, dict[str, Any]]] = {}  # phone: (row, cleaned fields)
         # Phones of the rows taken, as numbers (smaller than strings): the one thing that grows with
         # the rows, about 70 bytes each, bounded by the API's row and item caps.
         self.seen: set[int] = set()
@@ -139,27 +165,32 @@ class _BatchWriter:
         report = self.report
         try:
             with transaction.atomic():
-                created, updated, changed = self._write()
+                created, updated, unchanged, changed = self._write()
         except DatabaseError as error:
             log.error("clients %s: rows %s-%s rolled back: %s", self.source, rows[0], rows[-1], error)
             raise ImportBatchFailed(report, rows[0], rows[-1]) from error
         report.created += created
         report.updated += updated
-        report.unchanged += len(self.batch) - created - updated
+        report.unchanged += unchanged
         for name, count in changed.items():
             report.changed[name] += count
         done = f"{self.source}: rows {rows[0]}-{rows[-1]} written ({created} created, {updated} updated)"
         audit(name="client", pk=None, done=done, user=self.user)
         self.batch = {}
 
-    def _write(self) -> tuple[int, int, dict[str, int]]:
+    def _write(self) -> tuple[int, int, int, dict[str, int]]:
         # Locked while merged, so that an edit made meanwhile is not overwritten with its old value.
         stored = Client.objects.select_for_update().in_bulk(list(self.batch), field_name="phone")
         written: list[Client] = []
-        created = 0
+        created = unchanged = 0
         changed = dict.fromkeys(CHANGEABLE, 0)
-        for phone, (_, values) in self.batch.items():
+        for phone, (row, values) in self.batch.items():
             client = stored.get(phone)
+            if "attributes" in values:
+                values = {**values, "attributes": _attributes_patched(client, values["attributes"])}
+                if problems := attribute_errors(values["attributes"]):
+                    self.report.reject(row, {"attributes": problems[0]})
+                    continue
             if client is None:  # the fields the row leaves out take the model's defaults
                 client = Client(**values, created_at=self.now, updated_at=self.now)
                 client.operator_code = client.operator_code or Client.operator_code_of(phone)
@@ -167,6 +198,7 @@ class _BatchWriter:
             else:
                 names = [name for name, value in values.items() if getattr(client, name) != value]
                 if not names:
+                    unchanged += 1
                     continue
                 for name in names:
                     setattr(client, name, values[name])
@@ -179,7 +211,7 @@ class _BatchWriter:
         Client.objects.bulk_create(
             written, update_conflicts=True, unique_fields=["phone"], update_fields=[*CHANGEABLE, "updated_at"]
         )
-        return created, len(written) - created, changed
+        return created, len(written) - created, unchanged, changed
 
     def finish(self) -> ImportReport:
         self.flush()
@@ -216,10 +248,11 @@ def _csv_rows(file: IO[bytes]) -> Iterator[tuple[list[str], Iterator[tuple[int, 
             raise ImportRefused(f"Row 1: {_reason(error)}.") from None
         if not header:
             raise ImportRefused(f"The file is empty: a header row is expected ({','.join(COLUMNS)}).")
-        unknown = set(header) - set(COLUMNS)
+        unknown = {name for name in header if name not in COLUMNS and not is_attribute_column(name)}
         if "phone" not in header or unknown or len(set(header)) != len(header):
             raise ImportRefused(
-                f"The header row must name the columns {', '.join(COLUMNS)} (phone required, each once); "
+                f"The header row must name the columns {', '.join(COLUMNS)} or attr_<name> (phone required, "
+                "each once); "
                 f"it is {echoed(','.join(header))}."
             )
 

@@ -184,7 +184,7 @@ class ClientViewSet(IdempotentPostMixin, BoundedImportMixin, AuditLogMixin, view
 
     @extend_schema(
         summary="Import clients from CSV",
-        description="A CSV file with a header row naming phone and any of operator_code, tag, "
+        description="A CSV file with a header row naming phone and any of operator_code, tag, attr_<name>, "
         "timezone, sent as multipart form data (field `file`) or as the body with Content-Type "
         "text/csv. Each valid row creates or updates the client with that phone, changing only the "
         "columns the file has (empty operator_code: from the phone; empty tag: none; empty timezone: "

@@ -33,7 +33,7 @@ def test_items_create_or_update_only_the_fields_they_name(api_client, settings):
         "created": 1,
         "updated": 1,
         "unchanged": 1,
-        "changed": {"operator_code": 0, "tag": 1, "timezone": 0},
+        "changed": {"operator_code": 0, "tag": 1, "timezone": 0, "attributes": 0},
         "invalid_count": 0,
         "invalid": [],
     }

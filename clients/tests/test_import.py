@@ -37,7 +37,7 @@ def test_valid_rows_are_created_or_updated_by_phone(api_client):
         "created": 2,
         "updated": 1,
         "unchanged": 0,
-        "changed": {"operator_code": 0, "tag": 1, "timezone": 1},
+        "changed": {"operator_code": 0, "tag": 1, "timezone": 1, "attributes": 0},
         "invalid_count": 0,
         "invalid": [],
     }
@@ -200,7 +200,7 @@ def test_a_file_naming_only_the_tag_changes_only_the_tag(api_client):
 
     response = upload(api_client, "tag,phone\nnew,79160000001\n")
 
-    assert response.data["changed"] == {"operator_code": 0, "tag": 1, "timezone": 0}
+    assert response.data["changed"] == {"operator_code": 0, "tag": 1, "timezone": 0, "attributes": 0}
     ported.refresh_from_db()
     assert (ported.operator_code, ported.tag, ported.timezone) == ("999", "new", "Asia/Tokyo")
 
@@ -212,7 +212,7 @@ def test_empty_cells_derive_the_operator_code_clear_the_tag_and_keep_the_timezon
     response = upload(api_client, HEADER + "79160000001,,,\n79160000002,,,\n")
 
     assert response.status_code == 200, response.data
-    assert response.data["changed"] == {"operator_code": 1, "tag": 1, "timezone": 0}
+    assert response.data["changed"] == {"operator_code": 1, "tag": 1, "timezone": 0, "attributes": 0}
     stored.refresh_from_db()
     assert (stored.operator_code, stored.tag, stored.timezone) == ("916", "", "Asia/Tokyo")
     new = Client.objects.get(phone="79160000002")
@@ -318,3 +318,41 @@ def test_a_body_without_content_length_is_not_read(api_client):
     assert response.status_code == 400
     assert response.data["file"] == ["No file was submitted."]
     assert not Client.objects.exists()
+
+
+def test_attribute_columns_set_change_or_remove_only_the_attributes_they_name(api_client):
+    kept = ClientFactory(phone="79160000001", attributes={"name": "Anna", "city": "Kazan"})
+    ClientFactory(phone="79160000002", attributes={"name": "Boris"})
+    text = "phone,attr_name,attr_city\n79160000001,Анна,\n79160000002,Boris,Omsk\n79160000003,Вера,\n"
+
+    response = upload(api_client, text)
+
+    assert response.status_code == 200, response.data
+    assert (response.data["created"], response.data["updated"]) == (1, 2)
+    assert response.data["changed"]["attributes"] == 2
+    assert dict(Client.objects.values_list("phone", "attributes")) == {
+        kept.phone: {"name": "Анна"},  # an empty cell removes that attribute
+        "79160000002": {"name": "Boris", "city": "Omsk"},
+        "79160000003": {"name": "Вера"},
+    }
+
+
+def test_a_bad_attribute_column_is_that_rows_error(api_client):
+    text = "phone,attr_name,attr_Bad\n79160000001,Anna,x\n79160000002," + "x" * 65 + ",\n"
+
+    response = upload(api_client, text)
+
+    assert response.status_code == 200
+    assert [sorted(row["errors"]) for row in response.data["invalid"]] == [["attr_Bad"], ["attr_name"]]
+    assert not Client.objects.exists()
+
+
+def test_attributes_past_their_number_refuse_the_row(api_client):
+    ClientFactory(phone="79160000001", attributes={f"a{n}": "x" for n in range(10)})
+
+    response = upload(api_client, "phone,attr_one_more\n79160000001,x\n")
+
+    assert response.data["invalid"] == [
+        {"row": 2, "errors": {"attributes": "At most 10 attributes; got 11."}}
+    ]
+    assert len(Client.objects.get().attributes) == 10
