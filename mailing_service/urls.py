@@ -8,7 +8,7 @@ from rest_framework.routers import SimpleRouter
 
 from clients.views import ClientViewSet, OptOutViewSet
 from mailings.views import MailingViewSet
-from messages_app.views import MessageViewSet, receipt
+from messages_app.views import MessageViewSet, receipt, reply
 from ops import views as ops_views
 from providers.views import ProviderViewSet
 
@@ -36,8 +36,10 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="schema", template_name="redoc_offline.html"),
         name="redoc",
     ),
-    # Providers' delivery receipts: each authenticated by its provider's secret, not by a user.
+    # Providers' delivery receipts and subscribers' replies: each authenticated by its provider's
+    # secret, not by a user.
     path("receipts/<slug:provider>/", receipt, name="receipt"),
+    path("replies/<slug:provider>/", reply, name="reply"),
     path("health/", ops_views.HealthView.as_view(), name="health"),
     path("health/live", ops_views.LiveView.as_view(), name="health-live"),
     path("health/ready", ops_views.ReadyView.as_view(senders=live_senders), name="health-ready"),

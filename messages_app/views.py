@@ -1,13 +1,15 @@
 import logging
 import time
 
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from accounts.roles import VIEW_PHONE
+from clients.services import optout_from_provider
 from mailing_service.exports import csv_response
 from ops import metrics
 
@@ -15,10 +17,12 @@ from . import receipts
 from .filters import MessageFilter
 from .models import Message
 from .selectors import MESSAGE_EXPORT_HEADER, message_counts_by_mailing, message_export_batches
-from .sending.receipts import MalformedReceipt, parse_kannel
+from .sending.receipts import REPLIES, MalformedReceipt, asks_to_stop, parse_kannel, replying_phone, signed
 from .serializers import MessageSerializer
 
 log = logging.getLogger(__name__)
+
+REPLY_KEPT = 160  # characters of a STOP reply kept as the opt-out's reason
 
 
 def mailing_messages_csv(*, mailing_id: int, user) -> StreamingHttpResponse:
@@ -83,3 +87,30 @@ def receipt(request: HttpRequest, provider: str) -> JsonResponse:
     else:
         receipts.receipts_take([taken])
     return JsonResponse({"detail": "accepted"}, status=202)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def reply(request: HttpRequest, provider: str) -> HttpResponse:
+    """A subscriber's reply a provider forwards (Kannel's sms-service get-url, `reply_url`): one that
+    asks to stop puts its sender on the opt-out list, source `provider`. 200 with an empty body (an
+    answer Kannel would send back as an SMS), 400 naming the bad fields, 403 for a signature that
+    does not match, 404 for a provider without a secret."""
+    secret = receipts.receipt_secret(provider)
+    if secret is None:
+        return JsonResponse({"detail": f"provider {provider!r} takes no replies"}, status=404)
+    params = request.GET.copy()
+    params.update(request.POST)
+    if not signed(secret, provider, REPLIES, params.get("sig", "")):
+        log.warning("reply for provider %s refused: bad signature", provider)
+        return JsonResponse({"detail": "the signature does not match"}, status=403)
+    if missing := [name for name in ("from", "text") if name not in params]:
+        return JsonResponse({name: ["This field is required."] for name in missing}, status=400)
+    if asks_to_stop(params["text"]):
+        try:
+            optout_from_provider(
+                phone=replying_phone(params["from"]), provider=provider, text=params["text"][:REPLY_KEPT]
+            )
+        except ValidationError as error:
+            return JsonResponse({"from": error.messages}, status=400)
+    return HttpResponse(status=200)

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 # Answer anyone: the API documentation, the health checks and the site's icon (a redirect to a static
 # file); /metrics has a token of its own (see ops/tests/test_metrics.py), providers' receipts their
-# provider's signature (messages_app/tests/test_receipts.py). Everything else needs credentials.
+# provider's signature (messages_app/tests/test_receipts.py), subscribers' replies too
+# (test_replies.py). Everything else needs credentials.
 OPEN_PATHS = {
     "/api/v1/schema/",
     "/docs/",
@@ -23,6 +24,7 @@ OPEN_PATHS = {
     "/metrics",
     "/favicon.ico",
     "/receipts/1/",
+    "/replies/1/",
 }
 METHODS = ["get", "post", "put", "patch", "delete"]
 

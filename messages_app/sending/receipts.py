@@ -49,14 +49,42 @@ class Receipt:
     received_at: float  # unix time it reached us
 
 
-def signature(secret: str, provider: str, message_id: int) -> str:
-    """Signs (provider, message id) with the provider's receipt secret."""
-    digest = hmac.new(secret.encode(), f"{provider}:{message_id}".encode(), hashlib.sha256)
+def signature(secret: str, provider: str, subject: int | str) -> str:
+    """Signs (provider, subject: a message id, or REPLIES) with the provider's receipt secret."""
+    digest = hmac.new(secret.encode(), f"{provider}:{subject}".encode(), hashlib.sha256)
     return digest.hexdigest()[:SIGNATURE_LENGTH]
 
 
-def signed(secret: str, provider: str, message_id: int, given: str) -> bool:
-    return hmac.compare_digest(signature(secret, provider, message_id).encode(), given.encode())
+def signed(secret: str, provider: str, subject: int | str, given: str) -> bool:
+    return hmac.compare_digest(signature(secret, provider, subject).encode(), given.encode())
+
+
+# --- replies: what subscribers send back -----------------------------------------------------------
+
+REPLIES = "replies"  # what the signature of a provider's reply URL signs
+# A reply whose first word is one of these asks to receive nothing more (English and Russian, as
+# operators' STOP keywords go).
+STOP_WORDS = frozenset(
+    {"stop", "unsubscribe", "optout", "cancel", "end", "quit", "стоп", "отписка", "отписаться"}
+)
+
+
+def reply_url(base_url: str, provider: str, secret: str) -> str:
+    """The URL Kannel's sms-service requests with each reply (its `get-url`): our reply endpoint,
+    signed, with Kannel's escapes for the sender and the text (left for Kannel to fill in)."""
+    query = urlencode({"sig": signature(secret, provider, REPLIES)})
+    return f"{base_url.rstrip('/')}/replies/{provider}/?{query}&from=%p&text=%a"
+
+
+def asks_to_stop(text: str) -> bool:
+    words = text.casefold().split()
+    return bool(words) and words[0].strip(".,!") in STOP_WORDS
+
+
+def replying_phone(sender: str) -> str:
+    """The sender as a client's phone, 7XXXXXXXXXX: `+7...` and the national `8...` alike."""
+    digits = "".join(character for character in sender if character.isdigit())
+    return "7" + digits[1:] if len(digits) == 11 and digits[0] == "8" else digits
 
 
 def kannel_dlr_url(*, base_url: str, provider: str, secret: str, message_id: int) -> str:
