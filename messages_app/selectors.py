@@ -401,18 +401,6 @@ def mailings_to_send(*, now: datetime, including: Sequence[int] = ()) -> list[tu
     return [(mailing.pk, mailing.template, mailing.end_at) for mailing in mailings]
 
 
-MESSAGE_EXPORT_HEADER = [
-    "message_id",
-    "client_id",
-    "phone",
-    "status",
-    "provider",
-    "attempts",
-    "last_error",
-    "created_at",
-    "sent_at",
-    "delivered_at",
-]
 # The phone is the recipient as copied at launch: it stays when the client is deleted or renumbered.
 _MESSAGE_EXPORT_FIELDS = [
     "id",
@@ -426,6 +414,7 @@ _MESSAGE_EXPORT_FIELDS = [
     "sent_at",
     "delivered_at",
 ]
+MESSAGE_EXPORT_HEADER = ["message_id", *_MESSAGE_EXPORT_FIELDS[1:]]
 
 
 def message_export_batches(*, mailing_id: int, phones_in_clear: bool) -> Iterator[list[tuple]]:
