@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core import signals
 from django.db import close_old_connections
 from django.utils import timezone
@@ -122,6 +123,16 @@ def keep_attribute_names_valid(case) -> None:
         }
 
 
+def keep_bulk_bodies_small(case) -> None:
+    """A bulk upsert past its item cap is a 400, but thousands of generated items can make a body
+    past the request size, refused first with 413. Such a body keeps its number of items, each
+    empty, so that the cap is what the API answers."""
+    body = case.body
+    clients = body.get("clients") if isinstance(body, dict) else None
+    if isinstance(clients, list) and len(clients) > django_settings.CLIENT_BULK_MAX_ITEMS:
+        body["clients"] = [{} for _ in clients]
+
+
 def keep_texts_templates(case) -> None:
     """A mailing's text is a template (mailings.placeholders), a grammar the schema leaves to its
     description: a lone brace or a placeholder without fallback is refused with 400 (tested in
@@ -199,6 +210,7 @@ def test_api_keeps_its_schema(case, token):
     name_every_form_field(case)
     keep_csv_well_formed(case)
     keep_attribute_names_valid(case)
+    keep_bulk_bodies_small(case)
     keep_texts_templates(case)
     keep_filter_moments_in_range(case)
     case.call_and_validate(headers={"Authorization": f"Token {token}"})
