@@ -103,9 +103,9 @@ class MessageStore(Protocol):
     async def delivery_speeds(
         self, *, providers: list[str], slow_after: float, window: float
     ) -> dict[str, DeliverySpeed]:
-        """Of `providers`, those that send delivery receipts: how many of their messages sent within
-        the last `window` seconds and at least `slow_after` ago were delivered later than
-        `slow_after` seconds after their acceptance, or not yet."""
+        """Each of `providers` that sends delivery receipts (one that sent nothing too): how many of
+        its messages sent within the last `window` seconds and at least `slow_after` ago were
+        delivered later than `slow_after` seconds after their acceptance, or not yet."""
 
     async def release_slots(self) -> int:
         """A stopping sender gives its slots back and is no longer counted alive."""
