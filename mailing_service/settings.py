@@ -369,6 +369,18 @@ SENDER_AUTH_PAUSE = env.float("SENDER_AUTH_PAUSE", default=60.0)
 PROVIDER_WEIGHT_SHIFT_ERRORS = env.int("PROVIDER_WEIGHT_SHIFT_ERRORS", default=50)
 PROVIDER_WEIGHT_SHIFT_WINDOW = env.float("PROVIDER_WEIGHT_SHIFT_WINDOW", default=60.0)
 PROVIDER_WEIGHT_DRIFT_EVERY = env.float("PROVIDER_WEIGHT_DRIFT_EVERY", default=300.0)
+# A tenth also moves away from a provider with delivery receipts, at most once per DRIFT_EVERY, when
+# SLOW_SHARE of its messages sent within the last SLOW_WINDOW seconds and at least SLOW_DELIVERY ago
+# (SLOW_SAMPLE of them at least) were delivered more than SLOW_DELIVERY seconds after acceptance, or
+# not yet; it does not drift back while they are.
+PROVIDER_WEIGHT_SLOW_DELIVERY = env.float("PROVIDER_WEIGHT_SLOW_DELIVERY", default=300.0)
+PROVIDER_WEIGHT_SLOW_SHARE = env.float("PROVIDER_WEIGHT_SLOW_SHARE", default=0.15)
+PROVIDER_WEIGHT_SLOW_WINDOW = env.float("PROVIDER_WEIGHT_SLOW_WINDOW", default=600.0)
+PROVIDER_WEIGHT_SLOW_SAMPLE = env.int("PROVIDER_WEIGHT_SLOW_SAMPLE", default=100)
+if PROVIDER_WEIGHT_SLOW_WINDOW <= PROVIDER_WEIGHT_SLOW_DELIVERY:
+    raise ImproperlyConfigured(
+        "PROVIDER_WEIGHT_SLOW_WINDOW must be longer than PROVIDER_WEIGHT_SLOW_DELIVERY"
+    )
 # Containers (objects that can hold others) made, net of those freed, between two young collections
 # of the cyclic garbage collector in a worker pool process (Python's default: 700). At the default,
 # collections take much of a sending process's time (docs/decisions/frozen-gc-in-pool-processes.md).

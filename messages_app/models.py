@@ -29,6 +29,10 @@ class MessageStatus(models.TextChoices):
 # receipt said since.
 CAP_COUNTED = [MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED]
 
+# Whose delivery speed tells (selectors.delivery_speeds): delivered, or still awaiting the receipt.
+# An undelivered receipt keeps no time, so it tells nothing of the speed.
+DELIVERY_TIMED = [MessageStatus.SENT, MessageStatus.DELIVERED]
+
 
 class WaitingFor(models.TextChoices):
     """What a pending message waits for besides its next attempt's time, which is set to its end."""
@@ -129,6 +133,14 @@ class Message(models.Model):
                 fields=["client", "sent_at"],
                 condition=Q(status__in=CAP_COUNTED),
                 name="message_client_recent_idx",
+            ),
+            # A provider's recent delivery speed, read from the index alone (delivered_at is null
+            # exactly for those still sent).
+            models.Index(
+                fields=["provider", "sent_at"],
+                include=["delivered_at"],
+                condition=Q(status__in=DELIVERY_TIMED),
+                name="message_delivery_speed_idx",
             ),
             # A receipt naming the provider's own id finds its message; rows without one stay out.
             models.Index(

@@ -43,7 +43,8 @@ from mailing_service.exports import rows_by_key
 from mailings.models import UNSENT_STATUSES, Mailing, MailingState
 from mailings.placeholders import Template
 
-from .models import CAP_ERROR, Message, MessageStatus, MessageTally, WaitingFor
+from .models import CAP_ERROR, DELIVERY_TIMED, Message, MessageStatus, MessageTally, WaitingFor
+from .sending.store import DeliverySpeed
 
 WAITING = "waiting_for_window"
 # A provider accepted these (sent_at is set); delivered and undelivered after its receipt.
@@ -353,6 +354,33 @@ def receipt_figures_by_provider(*, since: datetime, now: datetime) -> dict[str, 
     """Each provider's receipt figures over the messages it accepted since `since` (one query)."""
     messages = Message.objects.filter(mailing__end_at__gte=since, sent_at__gte=since)
     return _receipt_figures(messages, group="provider", now=now)
+
+
+def delivery_speeds(
+    *, providers: Iterable[str], now: datetime, slow_after: float, window: float
+) -> dict[str, DeliverySpeed]:
+    """Each of `providers` that sends delivery receipts (RECEIPT_SECRETS): of its messages sent
+    within the last `window` seconds and at least `slow_after` ago that were delivered or still
+    await their receipt, how many were delivered more than `slow_after` seconds after their
+    acceptance, or not yet. One query, on message_delivery_speed_idx."""
+    with_receipts = [name for name in providers if settings.RECEIPT_SECRETS.get(name)]
+    slow_after_delta = timedelta(seconds=slow_after)
+    late = Q(delivered_at__isnull=True) | Q(delivered_at__gt=F("sent_at") + slow_after_delta)
+    rows = (
+        Message.objects.filter(
+            provider__in=with_receipts,
+            status__in=DELIVERY_TIMED,
+            sent_at__gte=now - timedelta(seconds=window),
+            sent_at__lte=now - slow_after_delta,
+        )
+        .order_by()
+        .values_list("provider")
+        # Counting sent_at (never null here, and in the index) keeps the scan to the index.
+        .annotate(judged=Count("*"), slow=Count("sent_at", filter=late))
+    )
+    speeds = dict.fromkeys(with_receipts, DeliverySpeed(judged=0, slow=0))
+    speeds.update((name, DeliverySpeed(judged=judged, slow=slow)) for name, judged, slow in rows)
+    return speeds
 
 
 # --- scrape-time gauges ------------------------------------------------------------------------

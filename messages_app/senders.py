@@ -22,7 +22,7 @@ from .sending.django_store import DjangoMessageStore
 from .sending.floor import FLOOR_KEY, FileFloorStore, FloorStore, LatencyFloor, RedisFloorStore
 from .sending.gate import ProviderGate
 from .sending.pacing import RATE_LIMIT_KEY, pacer_for
-from .sending.routing import Providers, ProviderSpec, Route, Weights
+from .sending.routing import Providers, ProviderSpec, Route, SlowDelivery, Weights
 from .sending.sender import Sender
 from .sending.transports.base import Transport
 from .sending.transports.kannel import KannelTransport
@@ -152,6 +152,12 @@ def providers_from_settings(clock: Clock, *, max_connections: int) -> Providers:
         errors=settings.PROVIDER_WEIGHT_SHIFT_ERRORS,
         window=settings.PROVIDER_WEIGHT_SHIFT_WINDOW,
         drift_every=settings.PROVIDER_WEIGHT_DRIFT_EVERY,
+        slow=SlowDelivery(
+            after=settings.PROVIDER_WEIGHT_SLOW_DELIVERY,
+            share=settings.PROVIDER_WEIGHT_SLOW_SHARE,
+            sample=settings.PROVIDER_WEIGHT_SLOW_SAMPLE,
+            window=settings.PROVIDER_WEIGHT_SLOW_WINDOW,
+        ),
     )
     return Providers(routes, weights)
 

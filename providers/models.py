@@ -81,8 +81,8 @@ class Provider(models.Model):
 
 
 class ProviderWeightChange(models.Model):
-    """A change of a provider's weight by a sender (errors moved traffic away, or it drifted back),
-    with its reason: what the console shows."""
+    """A change of a provider's weight by a sender (errors or slow delivery moved traffic away, or
+    it drifted back), with its reason: what the console shows."""
 
     provider = models.CharField(max_length=32)
     at = models.DateTimeField(db_index=True)

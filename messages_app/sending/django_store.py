@@ -21,7 +21,7 @@ from providers.services import provider_weight_changes_record
 
 from .clock import Clock
 from .outcomes import Result
-from .store import Claim, SenderView, StoreUnavailable, WeightChange
+from .store import Claim, DeliverySpeed, SenderView, StoreUnavailable, WeightChange
 
 
 class DjangoMessageStore:
@@ -132,6 +132,17 @@ class DjangoMessageStore:
 
     async def record_weight_changes(self, *, changes: list[WeightChange]) -> None:
         await self._in_thread(provider_weight_changes_record, changes=changes, holder=self.holder)
+
+    async def delivery_speeds(
+        self, *, providers: list[str], slow_after: float, window: float
+    ) -> dict[str, DeliverySpeed]:
+        return await self._in_thread(
+            selectors.delivery_speeds,
+            providers=providers,
+            now=self._clock.now(),
+            slow_after=slow_after,
+            window=window,
+        )
 
     async def release_slots(self) -> int:
         return await self._in_thread(self._release_slots)

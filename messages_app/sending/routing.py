@@ -3,12 +3,14 @@
 Each provider has its own transport and its own gate (pause, breaker, trial request, pace), so one
 provider's outage or refused token pauses that provider alone and routing sends its share to the
 others. Weights move too, more slowly: `Weights` takes a step of a provider's weight away after
-`errors` failed requests within `window` seconds, and gives a step back after `drift_every`
-seconds without a shift, until it is back at its resting weight. Every change is kept, with its
-reason, for the store to record. No Django here.
+`errors` failed requests within `window` seconds, or when too many of its recent messages were
+delivered late (`SlowDelivery`), and gives a step back after `drift_every` seconds without a
+shift while they are no longer late, until it is back at its resting weight. Every change is
+kept, with its reason, for the store to record. No Django here.
 """
 
 import contextlib
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from .clock import TimeSource
 from .gate import ProviderGate
 from .outcomes import ProviderAnswer
-from .store import WeightChange
+from .store import DeliverySpeed, WeightChange
 from .transports.base import Transport
 
 WEIGHT_STEPS = 10  # a shift moves a tenth of a provider's resting weight
@@ -62,6 +64,18 @@ class Route:
         return not (self.gate.on_trial and self.in_flight)
 
 
+@dataclass(frozen=True, slots=True)
+class SlowDelivery:
+    """When a provider's deliveries are slow enough to take a step of its weight away: `share` of
+    at least `sample` messages sent within the last `window` seconds (and at least `after` ago)
+    were delivered more than `after` seconds after their acceptance, or not yet."""
+
+    after: float = 300.0
+    share: float = 0.15
+    sample: int = 100
+    window: float = 600.0
+
+
 class Weights:
     def __init__(
         self,
@@ -72,13 +86,17 @@ class Weights:
         errors: int,
         window: float,
         drift_every: float,
+        slow: SlowDelivery = SlowDelivery(),
     ):
         self.resting = dict(resting)
         self.current = dict(resting)
+        self.slow = slow
         self._clock, self._wall = clock, wall
         self._errors, self._window, self._drift_every = errors, window, drift_every
         self._recent_errors: dict[str, deque[float]] = {name: deque() for name in resting}
         self._last_change: dict[str, float] = {}
+        self._last_slow_shift: dict[str, float] = {}
+        self._slow: set[str] = set()  # judged slow at the last look
         self._changes: list[WeightChange] = []
 
     def on_error(self, name: str) -> None:
@@ -89,15 +107,35 @@ class Weights:
             recent.popleft()
         if len(recent) >= self._errors and self.current[name] > 0:
             recent.clear()
-            reason = f"{self._errors} errors within {self._window:g} s"
-            self._set(name, max(0, self.current[name] - self._step(name)), reason, now)
+            self._shift_away(name, f"{self._errors} errors within {self._window:g} s", now)
+
+    def on_delivery_speed(self, name: str, speed: DeliverySpeed) -> None:
+        """A step away when the provider's recent deliveries are slow, at most once per
+        `drift_every` (the messages judged next time are mostly the same ones); while they are,
+        it does not drift back."""
+        now = self._clock()
+        if speed.judged < self.slow.sample or speed.slow_share < self.slow.share:
+            self._slow.discard(name)
+            return
+        self._slow.add(name)
+        if not self.current[name] or now - self._last_slow_shift.get(name, -math.inf) < self._drift_every:
+            return
+        self._last_slow_shift[name] = now
+        reason = (
+            f"{100 * speed.slow_share:.0f} % of {speed.judged} messages took over {self.slow.after:g} s"
+            " to be delivered"
+        )
+        self._shift_away(name, reason, now)
 
     def drift(self) -> None:
-        """Each provider away from its resting weight steps back once `drift_every` has passed."""
+        """Each provider away from its resting weight steps back once `drift_every` has passed,
+        unless its deliveries are still slow."""
         now = self._clock()
         for name, weight in self.current.items():
             resting = self.resting[name]
-            if weight != resting and now - self._last_change.get(name, now) >= self._drift_every:
+            if name in self._slow or weight == resting:
+                continue
+            if now - self._last_change.get(name, now) >= self._drift_every:
                 step = min(self._step(name), abs(resting - weight))
                 reason = f"no shift for {self._drift_every:g} s: back toward its resting weight {resting}"
                 self._set(name, weight + step if weight < resting else weight - step, reason, now)
@@ -108,6 +146,9 @@ class Weights:
 
     def _step(self, name: str) -> int:
         return max(1, self.resting[name] // WEIGHT_STEPS)
+
+    def _shift_away(self, name: str, reason: str, now: float) -> None:
+        self._set(name, max(0, self.current[name] - self._step(name)), reason, now)
 
     def _set(self, name: str, weight: int, reason: str, now: float) -> None:
         self._changes.append(WeightChange(name, self.current[name], weight, reason, self._wall()))

@@ -45,6 +45,7 @@ IDLE_TICK = 0.2  # the same when no mailing may be claimed for
 REFRESH_EVERY = 1.0  # seconds between re-reads of the mailings (and lease renewals)
 RELEASE_EVERY = 2.0  # seconds between looks for leases that dead senders left behind
 CLAIM_AT_LEAST_EVERY = 0.1  # seconds: a small free place is claimed for no later than this
+DELIVERY_SPEEDS_EVERY = 60.0  # seconds between looks at how fast the providers deliver
 
 
 class Sender:
@@ -118,7 +119,7 @@ class Sender:
         return self.report
 
     async def _feed(self, *, until_idle: bool, stop_at: float) -> None:
-        next_refresh = next_release = last_claim = 0.0
+        next_refresh = next_release = next_speeds = last_claim = 0.0
         providers_version: str | None = None
         while not self._stop.is_set() and self._clock.monotonic() < stop_at:
             now = self._clock.monotonic()
@@ -126,6 +127,9 @@ class Sender:
                 if now >= next_release:
                     await self._store.release_expired_leases()
                     next_release = now + RELEASE_EVERY
+                if now >= next_speeds:
+                    await self._judge_delivery_speeds()
+                    next_speeds = now + DELIVERY_SPEEDS_EVERY
                 if now >= next_refresh:
                     await self._mailings.refresh(self._deliveries)
                     await self._publish_weights()
@@ -179,8 +183,18 @@ class Sender:
         )
         await self._store.pause(provider=route.name, until=pause.until)
 
+    async def _judge_delivery_speeds(self) -> None:
+        """Providers whose recent messages were delivered late lose weight (`Weights.slow`)."""
+        weights = self._providers.weights
+        speeds = await self._store.delivery_speeds(
+            providers=self._providers.names(), slow_after=weights.slow.after, window=weights.slow.window
+        )
+        for name, speed in speeds.items():
+            weights.on_delivery_speed(name, speed)
+
     async def _publish_weights(self) -> None:
-        """Weights shifted by errors, or drifting back, are logged and recorded with their reason."""
+        """Weights shifted by errors or slow delivery, or drifting back, are logged and recorded
+        with their reason."""
         weights = self._providers.weights
         weights.drift()
         changes = weights.take_changes()

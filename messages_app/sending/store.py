@@ -51,6 +51,18 @@ class WeightChange:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverySpeed:
+    """How fast a provider's recent messages reached the phones, by its delivery receipts."""
+
+    judged: int  # messages sent long enough ago for their delay to tell
+    slow: int  # of those, delivered later than the threshold, or not yet
+
+    @property
+    def slow_share(self) -> float:
+        return self.slow / self.judged if self.judged else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class SenderView:
     """What the sender learns at each refresh."""
 
@@ -87,6 +99,13 @@ class MessageStore(Protocol):
         """Every sender of every worker pauses this provider until `until` (wall-clock seconds)."""
 
     async def record_weight_changes(self, *, changes: list[WeightChange]) -> None: ...
+
+    async def delivery_speeds(
+        self, *, providers: list[str], slow_after: float, window: float
+    ) -> dict[str, DeliverySpeed]:
+        """Each of `providers` that sends delivery receipts (one that sent nothing too): how many of
+        its messages sent within the last `window` seconds and at least `slow_after` ago were
+        delivered later than `slow_after` seconds after their acceptance, or not yet."""
 
     async def release_slots(self) -> int:
         """A stopping sender gives its slots back and is no longer counted alive."""

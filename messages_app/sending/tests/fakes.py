@@ -8,6 +8,7 @@ import pytest
 from messages_app.sending.clock import Clock
 from messages_app.sending.gate import ProviderGate
 from messages_app.sending.routing import Providers, ProviderSpec, Route, Weights
+from messages_app.sending.store import DeliverySpeed, SenderView, WeightChange
 from messages_app.sending.transports.base import OutgoingMessage, Transport
 
 # What a script answers for (message id, attempt at the provider): (exception or None, latency).
@@ -80,6 +81,49 @@ def providers_of(
         drift_every=drift_every,
     )
     return Providers([Route(spec, transport, gate) for spec, transport, gate in routes], weights)
+
+
+class IdleStore:
+    """A store with no mailing to send: what a sender does besides sending (its weights) shows
+    alone. `speeds` is what it answers of the providers' delivery speeds."""
+
+    holder = "idle"
+
+    def __init__(self, speeds: dict[str, DeliverySpeed] | None = None):
+        self.speeds = speeds or {}
+        self.speeds_asked_at: list[float] = []  # the loop time of each ask
+        self.weight_changes: list[WeightChange] = []
+
+    async def look(self, *, in_flight_mailings, tokens) -> SenderView:
+        return SenderView(sendable=[], held=set(), ends={}, pauses={})
+
+    async def claim(self, *, asks, wanted, providers):
+        return [], {}
+
+    async def record(self, *, results) -> int:
+        return len(results)
+
+    async def release_expired_leases(self) -> int:
+        return 0
+
+    async def expire_pending(self, *, mailing_id) -> int:
+        return 0
+
+    async def pause(self, *, provider, until) -> None:
+        pass
+
+    async def record_weight_changes(self, *, changes) -> None:
+        self.weight_changes.extend(changes)
+
+    async def delivery_speeds(self, *, providers, slow_after, window) -> dict[str, DeliverySpeed]:
+        self.speeds_asked_at.append(asyncio.get_running_loop().time())
+        return {name: speed for name, speed in self.speeds.items() if name in providers}
+
+    async def release_slots(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
 
 
 def soon(seconds: float, action: Callable[[], object]) -> None:

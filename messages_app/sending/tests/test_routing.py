@@ -14,13 +14,14 @@ from messages_app.senders import sender_holder
 from messages_app.sending.django_store import DjangoMessageStore
 from messages_app.sending.gate import ProviderGate
 from messages_app.sending.outcomes import Outcome, ProviderAnswer
-from messages_app.sending.routing import NoRoute, Providers, Weights
-from messages_app.sending.sender import Sender
+from messages_app.sending.routing import NoRoute, Providers, SlowDelivery, Weights
+from messages_app.sending.sender import DELIVERY_SPEEDS_EVERY, Sender
+from messages_app.sending.store import DeliverySpeed
 from messages_app.sending.transports.base import TransportAuthError, TransportError
 from providers.models import Provider, ProviderWeightChange
 
 from .clock import FakeClock
-from .fakes import ScriptedTransport, providers_of, soon, spec
+from .fakes import IdleStore, ScriptedTransport, providers_of, soon, spec
 from .test_sender import running_mailing
 
 Status = Message.Status
@@ -140,6 +141,82 @@ def test_weights_move_away_after_errors_in_a_window_and_drift_back_with_reasons(
     assert changes[0].reason == "5 errors within 10 s"
     assert changes[-1].reason == "no shift for 60 s: back toward its resting weight 100"
     assert weights.take_changes() == []
+
+
+def test_slow_delivery_moves_weight_away_once_per_drift_period_and_it_drifts_back_once_fast():
+    clock = FakeClock()
+    weights = Weights(
+        {"a": 100, "b": 100},
+        clock=clock,
+        wall=clock.wall,
+        errors=1_000_000,
+        window=60.0,
+        drift_every=300.0,
+        slow=SlowDelivery(after=300.0, share=0.15, sample=100),
+    )
+
+    weights.on_delivery_speed("a", DeliverySpeed(judged=99, slow=99))  # too few to tell
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=59))  # 14.75 %: under the share
+    assert weights.current == {"a": 100, "b": 100}
+
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68))
+    assert weights.current == {"a": 90, "b": 100}
+    clock.advance(DELIVERY_SPEEDS_EVERY)
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68))
+    assert weights.current["a"] == 90  # the same messages, mostly: once per drift period
+
+    clock.advance(240)
+    weights.drift()
+    assert weights.current["a"] == 90  # still slow: no drift back
+    weights.on_delivery_speed("a", DeliverySpeed(judged=420, slow=80))
+    assert weights.current["a"] == 80
+
+    clock.advance(60)
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=10))  # fast again
+    weights.drift()
+    assert weights.current["a"] == 80  # a minute after its last shift
+    clock.advance(240)
+    weights.drift()
+    clock.advance(300)
+    weights.drift()
+    assert weights.current == {"a": 100, "b": 100}
+
+    changes = weights.take_changes()
+    assert [(c.provider, c.weight_from, c.weight_to) for c in changes] == [
+        ("a", 100, 90),
+        ("a", 90, 80),
+        ("a", 80, 90),
+        ("a", 90, 100),
+    ]
+    assert changes[0].reason == "17 % of 400 messages took over 300 s to be delivered"
+    assert changes[1].reason == "19 % of 420 messages took over 300 s to be delivered"
+
+
+def test_a_sender_shifts_the_weight_of_a_slow_provider_and_records_why():
+    clock = FakeClock()
+    providers = providers_of(
+        clock, [(spec(name), ScriptedTransport(clock), gate(clock)) for name in "ab"], drift_every=300.0
+    )
+    store = IdleStore({"a": DeliverySpeed(judged=400, slow=100), "b": DeliverySpeed(judged=400, slow=4)})
+    sender = Sender(
+        providers=providers,
+        store=store,
+        clock=clock,
+        concurrency=10,
+        end_margin=0.05,
+        stop_grace=5.0,
+        request_timeout=6.0,
+        max_attempts=10,
+    )
+    started = clock.monotonic()
+
+    sender.run(seconds=2.5 * DELIVERY_SPEEDS_EVERY)
+
+    assert [round(at - started) for at in store.speeds_asked_at] == [0, 60, 120]
+    assert providers.weights.current == {"a": 90, "b": 100}
+    assert [(c.provider, c.weight_from, c.weight_to, c.reason) for c in store.weight_changes] == [
+        ("a", 100, 90, "25 % of 400 messages took over 300 s to be delivered")
+    ]
 
 
 def test_every_provider_shifted_to_nothing_still_shares_the_traffic():
