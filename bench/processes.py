@@ -43,10 +43,10 @@ def beat(env: dict[str, str], logdir: Path) -> Process:
     return Process(command, env=env, log=logdir / "beat.log")
 
 
-def web(env: dict[str, str], logdir: Path, *, port: int) -> Process:
-    command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", "2"]
+def web(env: dict[str, str], logdir: Path, *, port: int, workers: int = 2, log_name: str = "web") -> Process:
+    command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", str(workers)]
     command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
-    return Process(command, env=env, log=logdir / "web.log")
+    return Process(command, env=env, log=logdir / f"{log_name}.log")
 
 
 def _rss_mb(pid: int) -> float:
