@@ -19,6 +19,11 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   failover   N clients over two providers (rows of equal weight) at --latency; at 30 % final the
              first refuses connections: time until all traffic is on the other, every message
              final, none lost, duplicates.
+  receipts   N clients through Kannel's sendsms; the fake posts each message's reports (final after
+             1 s +/- 0.5 s) to the bench's web while the send goes on: the send against the raw
+             client (probe API, same fake), the time from the last report posted until every
+             message is delivered or undelivered, reports posted / recorded, and the receipts/s of
+             one web process (a gunicorn of one sync worker, from a plain aiohttp client).
   scaleout   one mailing on one worker node, then on two nodes (``-n a@%h``, ``-n b@%h``), at 500 ms.
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
              messages in the database, database size per message.
@@ -44,6 +49,7 @@ from .context import Bench
 from .failover import failover_phase
 from .latency import latency_phase
 from .ratelimit import ratelimit_phase
+from .receipts import receipts_phase
 from .scaleout import scaleout_phase
 from .send import send_phase
 from .size import size_phase
@@ -58,6 +64,7 @@ PHASES = {
     "baseline": baseline_phase,
     "ratelimit": ratelimit_phase,
     "failover": failover_phase,
+    "receipts": receipts_phase,
     "scaleout": scaleout_phase,
     "size": size_phase,
     "stats": stats_phase,
@@ -105,6 +112,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=float, default=300.0, help="provider allowance, sends/s")
     parser.add_argument("--rate-seconds", type=float, default=40.0, help="length of each rate-limit run")
     parser.add_argument("--failover-clients", type=int, default=100_000, help="failover phase size")
+    parser.add_argument("--receipts-clients", type=int, default=100_000, help="receipts phase size")
     parser.add_argument("--scaleout-clients", type=int, default=16_000, help="scale-out phase size")
     parser.add_argument(
         "--scaleout-ceiling",
@@ -126,6 +134,7 @@ def parse_args() -> argparse.Namespace:
         "baseline": args.baseline_messages,
         "ratelimit": args.rate_limit,
         "failover": args.failover_clients,
+        "receipts": args.receipts_clients,
         "scaleout": args.scaleout_clients,
         "size": args.fanout_clients,
         "stats": args.stats_messages,

@@ -76,8 +76,7 @@ class Bench:
         self.provider.start()
         self.beat = processes.beat(self.env, self.logdir).start()
         self.web_port = free_port()
-        self.web = processes.web(self.env, self.logdir, port=self.web_port).start()
-        self.web.wait_for_log("Booting worker")
+        self.start_web()
         self.api = f"http://127.0.0.1:{self.web_port}/api/v1"
         from django.conf import settings
         from django.contrib.auth import get_user_model
@@ -94,6 +93,13 @@ class Bench:
         self.results["sender_concurrency_max"] = settings.SENDER_CONCURRENCY_MAX
         self.results["senders_per_mailing"] = settings.SENDERS_PER_MAILING
         self.redis = redis.Redis.from_url(REDIS_URL)
+
+    def start_web(self, **overrides: str) -> None:
+        """(Re)start gunicorn on the bench's web port, its environment the bench's with `overrides`."""
+        if hasattr(self, "web"):
+            self.web.stop()
+        self.web = processes.web(self.env | overrides, self.logdir, port=self.web_port).start()
+        self.web.wait_for_log("Booting worker")
 
     def start_workers(
         self, *, nodes: int = 1, concurrency: int | None = None, include: str | None = None, **overrides: str
@@ -134,6 +140,7 @@ class Bench:
         self._admin_sql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         connection = redis.Redis.from_url(REDIS_URL)
         keys = [*connection.scan_iter("_kombu.*"), *connection.scan_iter("*sender:*")]
+        keys += connection.scan_iter("receipts:*")  # the delivery receipts' queue and its writer's lease
         connection.delete(QUEUE, "unacked", "unacked_index", *keys)
         print(f"(logs of this run: {self.logdir})")
 
@@ -197,7 +204,7 @@ class Bench:
         from messages_app.selectors import message_counts_by_mailing
 
         counts = message_counts_by_mailing([mailing_id])[mailing_id]
-        return counts["sent"] + counts["failed"] + counts["expired"]
+        return sum(counts[status] for status in ("sent", "delivered", "undelivered", "failed", "expired"))
 
 
 def window_zones(count: int, now: datetime) -> tuple[list[str], list[str]]:

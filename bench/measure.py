@@ -5,6 +5,8 @@ import contextlib
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 import requests
@@ -13,6 +15,8 @@ from fake_provider.client import FakeProviderControl
 
 from . import processes
 from .context import QUEUE, Bench
+
+T = TypeVar("T")
 
 
 def raw_client(
@@ -29,6 +33,37 @@ def raw_client(
     if result["errors"]:  # its rate counts every answer: refusals would pass for speed
         raise RuntimeError(f"the raw client got {result['errors']} errors: {result}")
     return result
+
+
+def raw_in_flight(bench: Bench) -> int:
+    """As many requests in flight as the senders of one mailing hold."""
+    return bench.results["sender_concurrency"] * min(bench.args.workers, bench.results["senders_per_mailing"])
+
+
+def between_raw_runs(bench: Bench, in_flight: int, send: Callable[[], T]) -> tuple[T, dict]:
+    """`send()` between two runs of the raw client at --latency, with the workers idle both times:
+    what `send` returned, and the raw client's rates. The ratio takes their mean: a machine's speed
+    drifts from one minute to the next, and a single measure after the send would judge the send by
+    that drift."""
+    bench.control.configure(latency=bench.args.latency, error_rate=0.0, garbage_rate=0.0)
+    before = raw_client(bench, in_flight)
+    result = send()
+    bench.control.configure(error_rate=0.0, garbage_rate=0.0)
+    after = raw_client(bench, in_flight)
+    return result, {
+        "raw_in_flight": in_flight,
+        "raw_before_per_s": before["rate"],
+        "raw_after_per_s": after["rate"],
+        "raw_limit_per_s": round((before["rate"] + after["rate"]) / 2, 1),
+    }
+
+
+def raw_row(bench: Bench, phase: str, raw: dict, ratio: float, *, client: str = "raw aiohttp") -> None:
+    bench.row(
+        phase,
+        f"{client}, {raw['raw_in_flight']} in flight, before / after",
+        f"{raw['raw_before_per_s']:,} / {raw['raw_after_per_s']:,} req/s -> ratio {ratio}",
+    )
 
 
 def breaker_trips(bench: Bench) -> int:

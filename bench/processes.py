@@ -8,6 +8,8 @@ from pathlib import Path
 
 from harness.processes import REPO_ROOT, Process, process_tree
 
+WEB_WORKERS = 2  # gunicorn's sync worker processes in the bench's web
+
 
 def run_json(command: list[str], env: dict[str, str], *, timeout: float) -> dict:
     """Run a command to its end and return the JSON it printed; what it says on stderr shows."""
@@ -43,10 +45,12 @@ def beat(env: dict[str, str], logdir: Path) -> Process:
     return Process(command, env=env, log=logdir / "beat.log")
 
 
-def web(env: dict[str, str], logdir: Path, *, port: int) -> Process:
-    command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", "2"]
+def web(
+    env: dict[str, str], logdir: Path, *, port: int, workers: int = WEB_WORKERS, log_name: str = "web"
+) -> Process:
+    command = [sys.executable, "-m", "gunicorn", "mailing_service.wsgi", "--workers", str(workers)]
     command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
-    return Process(command, env=env, log=logdir / "web.log")
+    return Process(command, env=env, log=logdir / f"{log_name}.log")
 
 
 def _rss_mb(pid: int) -> float:

@@ -10,47 +10,36 @@ from .context import Bench
 
 def send_phase(bench: Bench) -> None:
     n = bench.args.clients
-    in_flight = bench.results["sender_concurrency"] * min(
-        bench.args.workers, bench.results["senders_per_mailing"]
-    )
     bench.start_workers()
-    # The raw client runs before the send and after it, with the workers idle both times, and the
-    # ratio takes their mean: a machine's speed drifts from one minute to the next, and a single
-    # measure after the send would judge the send by that drift.
-    bench.control.configure(latency=bench.args.latency, error_rate=0.0, garbage_rate=0.0)
-    raw_before = measure.raw_client(bench, in_flight)
-    bench.control.configure(error_rate=bench.args.error_rate, garbage_rate=bench.args.garbage_rate)
-    print(f"send: {n} clients, provider latency {bench.args.latency * 1000:.0f} ms ...", flush=True)
-    api_latency = measure.ApiLatencySampler(bench.session, f"{bench.api}/mailings/statistics/")
-    run = measure.send(bench, n, samplers=[api_latency])
-    window_check = _window_check(bench, run["mailing"], run["created"]) if bench.window else None
-    (lag_p50, lag_p99) = bench.sql(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
-        "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) "
-        "FROM messages_app_message WHERE mailing_id = %s",
-        [run["mailing"].pk],
-    )[0]
-    bench.control.configure(error_rate=0.0, garbage_rate=0.0)
-    raw_after = measure.raw_client(bench, in_flight)
-    raw_rate = round((raw_before["rate"] + raw_after["rate"]) / 2, 1)
-    ratio = round(run["messages_per_s"] / raw_rate, 3)
+
+    def send() -> tuple[dict, measure.ApiLatencySampler, dict | None, tuple[float, float]]:
+        bench.control.configure(error_rate=bench.args.error_rate, garbage_rate=bench.args.garbage_rate)
+        print(f"send: {n} clients, provider latency {bench.args.latency * 1000:.0f} ms ...", flush=True)
+        api_latency = measure.ApiLatencySampler(bench.session, f"{bench.api}/mailings/statistics/")
+        run = measure.send(bench, n, samplers=[api_latency])
+        window_check = _window_check(bench, run["mailing"], run["created"]) if bench.window else None
+        lags = bench.sql(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) "
+            "FROM messages_app_message WHERE mailing_id = %s",
+            [run["mailing"].pk],
+        )[0]
+        return run, api_latency, window_check, lags
+
+    (run, api_latency, window_check, (lag_p50, lag_p99)), raw = measure.between_raw_runs(
+        bench, measure.raw_in_flight(bench), send
+    )
+    ratio = round(run["messages_per_s"] / raw["raw_limit_per_s"], 3)
     bench.results["send"] = measure.public(run) | {
         "delivery_lag_p50_s": round(lag_p50, 3),
         "delivery_lag_p99_s": round(lag_p99, 3),
-        "raw_in_flight": in_flight,
-        "raw_before_per_s": raw_before["rate"],
-        "raw_after_per_s": raw_after["rate"],
-        "raw_limit_per_s": raw_rate,
+        **raw,
         "ratio_to_raw": ratio,
         "api_while_sending": api_latency.summary(),
     }
     label = f"{n:,} clients at {bench.args.latency * 1000:.0f} ms"
     bench.row("send", label, f"{run['wall_s']} s, {run['messages_per_s']:,} msg/s")
-    bench.row(
-        "send",
-        f"raw aiohttp, {in_flight} in flight, before / after",
-        f"{raw_before['rate']:,} / {raw_after['rate']:,} req/s -> ratio {ratio}",
-    )
+    measure.raw_row(bench, "send", raw, ratio)
     bench.row("send", "lag p50 / p99", f"{lag_p50:.1f} s / {lag_p99:.1f} s")
     bench.row("send", "duplicates; sends after end", f"{run['duplicates']}; {run['sends_after_end']}")
     bench.row("send", "worker peak RSS per process / total", measure.rss(run))

@@ -16,6 +16,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,12 +53,25 @@ async def measure_async(
             counts["requests"] += 1
             counts["errors"] += not ok
 
+    return await in_flight(keep_sending, counts, concurrency=concurrency, seconds=seconds)
+
+
+async def in_flight(
+    keep_requesting: Callable[[aiohttp.ClientSession, float], Awaitable[None]],
+    counts: dict[str, int],
+    *,
+    concurrency: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """`concurrency` runs of `keep_requesting(session, deadline)` on one session with as many
+    connections, `seconds` from now the deadline; then the summary of the `counts` they kept."""
+    loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = loop.time()
         deadline = started + seconds
-        await asyncio.gather(*(keep_sending(session, deadline) for _ in range(concurrency)))
+        await asyncio.gather(*(keep_requesting(session, deadline) for _ in range(concurrency)))
         elapsed = loop.time() - started
     return _summary(counts, elapsed)
 

@@ -46,9 +46,10 @@ class ReceiptPoster:
 
     def reset(self) -> None:
         self.counts = {"planned": 0, "lost": 0, "posted": 0, "failed": 0}
+        self.last_posted_at = 0.0  # unix time the latest report was answered (0: none yet)
 
-    def stats(self) -> dict[str, int]:
-        return self.counts | {"pending": len(self._tasks)}
+    def stats(self) -> dict[str, int | float]:
+        return self.counts | {"pending": len(self._tasks), "last_posted_at": self.last_posted_at}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=CONNECTIONS)
@@ -86,3 +87,5 @@ class ReceiptPoster:
                 logger.warning("receipt not posted: %s", type(error).__name__)
                 ok = False
             self.counts["posted" if ok else "failed"] += 1
+            if ok:
+                self.last_posted_at = time.time()
