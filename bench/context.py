@@ -76,7 +76,8 @@ class Bench:
         self.provider.start()
         self.beat = processes.beat(self.env, self.logdir).start()
         self.web_port = free_port()
-        self.start_web()
+        self.web = processes.web(self.env, self.logdir, port=self.web_port).start()
+        self.web.wait_for_log("Booting worker")
         self.api = f"http://127.0.0.1:{self.web_port}/api/v1"
         from django.conf import settings
         from django.contrib.auth import get_user_model
@@ -93,13 +94,6 @@ class Bench:
         self.results["sender_concurrency_max"] = settings.SENDER_CONCURRENCY_MAX
         self.results["senders_per_mailing"] = settings.SENDERS_PER_MAILING
         self.redis = redis.Redis.from_url(REDIS_URL)
-
-    def start_web(self, **overrides: str) -> None:
-        """(Re)start gunicorn on the bench's web port, its environment the bench's with `overrides`."""
-        if hasattr(self, "web"):
-            self.web.stop()
-        self.web = processes.web(self.env | overrides, self.logdir, port=self.web_port).start()
-        self.web.wait_for_log("Booting worker")
 
     def start_workers(
         self, *, nodes: int = 1, concurrency: int | None = None, include: str | None = None, **overrides: str

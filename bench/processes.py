@@ -53,6 +53,11 @@ def web(
     return Process(command, env=env, log=logdir / f"{log_name}.log")
 
 
+def receipt_server(env: dict[str, str], logdir: Path, *, port: int) -> Process:
+    command = [sys.executable, "manage.py", "serve_receipts", "--bind", f"127.0.0.1:{port}"]
+    return Process(command, env=env, log=logdir / "receipts.log")
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

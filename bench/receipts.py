@@ -1,10 +1,11 @@
 """The receipts phase: the send phase's mailing through a Kannel transport against the fake provider's
-sendsms, which requests each message's dlr-url on the bench's gunicorn web (the SMSC's acceptance at
-once, the final report RECEIPT_DELAY +/- RECEIPT_JITTER seconds later) while the send goes on; beat's
-write_receipts writes them from the bench's Redis in batches. Measured: the send's rate against the
-raw client (which speaks the probe API: same fake, same latency), the time from the last report
-posted until every message is delivered or undelivered, reports posted against receipts recorded,
-and the receipts one web process takes (a gunicorn of one sync worker, from a plain aiohttp client)."""
+sendsms, which requests each message's dlr-url on the receipt server (`manage.py serve_receipts`, one
+process: the SMSC's acceptance at once, the final report RECEIPT_DELAY +/- RECEIPT_JITTER seconds
+later) while the send goes on; beat's write_receipts writes them from the bench's Redis in batches.
+Measured: the send's rate against the raw client (which speaks the probe API: same fake, same
+latency), the time from the last report posted until every message is delivered or undelivered,
+reports posted against receipts recorded, and the receipts one process takes, from a plain aiohttp
+client: a receipt server, and a web (gunicorn of one sync worker)."""
 
 import secrets
 import sys
@@ -34,9 +35,10 @@ def receipts_phase(bench: Bench) -> None:
 
     n = bench.args.receipts_clients
     secret = secrets.token_urlsafe(16)
+    server_port = free_port()
     receipt_env = {
         "RECEIPT_SECRETS": f"{SETTINGS_PROVIDER}={secret}",
-        "RECEIPT_BASE_URL": f"http://127.0.0.1:{bench.web_port}",
+        "RECEIPT_BASE_URL": f"http://127.0.0.1:{server_port}",
     }
     kannel_env = {
         "PROVIDER_KIND": "kannel",
@@ -44,7 +46,7 @@ def receipts_phase(bench: Bench) -> None:
         "KANNEL_USERNAME": "bench",  # the fake takes any user with its token as the password
         "KANNEL_PASSWORD": bench.token,
     }
-    bench.start_web(**receipt_env)
+    server = processes.receipt_server(bench.env | receipt_env, bench.logdir, port=server_port).start()
     bench.start_workers(**receipt_env, **kannel_env)
     bench.control.configure(
         receipt_delay=RECEIPT_DELAY,
@@ -62,16 +64,21 @@ def receipts_phase(bench: Bench) -> None:
         return run, _until_recorded(bench, run["mailing"].pk, n)
 
     try:
+        server.wait_for_log("receipt server on")
         (run, recorded), raw = measure.between_raw_runs(bench, measure.raw_in_flight(bench), send)
         _report_send(bench, n, run, raw, recorded)
-        bench.stop_workers()  # the machine to the one web process alone; its receipts stay queued
-        one_process = _one_web_process(bench, receipt_env, secret, SETTINGS_PROVIDER, run["mailing"].pk)
+        bench.stop_workers()  # the machine to the one process measured alone; its receipts stay queued
+        load = ReceiptLoad(bench, secret, SETTINGS_PROVIDER, run["mailing"].pk)
+        bench.results["receipts"]["one_process"] = one_process = {
+            "receipt_server": load.on(server, f"http://127.0.0.1:{server_port}"),
+            "web": load.on_one_web_process(receipt_env),
+        }
         _report_one_process(bench, one_process)
     finally:
         bench.control.configure(receipt_delay=0.0, receipt_delay_jitter=0.0, receipt_undelivered_rate=0.0)
         bench.stop_workers()
+        server.stop()
         bench.redis.delete(QUEUE_KEY)
-        bench.start_web()
 
 
 def _until_recorded(bench: Bench, mailing_id: int, n: int) -> dict:
@@ -96,31 +103,34 @@ def _until_recorded(bench: Bench, mailing_id: int, n: int) -> dict:
     }
 
 
-def _one_web_process(bench: Bench, receipt_env: dict, secret: str, provider: str, mailing_id: int) -> dict:
-    """Final reports for the mailing's messages, from a plain aiohttp client with as many in flight as
-    the fake posts with, to a gunicorn of one sync worker: the receipts one web process takes."""
-    (first_id, count) = bench.sql(
-        "SELECT min(id), count(*) FROM messages_app_message WHERE mailing_id = %s", [mailing_id]
-    )[0]
-    port = free_port()
-    web = processes.web(bench.env | receipt_env, bench.logdir, port=port, workers=1, log_name="web-one")
-    web.start()
-    try:
-        web.wait_for_log("Booting worker")
-        base_url = f"http://127.0.0.1:{port}"
-        requests.get(f"{base_url}/receipts/{provider}/", timeout=30)  # waits for the app to load: a 400
-        command = [sys.executable, "-m", "bench.receipt_load", "--base-url", base_url, "--provider", provider]
-        command += [
-            "--first-id",
-            str(first_id),
-            "--last-id",
-            str(first_id + min(count, ONE_PROCESS_RECEIPTS) - 1),
-        ]
+class ReceiptLoad:
+    """Final reports for the mailing's messages from a plain aiohttp client with as many in flight as
+    the fake posts with (`bench.receipt_load`): the receipts one process takes."""
+
+    def __init__(self, bench: Bench, secret: str, provider: str, mailing_id: int):
+        self.bench, self.secret, self.provider = bench, secret, provider
+        (self.first_id, self.count) = bench.sql(
+            "SELECT min(id), count(*) FROM messages_app_message WHERE mailing_id = %s", [mailing_id]
+        )[0]
+
+    def on_one_web_process(self, receipt_env: dict) -> dict:
+        port = free_port()
+        env = self.bench.env | receipt_env
+        web = processes.web(env, self.bench.logdir, port=port, workers=1, log_name="web-one").start()
+        try:
+            web.wait_for_log("Booting worker")
+            return self.on(web, f"http://127.0.0.1:{port}")
+        finally:
+            web.stop()
+
+    def on(self, process, base_url: str) -> dict:
+        requests.get(f"{base_url}/receipts/{self.provider}/", timeout=30)  # waits for it to load: a 400
+        last_id = self.first_id + min(self.count, ONE_PROCESS_RECEIPTS) - 1
+        command = [sys.executable, "-m", "bench.receipt_load", "--base-url", base_url]
+        command += ["--provider", self.provider, "--first-id", str(self.first_id), "--last-id", str(last_id)]
         command += ["--concurrency", str(CONNECTIONS), "--seconds", str(ONE_PROCESS_SECONDS)]
-        env = bench.env | {"BENCH_RECEIPT_SECRET": secret}
+        env = self.bench.env | {"BENCH_RECEIPT_SECRET": self.secret}
         return processes.run_json(command, env, timeout=ONE_PROCESS_SECONDS + 60)
-    finally:
-        web.stop()
 
 
 def _report_send(bench: Bench, n: int, run: dict, raw: dict, recorded: dict) -> None:
@@ -129,7 +139,7 @@ def _report_send(bench: Bench, n: int, run: dict, raw: dict, recorded: dict) -> 
     last_accept_at = run["created"] + run["wall_s"]
     after_last_post = round(recorded["recorded_at"] - reports["last_posted_at"], 2)
     after_last_accept = round(recorded["recorded_at"] - last_accept_at, 2)
-    # The web's load while sending: every report request, from the first acceptance to the last post.
+    # The receipt server's load while sending: every report request, first acceptance to last post.
     posting_s = reports["last_posted_at"] - (run["created"] + run["time_to_first_send_s"])
     posted_per_s = round(reports["posted"] / posting_s, 1)
     results = measure.public(run) | {
@@ -144,8 +154,7 @@ def _report_send(bench: Bench, n: int, run: dict, raw: dict, recorded: dict) -> 
         "still_sent": recorded["still_sent"],
         "recorded_after_last_post_s": after_last_post,
         "recorded_after_last_accept_s": after_last_accept,
-        "web_processes": processes.WEB_WORKERS,
-        "web_requests_per_s_while_sending": posted_per_s,
+        "receipt_server_requests_per_s_while_sending": posted_per_s,
     }
     bench.results["receipts"] = results
     label = f"{n:,} clients through Kannel's sendsms at {bench.args.latency * 1000:.0f} ms"
@@ -164,17 +173,19 @@ def _report_send(bench: Bench, n: int, run: dict, raw: dict, recorded: dict) -> 
         f"{recorded['delivered']:,} / {recorded['undelivered']:,}; {recorded['still_sent']}",
     )
     bench.row(
-        "receipts",
-        f"web while sending: report requests/s over its {processes.WEB_WORKERS} processes",
-        f"{posted_per_s:,} ({posted_per_s / processes.WEB_WORKERS:,.1f} a process)",
+        "receipts", "receipt server (one process) while sending: report requests/s", f"{posted_per_s:,}"
     )
 
 
 def _report_one_process(bench: Bench, one_process: dict) -> None:
-    bench.results["receipts"]["one_web_process"] = one_process
-    bench.row(
-        "receipts",
-        f"one web process (gunicorn, 1 sync worker): final reports, {CONNECTIONS} in flight",
-        f"{one_process['rate']:,} receipts/s ({one_process['requests']:,} in {one_process['seconds']} s, "
-        f"{one_process['errors']} errors)",
-    )
+    for name, label in (
+        ("receipt_server", "one receipt server process"),
+        ("web", "one web process (gunicorn, 1 sync worker)"),
+    ):
+        taken = one_process[name]
+        bench.row(
+            "receipts",
+            f"{label}: final reports, {CONNECTIONS} in flight",
+            f"{taken['rate']:,} receipts/s ({taken['requests']:,} in {taken['seconds']} s, "
+            f"{taken['errors']} errors)",
+        )

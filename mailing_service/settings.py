@@ -305,6 +305,9 @@ RECEIPT_BATCH_SIZE = env.int("RECEIPT_BATCH_SIZE", default=1000)
 # Seconds a queued receipt that came before its message's acceptance was written waits for it.
 RECEIPT_EARLY_KEEP = env.float("RECEIPT_EARLY_KEEP", default=300.0)
 RECEIPT_DRAIN_INTERVAL = env.float("RECEIPT_DRAIN_INTERVAL", default=0.5)
+# Where `manage.py serve_receipts` listens: a server that only takes receipts, many times faster
+# than a web process (docs/sending.md); point RECEIPT_BASE_URL, or the ingress's /receipts/, at it.
+RECEIPT_SERVER_BIND = env.str("RECEIPT_SERVER_BIND", default="127.0.0.1:8002")
 
 # The in-flight limit's slow-start target for one sender (one per worker pool process): it starts at
 # half of this and doubles every round trip up to it, then adapts between MIN and MAX.

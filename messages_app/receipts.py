@@ -9,7 +9,6 @@ twice changes nothing.
 """
 
 import functools
-import json
 import logging
 import time
 
@@ -46,10 +45,7 @@ def receipts_take(receipts: list[Receipt]) -> None:
     if not settings.RECEIPT_QUEUE_URL:
         _write(receipts)
         return
-    _queue(settings.RECEIPT_QUEUE_URL).rpush(
-        QUEUE_KEY,
-        *(json.dumps([r.provider, r.message_id, r.delivered, r.reason, r.received_at]) for r in receipts),
-    )
+    _queue(settings.RECEIPT_QUEUE_URL).rpush(QUEUE_KEY, *(receipt.encoded() for receipt in receipts))
 
 
 def receipts_write_queued() -> int:
@@ -68,7 +64,7 @@ def receipts_write_queued() -> int:
             raw = queue.lrange(QUEUE_KEY, 0, min(settings.RECEIPT_BATCH_SIZE, waiting - taken) - 1)
             if not raw:
                 break
-            early = _write([Receipt(*json.loads(item)) for item in raw])
+            early = _write([Receipt.decoded(item) for item in raw])
             kept = [
                 receipt
                 for receipt in early
@@ -77,7 +73,7 @@ def receipts_write_queued() -> int:
             _count_early(lost=len(early) - len(kept))
             pipeline = queue.pipeline()  # MULTI: the batch leaves and its early receipts go back at once
             if kept:
-                pipeline.rpush(QUEUE_KEY, *map(_encoded, kept))
+                pipeline.rpush(QUEUE_KEY, *(receipt.encoded() for receipt in kept))
             pipeline.ltrim(QUEUE_KEY, len(raw), -1)
             pipeline.execute()
             taken += len(raw)
@@ -86,12 +82,6 @@ def receipts_write_queued() -> int:
         if queue.get(WRITER_KEY) == holder.encode():
             queue.delete(WRITER_KEY)
     return taken
-
-
-def _encoded(receipt: Receipt) -> str:
-    return json.dumps(
-        [receipt.provider, receipt.message_id, receipt.delivered, receipt.reason, receipt.received_at]
-    )
 
 
 def _count_early(*, lost: int) -> None:

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from redis.exceptions import RedisError
 from rest_framework import viewsets
 
 from accounts.roles import VIEW_PHONE
@@ -17,7 +18,14 @@ from . import receipts
 from .filters import MessageFilter
 from .models import Message
 from .selectors import MESSAGE_EXPORT_HEADER, message_counts_by_mailing, message_export_batches
-from .sending.receipts import REPLIES, MalformedReceipt, asks_to_stop, parse_kannel, replying_phone, signed
+from .sending.receipts import (
+    QUEUE_DOWN,
+    REPLIES,
+    asks_to_stop,
+    receipt_answer,
+    replying_phone,
+    signed,
+)
 from .serializers import MessageSerializer
 
 log = logging.getLogger(__name__)
@@ -66,27 +74,24 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
 @require_http_methods(["GET", "POST"])
 def receipt(request: HttpRequest, provider: str) -> JsonResponse:
     """A provider's delivery receipt (Kannel's dlr-url: GET, or a form POST), taken for the receipt
-    writer: 202 whether or not a message has its id (that is found when it is written), 400 naming
-    the bad fields, 403 for a signature that does not match, 404 for a provider without receipts."""
-    secret = receipts.receipt_secret(provider)
-    if secret is None:
-        return JsonResponse({"detail": f"provider {provider!r} takes no receipts"}, status=404)
+    writer; `sending.receipts.receipt_answer` says what is answered."""
     params = request.GET.copy()
     params.update(request.POST)
-    try:
-        taken = parse_kannel(params, provider=provider, secret=secret, received_at=time.time())
-    except MalformedReceipt as error:
-        metrics.RECEIPTS.labels("malformed").inc()
-        return JsonResponse({name: [problem] for name, problem in error.errors.items()}, status=400)
-    except PermissionError as error:
-        metrics.RECEIPTS.labels("refused").inc()
-        log.warning("receipt for provider %s refused: %s", provider, error)
-        return JsonResponse({"detail": str(error)}, status=403)
-    if taken is None:
-        metrics.RECEIPTS.labels("intermediate").inc()
-    else:
-        receipts.receipts_take([taken])
-    return JsonResponse({"detail": "accepted"}, status=202)
+    answer = receipt_answer(
+        params, provider=provider, secret=receipts.receipt_secret(provider), received_at=time.time()
+    )
+    if answer.outcome:
+        metrics.RECEIPTS.labels(answer.outcome).inc()
+    if answer.status == 403:
+        log.warning("receipt for provider %s refused: %s", provider, answer.body["detail"])
+    if answer.receipt is not None:
+        try:
+            receipts.receipts_take([answer.receipt])
+        except RedisError as error:
+            metrics.RECEIPTS.labels("deferred").inc()
+            log.error("receipt for provider %s deferred: the queue is unreachable (%s)", provider, error)
+            return JsonResponse(QUEUE_DOWN, status=503)
+    return JsonResponse(answer.body, status=answer.status)
 
 
 @csrf_exempt

@@ -72,7 +72,8 @@ RECEIPTS = Counter(
     "receipts",
     "Delivery receipts, by what became of them: delivered, undelivered (written), unchanged "
     "(repeated, or after another final one), unknown (no such message of that provider), "
-    "intermediate (queued or accepted by the SMSC), malformed (400), refused (bad signature, 403).",
+    "intermediate (queued or accepted by the SMSC), malformed (400), refused (bad signature, 403), "
+    "deferred (the queue was unreachable: 503, the provider tries again).",
     ["result"],
     namespace=NAMESPACE,
 )

@@ -107,6 +107,19 @@ def test_web_health_checks_use_the_health_endpoints():
     assert web["livenessProbe"]["httpGet"]["path"] == "/health/live"
 
 
+def test_the_ingress_sends_receipts_to_the_receipt_server_and_the_rest_to_web():
+    [rule] = by_name(BASE, "Ingress", "mailing-web")["spec"]["rules"]
+    backends = {path["path"]: path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
+    receipts = by_name(BASE, "Deployment", "mailing-receipts")
+    [server] = _containers(receipts)
+
+    assert backends == {"/receipts/": "mailing-receipts", "/": "mailing-web"}
+    service = by_name(BASE, "Service", "mailing-receipts")
+    assert service["spec"]["selector"].items() <= receipts["spec"]["template"]["metadata"]["labels"].items()
+    assert server["command"][:3] == ["python", "manage.py", "serve_receipts"]
+    assert server["livenessProbe"]["httpGet"]["path"] == "/health/live"
+
+
 def test_every_container_has_requests_and_limits():
     for doc in BASE:
         for container in _containers(doc):

@@ -8,6 +8,7 @@ secret itself never travels. Imports no Django.
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -47,6 +48,46 @@ class Receipt:
     delivered: bool
     reason: str  # the provider's, for an undelivered message
     received_at: float  # unix time it reached us
+
+    def encoded(self) -> str:
+        """The receipt as it waits in the queue for the writer."""
+        return json.dumps([self.provider, self.message_id, self.delivered, self.reason, self.received_at])
+
+    @classmethod
+    def decoded(cls, raw: bytes | str) -> "Receipt":
+        return cls(*json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a receipt endpoint answers, and the final receipt to take (None: nothing to take)."""
+
+    status: int
+    body: dict
+    outcome: str | None  # the receipts metric's label, for what the writer will not count
+    receipt: Receipt | None = None
+
+
+def receipt_answer(
+    params: Mapping[str, str], *, provider: str, secret: str | None, received_at: float
+) -> Answer:
+    """A Kannel report at any of our receipt endpoints (the web's, `manage.py serve_receipts`): 202
+    whether or not a message has its id (that is found when it is written), 400 naming the bad
+    fields, 403 for a signature that does not match, 404 for a provider without receipts."""
+    if secret is None:
+        return Answer(404, {"detail": f"provider {provider!r} takes no receipts"}, None)
+    try:
+        receipt = parse_kannel(params, provider=provider, secret=secret, received_at=received_at)
+    except MalformedReceipt as error:
+        return Answer(400, {name: [problem] for name, problem in error.errors.items()}, "malformed")
+    except PermissionError as error:
+        return Answer(403, {"detail": str(error)}, "refused")
+    return Answer(202, ACCEPTED, "intermediate" if receipt is None else None, receipt)
+
+
+ACCEPTED = {"detail": "accepted"}
+# Answered when the queue cannot take a receipt: the provider keeps it and tries again later.
+QUEUE_DOWN = {"detail": "receipts cannot be queued now; try again later"}
 
 
 def signature(secret: str, provider: str, subject: int | str) -> str:

@@ -1,37 +1,26 @@
 """Delivery receipts at `/receipts/<provider>/`: authenticated per provider, written once, never
 backwards, and in batches when they come in floods."""
 
-import os
 import time
 import uuid
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import redis
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-import conftest
 from console.selectors import stats_report
 from mailings.tests.factories import MailingFactory
 from messages_app import receipts, selectors, services
 from messages_app.models import Message, MessageTally
 from messages_app.sending.outcomes import Outcome, Result
 from messages_app.sending.receipts import Receipt, kannel_dlr_url, parse_kannel, signature
+from messages_app.tests.conftest import OTHER_SECRET, SECRET
 from messages_app.tests.factories import MessageFactory
 
 Status = Message.Status
-SECRET = "receipt-secret"
-OTHER_SECRET = "other-secret"
-
-
-@pytest.fixture
-def receipt_settings(settings):
-    settings.RECEIPT_SECRETS = {"kannel": SECRET, "other": OTHER_SECRET}
-    settings.RECEIPT_QUEUE_URL = ""  # written as they come, unless a test queues them
-    return settings
 
 
 def sent_message(provider="kannel", status=Status.SENT, **fields) -> Message:
@@ -239,18 +228,6 @@ def test_the_first_final_receipt_of_a_message_in_a_batch_wins():
     )
     message.refresh_from_db()
     assert (message.status, message.last_error) == (Status.UNDELIVERED, "expired")
-
-
-@pytest.fixture
-def receipt_queue(receipt_settings):
-    if not conftest.redis_available():
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("the receipt queue needs Redis")
-    url = conftest.test_redis_url()
-    receipt_settings.RECEIPT_QUEUE_URL = url
-    queue = redis.Redis.from_url(url)
-    queue.delete(receipts.QUEUE_KEY, receipts.WRITER_KEY)
-    yield queue
-    queue.delete(receipts.QUEUE_KEY, receipts.WRITER_KEY)
 
 
 @pytest.mark.django_db

@@ -1,0 +1,94 @@
+"""The receipt server: providers' delivery reports taken at the pace a gateway posts them.
+
+`manage.py serve_receipts` runs it: an aiohttp server that answers `/receipts/<provider>/` as the
+web does (`sending.receipts.receipt_answer`) and queues final receipts in Redis for the
+`write_receipts` task, without Django's request handling and without the database. Receipts that
+arrive while one RPUSH is on its way go together in the next, so Redis sees a few pushes a second
+rather than one per receipt. A receipt is answered 202 only once it is queued; 503 while the queue
+cannot be reached, so that the provider keeps it and tries again.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from ops import metrics
+
+from .sending.receipts import QUEUE_DOWN, receipt_answer
+
+log = logging.getLogger(__name__)
+
+PROVIDER_PATH = "/receipts/{provider:[-a-zA-Z0-9_]+}/"  # the web's <slug:provider>
+
+
+class QueueBatcher:
+    """Pushes what callers hand it to a Redis list, everything that waits in one RPUSH."""
+
+    def __init__(self, client: aioredis.Redis, key: str):
+        self._client, self._key = client, key
+        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._pushing: asyncio.Task | None = None
+        self.pushes = 0
+
+    async def push(self, item: str) -> None:
+        """Returns once `item` is in the list; raises RedisError when it could not be put there."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, done))
+        if self._pushing is None:
+            self._pushing = asyncio.create_task(self._push_waiting())
+        await done
+
+    async def _push_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._client.rpush(self._key, *(item for item, _ in batch))
+                except (RedisError, OSError) as error:
+                    for _, done in batch:
+                        done.set_exception(error)
+                    continue
+                self.pushes += 1
+                for _, done in batch:
+                    done.set_result(None)
+        finally:
+            self._pushing = None
+
+
+def receipt_app(
+    *, secrets: Mapping[str, str], queue: QueueBatcher, clock: Callable[[], float] = time.time
+) -> web.Application:
+    async def take(request: web.Request) -> web.Response:
+        provider = request.match_info["provider"]
+        params = dict(request.query)
+        if request.method == "POST":
+            params.update(await request.post())
+        answer = receipt_answer(
+            params, provider=provider, secret=secrets.get(provider) or None, received_at=clock()
+        )
+        if answer.outcome:
+            metrics.RECEIPTS.labels(answer.outcome).inc()
+        if answer.status == 403:
+            log.warning("receipt for provider %s refused: %s", provider, answer.body["detail"])
+        if answer.receipt is not None:
+            try:
+                await queue.push(answer.receipt.encoded())
+            except (RedisError, OSError) as error:
+                metrics.RECEIPTS.labels("deferred").inc()
+                log.error("receipt for provider %s deferred: the queue is unreachable (%s)", provider, error)
+                return web.json_response(QUEUE_DOWN, status=503)
+        return web.json_response(answer.body, status=answer.status)
+
+    async def live(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_route("GET", PROVIDER_PATH, take)
+    app.router.add_route("POST", PROVIDER_PATH, take)
+    app.router.add_get("/health/live", live)
+    return app

@@ -1,0 +1,104 @@
+"""The receipt server (`manage.py serve_receipts`): the web's answers to every receipt, queued for
+the same writer, many receipts in one push, and 503 while the queue is away."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+
+import conftest
+from fake_provider.client import free_port
+from messages_app import receipts
+from messages_app.receipt_server import QueueBatcher, receipt_app
+from messages_app.sending.receipts import QUEUE_DOWN, Receipt
+from messages_app.tests.conftest import OTHER_SECRET, SECRET
+from messages_app.tests.test_receipts import dlr_params, sent_message
+
+DELIVERED, UNDELIVERED, ACCEPTED_BY_SMSC = 1, 2, 8
+
+
+def deferred_count() -> float:
+    return REGISTRY.get_sample_value("sms_receipts_total", {"result": "deferred"}) or 0.0
+
+
+async def post_all(queue_url: str, requests: list[tuple[str, dict]]) -> tuple[list[tuple[int, dict]], int]:
+    """Each (provider, params) as Kannel requests it, all at once: the answers, and the pushes made."""
+    client = aioredis.Redis.from_url(queue_url)
+    batcher = QueueBatcher(client, receipts.QUEUE_KEY)
+    app = receipt_app(secrets={"kannel": SECRET, "other": OTHER_SECRET}, queue=batcher)
+    async with TestClient(TestServer(app)) as http:
+
+        async def one(provider: str, params: dict) -> tuple[int, dict]:
+            response = await http.get(f"/receipts/{provider}/", params=params)
+            return response.status, await response.json()
+
+        answers = await asyncio.gather(*(one(provider, params) for provider, params in requests))
+    await client.aclose()
+    return list(answers), batcher.pushes
+
+
+def cases(message_id: int) -> list[tuple[str, dict]]:
+    good = dlr_params(message_id, DELIVERED)
+    return [
+        ("kannel", good),
+        ("kannel", dlr_params(message_id, UNDELIVERED, reply="id:1 stat:UNDELIV err:001")),
+        ("kannel", dlr_params(message_id, ACCEPTED_BY_SMSC)),  # intermediate: nothing queued
+        ("kannel", good | {"sig": "0" * 32}),
+        ("other", good),  # signed for another provider
+        ("kannel", {key: value for key, value in good.items() if key != "id"} | {"type": "3"}),
+        ("nobody", good),
+    ]
+
+
+@pytest.mark.django_db
+def test_it_answers_every_receipt_as_the_web_does_and_queues_the_same_receipts(client, receipt_queue):
+    message = sent_message()
+    requests = cases(message.pk)
+
+    web = [client.get(f"/receipts/{provider}/", params) for provider, params in requests]
+    web_queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
+    receipt_queue.delete(receipts.QUEUE_KEY)
+    served, _ = asyncio.run(post_all(conftest.test_redis_url(), requests))
+    served_queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
+
+    assert served == [(response.status_code, response.json()) for response in web]
+    assert [status for status, _ in served] == [202, 202, 202, 403, 403, 400, 404]
+    assert set(served[5][1]) == {"id", "type"}  # the bad fields, by name
+    without_time = lambda queued: sorted((r.provider, r.message_id, r.delivered, r.reason) for r in queued)  # noqa: E731
+    assert without_time(served_queued) == without_time(web_queued)
+    assert len(served_queued) == 2
+    # The writer takes them as it takes the web's: the first final report wins.
+    receipts.receipts_write_queued()
+    message.refresh_from_db()
+    assert message.status in {"delivered", "undelivered"}
+
+
+@pytest.mark.django_db
+def test_receipts_that_come_together_go_to_the_queue_in_a_few_pushes(receipt_queue):
+    messages = [sent_message() for _ in range(300)]
+
+    answers, pushes = asyncio.run(
+        post_all(
+            conftest.test_redis_url(),
+            [("kannel", dlr_params(message.pk, DELIVERED)) for message in messages],
+        )
+    )
+
+    assert {status for status, _ in answers} == {202}
+    queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
+    assert sorted(receipt.message_id for receipt in queued) == sorted(message.pk for message in messages)
+    assert pushes < len(messages) / 2
+
+
+def test_while_the_queue_is_away_a_receipt_is_answered_503_for_the_provider_to_try_again(receipt_settings):
+    before = deferred_count()
+
+    answers, pushes = asyncio.run(
+        post_all(f"redis://127.0.0.1:{free_port()}/0", [("kannel", dlr_params(7, DELIVERED))] * 3)
+    )
+
+    assert answers == [(503, QUEUE_DOWN)] * 3
+    assert pushes == 0
+    assert deferred_count() == before + 3
