@@ -16,7 +16,7 @@ RECEIPT_OPTIONS = {
     "receipt_undelivered_rate": "share of reports saying not delivered to the phone",
     "receipt_lost_rate": "share of accepted messages whose reports are never posted",
     "receipt_duplicate_rate": "share whose final report is posted twice",
-    "receipt_reorder_rate": "share whose SMSC acceptance (8) is posted after the final report",
+    "receipt_reorder_rate": "share whose SMSC acceptance (8, if the dlr-mask asks) is posted after the final",
     "receipt_delay": "seconds from acceptance to the final report",
     "receipt_delay_jitter": "uniform +/- seconds on the receipt delay",
 }

@@ -75,9 +75,12 @@ class KannelApi:
 
     def accepted(self, provider: "FakeProvider", request: web.BaseRequest) -> web.Response:
         query = request.query
-        if query.get("dlr-url") and query.get("dlr-mask"):
+        mask = query.get("dlr-mask", "")
+        if query.get("dlr-url") and mask.isdigit():
+            # As Kannel does: only the report types the mask asks for.
+            reports = provider.behaviour.draw_receipts(provider.behaviour.config)
             provider.receipts.post_later(
-                query["dlr-url"], provider.behaviour.draw_receipts(provider.behaviour.config)
+                query["dlr-url"], [(delay, kind) for delay, kind in reports if kind & int(mask)]
             )
         return web.Response(status=202, text="0: Accepted for delivery", content_type="text/html")
 

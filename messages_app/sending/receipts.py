@@ -25,8 +25,9 @@ KANNEL_FINAL_REASONS = {
     KANNEL_REJECTED: "rejected by the SMSC",
 }
 KANNEL_TYPES = (KANNEL_DELIVERED, KANNEL_UNDELIVERED, KANNEL_QUEUED, KANNEL_ACCEPTED, KANNEL_REJECTED)
-# What we ask for: the final reports and the SMSC's acceptance (4, queued, says nothing more).
-KANNEL_DLR_MASK = KANNEL_DELIVERED | KANNEL_UNDELIVERED | KANNEL_ACCEPTED | KANNEL_REJECTED
+# What we ask for: the final reports only. The others (4 queued on, 8 accepted by the SMSC) change
+# nothing, and would double the requests a gateway makes to us.
+KANNEL_DLR_MASK = KANNEL_DELIVERED | KANNEL_UNDELIVERED | KANNEL_REJECTED
 
 SIGNATURE_LENGTH = 32  # hex digits of HMAC-SHA256: 128 bits
 

@@ -83,7 +83,7 @@ def test_the_request_carries_the_account_the_message_and_a_signed_dlr_url():
         "username": "mailing",
         "password": PASSWORD,
         "from": "Shop",
-        "dlr-mask": "27",  # delivered, not delivered, accepted by and rejected by the SMSC
+        "dlr-mask": "19",  # the final reports: delivered, not delivered, rejected by the SMSC
         "charset": "UTF-8",
         "to": "79001234567",
         "text": MESSAGE.text,
