@@ -1,6 +1,7 @@
 """The processes a benchmark runs, as deployed, and the memory they use."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -56,6 +57,27 @@ def web(
 def receipt_server(env: dict[str, str], logdir: Path, *, port: int) -> Process:
     command = [sys.executable, "manage.py", "serve_receipts", "--bind", f"127.0.0.1:{port}"]
     return Process(command, env=env, log=logdir / "receipts.log")
+
+
+def cpu_seconds(*roots: Process) -> float:
+    """CPU time (user and system) the processes and their living children have used so far."""
+    ticks = 0
+    for root in roots:
+        for pid in process_tree(root.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process of the machine has used (busy, all cores), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:

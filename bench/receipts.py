@@ -54,19 +54,36 @@ def receipts_phase(bench: Bench) -> None:
         receipt_undelivered_rate=UNDELIVERED_SHARE,
     )
 
+    cpu = CpuShares(
+        {
+            "workers (senders, and write_receipts)": bench.workers,
+            "fake provider (sends and posts reports)": [bench.provider.process],
+            "receipt server": [server],
+            "beat": [bench.beat],
+        }
+    )
+
     def send() -> tuple[dict, dict]:
         print(
             f"receipts: {n} clients through Kannel's sendsms at {bench.args.latency * 1000:.0f} ms, "
             f"reports after {RECEIPT_DELAY} s ...",
             flush=True,
         )
-        run = measure.send(bench, n)
-        return run, _until_recorded(bench, run["mailing"].pk, n)
+        with cpu:
+            run = measure.send(bench, n)
+            recorded = _until_recorded(bench, run["mailing"].pk, n)
+        return run, recorded
 
     try:
         server.wait_for_log("receipt server on")
         (run, recorded), raw = measure.between_raw_runs(bench, measure.raw_in_flight(bench), send)
         _report_send(bench, n, run, raw, recorded)
+        bench.results["receipts"]["cpu_seconds"] = cpu.seconds
+        bench.row(
+            "receipts",
+            "CPU seconds from the mailing's creation to the last receipt recorded, by process",
+            "; ".join(f"{name} {seconds:,.1f}" for name, seconds in cpu.seconds.items()),
+        )
         bench.stop_workers()  # the machine to the one process measured alone; its receipts stay queued
         load = ReceiptLoad(bench, secret, SETTINGS_PROVIDER, run["mailing"].pk)
         bench.results["receipts"]["one_process"] = one_process = {
@@ -101,6 +118,28 @@ def _until_recorded(bench: Bench, mailing_id: int, n: int) -> dict:
         "still_sent": counts["sent"],
         "reports": bench.control.stats()["receipts"],
     }
+
+
+class CpuShares:
+    """CPU seconds each group of processes used while the `with` block ran, and the rest of the
+    machine's (PostgreSQL, Redis, the bench itself) as "other"."""
+
+    def __init__(self, groups: dict[str, list]):
+        self.groups = groups
+        self.seconds: dict[str, float] = {}
+
+    def __enter__(self) -> "CpuShares":
+        self._before = {name: processes.cpu_seconds(*group) for name, group in self.groups.items()}
+        self._machine_before = processes.machine_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds = {
+            name: round(processes.cpu_seconds(*group) - self._before[name], 1)
+            for name, group in self.groups.items()
+        }
+        machine = processes.machine_cpu_seconds() - self._machine_before
+        self.seconds["other"] = round(machine - sum(self.seconds.values()), 1)
 
 
 class ReceiptLoad:
