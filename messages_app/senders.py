@@ -19,7 +19,6 @@ from providers.selectors import providers_enabled
 from .receipts import receipt_secret
 from .sending.clock import Clock
 from .sending.django_store import DjangoMessageStore
-from .sending.floor import FLOOR_KEY, FileFloorStore, FloorStore, LatencyFloor, RedisFloorStore
 from .sending.gate import ProviderGate
 from .sending.pacing import RATE_LIMIT_KEY, pacer_for
 from .sending.routing import Providers, ProviderSpec, Route, SlowDelivery, Weights
@@ -123,20 +122,8 @@ def gate_for(spec: ProviderSpec, clock: Clock) -> ProviderGate:
             redis_key=RATE_LIMIT_KEY if settings_provider else f"{RATE_LIMIT_KEY}:{spec.name}",
             file_path=bucket_file,
             clock=clock.monotonic,
-            floor=floor_for(spec, clock),
         ),
     )
-
-
-def floor_for(spec: ProviderSpec, clock: Clock) -> LatencyFloor:
-    """The provider's latency floor, shared where its rate is: in Redis, else in a file beside the rate's."""
-    store: FloorStore
-    if settings.RATE_LIMIT_REDIS_URL:
-        store = RedisFloorStore(settings.RATE_LIMIT_REDIS_URL, f"{FLOOR_KEY}:{spec.name}")
-    else:
-        bucket_file = Path(settings.RATE_LIMIT_FILE)
-        store = FileFloorStore(bucket_file.with_name(f"{bucket_file.name}.floor.{spec.name}"))
-    return LatencyFloor(store, wall=clock.wall)
 
 
 def providers_from_settings(clock: Clock, *, max_connections: int) -> Providers:

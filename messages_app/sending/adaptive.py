@@ -16,7 +16,6 @@ import time
 from collections import deque
 
 from .clock import TimeSource
-from .floor import LatencyFloor
 
 BACKOFF = 0.9  # multiplicative decrease
 # The slow start begins at this share of its target (SENDER_CONCURRENCY), so that it reaches it in
@@ -52,22 +51,13 @@ class InFlightLimit:
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
     up to `maximum` while latency stays near its baseline."""
 
-    def __init__(
-        self,
-        *,
-        initial: int,
-        minimum: int,
-        maximum: int,
-        clock: TimeSource = time.monotonic,
-        floor: LatencyFloor | None = None,
-    ):
+    def __init__(self, *, initial: int, minimum: int, maximum: int, clock: TimeSource = time.monotonic):
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self.slow_start_until = float(min(maximum, max(minimum, initial)))
         self.value = float(max(minimum, int(self.slow_start_until * SLOW_START_SHARE)))
         self._clock = clock
-        self.floor = floor  # shared with the provider's other senders
         self.baseline: float | None = None  # the lowest mean latency of a round trip
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
@@ -78,9 +68,6 @@ class InFlightLimit:
         self._cuts_in_a_row = 0
         self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
-        self._drains_in_a_row = 0
-        self._latency_before_drains = 0.0
-        self._stale_floor = 0.0  # a shared floor at or below this is not the provider's any more
 
     @property
     def limit(self) -> int:
@@ -98,7 +85,7 @@ class InFlightLimit:
         elif (
             self._stretch is None
             and round_trip.answers >= MIN_ROUND_TRIP_ANSWERS
-            and round_trip.mean > self.reference * GROW_BELOW
+            and round_trip.mean > self.baseline * GROW_BELOW
         ):
             # Stop growing at once: a round trip of growth past the knee is a round trip of queue.
             self._growing = False
@@ -109,15 +96,6 @@ class InFlightLimit:
         if round_trip.answers >= round_trip.size:
             self._round_trip = None
             self._judge(round_trip)
-
-    @property
-    def reference(self) -> float | None:
-        """What a round trip's latency must stay near for the limit to grow: the baseline, or the
-        provider's floor below it while that floor has not proved stale."""
-        floor = self.floor.lowest if self.floor is not None else None
-        if self.baseline is None or floor is None or floor <= self._stale_floor:
-            return self.baseline
-        return min(self.baseline, floor)
 
     def on_overload(self) -> None:
         """A 429, a timeout, a 5xx or a refused connection."""
@@ -130,45 +108,24 @@ class InFlightLimit:
         """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
         latency = self.latency = round_trip.mean
         self.baseline = min(self.baseline or latency, latency)
-        if self.floor is not None:
-            self.floor.note(latency)
         if self._stretch is not None:
             self._judge_stretch(self._stretch, latency)
             return
-        reference = self.reference
-        self._growing = latency <= reference * GROW_BELOW
-        if latency > reference * CUT_ABOVE:
+        queueing = latency / self.baseline if self.baseline else 1.0
+        self._growing = queueing <= GROW_BELOW
+        if queueing > CUT_ABOVE:
             self._held_in_a_row = 0
             self._back_off_from_queueing(latency)
             return
         self._cuts_in_a_row = 0
         if self._growing:
-            self._held_in_a_row = self._drains_in_a_row = 0
-            return
-        self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
-        self._held_in_a_row += 1
-        if self._held_in_a_row < STRETCH_AFTER_HELD:
-            return
-        self._held_in_a_row = 0
-        if reference < self.baseline:
-            self._drain(latency)
+            self._held_in_a_row = 0
         else:
-            self._stretch, self._stretch_round_trips = (self.latency, self.value), 0
-            self._growing = True
-
-    def _drain(self, latency: float) -> None:
-        """Held above the provider's floor: a queue, ours or the other senders'. Cut, as they do,
-        so that it drains and the floor is seen again before its window passes; when cuts in a row
-        do not bring the latency down, the provider is slower for good and that floor is stale."""
-        if self._drains_in_a_row and latency >= self._latency_before_drains * REBASE_IF_LATENCY_KEPT:
-            self._drains_in_a_row += 1
-        else:
-            self._drains_in_a_row, self._latency_before_drains = 1, latency
-        if self._drains_in_a_row > REBASE_AFTER_CUTS:
-            self._stale_floor = self.floor.lowest if self.floor is not None else 0.0
-            self._drains_in_a_row = 0
-        else:
-            self._decrease()
+            self.slow_start_until = 0.0  # the knee: what more in flight would add only waits
+            self._held_in_a_row += 1
+            if self._held_in_a_row >= STRETCH_AFTER_HELD:
+                self._stretch, self._stretch_round_trips = (self.latency, self.value), 0
+                self._growing = True
 
     def _judge_stretch(self, stretch: tuple[float, float], latency: float) -> None:
         """The round trip that grew is over; the next one's answers say what the growth did."""
@@ -194,8 +151,6 @@ class InFlightLimit:
             self._cuts_in_a_row >= REBASE_AFTER_CUTS
             and latency >= self._worst_since_cuts * REBASE_IF_LATENCY_KEPT
         ):
-            # The latency is the provider's now, and so a floor below it was.
-            self._stale_floor = max(self._stale_floor, self.floor.lowest or 0.0) if self.floor else 0.0
             self.baseline = latency
             self._cuts_in_a_row = 0
 

@@ -89,10 +89,6 @@ class ProviderGate:
         if self.pacer is not None:
             await self.pacer.aclose()
 
-    async def share_floor(self) -> None:
-        if self.pacer is not None:
-            await self.pacer.share_floor()
-
     # --- after a request -----------------------------------------------------------------------
 
     def record(self, answer: ProviderAnswer, latency: float, *, retry_after: float | None = None) -> None:

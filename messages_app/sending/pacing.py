@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .adaptive import InFlightLimit, LearnedRate
 from .clock import TimeSource
-from .floor import LatencyFloor
 from .outcomes import ProviderAnswer
 from .ratelimit import Bucket, FileBucket, MemoryBucket, RateLimiter, RedisBucket, Sleep
 
@@ -44,12 +43,11 @@ def pacer_for(
     file_path: Path,
     redis_key: str = RATE_LIMIT_KEY,
     clock: TimeSource = time.monotonic,
-    floor: LatencyFloor | None = None,
 ) -> "Pacer":
     """A pacer with the adaptive in-flight limit and, when `rate` is set, the rate shared by every
     sender: in Redis at `redis_url`, else in the file (the processes of one machine). `clock` times
     this process's pace; the shared buckets keep the time their sharers agree on (Redis's, the wall's)."""
-    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum, clock=clock, floor=floor)
+    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum, clock=clock)
     if not rate:
         return Pacer(limit=limit, clock=clock)
     burst = max(1.0, rate * SHARED_BURST_SECONDS)
@@ -94,13 +92,6 @@ class Pacer:
     async def aclose(self) -> None:
         if self.shared is not None:
             await self.shared.aclose()
-        if self.limit.floor is not None:
-            await self.limit.floor.aclose()
-
-    async def share_floor(self) -> None:
-        """Tell the provider's other senders the lowest latency seen here lately, and hear theirs."""
-        if self.limit.floor is not None:
-            await self.limit.floor.share()
 
     @property
     def max_in_flight(self) -> int:

@@ -189,10 +189,6 @@ class Providers:
         for route in self.routes:
             await route.gate.aclose()
 
-    async def share_floors(self) -> None:
-        for route in self.routes:
-            await route.gate.share_floor()
-
     def choose(self, operator_code: str) -> Route | None:
         """The provider for a message to this operator: by weight among those its routes allow that
         may take it now; None while none of them may. Raises NoRoute when no route allows it."""

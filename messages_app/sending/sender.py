@@ -133,7 +133,6 @@ class Sender:
                 if now >= next_refresh:
                     await self._mailings.refresh(self._deliveries)
                     await self._publish_weights()
-                    await self._providers.share_floors()
                     if providers_version is None:
                         providers_version = self._mailings.providers_version
                     elif self._mailings.providers_version != providers_version:

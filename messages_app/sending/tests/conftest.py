@@ -1,20 +1,15 @@
 import asyncio
 import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-import redis
 from aiohttp import web
 
 from .clock import FakeClock
 from .fakes import ScriptedTransport
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # A script maps (message id, attempt number at the provider) to (HTTP status, body, delay seconds).
 Script = Callable[[int, int], tuple[int, bytes, float]]
@@ -98,19 +93,3 @@ def clock() -> FakeClock:
 def transport(clock) -> ScriptedTransport:
     """The provider as the sender's transport meets it, answering at once unless scripted."""
     return ScriptedTransport(clock)
-
-
-@pytest.fixture
-def redis_key():
-    """A fresh key in the tests' Redis db, removed afterwards."""
-    connection = redis.Redis.from_url(REDIS_URL)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("Redis is not running")
-    key = f"test:{uuid.uuid4().hex}"
-    yield key
-    connection.delete(key)
-    connection.close()

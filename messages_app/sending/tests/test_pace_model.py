@@ -1,4 +1,4 @@
-"""The pace against a model of a provider, on a fake clock: each sender claims what its pacer's backlog
+"""The pace against a model of a provider, on a fake clock: one sender claims what its pacer's backlog
 says (as `ProviderGate.capacity` does), sends when the pacer lets it, and the provider's latency
 follows what is in flight: a queue served at a fixed capacity, then the provider's own latency,
 uniform between half and one and a half of its mean."""
@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from messages_app.sending.adaptive import InFlightLimit
-from messages_app.sending.floor import LatencyFloor, MemoryFloorStore
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer
 from messages_app.sending.tests.clock import FakeClock
 
 CLAIM_EVERY = 0.1  # the sender claims about this often
-SHARE_EVERY = 1.0  # senders share their latency floors at every refresh
 # The defaults: SENDER_CONCURRENCY, SENDER_CONCURRENCY_MIN, SENDER_CONCURRENCY_MAX.
 INITIAL, MINIMUM, MAXIMUM = 200, 20, 1000
 
@@ -42,12 +40,8 @@ class Provider:
 @dataclass
 class Run:
     answers: list[float]  # when each answer came
-    in_flight: list[tuple[float, int]]  # sampled at every claim, all senders together
-    pacers: list[Pacer]
-
-    @property
-    def pacer(self) -> Pacer:
-        return self.pacers[0]
+    in_flight: list[tuple[float, int]]  # sampled at every claim
+    pacer: Pacer
 
     def rate(self, start: float, end: float) -> float:
         return sum(start <= at < end for at in self.answers) / (end - start)
@@ -56,50 +50,29 @@ class Run:
         return [count for at, count in self.in_flight if start <= at < end]
 
 
-def simulate(provider: Provider, *, seconds: float, senders: int = 1, floor: bool = True) -> Run:
-    """`senders` share the provider and its latency floor (`floor`), and tell each other their
-    floors every second, as senders in their refresh do."""
+def simulate(provider: Provider, *, seconds: float) -> Run:
     clock = FakeClock(start=0.0)
-    floors = MemoryFloorStore()
-    pacers = [
-        Pacer(
-            limit=InFlightLimit(
-                initial=INITIAL,
-                minimum=MINIMUM,
-                maximum=MAXIMUM,
-                clock=clock,
-                floor=LatencyFloor(floors, wall=clock) if floor else None,
-            ),
-            clock=clock,
-            sleep=clock.sleep,
-        )
-        for _ in range(senders)
-    ]
-    run = Run(answers=[], in_flight=[], pacers=pacers)
-    pending: list[tuple[float, float, int]] = []  # (answer at, sent at, sender)
+    limit = InFlightLimit(initial=INITIAL, minimum=MINIMUM, maximum=MAXIMUM, clock=clock)
+    pacer = Pacer(limit=limit, clock=clock, sleep=clock.sleep)
+    run = Run(answers=[], in_flight=[], pacer=pacer)
+    pending: list[tuple[float, float]] = []  # (answer at, sent at)
 
     async def send_all() -> None:
-        claimed = [0] * senders  # each sender's tasks: waiting for a slot, or in flight
-        next_claim = next_share = 0.0
+        claimed = 0  # the sender's tasks: waiting for a slot, or in flight
+        next_claim = 0.0
         while clock() < seconds:
-            if clock() >= next_share:
-                for pacer in pacers:
-                    await pacer.share_floor()
-                next_share += SHARE_EVERY
             if clock() >= next_claim:
-                for sender, pacer in enumerate(pacers):
-                    claimed[sender] = max(claimed[sender], min(MAXIMUM, pacer.backlog))
-                run.in_flight.append((clock(), sum(pacer.in_flight for pacer in pacers)))
+                claimed = max(claimed, min(MAXIMUM, pacer.backlog))
+                run.in_flight.append((clock(), pacer.in_flight))
                 next_claim += CLAIM_EVERY
-            for sender, pacer in enumerate(pacers):
-                while claimed[sender] > pacer.in_flight < pacer.limit.limit:
-                    await pacer.acquire()
-                    heapq.heappush(pending, (provider.answer_at(clock()), clock(), sender))
+            while claimed > pacer.in_flight < pacer.limit.limit:
+                await pacer.acquire()
+                heapq.heappush(pending, (provider.answer_at(clock()), clock()))
             clock.move_to(min(next_claim, pending[0][0]) if pending else next_claim)
             while pending and pending[0][0] <= clock():
-                answered, sent, sender = heapq.heappop(pending)
-                pacers[sender].report(ProviderAnswer.ACCEPTED, latency=answered - sent)
-                claimed[sender] -= 1
+                answered, sent = heapq.heappop(pending)
+                pacer.report(ProviderAnswer.ACCEPTED, latency=answered - sent)
+                claimed -= 1
                 run.answers.append(answered)
 
     asyncio.run(send_all())
@@ -160,37 +133,3 @@ def test_latency_that_grows_whatever_is_in_flight_becomes_the_new_baseline():
 
     assert run.pacer.limit.baseline == pytest.approx(0.7, rel=0.1)
     assert run.rate(15, 20) >= 0.85 * MAXIMUM / 0.7  # back at its ceiling
-
-
-def test_two_senders_sharing_a_saturated_provider_hold_near_its_knee_not_the_ceiling():
-    provider = Provider(latency=0.05, capacity=2500)  # its knee: 125 in flight
-
-    run = simulate(provider, seconds=300, senders=2)
-
-    settled = (100, 300)
-    assert run.rate(*settled) >= 0.95 * provider.capacity
-    held = run.in_flight_between(*settled)
-    # Each sender alone would take the queue the other builds for its own baseline, over and over,
-    # up to both ceilings (2,000); the floor they share keeps them a few knees from it.
-    assert sum(held) / len(held) <= 6 * provider.knee
-
-
-class TwiceAsSlowAfterAWhile(Provider):
-    """From 10 s on the provider takes twice as long, whatever is in flight."""
-
-    def answer_at(self, now: float) -> float:
-        answered = super().answer_at(now)
-        return answered + (answered - now if now > 10 else 0.0)
-
-
-def test_a_provider_slower_for_good_makes_the_shared_floor_stale_within_seconds():
-    provider = TwiceAsSlowAfterAWhile(latency=0.05, capacity=100_000)
-    without_floor = TwiceAsSlowAfterAWhile(latency=0.05, capacity=100_000)
-
-    run = simulate(provider, seconds=70, senders=2)
-    alone = simulate(without_floor, seconds=70, senders=2, floor=False)
-
-    # The floor of before (0.05 s) would cut both senders to their minimum for its whole window
-    # (30 s); once it has passed, the lowest of the new latencies costs a few cuts more.
-    assert run.rate(15, 30) >= 0.95 * alone.rate(15, 30)
-    assert run.rate(30, 70) >= 0.85 * alone.rate(30, 70)
