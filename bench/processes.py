@@ -60,7 +60,8 @@ def receipt_server(env: dict[str, str], logdir: Path, *, port: int) -> Process:
 
 
 def cpu_seconds(*roots: Process) -> float:
-    """CPU time (user and system) the processes and their living children have used so far."""
+    """CPU time (user and system) the processes and their descendants have used so far: the
+    living ones' own, and that of the children they have reaped."""
     ticks = 0
     for root in roots:
         for pid in process_tree(root.pid):
@@ -68,16 +69,16 @@ def cpu_seconds(*roots: Process) -> float:
                 fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
             except OSError:
                 continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            ticks += sum(map(int, fields[11:15]))  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu_seconds() -> float:
     """CPU time every process of the machine has used (busy, all cores), from /proc/stat."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq = map(
+        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
     )
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:

@@ -1,7 +1,7 @@
 """The receipts phase: the send phase's mailing through a Kannel transport against the fake provider's
 sendsms, which requests each message's dlr-url on the receipt server (`manage.py serve_receipts`, one
-process: the SMSC's acceptance at once, the final report RECEIPT_DELAY +/- RECEIPT_JITTER seconds
-later) while the send goes on; beat's write_receipts writes them from the bench's Redis in batches.
+process: the final report, as dlr-mask asks, RECEIPT_DELAY +/- RECEIPT_JITTER seconds after
+acceptance) while the send goes on; beat's write_receipts writes them from the bench's Redis in batches.
 Measured: the send's rate against the raw client (which speaks the probe API: same fake, same
 latency), the time from the last report posted until every message is delivered or undelivered,
 reports posted against receipts recorded, and the receipts one process takes, from a plain aiohttp
@@ -207,7 +207,7 @@ def _report_send(bench: Bench, n: int, run: dict, raw: dict, recorded: dict) -> 
     )
     bench.row(
         "receipts",
-        "reports posted (SMSC acceptance, final) / failed / lost; delivered / undelivered; still sent",
+        "final reports posted / failed / lost; delivered / undelivered; still sent",
         f"{reports['posted']:,} / {reports['failed']} / {reports['lost']}; "
         f"{recorded['delivered']:,} / {recorded['undelivered']:,}; {recorded['still_sent']}",
     )

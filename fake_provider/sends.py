@@ -78,10 +78,10 @@ class KannelApi:
         mask = query.get("dlr-mask", "")
         if query.get("dlr-url") and mask.isdigit():
             # As Kannel does: only the report types the mask asks for.
-            reports = provider.behaviour.draw_receipts(provider.behaviour.config)
-            provider.receipts.post_later(
-                query["dlr-url"], [(delay, kind) for delay, kind in reports if kind & int(mask)]
-            )
+            drawn = provider.behaviour.draw_receipts(provider.behaviour.config)
+            asked = [(delay, kind) for delay, kind in drawn if kind & int(mask)]
+            if asked or not drawn:  # none drawn: lost; none asked for: nothing to post
+                provider.receipts.post_later(query["dlr-url"], asked)
         return web.Response(status=202, text="0: Accepted for delivery", content_type="text/html")
 
     def throttled(self, headers: dict[str, str] | None) -> web.Response:

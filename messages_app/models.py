@@ -137,8 +137,7 @@ class Message(models.Model):
             # A provider's recent delivery speed, read from the index alone (delivered_at is null
             # exactly for those still sent).
             models.Index(
-                fields=["provider", "sent_at"],
-                include=["delivered_at"],
+                fields=["provider", "sent_at", "delivered_at"],
                 condition=Q(status__in=DELIVERY_TIMED),
                 name="message_delivery_speed_idx",
             ),

@@ -1,7 +1,7 @@
 """The receipt server: providers' delivery reports taken at the pace a gateway posts them.
 
-`manage.py serve_receipts` runs it: an aiohttp server that answers `/receipts/<provider>/` as the
-web does (`sending.receipts.receipt_answer`) and queues final receipts in Redis for the
+`manage.py serve_receipts` runs it: an aiohttp server that answers `/receipts/<provider>/` with the
+web's answers (`sending.receipts.receipt_answer` decides both) and queues final receipts in Redis for the
 `write_receipts` task, without Django's request handling and without the database. Receipts that
 arrive while one RPUSH is on its way go together in the next, so Redis sees a few pushes a second
 rather than one per receipt. A receipt is answered 202 only once it is queued; 503 while the queue
@@ -44,20 +44,34 @@ class QueueBatcher:
         await done
 
     async def _push_waiting(self) -> None:
+        batch: list[tuple[str, asyncio.Future]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
                     await self._client.rpush(self._key, *(item for item, _ in batch))
                 except (RedisError, OSError) as error:
-                    for _, done in batch:
-                        done.set_exception(error)
+                    _settle(batch, error)
                     continue
                 self.pushes += 1
-                for _, done in batch:
-                    done.set_result(None)
+                _settle(batch, None)
         finally:
+            # Cancelled (the server stopping) or failed otherwise: nobody is left waiting for ever.
+            stopped = ConnectionError("the receipt server stopped before the receipt was queued")
+            _settle(batch + self._waiting, stopped)
+            self._waiting = []
             self._pushing = None
+
+
+def _settle(batch: list[tuple[str, asyncio.Future]], error: BaseException | None) -> None:
+    """Wakes the handlers of a batch; a handler cancelled meanwhile has nothing to wake."""
+    for _, done in batch:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 def receipt_app(

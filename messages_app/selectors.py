@@ -375,11 +375,14 @@ def delivery_speeds(
         )
         .order_by()
         .values_list("provider")
-        # Counting sent_at (never null here, and in the index) keeps the scan to the index.
-        .annotate(judged=Count("*"), slow=Count("sent_at", filter=late))
+        # Counting sent_at (never null here) and delivered_at, both in the index, keeps the scan to it.
+        .annotate(judged=Count("*"), slow=Count("sent_at", filter=late), delivered=Count("delivered_at"))
     )
-    speeds = dict.fromkeys(with_receipts, DeliverySpeed(judged=0, slow=0))
-    speeds.update((name, DeliverySpeed(judged=judged, slow=slow)) for name, judged, slow in rows)
+    speeds = dict.fromkeys(with_receipts, DeliverySpeed(judged=0, slow=0, delivered=0))
+    speeds.update(
+        (name, DeliverySpeed(judged=judged, slow=slow, delivered=delivered))
+        for name, judged, slow, delivered in rows
+    )
     return speeds
 
 

@@ -5,8 +5,7 @@ from django.db import migrations, models
 
 INDEX = models.Index(
     condition=models.Q(("status__in", ["sent", "delivered"])),
-    fields=["provider", "sent_at"],
-    include=("delivered_at",),
+    fields=["provider", "sent_at", "delivered_at"],
     name="message_delivery_speed_idx",
 )
 

@@ -114,7 +114,9 @@ class Weights:
         `drift_every` (the messages judged next time are mostly the same ones); while they are,
         it does not drift back."""
         now = self._clock()
-        if speed.judged < self.slow.sample or speed.slow_share < self.slow.share:
+        # Not one receipt: more likely our receipt path (server, queue, writer) is down than every
+        # message of the provider late, and no provider should lose weight for that.
+        if speed.judged < self.slow.sample or speed.slow_share < self.slow.share or not speed.delivered:
             self._slow.discard(name)
             return
         self._slow.add(name)

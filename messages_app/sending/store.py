@@ -56,6 +56,7 @@ class DeliverySpeed:
 
     judged: int  # messages sent long enough ago for their delay to tell
     slow: int  # of those, delivered later than the threshold, or not yet
+    delivered: int  # of those, with their receipt (none at all: receipts may not be reaching us)
 
     @property
     def slow_share(self) -> float:

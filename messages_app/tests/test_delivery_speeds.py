@@ -45,7 +45,10 @@ def test_of_the_providers_with_receipts_the_messages_old_enough_are_judged_and_t
 
     speeds = delivery_speeds(providers=["kannel", "probe", "quiet"], now=NOW, slow_after=300, window=600)
 
-    assert speeds == {"kannel": DeliverySpeed(judged=5, slow=2), "quiet": DeliverySpeed(judged=0, slow=0)}
+    assert speeds == {
+        "kannel": DeliverySpeed(judged=5, slow=2, delivered=4),
+        "quiet": DeliverySpeed(judged=0, slow=0, delivered=0),
+    }
 
 
 def test_a_provider_without_receipts_is_never_judged(settings):

@@ -4,6 +4,7 @@ the same writer, many receipts in one push, and 503 while the queue is away."""
 import asyncio
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
@@ -11,6 +12,7 @@ from prometheus_client import REGISTRY
 import conftest
 from fake_provider.client import free_port
 from messages_app import receipts
+from messages_app.models import Message
 from messages_app.receipt_server import QueueBatcher, receipt_app
 from messages_app.sending.receipts import QUEUE_DOWN, Receipt
 from messages_app.tests.conftest import OTHER_SECRET, SECRET
@@ -23,20 +25,36 @@ def deferred_count() -> float:
     return REGISTRY.get_sample_value("sms_receipts_total", {"result": "deferred"}) or 0.0
 
 
-async def post_all(queue_url: str, requests: list[tuple[str, dict]]) -> tuple[list[tuple[int, dict]], int]:
-    """Each (provider, params) as Kannel requests it, all at once: the answers, and the pushes made."""
+async def post_all(
+    queue_url: str, requests: list[tuple[str, dict]], *, together: bool = True, form: bool = False
+) -> tuple[list[tuple[int, dict]], int]:
+    """Each (provider, params) as Kannel requests it (a GET, or a form POST), all at once or one
+    after the other: the answers, and the pushes made."""
     client = aioredis.Redis.from_url(queue_url)
     batcher = QueueBatcher(client, receipts.QUEUE_KEY)
     app = receipt_app(secrets={"kannel": SECRET, "other": OTHER_SECRET}, queue=batcher)
     async with TestClient(TestServer(app)) as http:
 
         async def one(provider: str, params: dict) -> tuple[int, dict]:
-            response = await http.get(f"/receipts/{provider}/", params=params)
+            url = f"/receipts/{provider}/"
+            response = await (http.post(url, data=params) if form else http.get(url, params=params))
             return response.status, await response.json()
 
-        answers = await asyncio.gather(*(one(provider, params) for provider, params in requests))
+        if together:
+            answers = await asyncio.gather(*(one(provider, params) for provider, params in requests))
+        else:
+            answers = [await one(provider, params) for provider, params in requests]
     await client.aclose()
     return list(answers), batcher.pushes
+
+
+def queued() -> list[Receipt]:
+    queue = redis.Redis.from_url(conftest.test_redis_url())
+    return [Receipt.decoded(raw) for raw in queue.lrange(receipts.QUEUE_KEY, 0, -1)]
+
+
+def without_time(queued: list[Receipt]) -> list[tuple]:
+    return sorted((r.provider, r.message_id, r.delivered, r.reason) for r in queued)
 
 
 def cases(message_id: int) -> list[tuple[str, dict]]:
@@ -58,21 +76,33 @@ def test_it_answers_every_receipt_as_the_web_does_and_queues_the_same_receipts(c
     requests = cases(message.pk)
 
     web = [client.get(f"/receipts/{provider}/", params) for provider, params in requests]
-    web_queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
+    web_queued = queued()
     receipt_queue.delete(receipts.QUEUE_KEY)
     served, _ = asyncio.run(post_all(conftest.test_redis_url(), requests))
-    served_queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
 
     assert served == [(response.status_code, response.json()) for response in web]
     assert [status for status, _ in served] == [202, 202, 202, 403, 403, 400, 404]
     assert set(served[5][1]) == {"id", "type"}  # the bad fields, by name
-    without_time = lambda queued: sorted((r.provider, r.message_id, r.delivered, r.reason) for r in queued)  # noqa: E731
-    assert without_time(served_queued) == without_time(web_queued)
-    assert len(served_queued) == 2
-    # The writer takes them as it takes the web's: the first final report wins.
+    assert without_time(queued()) == without_time(web_queued)
+    assert len(web_queued) == 2
+
+
+@pytest.mark.django_db
+def test_the_writer_takes_its_receipts_as_the_webs_the_first_final_report_winning(receipt_queue):
+    message = sent_message()
+    reports = [dlr_params(message.pk, DELIVERED), dlr_params(message.pk, UNDELIVERED, reply="err:001")]
+
+    answers, _ = asyncio.run(
+        post_all(
+            conftest.test_redis_url(), [("kannel", params) for params in reports], together=False, form=True
+        )
+    )
     receipts.receipts_write_queued()
+
+    assert [status for status, _ in answers] == [202, 202]
     message.refresh_from_db()
-    assert message.status in {"delivered", "undelivered"}
+    assert (message.status, message.last_error) == (Message.Status.DELIVERED, "")
+    assert message.delivered_at is not None
 
 
 @pytest.mark.django_db
@@ -87,8 +117,7 @@ def test_receipts_that_come_together_go_to_the_queue_in_a_few_pushes(receipt_que
     )
 
     assert {status for status, _ in answers} == {202}
-    queued = [Receipt.decoded(raw) for raw in receipt_queue.lrange(receipts.QUEUE_KEY, 0, -1)]
-    assert sorted(receipt.message_id for receipt in queued) == sorted(message.pk for message in messages)
+    assert sorted(receipt.message_id for receipt in queued()) == sorted(message.pk for message in messages)
     assert pushes < len(messages) / 2
 
 

@@ -12,11 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.selectors import stats_report
+from fake_provider.client import free_port
 from mailings.tests.factories import MailingFactory
 from messages_app import receipts, selectors, services
 from messages_app.models import Message, MessageTally
 from messages_app.sending.outcomes import Outcome, Result
-from messages_app.sending.receipts import Receipt, kannel_dlr_url, parse_kannel, signature
+from messages_app.sending.receipts import QUEUE_DOWN, Receipt, kannel_dlr_url, parse_kannel, signature
 from messages_app.tests.conftest import OTHER_SECRET, SECRET
 from messages_app.tests.factories import MessageFactory
 
@@ -420,3 +421,13 @@ def test_the_mailing_statistics_api_has_the_receipts_and_messages_their_provider
     assert answer["messages"]["results"][0]["provider"] == "kannel"
     other = MessageFactory(status=Status.SENT, sent_at=now)
     assert api_client.get(f"/api/v1/mailings/{other.mailing_id}/statistics/").json()["receipts"] is None
+
+
+@pytest.mark.django_db
+def test_while_the_queue_is_away_the_web_answers_503_for_the_provider_to_try_again(client, receipt_settings):
+    receipt_settings.RECEIPT_QUEUE_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    message = sent_message()
+
+    response = post_receipt(client, message.pk, 1)
+
+    assert (response.status_code, response.json()) == (503, QUEUE_DOWN)

@@ -155,24 +155,28 @@ def test_slow_delivery_moves_weight_away_once_per_drift_period_and_it_drifts_bac
         slow=SlowDelivery(after=300.0, share=0.15, sample=100),
     )
 
-    weights.on_delivery_speed("a", DeliverySpeed(judged=99, slow=99))  # too few to tell
-    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=59))  # 14.75 %: under the share
+    weights.on_delivery_speed("a", DeliverySpeed(judged=99, slow=99, delivered=50))  # too few to tell
+    # Not one receipt: the receipts are not reaching us, which says nothing of the provider.
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=400, delivered=0))
+    weights.on_delivery_speed(
+        "a", DeliverySpeed(judged=400, slow=59, delivered=371)
+    )  # 14.75 %: under the share
     assert weights.current == {"a": 100, "b": 100}
 
-    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68))
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68, delivered=366))
     assert weights.current == {"a": 90, "b": 100}
     clock.advance(DELIVERY_SPEEDS_EVERY)
-    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68))
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=68, delivered=366))
     assert weights.current["a"] == 90  # the same messages, mostly: once per drift period
 
     clock.advance(240)
     weights.drift()
     assert weights.current["a"] == 90  # still slow: no drift back
-    weights.on_delivery_speed("a", DeliverySpeed(judged=420, slow=80))
+    weights.on_delivery_speed("a", DeliverySpeed(judged=420, slow=80, delivered=380))
     assert weights.current["a"] == 80
 
     clock.advance(60)
-    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=10))  # fast again
+    weights.on_delivery_speed("a", DeliverySpeed(judged=400, slow=10, delivered=395))  # fast again
     weights.drift()
     assert weights.current["a"] == 80  # a minute after its last shift
     clock.advance(240)
@@ -197,7 +201,12 @@ def test_a_sender_shifts_the_weight_of_a_slow_provider_and_records_why():
     providers = providers_of(
         clock, [(spec(name), ScriptedTransport(clock), gate(clock)) for name in "ab"], drift_every=300.0
     )
-    store = IdleStore({"a": DeliverySpeed(judged=400, slow=100), "b": DeliverySpeed(judged=400, slow=4)})
+    store = IdleStore(
+        {
+            "a": DeliverySpeed(judged=400, slow=100, delivered=350),
+            "b": DeliverySpeed(judged=400, slow=4, delivered=398),
+        }
+    )
     sender = Sender(
         providers=providers,
         store=store,
