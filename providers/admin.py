@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from .models import Provider, ProviderWeightChange
 
@@ -11,6 +12,8 @@ class ProviderAdmin(admin.ModelAdmin):
     list_display = ["name", "transport", "url", "weight", "rate_limit", "enabled", "updated_at"]
     list_filter = ["enabled", "transport"]
     search_fields = ["name"]
+    # A URL typed without a scheme is https (Django 6's default, and what a provider's API speaks).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(ProviderWeightChange)
