@@ -87,7 +87,7 @@ def receipts_phase(bench: Bench) -> None:
         bench.stop_workers()  # the machine to the one process measured alone; its receipts stay queued
         load = ReceiptLoad(bench, secret, SETTINGS_PROVIDER, run["mailing"].pk)
         bench.results["receipts"]["one_process"] = one_process = {
-            "receipt_server": load.on(server, f"http://127.0.0.1:{server_port}"),
+            "receipt_server": load.on(f"http://127.0.0.1:{server_port}"),
             "web": load.on_one_web_process(receipt_env),
         }
         _report_one_process(bench, one_process)
@@ -158,11 +158,11 @@ class ReceiptLoad:
         web = processes.web(env, self.bench.logdir, port=port, workers=1, log_name="web-one").start()
         try:
             web.wait_for_log("Booting worker")
-            return self.on(web, f"http://127.0.0.1:{port}")
+            return self.on(f"http://127.0.0.1:{port}")
         finally:
             web.stop()
 
-    def on(self, process, base_url: str) -> dict:
+    def on(self, base_url: str) -> dict:
         requests.get(f"{base_url}/receipts/{self.provider}/", timeout=30)  # waits for it to load: a 400
         last_id = self.first_id + min(self.count, ONE_PROCESS_RECEIPTS) - 1
         command = [sys.executable, "-m", "bench.receipt_load", "--base-url", base_url]

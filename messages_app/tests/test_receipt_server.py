@@ -2,15 +2,20 @@
 the same writer, many receipts in one push, and 503 while the queue is away."""
 
 import asyncio
+import os
+import sys
 
 import pytest
 import redis
 import redis.asyncio as aioredis
+import requests
 from aiohttp.test_utils import TestClient, TestServer
+from django.core.management import CommandError, call_command
 from prometheus_client import REGISTRY
 
 import conftest
 from fake_provider.client import free_port
+from harness.processes import Process
 from messages_app import receipts
 from messages_app.models import Message
 from messages_app.receipt_server import QueueBatcher, receipt_app
@@ -131,3 +136,31 @@ def test_while_the_queue_is_away_a_receipt_is_answered_503_for_the_provider_to_t
     assert answers == [(503, QUEUE_DOWN)] * 3
     assert pushes == 0
     assert deferred_count() == before + 3
+
+
+def test_serve_receipts_refuses_to_start_without_a_queue_or_with_a_bad_address(settings):
+    settings.RECEIPT_QUEUE_URL = ""
+    with pytest.raises(CommandError, match="RECEIPT_QUEUE_URL"):
+        call_command("serve_receipts")
+    settings.RECEIPT_QUEUE_URL = conftest.test_redis_url()
+    with pytest.raises(CommandError, match="host:port"):
+        call_command("serve_receipts", bind="8002")
+
+
+def test_serve_receipts_queues_what_it_is_posted_until_it_is_stopped(receipt_queue, tmp_path):
+    port = free_port()
+    env = os.environ | {
+        "RECEIPT_SECRETS": f"kannel={SECRET}",
+        "RECEIPT_QUEUE_URL": conftest.test_redis_url(),
+        "DJANGO_SECRET_KEY": "x" * 50,
+    }
+    command = [sys.executable, "manage.py", "serve_receipts", "--bind", f"127.0.0.1:{port}"]
+    with Process(command, env=env, log=tmp_path / "receipts.log") as server:
+        server.wait_for_url(f"http://127.0.0.1:{port}/health/live")
+        answer = requests.get(
+            f"http://127.0.0.1:{port}/receipts/kannel/", dlr_params(41, DELIVERED), timeout=10
+        )
+
+        assert (answer.status_code, answer.json()) == (202, {"detail": "accepted"})
+        assert [(r.message_id, r.delivered) for r in queued()] == [(41, True)]
+    assert server.returncode == 0  # SIGTERM: a clean stop
