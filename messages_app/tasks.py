@@ -45,12 +45,18 @@ POOLS_WITH_SENDERS = {"prefork": False, "solo": True, "thread": True}  # True: i
 
 
 def _send_until_stopped() -> None:
-    """A sender that fails for good (a bug, a database gone for long) is replaced after a second."""
+    """A sender that cannot be built (no usable provider, the database away) or fails for good (a
+    bug, a database gone for long) is tried again after a second."""
     global _sender
     from .senders import sender_from_settings  # only pool processes load aiohttp and uvloop
 
     while not _stopping.is_set():
-        _sender = sender_from_settings()
+        try:
+            _sender = sender_from_settings()
+        except Exception:
+            log.exception("sender not started; trying again in a second")
+            _stopping.wait(1.0)
+            continue
         if _stopping.is_set():
             break
         log.info("sender %s started", _sender.holder)

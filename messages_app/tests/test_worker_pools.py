@@ -63,3 +63,33 @@ def test_a_worker_that_only_runs_tasks_may_use_any_pool(started, settings):
     tasks.check_pool(a_worker("gevent"))
 
     assert started == []
+
+
+def test_a_sender_that_cannot_be_built_is_tried_again_until_one_runs(monkeypatch):
+    """No usable provider or the database away at start: the worker's sender thread keeps trying."""
+    from messages_app import senders
+    from messages_app.senders import NoProvider
+
+    stopping = tasks.threading.Event()
+    attempts: list[str] = []
+
+    class Runs:
+        holder = "test"
+
+        def run(self) -> None:
+            attempts.append("ran")
+            stopping.set()
+
+    def build():
+        attempts.append("built")
+        if len(attempts) < 3:
+            raise NoProvider("no enabled provider has its token in the environment")
+        return Runs()
+
+    monkeypatch.setattr(senders, "sender_from_settings", build)
+    monkeypatch.setattr(tasks, "_stopping", stopping)
+    monkeypatch.setattr(stopping, "wait", lambda seconds: None)  # not a second each
+
+    tasks._send_until_stopped()
+
+    assert attempts == ["built", "built", "built", "ran"]
