@@ -95,14 +95,13 @@ def idempotency_purge(*, now: datetime) -> int:
 def _canonical(value):
     """The request's data as JSON can say it, files by their SHA-256: the same request sent again
     (another multipart boundary, keys in another order) gives the same fingerprint."""
-    if hasattr(value, "read"):  # an uploaded file
+    if hasattr(value, "read"):  # an uploaded file, or a text/csv body spooled (read to its end)
+        value.seek(0)
         digest = hashlib.sha256()
-        for chunk in value.chunks() if hasattr(value, "chunks") else [value.read()]:
+        for chunk in iter(lambda: value.read(1 << 16), b""):
             digest.update(chunk)
         value.seek(0)
         return {"sha256": digest.hexdigest()}
-    if isinstance(value, bytes):
-        return {"sha256": hashlib.sha256(value).hexdigest()}
     if isinstance(value, QueryDict):
         return {name: [_canonical(item) for item in items] for name, items in value.lists()}
     if isinstance(value, Mapping):

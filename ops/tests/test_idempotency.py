@@ -108,6 +108,19 @@ def test_a_retried_csv_import_is_one_import(api_client):
     assert again["Idempotent-Replayed"] == "true"
 
 
+def test_a_csv_body_is_fingerprinted_by_its_content(api_client):
+    def import_body(body: bytes):
+        return post(api_client, "/api/v1/clients/import/", body, content_type="text/csv")
+
+    first = import_body(b"phone\n79160000001\n")
+    again = import_body(b"phone\n79160000001\n")
+    other = import_body(b"phone\n79160000002\n")
+
+    assert (first.status_code, again.status_code, other.status_code) == (200, 200, 422)
+    assert again["Idempotent-Replayed"] == "true"
+    assert list(Client.objects.values_list("phone", flat=True)) == ["79160000001"]
+
+
 def test_the_same_key_with_another_body_is_a_422(api_client):
     post(api_client, "/api/v1/clients/", {"phone": "79160000001"})
 
