@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import IO, Any, cast
 
 from django.conf import settings
@@ -323,7 +322,7 @@ def optout_add(*, phone: str, reason: str, source: str, user=None) -> tuple[OptO
             phone=phone, defaults={"reason": reason[:REASON_MAX_LENGTH], "source": source, "created_by": user}
         )
         if created:
-            transaction.on_commit(partial(end_opted_out_enqueue, optout.created_at))
+            end_opted_out_enqueue(optout.created_at)
     if created:
         by = user.get_username() if user is not None else source
         log.info("optout=%s %s added (%s) by %s", optout.pk, mask_phone(phone), source, by)
@@ -391,7 +390,7 @@ def optouts_import(*, data: bytes, user) -> OptOutImportReport:
             batch_size=settings.CLIENT_IMPORT_BATCH_SIZE,
             ignore_conflicts=True,
         )
-        transaction.on_commit(partial(end_opted_out_enqueue, start))
+        end_opted_out_enqueue(start)
     report.added = len(rows) - report.already
     audit(
         name="optout",

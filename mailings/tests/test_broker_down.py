@@ -64,3 +64,18 @@ def test_a_test_send_is_accepted_and_ends_failed_with_the_reason(api_client):
     send = TestSend.objects.get(pk=response.data[0]["id"])
     assert send.status == TestSend.Status.FAILED
     assert "task queue did not answer" in send.detail
+
+
+def test_an_opt_out_is_stored_and_left_to_the_sweeper(api_client, caplog):
+    from clients.models import OptOut
+    from clients.tasks import END_OPTED_OUT
+
+    before = enqueue_failures(END_OPTED_OUT)
+
+    with caplog.at_level(logging.ERROR, logger="ops.enqueue"):
+        response = api_client.post("/api/v1/optouts/", {"phone": "79160000001"})
+
+    assert response.status_code == 201, response.content
+    assert OptOut.objects.filter(phone="79160000001").exists()
+    assert enqueue_failures(END_OPTED_OUT) == before + 1
+    assert "the message sweeper ends their pending messages" in caplog.text
