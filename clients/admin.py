@@ -42,27 +42,15 @@ def _refusing_large_bodies(view):
     return refusing
 
 
-@admin.register(Client)
-class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
+class PhoneMaskedAdmin(admin.ModelAdmin):
     """Lists show phones masked, as logs do. The change form shows the full phone to those who may see
     it (VIEW_PHONE, as in the API) and the masked one, read-only, to the others; only they search,
-    filter or sort by phone, so no answer tells them whether a phone is stored (the test send's client
-    picker searches here too).
+    filter or sort by phone, so no answer tells them whether a phone is stored.
     """
 
-    audit_name = "client"
-    list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
-    list_display_links = ["id", "masked_phone"]
-    list_filter = ["operator_code", "tag", "timezone"]
-    fields = ["phone", "operator_code", "tag", "timezone", "attributes", "created_at", "updated_at"]
-    search_fields = ["phone", "tag", "=operator_code"]
-    readonly_fields = ["created_at", "updated_at"]
-    # The client table can be large: skip the second COUNT(*) over the unfiltered table.
-    show_full_result_count = False
-
     @admin.display(description="phone", ordering="phone")
-    def masked_phone(self, client: Client) -> str:
-        return client.masked_phone
+    def masked_phone(self, row) -> str:
+        return row.masked_phone
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -91,6 +79,22 @@ class ClientAdmin(AuditLogAdminMixin, admin.ModelAdmin):
         if lookup.split("__")[0] == "phone" and not request.user.has_perm(VIEW_PHONE):
             return False
         return super().lookup_allowed(lookup, value, request)
+
+
+@admin.register(Client)
+class ClientAdmin(AuditLogAdminMixin, PhoneMaskedAdmin):
+    """Clients, their phones masked for those without VIEW_PHONE (the test send's client picker
+    searches here too)."""
+
+    audit_name = "client"
+    list_display = ["id", "masked_phone", "operator_code", "tag", "timezone", "created_at"]
+    list_display_links = ["id", "masked_phone"]
+    list_filter = ["operator_code", "tag", "timezone"]
+    fields = ["phone", "operator_code", "tag", "timezone", "attributes", "created_at", "updated_at"]
+    search_fields = ["phone", "tag", "=operator_code"]
+    readonly_fields = ["created_at", "updated_at"]
+    # The client table can be large: skip the second COUNT(*) over the unfiltered table.
+    show_full_result_count = False
 
     def get_urls(self):
         view = _refusing_large_bodies(self.admin_site.admin_view(self.import_view))
@@ -128,7 +132,7 @@ class ReconsentForm(forms.Form):
 
 
 @admin.register(OptOut)
-class OptOutAdmin(admin.ModelAdmin):
+class OptOutAdmin(PhoneMaskedAdmin):
     """Phones that receive nothing. Adding one here is source `admin` (optout_add ends its pending
     messages); removing one is a re-consent with a reason, on a page of its own, never a plain delete."""
 
@@ -139,10 +143,6 @@ class OptOutAdmin(admin.ModelAdmin):
     fields = ["phone", "reason", "source", "created_at", "created_by", "reconsent_link"]
     readonly_fields = ["source", "created_at", "created_by", "reconsent_link"]
     show_full_result_count = False
-
-    @admin.display(description="phone", ordering="phone")
-    def masked_phone(self, optout: OptOut) -> str:
-        return optout.masked_phone
 
     @admin.display(description="re-consent")
     def reconsent_link(self, optout: OptOut) -> str:

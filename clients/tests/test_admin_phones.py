@@ -6,6 +6,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from accounts.roles import OPERATORS, VIEWERS
+from clients.models import OptOut, OptOutSource
 from clients.tests.factories import ClientFactory
 from conftest import user_with_role
 
@@ -122,3 +123,16 @@ def test_who_may_change_clients_but_not_see_phones_edits_the_rest_and_keeps_the_
     assert response.status_code == 302
     stored.refresh_from_db()
     assert (stored.phone, stored.tag) == (PHONE, "renamed")
+
+
+def test_a_viewer_sees_opt_outs_masked_and_cannot_find_one_by_phone(staff_viewer):
+    optout = OptOut.objects.create(phone=PHONE, source=OptOutSource.API, reason="asked")
+    changelist = reverse("admin:clients_optout_changelist")
+
+    form = staff_viewer.get(reverse("admin:clients_optout_change", args=[optout.pk]))
+
+    assert form.status_code == 200
+    assert MASKED in form.content.decode() and PHONE not in form.content.decode()
+    assert list(staff_viewer.get(changelist, {"q": PHONE}).context["cl"].result_list) == []
+    assert staff_viewer.get(changelist, {"phone": PHONE}).status_code == 400
+    assert "masked_phone" not in staff_viewer.get(changelist).context["cl"].sortable_by
