@@ -9,19 +9,14 @@ cannot be reached, so that the provider keeps it and tries again.
 """
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from ops import metrics
-
+from .receipts import QUEUE_ERRORS, receipt_answered, receipt_deferred
 from .sending.receipts import QUEUE_DOWN, receipt_answer
-
-log = logging.getLogger(__name__)
 
 PROVIDER_PATH = "/receipts/{provider:[-a-zA-Z0-9_]+}/"  # the web's <slug:provider>
 
@@ -50,7 +45,7 @@ class QueueBatcher:
                 batch, self._waiting = self._waiting, []
                 try:
                     await self._client.rpush(self._key, *(item for item, _ in batch))
-                except (RedisError, OSError) as error:
+                except QUEUE_ERRORS as error:
                     _settle(batch, error)
                     continue
                 self.pushes += 1
@@ -85,16 +80,12 @@ def receipt_app(
         answer = receipt_answer(
             params, provider=provider, secret=secrets.get(provider) or None, received_at=clock()
         )
-        if answer.outcome:
-            metrics.RECEIPTS.labels(answer.outcome).inc()
-        if answer.status == 403:
-            log.warning("receipt for provider %s refused: %s", provider, answer.body["detail"])
+        receipt_answered(answer, provider)
         if answer.receipt is not None:
             try:
                 await queue.push(answer.receipt.encoded())
-            except (RedisError, OSError) as error:
-                metrics.RECEIPTS.labels("deferred").inc()
-                log.error("receipt for provider %s deferred: the queue is unreachable (%s)", provider, error)
+            except QUEUE_ERRORS as error:
+                receipt_deferred(provider, error)
                 return web.json_response(QUEUE_DOWN, status=503)
         return web.json_response(answer.body, status=answer.status)
 

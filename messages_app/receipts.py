@@ -14,11 +14,12 @@ import time
 
 import redis
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from ops import metrics
 
 from . import services
-from .sending.receipts import Receipt
+from .sending.receipts import Answer, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,25 @@ def receipt_secret(provider: str) -> str | None:
 @functools.cache
 def _queue(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+# What pushing to the receipt queue raises when Redis cannot be reached.
+QUEUE_ERRORS = (RedisError, OSError)
+
+
+def receipt_answered(answer: Answer, provider: str) -> None:
+    """Counts and logs what a receipt endpoint answered (the web's, the receipt server's), but for
+    the receipts the writer counts once written."""
+    if answer.outcome:
+        metrics.RECEIPTS.labels(answer.outcome).inc()
+    if answer.status == 403:
+        log.warning("receipt for provider %s refused: %s", provider, answer.body["detail"])
+
+
+def receipt_deferred(provider: str, error: Exception) -> None:
+    """A receipt answered 503 because the queue could not take it: its provider tries again."""
+    metrics.RECEIPTS.labels("deferred").inc()
+    log.error("receipt for provider %s deferred: the queue is unreachable (%s)", provider, error)
 
 
 def receipts_take(receipts: list[Receipt]) -> None:

@@ -6,13 +6,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from redis.exceptions import RedisError
 from rest_framework import viewsets
 
 from accounts.roles import VIEW_PHONE
 from clients.services import optout_from_provider
 from mailing_service.exports import csv_response
-from ops import metrics
 
 from . import receipts
 from .filters import MessageFilter
@@ -80,16 +78,12 @@ def receipt(request: HttpRequest, provider: str) -> JsonResponse:
     answer = receipt_answer(
         params, provider=provider, secret=receipts.receipt_secret(provider), received_at=time.time()
     )
-    if answer.outcome:
-        metrics.RECEIPTS.labels(answer.outcome).inc()
-    if answer.status == 403:
-        log.warning("receipt for provider %s refused: %s", provider, answer.body["detail"])
+    receipts.receipt_answered(answer, provider)
     if answer.receipt is not None:
         try:
             receipts.receipts_take([answer.receipt])
-        except RedisError as error:
-            metrics.RECEIPTS.labels("deferred").inc()
-            log.error("receipt for provider %s deferred: the queue is unreachable (%s)", provider, error)
+        except receipts.QUEUE_ERRORS as error:
+            receipts.receipt_deferred(provider, error)
             return JsonResponse(QUEUE_DOWN, status=503)
     return JsonResponse(answer.body, status=answer.status)
 
