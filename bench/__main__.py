@@ -19,11 +19,12 @@ removes at the end. Phases run in this order; `--skip NAME` leaves one out (or g
   failover   N clients over two providers (rows of equal weight) at --latency; at 30 % final the
              first refuses connections: time until all traffic is on the other, every message
              final, none lost, duplicates.
-  receipts   N clients through Kannel's sendsms; the fake posts each message's reports (final after
-             1 s +/- 0.5 s) to the bench's web while the send goes on: the send against the raw
-             client (probe API, same fake), the time from the last report posted until every
-             message is delivered or undelivered, reports posted / recorded, and the receipts/s of
-             one web process (a gunicorn of one sync worker, from a plain aiohttp client).
+  receipts   N clients through Kannel's sendsms; the fake posts each message's final report
+             (1 s +/- 0.5 s after acceptance) to one receipt server process while the send goes on:
+             the send against the raw client (probe API, same fake), the time from the last report
+             posted until every message is delivered or undelivered, reports posted / recorded, CPU
+             seconds by process, and the receipts/s of one receipt server and of one web process
+             (a gunicorn of one sync worker), from a plain aiohttp client.
   scaleout   one mailing on one worker node, then on two nodes (``-n a@%h``, ``-n b@%h``), at 500 ms.
   size       fan-out of N clients (provider down), worker memory, statistics p95 with the N
              messages in the database, database size per message.

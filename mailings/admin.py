@@ -6,11 +6,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from accounts.roles import EXEMPT_FROM_CAP
 from messages_app.selectors import PROGRESS_RATE_WINDOW, SENT_SINCE, attach_message_counts
 from messages_app.services import mailing_delete
 from ops.audit import AuditLogAdminMixin
 
-from .models import EXEMPT_FROM_CAP, AnyHourWithWindow, Mailing, MailingState, TestSend, window_to_save
+from .models import AnyHourWithWindow, Mailing, MailingState, TestSend, window_to_save
 from .placeholders import TemplateError, parse
 from .services import (
     EDITABLE_FIELDS,

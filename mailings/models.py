@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, Value
 from django.utils import timezone
 
+from accounts.roles import EXEMPT_FROM_CAP
 from clients.models import TAG_MAX_LENGTH, Client, ClientQuerySet, validate_operator_code
 
 from .placeholders import Template, parse
@@ -15,7 +16,6 @@ from .segments import Segments, sms_segments
 from .window import LocalWindow
 
 TEXT_MAX_LENGTH = 1000
-EXEMPT_FROM_CAP = "exempt_from_cap"  # the permission's codename
 FILTER_VALUES_MAX = 100  # values in one multi-value filter
 
 

@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
+from accounts.roles import EXEMPT_FROM_CAP
 from clients.models import TAG_MAX_LENGTH, validate_operator_code
 from mailing_service.api import (
     Conflict,
@@ -20,7 +21,6 @@ from messages_app.selectors import MESSAGE_COUNT_KEYS, WAITING
 from messages_app.serializers import MessageSerializer
 
 from .models import (
-    EXEMPT_FROM_CAP,
     FILTER_VALUES_MAX,
     TEXT_MAX_LENGTH,
     AnyHourWithWindow,

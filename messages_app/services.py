@@ -743,10 +743,6 @@ def provider_pauses(*, now: datetime) -> dict[str, datetime]:
     return dict(ProviderPause.objects.filter(paused_until__gt=now).values_list("provider", "paused_until"))
 
 
-def provider_paused_until(*, now: datetime, provider: str = SETTINGS_PROVIDER) -> datetime | None:
-    return provider_pauses(now=now).get(provider)
-
-
 def messages_wait_for_window(*, mailing_id: int, openings: Mapping[str, datetime], due_by: datetime) -> int:
     """Defer the mailing's messages due by `due_by` whose client is in a closed zone to that zone's
     next opening (`openings`, mailings.window): those of a zone whose window has just closed, or a

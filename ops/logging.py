@@ -66,9 +66,9 @@ def _escape(match: re.Match) -> str:
     return _NAMED_ESCAPES.get(character) or f"\\u{ord(character):04x}"
 
 
-def log_ids(*, mailing=None, message=None, client=None, optout=None) -> dict:
+def log_ids(*, mailing=None, message=None, client=None) -> dict:
     """`extra` for a pipeline line: log.info("...", extra=log_ids(mailing=1, message=2, client=3))."""
-    ids = {"mailing_id": mailing, "message_id": message, "client_id": client, "optout_id": optout}
+    ids = {"mailing_id": mailing, "message_id": message, "client_id": client}
     return {name: value for name, value in ids.items() if value is not None}
 
 

@@ -7,8 +7,9 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from accounts.roles import EXEMPT_FROM_CAP
 from clients.tests.factories import ClientFactory
-from mailings.models import EXEMPT_FROM_CAP, Mailing
+from mailings.models import Mailing
 from mailings.tests.factories import MailingFactory
 
 pytestmark = pytest.mark.django_db

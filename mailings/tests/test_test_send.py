@@ -192,7 +192,6 @@ def test_test_sends_go_through_the_provider_rows_and_their_routes(
 ):
     from providers.models import Provider
 
-    settings.TEST_SEND_WAIT = 0
     settings.PROVIDER_URL = "http://127.0.0.1:9/v1"  # unused once a provider row is enabled
     monkeypatch.setenv("TEST_SEND_PROVIDER_TOKEN", fake_provider_process.token)
     Provider.objects.create(

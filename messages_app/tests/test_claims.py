@@ -17,6 +17,7 @@ from messages_app import services
 from messages_app.models import Message
 from messages_app.sending.outcomes import Outcome, Result
 from messages_app.tests.factories import MessageFactory
+from providers.models import SETTINGS_PROVIDER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = Message.Status
@@ -140,9 +141,9 @@ def test_the_shared_pause_keeps_the_later_of_two_ends():
     kept = services.provider_pause(until=now + timedelta(seconds=30))
 
     assert kept == now + timedelta(seconds=60)
-    assert services.provider_paused_until(now=now) == now + timedelta(seconds=60)
+    assert services.provider_pauses(now=now).get(SETTINGS_PROVIDER) == now + timedelta(seconds=60)
     assert services.provider_pause(until=now + timedelta(seconds=90)) == now + timedelta(seconds=90)
-    assert services.provider_paused_until(now=now + timedelta(seconds=91)) is None
+    assert services.provider_pauses(now=now + timedelta(seconds=91)).get(SETTINGS_PROVIDER) is None
 
 
 def test_slots_bound_the_senders_of_a_mailing_and_a_dead_ones_slot_frees_after_its_lease(settings):

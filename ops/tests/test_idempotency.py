@@ -85,7 +85,6 @@ def test_a_retried_resend_creates_one_mailing(api_client):
 
 
 def test_a_retried_test_send_sends_once(api_client, settings, monkeypatch):
-    settings.TEST_SEND_WAIT = 0
     monkeypatch.setattr("ops.enqueue.current_app.send_task", lambda name, args: None)
     mailing, client = MailingFactory(), ClientFactory()
     url = f"/api/v1/mailings/{mailing.pk}/test/"

@@ -346,8 +346,8 @@ def test_a_refused_token_pauses_that_provider_alone():
 
     assert report[Outcome.SENT] == 300 and report[Outcome.FAILED] == 0
     assert len(a.requests) <= 20  # what was in flight when the first 401 came, and no more
-    assert services.provider_paused_until(now=clock.now(), provider="a") > clock.now() + timedelta(seconds=30)
-    assert services.provider_paused_until(now=clock.now(), provider="b") is None
+    assert services.provider_pauses(now=clock.now()).get("a") > clock.now() + timedelta(seconds=30)
+    assert services.provider_pauses(now=clock.now()).get("b") is None
     assert set(Message.objects.filter(mailing=mailing).values_list("provider", flat=True)) == {"b"}
 
 

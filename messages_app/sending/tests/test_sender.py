@@ -37,6 +37,7 @@ from messages_app.sending.transports.base import (
 )
 from messages_app.sending.transports.probe import ProbeTransport
 from messages_app.tests.factories import MessageFactory
+from providers.models import SETTINGS_PROVIDER
 
 from .fakes import Script, ScriptedTransport, accept_at_once, providers_of, soon, spec
 
@@ -213,7 +214,9 @@ def test_consecutive_failures_open_the_breaker_for_every_sender(transport, clock
     sender(transport, clock, concurrency=1, breaker_threshold=5).run(seconds=2.5)
 
     assert len(transport.requests) == 5  # then the breaker held the rest back
-    assert services.provider_paused_until(now=clock.now()) > clock.now() + timedelta(seconds=20)
+    assert services.provider_pauses(now=clock.now()).get(SETTINGS_PROVIDER) > clock.now() + timedelta(
+        seconds=20
+    )
     assert statuses(mailing) == {Status.PENDING: 30}
     assert Message.objects.filter(mailing=mailing, attempts=0).count() >= 25
 
@@ -228,7 +231,7 @@ def test_refused_token_pauses_sending_and_marks_nothing_failed(transport, clock)
     assert statuses(mailing) == {Status.PENDING: 12}
     assert report[Outcome.FAILED] == 0
     assert len(transport.requests) <= 4  # at most the requests already in flight
-    paused_until = services.provider_paused_until(now=clock.now())
+    paused_until = services.provider_pauses(now=clock.now()).get(SETTINGS_PROVIDER)
     assert paused_until is not None and paused_until > clock.now() + timedelta(seconds=50)
     assert not Message.objects.filter(mailing=mailing, attempts__gt=0).exists()
 
@@ -547,7 +550,7 @@ def test_429_gives_the_message_back_untouched_and_never_trips_the_breaker(transp
     assert statuses(mailing) == {Status.SENT: 20}
     assert report[Outcome.THROTTLED] == 40
     assert report[Outcome.RETRY] == report[Outcome.FAILED] == 0
-    assert services.provider_paused_until(now=clock.now()) is None
+    assert services.provider_pauses(now=clock.now()).get(SETTINGS_PROVIDER) is None
     # Two 429s each, and the attempt of each given back: one attempt counted, the accepted one.
     assert len(transport.requests) == 60
     assert set(Message.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
@@ -573,7 +576,7 @@ def test_the_pace_learns_the_providers_rate_from_its_429s(transport, clock):
     report = run_until_idle(transport, clock, pacer=pacer, concurrency=50, breaker_threshold=5)
 
     assert statuses(mailing) == {Status.SENT: 150}
-    assert services.provider_paused_until(now=clock.now()) is None
+    assert services.provider_pauses(now=clock.now()).get(SETTINGS_PROVIDER) is None
     assert pacer.learned.rate is not None and pacer.learned.rate < 70
     # The earliest round trips meet 429s; once the rate is learned they are rare.
     assert report[Outcome.THROTTLED] < 150
