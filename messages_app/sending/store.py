@@ -67,7 +67,7 @@ class DeliverySpeed:
 class SenderView:
     """What the sender learns at each refresh."""
 
-    sendable: list[tuple[int, Template, datetime]]  # (id, text, end) of each mailing it may send for
+    sendable: list[tuple[int, Template, datetime]]  # (id, text template, end) of each mailing it may send for
     held: set[int]  # the mailings it holds a slot of: only for these may it claim
     ends: dict[int, datetime]  # the ends of its mailings with requests in flight
     pauses: dict[str, float]  # provider name -> wall-clock seconds of its shared pause still in force

@@ -123,7 +123,7 @@ def test_receipts_that_come_together_go_to_the_queue_in_a_few_pushes(receipt_que
 
     assert {status for status, _ in answers} == {202}
     assert sorted(receipt.message_id for receipt in queued()) == sorted(message.pk for message in messages)
-    assert pushes < len(messages) / 2
+    assert pushes <= len(messages) / 10  # a push per receipt would be 300
 
 
 def test_while_the_queue_is_away_a_receipt_is_answered_503_for_the_provider_to_try_again(receipt_settings):
