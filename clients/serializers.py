@@ -168,7 +168,8 @@ class ClientBulkSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         min_length=1,
         max_length=settings.CLIENT_BULK_MAX_ITEMS,
         help_text="Up to CLIENT_BULK_MAX_ITEMS objects, each naming `phone` and any of `operator_code`, "
-        "`tag`, `timezone` (strings): the fields named change, the others stay.",
+        "`tag`, `timezone` and `attr_<name>` (strings; an empty `attr_<name>` removes that personal "
+        "field): the fields named change, the others stay.",
     )
 
 

@@ -359,9 +359,10 @@ def messages_record(*, results: list[Result], now: datetime) -> int:
 
 
 def _provider_message_ids_record(fenced: QuerySet, group: list[Result]) -> None:
-    """The provider's own ids of accepted messages, where its API gives them: one UPDATE for all."""
+    """The provider's own ids of accepted messages, where its API gives them (cut to the column's
+    length by the delivery): one UPDATE for all."""
     named = [
-        Message(id=result.id, provider_message_id=result.provider_message_id[:64])
+        Message(id=result.id, provider_message_id=result.provider_message_id)
         for result in group
         if result.provider_message_id
     ]

@@ -14,7 +14,10 @@ from clients.services import ImportBatchFailed, ImportRefused, clients_import
 
 
 class Command(BaseCommand):
-    help = "Creates or updates clients from a CSV file (header: phone, any of operator_code, tag, timezone)."
+    help = (
+        "Creates or updates clients from a CSV file "
+        "(header: phone, any of operator_code, tag, timezone and attr_<name> personal fields)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="the CSV file")
