@@ -65,11 +65,15 @@ def keep_mailing_window_in_order(case) -> None:
 
 def keep_local_window_whole(case) -> None:
     """The local window's rules JSON Schema cannot say either: both ends or neither, different
-    ends, and a mailing long enough for the window to open (refused with 400, tested in
-    mailings/tests). A body that would break them is sent without a window instead."""
+    ends, a mailing long enough for the window to open, and no window beside send_at_any_hour true
+    (refused with 400, tested in mailings/tests). A body that would break them is sent without a
+    window instead."""
     if (found := _positive_mailing_body(case)) is None:
         return
     body, stored = found
+    if body.get("send_at_any_hour"):
+        body.update(local_window_start=None, local_window_end=None)
+        return
     ends = [
         _time(body[key]) if key in body else (stored and getattr(stored, key))
         for key in ("local_window_start", "local_window_end")
