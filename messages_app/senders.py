@@ -122,6 +122,7 @@ def gate_for(spec: ProviderSpec, clock: Clock) -> ProviderGate:
             redis_key=RATE_LIMIT_KEY if settings_provider else f"{RATE_LIMIT_KEY}:{spec.name}",
             file_path=bucket_file,
             clock=clock.monotonic,
+            wall=clock.wall,
         ),
     )
 

@@ -7,6 +7,13 @@ the latency climbs with it, the provider is queueing our requests (its knee): th
 backs off when the latency has grown by half (as TCP Vegas and Netflix's gradient limit compare with
 the lowest recent latency). A 429, a timeout or a 5xx backs it off as well.
 
+Senders sharing a provider each see the queue the others add, which one sender cannot tell from the
+provider's own latency: each would take it for the provider's and rebase, and their limits would
+ratchet up together. So at the same moments of the wall clock every sender drops its limit to the
+minimum until requests sent after have been answered: together they drain the provider's queue, and
+the mean latency of those answers is the provider's own (BBR's ProbeRTT). The baseline is held
+between it and REBASE_AT_MOST times it until the next probe.
+
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
 by a tenth every second without one. It stays None (no rate limit) until the first 429.
@@ -44,6 +51,17 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 # see whether the latency follows (our own queue: back to where it was) or not (the latency is not
 # ours, e.g. a machine busy with something else, and becomes the new baseline).
 STRETCH_AFTER_HELD = 4
+# A probe costs about one round trip at the minimum: one every PROBE_EVERY seconds, or every
+# PROBE_ROUND_TRIPS of the fastest round trips seen when those are longer, the period doubled until it
+# is. Senders that measure nearly the same latency then pick the same period, and the moments of a
+# longer period are moments of the shorter too.
+PROBE_EVERY = 5.0
+PROBE_ROUND_TRIPS = 100
+# The baseline is held at most this many times the last probe's latency: a rebase (a stretch, or cuts
+# that did not bring the latency down) past it waits for the next probe to say whether it is the
+# provider's. Not tighter: where the provider shares our CPU, its latency grows long before its
+# throughput stops growing (`make bench`, latency phase at 50 ms).
+REBASE_AT_MOST = 1.75
 
 
 class InFlightLimit:
@@ -51,14 +69,24 @@ class InFlightLimit:
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
     up to `maximum` while latency stays near its baseline."""
 
-    def __init__(self, *, initial: int, minimum: int, maximum: int, clock: TimeSource = time.monotonic):
+    def __init__(
+        self,
+        *,
+        initial: int,
+        minimum: int,
+        maximum: int,
+        clock: TimeSource = time.monotonic,
+        wall: TimeSource | None = None,
+    ):
+        """`wall`: a clock every sender agrees on, for the moments of the probes (`clock` if not given)."""
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self.slow_start_until = float(min(maximum, max(minimum, initial)))
         self.value = float(max(minimum, int(self.slow_start_until * SLOW_START_SHARE)))
-        self._clock = clock
+        self._clock, self._wall = clock, wall or clock
         self.baseline: float | None = None  # the lowest mean latency of a round trip
+        self.fastest: float | None = None  # the lowest ever, which sets the probes' period
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
         self._growing = True  # the last round trip's latency was near the baseline, or a stretch grows it
@@ -68,6 +96,9 @@ class InFlightLimit:
         self._cuts_in_a_row = 0
         self._worst_since_cuts = 0.0  # the highest round trip latency since the first of those cuts
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
+        self._probe: _Probe | None = None
+        self._probed: float | None = None  # the last probe's latency
+        self._probed_at = self._probe_moment()  # the last probe's moment (a multiple of its period)
 
     @property
     def limit(self) -> int:
@@ -75,6 +106,13 @@ class InFlightLimit:
 
     def on_answer(self, latency: float, *, in_flight: int) -> None:
         """An answer came back in time (accepted or refused): latency says whether it queued."""
+        if self._probe is not None:
+            self._probing(latency, in_flight)
+            return
+        if self.baseline is not None and (moment := self._probe_moment()) > self._probed_at:
+            self._probed_at, self._probe = moment, _Probe(self.value)
+            self.value = float(self.minimum)
+            return
         if self._round_trip is None:
             # About one round trip of answers when the limit is in use.
             self._round_trip = _RoundTrip(max(MIN_ROUND_TRIP_ANSWERS, self.limit))
@@ -104,10 +142,41 @@ class InFlightLimit:
             self._cut_until = now + (self.latency or 0.0)
             self._decrease()
 
+    def _probe_moment(self) -> float:
+        """The latest moment of the probes' period, on the clock every sender reads."""
+        period = PROBE_EVERY
+        while self.fastest is not None and period < PROBE_ROUND_TRIPS * self.fastest:
+            period *= 2
+        return self._wall() // period * period
+
+    def _probing(self, latency: float, in_flight: int) -> None:
+        """During a probe: once no more than the minimum is in flight, the answers to requests sent
+        after tell the latency with no queue of ours."""
+        probe, now = self._probe, self._clock()
+        assert probe is not None
+        if probe.drained_at is None:
+            if in_flight <= self.minimum:
+                probe.drained_at = now
+            return
+        if now - latency < probe.drained_at:
+            return  # sent before the queue was drained
+        probe.answers.add(latency)
+        if probe.answers.answers < probe.answers.size:
+            return
+        self._probe = None
+        self._probed = probed = probe.answers.mean
+        # No lower than the probe (the provider's own), no higher than a rebase may set it.
+        self.baseline = min(max(self.baseline or probed, probed), probed * REBASE_AT_MOST)
+        self.fastest = min(self.fastest or probed, probed)
+        self.value = probe.value_before
+        self._round_trip, self._stretch = None, None
+        self._held_in_a_row = self._cuts_in_a_row = 0
+
     def _judge(self, round_trip: "_RoundTrip") -> None:
         """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
         latency = self.latency = round_trip.mean
         self.baseline = min(self.baseline or latency, latency)
+        self.fastest = min(self.fastest or latency, latency)
         if self._stretch is not None:
             self._judge_stretch(self._stretch, latency)
             return
@@ -140,7 +209,7 @@ class InFlightLimit:
         if latency > latency_before * (1 + grown / 4):
             self.value = value_before  # the latency followed what was in flight: our own queue
         else:
-            self.baseline = latency
+            self._rebase(latency)
             self._growing = True
 
     def _back_off_from_queueing(self, latency: float) -> None:
@@ -151,12 +220,28 @@ class InFlightLimit:
             self._cuts_in_a_row >= REBASE_AFTER_CUTS
             and latency >= self._worst_since_cuts * REBASE_IF_LATENCY_KEPT
         ):
-            self.baseline = latency
+            self._rebase(latency)
             self._cuts_in_a_row = 0
 
+    def _rebase(self, latency: float) -> None:
+        if self._probed is not None:
+            latency = min(latency, self._probed * REBASE_AT_MOST)
+        self.baseline = latency
+
     def _decrease(self) -> None:
+        if self._probe is not None:
+            self._probe.value_before = max(self.minimum, self._probe.value_before * BACKOFF)
         self.value = max(self.minimum, self.value * BACKOFF)
         self.slow_start_until = 0.0
+
+
+class _Probe:
+    __slots__ = ("value_before", "drained_at", "answers")
+
+    def __init__(self, value_before: float):
+        self.value_before = value_before  # the limit to come back to
+        self.drained_at: float | None = None  # when no more than the minimum was in flight
+        self.answers = _RoundTrip(MIN_ROUND_TRIP_ANSWERS)
 
 
 class _RoundTrip:

@@ -43,11 +43,13 @@ def pacer_for(
     file_path: Path,
     redis_key: str = RATE_LIMIT_KEY,
     clock: TimeSource = time.monotonic,
+    wall: TimeSource = time.time,
 ) -> "Pacer":
     """A pacer with the adaptive in-flight limit and, when `rate` is set, the rate shared by every
     sender: in Redis at `redis_url`, else in the file (the processes of one machine). `clock` times
-    this process's pace; the shared buckets keep the time their sharers agree on (Redis's, the wall's)."""
-    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum, clock=clock)
+    this process's pace, `wall` the moments of its probes; the shared buckets keep the time their
+    sharers agree on (Redis's, the wall's)."""
+    limit = InFlightLimit(initial=initial, minimum=minimum, maximum=maximum, clock=clock, wall=wall)
     if not rate:
         return Pacer(limit=limit, clock=clock)
     burst = max(1.0, rate * SHARED_BURST_SECONDS)
@@ -100,8 +102,8 @@ class Pacer:
     @property
     def backlog(self) -> int:
         """Messages worth holding claimed: what goes out over the next round trip (latency × rate)
-        and a little more to feed it, never more than twice the in-flight limit. A message claimed
-        waits behind those claimed before it, so a new mailing waits behind the backlog."""
+        and a little more to feed it until the next claims. A message claimed waits behind those
+        claimed before it, so a new mailing waits behind the backlog."""
         limit, round_trip = self.limit.limit, self.limit.latency
         if not round_trip:  # no answer yet
             return limit
@@ -111,7 +113,7 @@ class Pacer:
             # can grow, down to the floor of the in-flight limit.
             rate = min(rate, 2 * max(self.learned.recent_rate(), self.limit.minimum / round_trip))
         wanted = rate * (round_trip + 2 * FEED_SECONDS)
-        return max(self.limit.minimum, min(2 * limit, math.ceil(wanted)))
+        return max(self.limit.minimum, math.ceil(wanted))
 
     async def acquire(self) -> None:
         """Wait until a request may start. Cancelled, it holds nothing."""

@@ -1,7 +1,7 @@
-"""The pace against a model of a provider, on a fake clock: one sender claims what its pacer's backlog
-says (as `ProviderGate.capacity` does), sends when the pacer lets it, and the provider's latency
-follows what is in flight: a queue served at a fixed capacity, then the provider's own latency,
-uniform between half and one and a half of its mean."""
+"""The pace against a model of a provider, on a fake clock: each sender claims what its pacer's
+backlog says (as `ProviderGate.capacity` does), sends when the pacer lets it, and the provider's
+latency follows what is in flight: a queue served at a fixed capacity, then the provider's own
+latency, uniform between half and one and a half of its mean."""
 
 import asyncio
 import heapq
@@ -40,8 +40,13 @@ class Provider:
 @dataclass
 class Run:
     answers: list[float]  # when each answer came
-    in_flight: list[tuple[float, int]]  # sampled at every claim
-    pacer: Pacer
+    in_flight: list[tuple[float, int]]  # sampled every CLAIM_EVERY, all senders together
+    pacers: list[Pacer]
+
+    @property
+    def pacer(self) -> Pacer:
+        (pacer,) = self.pacers
+        return pacer
 
     def rate(self, start: float, end: float) -> float:
         return sum(start <= at < end for at in self.answers) / (end - start)
@@ -50,29 +55,44 @@ class Run:
         return [count for at, count in self.in_flight if start <= at < end]
 
 
-def simulate(provider: Provider, *, seconds: float) -> Run:
+def simulate(provider: Provider, *, seconds: float, senders: int = 1) -> Run:
+    """`senders` share the provider, each with its own pacer, claiming at moments of their own."""
     clock = FakeClock(start=0.0)
-    limit = InFlightLimit(initial=INITIAL, minimum=MINIMUM, maximum=MAXIMUM, clock=clock)
-    pacer = Pacer(limit=limit, clock=clock, sleep=clock.sleep)
-    run = Run(answers=[], in_flight=[], pacer=pacer)
-    pending: list[tuple[float, float]] = []  # (answer at, sent at)
+    pacers = [
+        Pacer(
+            limit=InFlightLimit(initial=INITIAL, minimum=MINIMUM, maximum=MAXIMUM, clock=clock),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        for _ in range(senders)
+    ]
+    run = Run(answers=[], in_flight=[], pacers=pacers)
+    pending: list[tuple[float, int, float, int]] = []  # (answer at, request, sent at, sender)
+    claimed = [0] * senders  # each sender's tasks: waiting for a slot, or in flight
+    next_claim = [CLAIM_EVERY * index / senders for index in range(senders)]
+    next_sample = 0.0
 
     async def send_all() -> None:
-        claimed = 0  # the sender's tasks: waiting for a slot, or in flight
-        next_claim = 0.0
+        nonlocal next_sample
+        requests = 0
         while clock() < seconds:
-            if clock() >= next_claim:
-                claimed = max(claimed, min(MAXIMUM, pacer.backlog))
-                run.in_flight.append((clock(), pacer.in_flight))
-                next_claim += CLAIM_EVERY
-            while claimed > pacer.in_flight < pacer.limit.limit:
-                await pacer.acquire()
-                heapq.heappush(pending, (provider.answer_at(clock()), clock()))
-            clock.move_to(min(next_claim, pending[0][0]) if pending else next_claim)
+            if clock() >= next_sample:
+                run.in_flight.append((clock(), sum(pacer.in_flight for pacer in pacers)))
+                next_sample += CLAIM_EVERY
+            for index, pacer in enumerate(pacers):
+                if clock() >= next_claim[index]:
+                    claimed[index] = max(claimed[index], min(MAXIMUM, pacer.backlog))
+                    next_claim[index] += CLAIM_EVERY
+                while claimed[index] > pacer.in_flight < pacer.limit.limit:
+                    await pacer.acquire()
+                    requests += 1
+                    heapq.heappush(pending, (provider.answer_at(clock()), requests, clock(), index))
+            moments = [*next_claim, next_sample] + ([pending[0][0]] if pending else [])
+            clock.move_to(min(moments))
             while pending and pending[0][0] <= clock():
-                answered, sent = heapq.heappop(pending)
-                pacer.report(ProviderAnswer.ACCEPTED, latency=answered - sent)
-                claimed -= 1
+                answered, _, sent, index = heapq.heappop(pending)
+                pacers[index].report(ProviderAnswer.ACCEPTED, latency=answered - sent)
+                claimed[index] -= 1
                 run.answers.append(answered)
 
     asyncio.run(send_all())
@@ -133,3 +153,18 @@ def test_latency_that_grows_whatever_is_in_flight_becomes_the_new_baseline():
 
     assert run.pacer.limit.baseline == pytest.approx(0.7, rel=0.1)
     assert run.rate(15, 20) >= 0.85 * MAXIMUM / 0.7  # back at its ceiling
+
+
+@pytest.mark.parametrize("senders", [2, 4])
+def test_senders_sharing_a_saturated_provider_hold_what_its_rate_needs_together(senders):
+    provider = Provider(latency=0.05, capacity=2500)  # its knee: 125 in flight
+
+    run = simulate(provider, seconds=60, senders=senders)
+
+    assert run.rate(10, 60) >= 0.95 * provider.capacity
+    held = run.in_flight_between(10, 60)
+    # Each sender alone would take the queue the others add for the provider's latency and rebase on
+    # it: without the probes they ratchet up together, to a mean of 12 to 16 times the knee here and
+    # most of their ceilings.
+    assert sum(held) / len(held) <= 8 * provider.knee
+    assert max(held) <= 0.6 * senders * MAXIMUM

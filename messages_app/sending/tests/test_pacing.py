@@ -6,7 +6,16 @@ from collections.abc import Callable
 
 import pytest
 
-from messages_app.sending.adaptive import GROWTH_PER_ANSWER, STRETCH_AFTER_HELD, InFlightLimit, LearnedRate
+from messages_app.sending.adaptive import (
+    GROWTH_PER_ANSWER,
+    MIN_ROUND_TRIP_ANSWERS,
+    PROBE_EVERY,
+    REBASE_AFTER_CUTS,
+    REBASE_AT_MOST,
+    STRETCH_AFTER_HELD,
+    InFlightLimit,
+    LearnedRate,
+)
 from messages_app.sending.outcomes import ProviderAnswer
 from messages_app.sending.pacing import Pacer, pacer_for
 from messages_app.sending.ratelimit import FileBucket, RedisBucket
@@ -176,6 +185,97 @@ def test_latency_that_falls_with_the_cuts_is_our_own_queue_and_keeps_its_baselin
         answered_at(adaptive, 0.5 * adaptive.limit / 100, adaptive.limit, in_flight=10)
 
     assert adaptive.baseline == pytest.approx(0.05)
+
+
+def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float) -> None:
+    """The next probe moment comes; the requests in flight then drain, and those sent after answer."""
+    clock.advance(PROBE_EVERY)
+    adaptive.on_answer(latency, in_flight=adaptive.limit)  # the first answer after the moment
+    adaptive.on_answer(latency, in_flight=adaptive.minimum)  # drained
+    clock.advance(latency)
+    answered_at(adaptive, latency, MIN_ROUND_TRIP_ANSWERS, in_flight=adaptive.minimum)
+
+
+def test_at_a_probe_moment_the_limit_drops_to_its_floor_until_requests_sent_after_have_answered():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)  # the fastest round trip sets the probes' period
+    answered_at(adaptive, 0.3, 100)  # queued behind other senders' requests
+    before = adaptive.limit
+
+    clock.advance(PROBE_EVERY)
+    adaptive.on_answer(0.3, in_flight=100)
+    assert adaptive.limit == adaptive.minimum
+    answered_at(adaptive, 0.3, 50, in_flight=60)  # still draining
+    adaptive.on_answer(0.3, in_flight=adaptive.minimum)
+    answered_at(adaptive, 0.3, 50, in_flight=adaptive.minimum)  # sent before it was drained
+    assert adaptive.limit == adaptive.minimum
+    clock.advance(0.05)
+    answered_at(adaptive, 0.05, MIN_ROUND_TRIP_ANSWERS - 1, in_flight=adaptive.minimum)
+    assert adaptive.limit == adaptive.minimum
+
+    adaptive.on_answer(0.05, in_flight=adaptive.minimum)
+
+    assert adaptive.limit == before
+    assert adaptive.baseline == pytest.approx(0.05)  # the provider's own latency, with no queue of ours
+
+
+def test_a_probe_sets_the_baseline_even_higher_when_the_provider_is_slower_for_good():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)
+
+    probe(clock, adaptive, 0.3)
+
+    assert adaptive.baseline == pytest.approx(0.3)
+
+
+def test_a_probe_brings_a_ratcheted_baseline_down_near_its_latency_and_keeps_one_within():
+    clock = FakeClock(start=1001.0)
+    ratcheted, within = limit(clock), limit(clock)
+    answered_at(ratcheted, 0.04, 100)
+    answered_at(within, 0.045, 100)
+    while ratcheted.baseline < 0.5:  # cut after cut, the latency not falling: rebased on it
+        answered_at(ratcheted, 0.5, ratcheted.limit, in_flight=10)
+
+    probe(clock, ratcheted, 0.04)
+    probe(clock, within, 0.04)
+
+    assert ratcheted.baseline == pytest.approx(0.04 * REBASE_AT_MOST)
+    assert within.baseline == pytest.approx(0.045)
+
+
+def test_senders_started_apart_probe_at_the_same_moments_of_the_wall_clock():
+    clock = FakeClock(start=1001.0)
+    first = limit(clock)
+    answered_at(first, 0.04, 100)
+    clock.advance(2.5)
+    second = limit(clock)
+    answered_at(second, 0.04, 100)
+    probing_since = {}
+
+    for _ in range(100):
+        clock.advance(0.1)
+        for name, adaptive in (("first", first), ("second", second)):
+            adaptive.on_answer(0.04, in_flight=adaptive.limit)
+            if adaptive.limit == adaptive.minimum:
+                probing_since.setdefault(name, clock())
+
+    assert probing_since["first"] == probing_since["second"] == pytest.approx(1005.0)
+
+
+def test_a_rebase_goes_no_higher_than_a_little_over_the_last_probe():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)
+    probe(clock, adaptive, 0.04)
+
+    for _ in range(REBASE_AFTER_CUTS):  # cut after cut, and the latency does not fall
+        answered_at(adaptive, 0.5, adaptive.limit, in_flight=10)
+
+    assert adaptive.baseline == pytest.approx(0.04 * REBASE_AT_MOST)
+    probe(clock, adaptive, 0.5)  # the next probe says whether it is the provider's
+    assert adaptive.baseline == pytest.approx(0.5)
 
 
 def test_learned_rate_is_none_until_the_first_429_then_nine_tenths_of_what_was_accepted():
@@ -366,8 +466,8 @@ def test_a_pacer_given_a_learned_rate_paces_from_its_first_request():
     assert asyncio.run(scenario()) == pytest.approx(2.0, rel=0.1)
 
 
-@pytest.mark.parametrize(("latency", "backlog"), [(5.0, 220), (0.5, 400), (0.05, 400)])
-def test_backlog_is_a_round_trip_of_sends_and_a_little_more_at_most_twice_the_limit(latency, backlog):
+@pytest.mark.parametrize(("latency", "backlog"), [(5.0, 220), (0.5, 400), (0.05, 2200)])
+def test_backlog_is_a_round_trip_of_sends_and_the_feed_until_the_next_claims(latency, backlog):
     clock = FakeClock()
     paced = pacer(clock, initial=200)
     assert paced.backlog == 200  # before any answer: what may start now
