@@ -52,9 +52,9 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 # ours, e.g. a machine busy with something else, and becomes the new baseline).
 STRETCH_AFTER_HELD = 4
 # A probe costs about one round trip at the minimum: one every PROBE_EVERY seconds, or every
-# PROBE_ROUND_TRIPS of the fastest round trips seen when those are longer, the period doubled until it
-# is. Senders that measure nearly the same latency then pick the same period, and the moments of a
-# longer period are moments of the shorter too.
+# PROBE_ROUND_TRIPS round trips (the last probe's, or a faster one since) when those are longer, the
+# period doubled until it is. Senders that measure nearly the same latency then pick the same period, and
+# the moments of a longer period are moments of the shorter too.
 PROBE_EVERY = 5.0
 PROBE_ROUND_TRIPS = 100
 # The baseline is held at most this many times the last probe's latency: a rebase (a stretch, or cuts
@@ -86,7 +86,6 @@ class InFlightLimit:
         self.value = float(max(minimum, int(self.slow_start_until * SLOW_START_SHARE)))
         self._clock, self._wall = clock, wall or clock
         self.baseline: float | None = None  # the lowest mean latency of a round trip
-        self.fastest: float | None = None  # the lowest ever, which sets the probes' period
         self.latency: float | None = None  # the mean latency of the last round trip (so far, the first)
         self._round_trip: _RoundTrip | None = None  # begins with its first answer
         self._growing = True  # the last round trip's latency was near the baseline, or a stretch grows it
@@ -98,6 +97,7 @@ class InFlightLimit:
         self._cut_until = 0.0  # one decrease per round trip: answers already in flight say the same
         self._probe: _Probe | None = None
         self._probed: float | None = None  # the last probe's latency
+        self._lowest: float | None = None  # the lowest since: it sets the probes' period
         self._probed_at = self._probe_moment()  # the last probe's moment (a multiple of its period)
 
     @property
@@ -145,7 +145,7 @@ class InFlightLimit:
     def _probe_moment(self) -> float:
         """The latest moment of the probes' period, on the clock every sender reads."""
         period = PROBE_EVERY
-        while self.fastest is not None and period < PROBE_ROUND_TRIPS * self.fastest:
+        while self._lowest is not None and period < PROBE_ROUND_TRIPS * self._lowest:
             period *= 2
         return self._wall() // period * period
 
@@ -164,10 +164,9 @@ class InFlightLimit:
         if probe.answers.answers < probe.answers.size:
             return
         self._probe = None
-        self._probed = probed = probe.answers.mean
+        self._probed = self._lowest = probed = probe.answers.mean
         # No lower than the probe (the provider's own), no higher than a rebase may set it.
         self.baseline = min(max(self.baseline or probed, probed), probed * REBASE_AT_MOST)
-        self.fastest = min(self.fastest or probed, probed)
         self.value = probe.value_before
         self._round_trip, self._stretch = None, None
         self._held_in_a_row = self._cuts_in_a_row = 0
@@ -176,7 +175,7 @@ class InFlightLimit:
         """Once per round trip: may grow, hold or back off, by its mean latency against the baseline."""
         latency = self.latency = round_trip.mean
         self.baseline = min(self.baseline or latency, latency)
-        self.fastest = min(self.fastest or latency, latency)
+        self._lowest = min(self._lowest or latency, latency)
         if self._stretch is not None:
             self._judge_stretch(self._stretch, latency)
             return

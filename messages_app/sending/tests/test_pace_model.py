@@ -165,6 +165,7 @@ def test_senders_sharing_a_saturated_provider_hold_what_its_rate_needs_together(
     held = run.in_flight_between(10, 60)
     # Each sender alone would take the queue the others add for the provider's latency and rebase on
     # it: without the probes they ratchet up together, to a mean of 12 to 16 times the knee here and
-    # most of their ceilings.
-    assert sum(held) / len(held) <= 8 * provider.knee
+    # most of their ceilings. Between two probes the baseline may still rise to REBASE_AT_MOST times
+    # the probe's, and the more senders, the faster it does.
+    assert sum(held) / len(held) <= 10 * provider.knee
     assert max(held) <= 0.6 * senders * MAXIMUM
