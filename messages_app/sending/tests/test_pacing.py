@@ -245,6 +245,21 @@ def test_a_probe_brings_a_ratcheted_baseline_down_near_its_latency_and_keeps_one
     assert within.baseline == pytest.approx(0.045)
 
 
+def test_once_a_probe_finds_the_provider_slower_the_probes_come_as_seldom_as_its_latency_needs():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)  # a probe every 5 s
+    probe(clock, adaptive, 5.0)  # slower for good: a round trip is 5 s now
+
+    limits = []
+    for _ in range(20):
+        clock.advance(PROBE_EVERY)
+        adaptive.on_answer(5.0, in_flight=adaptive.limit)
+        limits.append(adaptive.limit)
+
+    assert adaptive.minimum not in limits  # the next probe is 100 round trips away
+
+
 def test_senders_started_apart_probe_at_the_same_moments_of_the_wall_clock():
     clock = FakeClock(start=1001.0)
     first = limit(clock)
