@@ -98,7 +98,8 @@ class InFlightLimit:
         self._probe: _Probe | None = None
         self._probed: float | None = None  # the last probe's latency
         self._lowest: float | None = None  # the lowest since: it sets the probes' period
-        self._probed_at = self._probe_moment()  # the last probe's moment (a multiple of its period)
+        self._probe_soon = False  # a rebase met the bound: probe at the next moment of the shortest period
+        self._probed_at, _ = self._probe_moment()  # the last probe's moment (a multiple of its period)
 
     @property
     def limit(self) -> int:
@@ -109,10 +110,14 @@ class InFlightLimit:
         if self._probe is not None:
             self._probing(latency, in_flight)
             return
-        if self.baseline is not None and (moment := self._probe_moment()) > self._probed_at:
-            self._probed_at, self._probe = moment, _Probe(self.value)
-            self.value = float(self.minimum)
-            return
+        if self.baseline is not None:
+            moment, period = self._probe_moment()
+            if moment > self._probed_at:
+                self._probed_at = moment
+                # Senders a little apart in latency may pick periods a step apart: only at a moment
+                # of twice the period are all of them surely probing together.
+                self._start_probe(shared=moment % (2 * period) == 0)
+                return
         if self._round_trip is None:
             # About one round trip of answers when the limit is in use.
             self._round_trip = _RoundTrip(max(MIN_ROUND_TRIP_ANSWERS, self.limit))
@@ -142,12 +147,12 @@ class InFlightLimit:
             self._cut_until = now + (self.latency or 0.0)
             self._decrease()
 
-    def _probe_moment(self) -> float:
-        """The latest moment of the probes' period, on the clock every sender reads."""
+    def _probe_moment(self) -> tuple[float, float]:
+        """The latest moment of the probes' period, on the clock every sender reads, and the period."""
         period = PROBE_EVERY
-        while self._lowest is not None and period < PROBE_ROUND_TRIPS * self._lowest:
+        while not self._probe_soon and self._lowest is not None and period < PROBE_ROUND_TRIPS * self._lowest:
             period *= 2
-        return self._wall() // period * period
+        return self._wall() // period * period, period
 
     def _probing(self, latency: float, in_flight: int) -> None:
         """During a probe: once no more than the minimum is in flight, the answers to requests sent
@@ -163,9 +168,12 @@ class InFlightLimit:
         probe.answers.add(latency)
         if probe.answers.answers < probe.answers.size:
             return
-        self._probe = None
-        self._probed = self._lowest = probed = probe.answers.mean
-        # No lower than the probe (the provider's own), no higher than a rebase may set it.
+        self._probe, measured = None, probe.answers.mean
+        # A probe maybe alone met the others' queue: it may say the provider is faster, not slower.
+        if probe.shared or self._probed is None:
+            self._probed = measured
+        self._probed = self._lowest = probed = min(self._probed, measured)
+        # No lower than the provider's own latency, no higher than a rebase may set it.
         self.baseline = min(max(self.baseline or probed, probed), probed * REBASE_AT_MOST)
         self.value = probe.value_before
         self._round_trip, self._stretch = None, None
@@ -223,9 +231,15 @@ class InFlightLimit:
             self._cuts_in_a_row = 0
 
     def _rebase(self, latency: float) -> None:
-        if self._probed is not None:
-            latency = min(latency, self._probed * REBASE_AT_MOST)
+        if self._probed is not None and latency > self._probed * REBASE_AT_MOST:
+            # Far from the last probe: the next moment of the shortest period says whether the
+            # provider is slower for good (the other senders, as far from theirs, probe then too).
+            latency, self._probe_soon = self._probed * REBASE_AT_MOST, True
         self.baseline = latency
+
+    def _start_probe(self, *, shared: bool) -> None:
+        self._probe, self._probe_soon = _Probe(self.value, shared=shared), False
+        self.value = float(self.minimum)
 
     def _decrease(self) -> None:
         if self._probe is not None:
@@ -235,10 +249,11 @@ class InFlightLimit:
 
 
 class _Probe:
-    __slots__ = ("value_before", "drained_at", "answers")
+    __slots__ = ("value_before", "shared", "drained_at", "answers")
 
-    def __init__(self, value_before: float):
+    def __init__(self, value_before: float, *, shared: bool):
         self.value_before = value_before  # the limit to come back to
+        self.shared = shared  # at a moment every sender of the provider surely probes too
         self.drained_at: float | None = None  # when no more than the minimum was in flight
         self.answers = _RoundTrip(MIN_ROUND_TRIP_ANSWERS)
 

@@ -187,10 +187,11 @@ def test_latency_that_falls_with_the_cuts_is_our_own_queue_and_keeps_its_baselin
     assert adaptive.baseline == pytest.approx(0.05)
 
 
-def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float) -> None:
-    """The next probe moment comes; the requests in flight then drain, and those sent after answer."""
-    clock.advance(PROBE_EVERY)
+def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float, *, after: float = PROBE_EVERY) -> None:
+    """A probe moment comes `after` seconds; the requests in flight drain, and those sent after answer."""
+    clock.advance(after)
     adaptive.on_answer(latency, in_flight=adaptive.limit)  # the first answer after the moment
+    assert adaptive.limit == adaptive.minimum
     adaptive.on_answer(latency, in_flight=adaptive.minimum)  # drained
     clock.advance(latency)
     answered_at(adaptive, latency, MIN_ROUND_TRIP_ANSWERS, in_flight=adaptive.minimum)
@@ -258,6 +259,35 @@ def test_once_a_probe_finds_the_provider_slower_the_probes_come_as_seldom_as_its
         limits.append(adaptive.limit)
 
     assert adaptive.minimum not in limits  # the next probe is 100 round trips away
+
+
+def test_a_rebase_past_the_bound_brings_the_next_probe_to_the_next_moment_of_the_shortest_period():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.5, 100)  # a probe every 80 s
+    probe(clock, adaptive, 0.5, after=40.0)  # 1040 s
+    for _ in range(REBASE_AFTER_CUTS):  # four times slower, and cuts do not bring it down
+        answered_at(adaptive, 2.0, adaptive.limit, in_flight=10)
+    assert adaptive.baseline == pytest.approx(0.5 * REBASE_AT_MOST)
+
+    clock.advance(PROBE_EVERY)
+    adaptive.on_answer(2.0, in_flight=adaptive.limit)
+
+    assert adaptive.limit == adaptive.minimum  # at 1045 s, not 1120 s
+
+
+def test_only_a_probe_every_sender_surely_shares_may_find_the_provider_slower():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.03, 100)  # a probe every 5 s; a sender a little slower: every 10 s
+    probe(clock, adaptive, 0.03)  # 1005 s: the first
+    probe(clock, adaptive, 0.035)  # 1010 s: a moment of 10 s too, every sender probes
+    assert adaptive.baseline == pytest.approx(0.035)
+
+    probe(clock, adaptive, 0.045)  # 1015 s: maybe alone, beside the others' queue
+    assert adaptive.baseline == pytest.approx(0.035)
+    probe(clock, adaptive, 0.045)  # 1020 s: every sender again
+    assert adaptive.baseline == pytest.approx(0.045)
 
 
 def test_senders_started_apart_probe_at_the_same_moments_of_the_wall_clock():
