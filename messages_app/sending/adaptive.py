@@ -53,8 +53,8 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 STRETCH_AFTER_HELD = 4
 # A probe costs about one round trip at the minimum: one every PROBE_EVERY seconds, or every
 # PROBE_ROUND_TRIPS round trips (the last probe's, or a faster one since) when those are longer, the
-# period doubled until it is. Senders that measure nearly the same latency then pick the same period, and
-# the moments of a longer period are moments of the shorter too.
+# period doubled until it is. Senders that measure nearly the same latency then pick the same
+# period, and the moments of a longer period are moments of the shorter too.
 PROBE_EVERY = 5.0
 PROBE_ROUND_TRIPS = 100
 # The baseline is held at most this many times the last probe's latency: a rebase (a stretch, or cuts
@@ -149,8 +149,8 @@ class InFlightLimit:
 
     def _probe_moment(self) -> tuple[float, float]:
         """The latest moment of the probes' period, on the clock every sender reads, and the period."""
-        period = PROBE_EVERY
-        while not self._probe_soon and self._lowest is not None and period < PROBE_ROUND_TRIPS * self._lowest:
+        period, round_trip = PROBE_EVERY, None if self._probe_soon else self._lowest
+        while round_trip is not None and period < PROBE_ROUND_TRIPS * round_trip:
             period *= 2
         return self._wall() // period * period, period
 
@@ -170,9 +170,9 @@ class InFlightLimit:
             return
         self._probe, measured = None, probe.answers.mean
         # A probe maybe alone met the others' queue: it may say the provider is faster, not slower.
-        if probe.shared or self._probed is None:
+        if probe.shared or self._probed is None or measured < self._probed:
             self._probed = measured
-        self._probed = self._lowest = probed = min(self._probed, measured)
+        probed = self._lowest = self._probed
         # No lower than the provider's own latency, no higher than a rebase may set it.
         self.baseline = min(max(self.baseline or probed, probed), probed * REBASE_AT_MOST)
         self.value = probe.value_before
