@@ -62,12 +62,16 @@ PROBE_ROUND_TRIPS = 100
 # provider's. Not tighter: where the provider shares our CPU, its latency grows long before its
 # throughput stops growing (`make bench`, latency phase at 50 ms).
 REBASE_AT_MOST = 1.75
+# A moment more than this and a round trip past was slept through (no answers, nothing sent): the
+# others are done probing, and one alone would measure their queue.
+PROBE_LATE = 1.0
 
 
 class InFlightLimit:
     """Starts at half of `initial` (not below `minimum`) and doubles every round trip (slow
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
-    up to `maximum` while latency stays near its baseline."""
+    up to `maximum` while latency stays near its baseline. At the probes' moments it drops to
+    `minimum` for about two round trips."""
 
     def __init__(
         self,
@@ -108,16 +112,18 @@ class InFlightLimit:
     def on_answer(self, latency: float, *, in_flight: int) -> None:
         """An answer came back in time (accepted or refused): latency says whether it queued."""
         if self._probe is not None:
-            self._probing(latency, in_flight)
+            self._probing(latency)
             return
         if self.baseline is not None:
             moment, period = self._probe_moment()
             if moment > self._probed_at:
                 self._probed_at = moment
-                # Senders a little apart in latency may pick periods a step apart: only at a moment
-                # of twice the period are all of them surely probing together.
-                self._start_probe(shared=moment % (2 * period) == 0)
-                return
+                late = self._wall() - moment
+                if late <= PROBE_LATE + (self.latency or 0.0):
+                    # Senders a little apart in latency may pick periods a step apart: only at a
+                    # moment of twice the period are all of them surely probing together.
+                    self._start_probe(shared=moment % (2 * period) == 0, late=late)
+                    return
         if self._round_trip is None:
             # About one round trip of answers when the limit is in use.
             self._round_trip = _RoundTrip(max(MIN_ROUND_TRIP_ANSWERS, self.limit))
@@ -154,27 +160,25 @@ class InFlightLimit:
             period *= 2
         return self._wall() // period * period, period
 
-    def _probing(self, latency: float, in_flight: int) -> None:
-        """During a probe: once no more than the minimum is in flight, the answers to requests sent
-        after tell the latency with no queue of ours."""
+    def _probing(self, latency: float) -> None:
+        """During a probe: the answers to requests sent once every sender's requests from before the
+        moment have been answered tell the latency with no queue of ours. The limit stays at the
+        minimum a round trip more, while the others gather theirs."""
         probe, now = self._probe, self._clock()
         assert probe is not None
-        if probe.drained_at is None:
-            if in_flight <= self.minimum:
-                probe.drained_at = now
-            return
         if now - latency < probe.drained_at:
             return  # sent before the queue was drained
         probe.answers.add(latency)
-        if probe.answers.answers < probe.answers.size:
+        if probe.answers.answers < probe.answers.size or now < probe.drained_at + 2 * probe.answers.mean:
             return
         self._probe, measured = None, probe.answers.mean
-        # A probe maybe alone met the others' queue: it may say the provider is faster, not slower.
-        if probe.shared or self._probed is None or measured < self._probed:
+        if probe.shared:
             self._probed = measured
+            self.baseline = max(self.baseline or measured, measured)  # the provider may be slower now
+        elif self._probed is None or measured < self._probed:
+            self._probed = measured  # maybe alone, beside the others' queue: faster, never slower
         probed = self._lowest = self._probed
-        # No lower than the provider's own latency, no higher than a rebase may set it.
-        self.baseline = min(max(self.baseline or probed, probed), probed * REBASE_AT_MOST)
+        self.baseline = min(self.baseline or probed, probed * REBASE_AT_MOST)
         self.value = probe.value_before
         self._round_trip, self._stretch = None, None
         self._held_in_a_row = self._cuts_in_a_row = 0
@@ -235,10 +239,15 @@ class InFlightLimit:
             # Far from the last probe: the next moment of the shortest period says whether the
             # provider is slower for good (the other senders, as far from theirs, probe then too).
             latency, self._probe_soon = self._probed * REBASE_AT_MOST, True
+            self._probed_at = max(self._probed_at, self._wall() // PROBE_EVERY * PROBE_EVERY)
         self.baseline = latency
 
-    def _start_probe(self, *, shared: bool) -> None:
-        self._probe, self._probe_soon = _Probe(self.value, shared=shared), False
+    def _start_probe(self, *, shared: bool, late: float) -> None:
+        """`late`: seconds since the moment. By a round trip after it, every sender's requests from
+        before have been answered."""
+        drained_at = self._clock() - late + (self.latency or 0.0)
+        self._probe = _Probe(self.value, shared=shared, drained_at=drained_at)
+        self._probe_soon = False
         self.value = float(self.minimum)
 
     def _decrease(self) -> None:
@@ -251,10 +260,10 @@ class InFlightLimit:
 class _Probe:
     __slots__ = ("value_before", "shared", "drained_at", "answers")
 
-    def __init__(self, value_before: float, *, shared: bool):
+    def __init__(self, value_before: float, *, shared: bool, drained_at: float):
         self.value_before = value_before  # the limit to come back to
         self.shared = shared  # at a moment every sender of the provider surely probes too
-        self.drained_at: float | None = None  # when no more than the minimum was in flight
+        self.drained_at = drained_at  # on `clock`: when the provider's queue is empty of what came before
         self.answers = _RoundTrip(MIN_ROUND_TRIP_ANSWERS)
 
 

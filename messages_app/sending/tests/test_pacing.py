@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from messages_app.sending.adaptive import (
+    BACKOFF,
     GROWTH_PER_ANSWER,
     MIN_ROUND_TRIP_ANSWERS,
     PROBE_EVERY,
@@ -187,32 +188,30 @@ def test_latency_that_falls_with_the_cuts_is_our_own_queue_and_keeps_its_baselin
     assert adaptive.baseline == pytest.approx(0.05)
 
 
-def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float, *, after: float = PROBE_EVERY) -> None:
-    """A probe moment comes `after` seconds; the requests in flight drain, and those sent after answer."""
-    clock.advance(after)
+def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float, *, at: float | None = None) -> None:
+    """The probe moment `at` (by default the next of 5 s) comes; every sender's requests from before
+    are answered, then those sent after, each in `latency`."""
+    moment = (clock() // PROBE_EVERY + 1) * PROBE_EVERY if at is None else at
+    clock.advance(moment + 0.01 - clock())
     adaptive.on_answer(latency, in_flight=adaptive.limit)  # the first answer after the moment
     assert adaptive.limit == adaptive.minimum
-    adaptive.on_answer(latency, in_flight=adaptive.minimum)  # drained
-    clock.advance(latency)
+    clock.advance(adaptive.latency + 2 * latency + 1e-6)  # every sender drained, and a round trip held
     answered_at(adaptive, latency, MIN_ROUND_TRIP_ANSWERS, in_flight=adaptive.minimum)
 
 
 def test_at_a_probe_moment_the_limit_drops_to_its_floor_until_requests_sent_after_have_answered():
-    clock = FakeClock(start=1001.0)
+    clock = FakeClock(start=1005.5)
     adaptive = limit(clock)
-    answered_at(adaptive, 0.04, 100)  # the fastest round trip sets the probes' period
-    answered_at(adaptive, 0.3, 100)  # queued behind other senders' requests
+    answered_at(adaptive, 0.04, 100)  # the fastest round trip sets the probes' period: 5 s
+    answered_at(adaptive, 0.3, 200)  # queued behind other senders' requests
     before = adaptive.limit
 
-    clock.advance(PROBE_EVERY)
+    clock.advance(PROBE_EVERY)  # 1010.5 s: half a second past the moment
     adaptive.on_answer(0.3, in_flight=100)
     assert adaptive.limit == adaptive.minimum
-    answered_at(adaptive, 0.3, 50, in_flight=60)  # still draining
-    adaptive.on_answer(0.3, in_flight=adaptive.minimum)
-    answered_at(adaptive, 0.3, 50, in_flight=adaptive.minimum)  # sent before it was drained
-    assert adaptive.limit == adaptive.minimum
-    clock.advance(0.05)
-    answered_at(adaptive, 0.05, MIN_ROUND_TRIP_ANSWERS - 1, in_flight=adaptive.minimum)
+    answered_at(adaptive, 0.3, 50)  # sent at 1010.2 s, before every sender's queue was answered
+    clock.advance(0.35)
+    answered_at(adaptive, 0.05, MIN_ROUND_TRIP_ANSWERS - 1)
     assert adaptive.limit == adaptive.minimum
 
     adaptive.on_answer(0.05, in_flight=adaptive.minimum)
@@ -222,7 +221,7 @@ def test_at_a_probe_moment_the_limit_drops_to_its_floor_until_requests_sent_afte
 
 
 def test_a_probe_sets_the_baseline_even_higher_when_the_provider_is_slower_for_good():
-    clock = FakeClock(start=1001.0)
+    clock = FakeClock(start=1006.0)  # its probe at 1010 s, a moment every sender shares
     adaptive = limit(clock)
     answered_at(adaptive, 0.04, 100)
 
@@ -265,15 +264,18 @@ def test_a_rebase_past_the_bound_brings_the_next_probe_to_the_next_moment_of_the
     clock = FakeClock(start=1001.0)
     adaptive = limit(clock)
     answered_at(adaptive, 0.5, 100)  # a probe every 80 s
-    probe(clock, adaptive, 0.5, after=40.0)  # 1040 s
+    probe(clock, adaptive, 0.5, at=1040.0)
+    clock.advance(20.0)  # 1061.5 s
     for _ in range(REBASE_AFTER_CUTS):  # four times slower, and cuts do not bring it down
         answered_at(adaptive, 2.0, adaptive.limit, in_flight=10)
     assert adaptive.baseline == pytest.approx(0.5 * REBASE_AT_MOST)
+    adaptive.on_answer(2.0, in_flight=adaptive.limit)
+    assert adaptive.limit > adaptive.minimum  # not for 1060 s, a moment already past
 
     clock.advance(PROBE_EVERY)
     adaptive.on_answer(2.0, in_flight=adaptive.limit)
 
-    assert adaptive.limit == adaptive.minimum  # at 1045 s, not 1120 s
+    assert adaptive.limit == adaptive.minimum  # at 1065 s, not 1120 s
 
 
 def test_only_a_probe_every_sender_surely_shares_may_find_the_provider_slower():
@@ -288,6 +290,22 @@ def test_only_a_probe_every_sender_surely_shares_may_find_the_provider_slower():
     assert adaptive.baseline == pytest.approx(0.035)
     probe(clock, adaptive, 0.045)  # 1020 s: every sender again
     assert adaptive.baseline == pytest.approx(0.045)
+
+
+def test_an_overload_during_a_probe_cuts_what_the_limit_comes_back_to():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)
+    before = adaptive.value
+
+    clock.advance(4.5)  # 1005.5 s: a probe
+    adaptive.on_answer(0.04, in_flight=100)
+    assert adaptive.limit == adaptive.minimum
+    adaptive.on_overload()  # a timeout meanwhile
+    clock.advance(1.0)
+    answered_at(adaptive, 0.04, MIN_ROUND_TRIP_ANSWERS)
+
+    assert adaptive.limit == int(before * BACKOFF)
 
 
 def test_senders_started_apart_probe_at_the_same_moments_of_the_wall_clock():
@@ -306,7 +324,8 @@ def test_senders_started_apart_probe_at_the_same_moments_of_the_wall_clock():
             if adaptive.limit == adaptive.minimum:
                 probing_since.setdefault(name, clock())
 
-    assert probing_since["first"] == probing_since["second"] == pytest.approx(1005.0)
+    assert probing_since["first"] == probing_since["second"]
+    assert 1005.0 <= probing_since["first"] < 1005.1
 
 
 def test_a_rebase_goes_no_higher_than_a_little_over_the_last_probe():
