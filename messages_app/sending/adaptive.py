@@ -10,9 +10,9 @@ the lowest recent latency). A 429, a timeout or a 5xx backs it off as well.
 Senders sharing a provider each see the queue the others add, which one sender cannot tell from the
 provider's own latency: each would take it for the provider's and rebase, and their limits would
 ratchet up together. So at the same moments of the wall clock every sender drops its limit to the
-minimum until requests sent after have been answered: together they drain the provider's queue, and
-the mean latency of those answers is the provider's own (BBR's ProbeRTT). The baseline is held
-between it and REBASE_AT_MOST times it until the next probe.
+minimum: together they drain the provider's queue, and the mean latency of the requests sent once
+it is drained is the provider's own (BBR's ProbeRTT). The baseline is held between it and
+REBASE_AT_MOST times it until the next probe.
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
 accepted just before is the estimate; cut by a tenth on a 429 (once a second at most), grown
