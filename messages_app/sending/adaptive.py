@@ -10,8 +10,8 @@ the lowest recent latency). A 429, a timeout or a 5xx backs it off as well.
 Senders sharing a provider each see the queue the others add, which one sender cannot tell from the
 provider's own latency: each would take it for the provider's and rebase, and their limits would
 ratchet up together. So at the same moments of the wall clock every sender drops its limit to the
-minimum: together they drain the provider's queue, and the mean latency of the requests sent once
-it is drained is the provider's own (BBR's ProbeRTT). The baseline is held between it and
+minimum until requests sent after have been answered: together they drain the provider's queue, and
+the mean latency of those answers is the provider's own (BBR's ProbeRTT). The baseline is held between it and
 REBASE_AT_MOST times it until the next probe.
 
 `LearnedRate`: when nobody configured the provider's rate and it answers 429, the rate it
@@ -71,7 +71,7 @@ class InFlightLimit:
     """Starts at half of `initial` (not below `minimum`) and doubles every round trip (slow
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
     up to `maximum` while latency stays near its baseline. At the probes' moments it drops to
-    `minimum` for about two round trips."""
+    `minimum` for about a round trip."""
 
     def __init__(
         self,
@@ -112,7 +112,7 @@ class InFlightLimit:
     def on_answer(self, latency: float, *, in_flight: int) -> None:
         """An answer came back in time (accepted or refused): latency says whether it queued."""
         if self._probe is not None:
-            self._probing(latency)
+            self._probing(latency, in_flight)
             return
         if self.baseline is not None:
             moment, period = self._probe_moment()
@@ -122,7 +122,7 @@ class InFlightLimit:
                 if late <= PROBE_LATE + (self.latency or 0.0):
                     # Senders a little apart in latency may pick periods a step apart: only at a
                     # moment of twice the period are all of them surely probing together.
-                    self._start_probe(shared=moment % (2 * period) == 0, late=late)
+                    self._start_probe(shared=moment % (2 * period) == 0)
                     return
         if self._round_trip is None:
             # About one round trip of answers when the limit is in use.
@@ -160,16 +160,19 @@ class InFlightLimit:
             period *= 2
         return self._wall() // period * period, period
 
-    def _probing(self, latency: float) -> None:
-        """During a probe: the answers to requests sent once every sender's requests from before the
-        moment have been answered tell the latency with no queue of ours. The limit stays at the
-        minimum a round trip more, while the others gather theirs."""
+    def _probing(self, latency: float, in_flight: int) -> None:
+        """During a probe: once no more than the minimum is in flight, the answers to requests sent
+        after tell the latency with no queue of ours."""
         probe, now = self._probe, self._clock()
         assert probe is not None
+        if probe.drained_at is None:
+            if in_flight <= self.minimum:
+                probe.drained_at = now
+            return
         if now - latency < probe.drained_at:
             return  # sent before the queue was drained
         probe.answers.add(latency)
-        if probe.answers.answers < probe.answers.size or now < probe.drained_at + 2 * probe.answers.mean:
+        if probe.answers.answers < probe.answers.size:
             return
         self._probe, measured = None, probe.answers.mean
         if probe.shared:
@@ -242,12 +245,8 @@ class InFlightLimit:
             self._probed_at = max(self._probed_at, self._wall() // PROBE_EVERY * PROBE_EVERY)
         self.baseline = latency
 
-    def _start_probe(self, *, shared: bool, late: float) -> None:
-        """`late`: seconds since the moment. By a round trip after it, every sender's requests from
-        before have been answered."""
-        drained_at = self._clock() - late + (self.latency or 0.0)
-        self._probe = _Probe(self.value, shared=shared, drained_at=drained_at)
-        self._probe_soon = False
+    def _start_probe(self, *, shared: bool) -> None:
+        self._probe, self._probe_soon = _Probe(self.value, shared=shared), False
         self.value = float(self.minimum)
 
     def _decrease(self) -> None:
@@ -260,10 +259,10 @@ class InFlightLimit:
 class _Probe:
     __slots__ = ("value_before", "shared", "drained_at", "answers")
 
-    def __init__(self, value_before: float, *, shared: bool, drained_at: float):
+    def __init__(self, value_before: float, *, shared: bool):
         self.value_before = value_before  # the limit to come back to
         self.shared = shared  # at a moment every sender of the provider surely probes too
-        self.drained_at = drained_at  # on `clock`: when the provider's queue is empty of what came before
+        self.drained_at: float | None = None  # when no more than the minimum was in flight
         self.answers = _RoundTrip(MIN_ROUND_TRIP_ANSWERS)
 
 

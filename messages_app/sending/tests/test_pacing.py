@@ -195,7 +195,8 @@ def probe(clock: FakeClock, adaptive: InFlightLimit, latency: float, *, at: floa
     clock.advance(moment + 0.01 - clock())
     adaptive.on_answer(latency, in_flight=adaptive.limit)  # the first answer after the moment
     assert adaptive.limit == adaptive.minimum
-    clock.advance(adaptive.latency + 2 * latency + 1e-6)  # every sender drained, and a round trip held
+    adaptive.on_answer(latency, in_flight=adaptive.minimum)  # drained
+    clock.advance(latency + 1e-6)
     answered_at(adaptive, latency, MIN_ROUND_TRIP_ANSWERS, in_flight=adaptive.minimum)
 
 
@@ -209,9 +210,12 @@ def test_at_a_probe_moment_the_limit_drops_to_its_floor_until_requests_sent_afte
     clock.advance(PROBE_EVERY)  # 1010.5 s: half a second past the moment
     adaptive.on_answer(0.3, in_flight=100)
     assert adaptive.limit == adaptive.minimum
-    answered_at(adaptive, 0.3, 50)  # sent at 1010.2 s, before every sender's queue was answered
-    clock.advance(0.35)
-    answered_at(adaptive, 0.05, MIN_ROUND_TRIP_ANSWERS - 1)
+    answered_at(adaptive, 0.3, 50, in_flight=60)  # still draining
+    adaptive.on_answer(0.3, in_flight=adaptive.minimum)
+    answered_at(adaptive, 0.3, 50, in_flight=adaptive.minimum)  # sent before it was drained
+    assert adaptive.limit == adaptive.minimum
+    clock.advance(0.05 + 1e-6)
+    answered_at(adaptive, 0.05, MIN_ROUND_TRIP_ANSWERS - 1, in_flight=adaptive.minimum)
     assert adaptive.limit == adaptive.minimum
 
     adaptive.on_answer(0.05, in_flight=adaptive.minimum)
@@ -302,8 +306,9 @@ def test_an_overload_during_a_probe_cuts_what_the_limit_comes_back_to():
     adaptive.on_answer(0.04, in_flight=100)
     assert adaptive.limit == adaptive.minimum
     adaptive.on_overload()  # a timeout meanwhile
+    adaptive.on_answer(0.04, in_flight=adaptive.minimum)  # drained
     clock.advance(1.0)
-    answered_at(adaptive, 0.04, MIN_ROUND_TRIP_ANSWERS)
+    answered_at(adaptive, 0.04, MIN_ROUND_TRIP_ANSWERS, in_flight=adaptive.minimum)
 
     assert adaptive.limit == int(before * BACKOFF)
 
