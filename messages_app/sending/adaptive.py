@@ -51,9 +51,9 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 # see whether the latency follows (our own queue: back to where it was) or not (the latency is not
 # ours, e.g. a machine busy with something else, and becomes the new baseline).
 STRETCH_AFTER_HELD = 4
-# A probe costs about one round trip at the minimum: one every PROBE_EVERY seconds, or every
-# PROBE_ROUND_TRIPS round trips (the last probe's, or a faster one since) when those are longer, the
-# period doubled until it is. Senders that measure nearly the same latency then pick the same
+# A probe sends at the minimum for about two round trips (the drain, then the answers it waits
+# for): one every PROBE_EVERY seconds, or every PROBE_ROUND_TRIPS round trips (the last probe's, or a
+# faster one since) when those are longer, the period doubled until it is. Senders that measure nearly the same latency then pick the same
 # period, and the moments of a longer period are moments of the shorter too.
 PROBE_EVERY = 5.0
 PROBE_ROUND_TRIPS = 100
@@ -71,7 +71,7 @@ class InFlightLimit:
     """Starts at half of `initial` (not below `minimum`) and doubles every round trip (slow
     start) up to `initial`, or until latency climbs; from there it grows by a quarter per round trip
     up to `maximum` while latency stays near its baseline. At the probes' moments it drops to
-    `minimum` for about a round trip."""
+    `minimum` for about two round trips."""
 
     def __init__(
         self,
