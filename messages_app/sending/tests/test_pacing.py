@@ -296,6 +296,29 @@ def test_only_a_probe_every_sender_surely_shares_may_find_the_provider_slower():
     assert adaptive.baseline == pytest.approx(0.045)
 
 
+def test_a_first_probe_not_every_sender_shares_does_not_raise_the_baseline():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)
+
+    probe(clock, adaptive, 0.06)  # 1005 s: not a moment of 10 s, maybe alone beside the others' queue
+
+    assert adaptive.baseline == pytest.approx(0.04)
+
+
+def test_a_moment_slept_through_is_skipped_and_the_next_one_probed():
+    clock = FakeClock(start=1001.0)
+    adaptive = limit(clock)
+    answered_at(adaptive, 0.04, 100)
+
+    clock.advance(12.0)  # 1013 s: idle since before 1005 and 1010
+    adaptive.on_answer(0.04, in_flight=adaptive.limit)
+    assert adaptive.limit > adaptive.minimum  # the others probed at 1010 s and are done
+    clock.advance(2.01)
+    adaptive.on_answer(0.04, in_flight=adaptive.limit)
+    assert adaptive.limit == adaptive.minimum  # 1015 s
+
+
 def test_an_overload_during_a_probe_cuts_what_the_limit_comes_back_to():
     clock = FakeClock(start=1001.0)
     adaptive = limit(clock)
