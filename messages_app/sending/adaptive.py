@@ -53,8 +53,9 @@ REBASE_IF_LATENCY_KEPT = 0.9  # share of the highest latency since the cuts that
 STRETCH_AFTER_HELD = 4
 # A probe sends at the minimum for about two round trips (the drain, then the answers it waits
 # for): one every PROBE_EVERY seconds, or every PROBE_ROUND_TRIPS round trips (the last probe's, or a
-# faster one since) when those are longer, the period doubled until it is. Senders that measure nearly the same latency then pick the same
-# period, and the moments of a longer period are moments of the shorter too.
+# faster one since) when those are longer, the period doubled until it is. Senders that measure
+# nearly the same latency then pick the same period, and the moments of a longer period are moments
+# of the shorter too.
 PROBE_EVERY = 5.0
 PROBE_ROUND_TRIPS = 100
 # The baseline is held at most this many times the last probe's latency: a rebase (a stretch, or cuts

@@ -108,11 +108,13 @@ class Pacer:
         if not round_trip:  # no answer yet
             return limit
         rate = limit / round_trip  # as fast as the in-flight limit lets requests out
+        wanted = rate * (round_trip + 2 * FEED_SECONDS)
         if self.shared is not None or self._learned_limiter is not None:
             # A rate may bind first: room to double what this sender got lately, so that its share
-            # can grow, down to the floor of the in-flight limit.
+            # can grow, down to the floor of the in-flight limit; never more than twice the limit,
+            # since what is claimed waits for the rate, and a new mailing behind it.
             rate = min(rate, 2 * max(self.learned.recent_rate(), self.limit.minimum / round_trip))
-        wanted = rate * (round_trip + 2 * FEED_SECONDS)
+            wanted = min(2 * limit, rate * (round_trip + 2 * FEED_SECONDS))
         return max(self.limit.minimum, math.ceil(wanted))
 
     async def acquire(self) -> None:

@@ -568,3 +568,14 @@ def test_backlog_is_a_round_trip_of_sends_and_the_feed_until_the_next_claims(lat
         paced.limit.on_answer(latency, in_flight=50)  # a limit not in use keeps its value
 
     assert paced.backlog == backlog  # 200 / 5 s × (5 s + 2 × 0.25 s) = 220
+
+
+def test_with_a_rate_the_backlog_is_at_most_twice_the_limit():
+    clock = FakeClock()
+    learned = LearnedRate(clock=clock)
+    learned.rate = 20.0  # far below what 100 in flight at 50 ms would send
+    paced = Pacer(limit=limit(clock), learned=learned, clock=clock, sleep=clock.sleep)
+
+    answered_at(paced.limit, 0.05, 100, in_flight=10)
+
+    assert paced.backlog == 2 * paced.limit.limit  # what the rate lets out is claimed a little at a time
