@@ -108,14 +108,14 @@ class Pacer:
         if not round_trip:  # no answer yet
             return limit
         rate = limit / round_trip  # as fast as the in-flight limit lets requests out
-        wanted = rate * (round_trip + 2 * FEED_SECONDS)
+        most = math.inf
         if self.shared is not None or self._learned_limiter is not None:
             # A rate may bind first: room to double what this sender got lately, so that its share
             # can grow, down to the floor of the in-flight limit; never more than twice the limit,
             # since what is claimed waits for the rate, and a new mailing behind it.
             rate = min(rate, 2 * max(self.learned.recent_rate(), self.limit.minimum / round_trip))
-            wanted = min(2 * limit, rate * (round_trip + 2 * FEED_SECONDS))
-        return max(self.limit.minimum, math.ceil(wanted))
+            most = 2 * limit
+        return max(self.limit.minimum, math.ceil(min(most, rate * (round_trip + 2 * FEED_SECONDS))))
 
     async def acquire(self) -> None:
         """Wait until a request may start. Cancelled, it holds nothing."""
